@@ -1,0 +1,202 @@
+"""Typed, strict configuration.
+
+Every config is a frozen dataclass.  ``from_dict`` builds one from plain data
+(JSON/YAML) and refuses unknown keys, naming the full key path, so a typo in a
+config file is an error rather than a silently ignored setting.  The full config
+is saved inside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Type, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Size and shape of :class:`~biomd_core.model.VelocityNet`.
+
+    Attributes
+    ----------
+    c_single : width of per-atom single representation and trajectory tokens.
+    c_pair : width of the pair representation (pair bias source).
+    n_encoder_layers : graph-transformer layers of the start-frame encoder.
+    n_trunk_layers : trajectory blocks (spatial + temporal attention each).
+    n_heads : attention heads (``c_single`` must be divisible by it).
+    mlp_ratio : hidden width of transitions, as a multiple of ``c_single``.
+    n_rbf : radial basis functions for distances.
+    rbf_max_nm : largest distance resolved by the radial basis, nm.
+    attention : ``"dense"``, ``"sparse"`` or ``"auto"`` (dense up to ``dense_max_atoms``).
+    n_neighbors : neighbours per atom in sparse mode (nearest in the start frame).
+    dense_max_atoms : largest system run densely when ``attention="auto"``.
+    atom_chunk : atoms processed at once by sparse attention (bounds peak memory).
+    max_time_ps : scale of the time-offset embedding, ps (longer offsets still work).
+    """
+
+    c_single: int = 64
+    c_pair: int = 16
+    n_encoder_layers: int = 2
+    n_trunk_layers: int = 2
+    n_heads: int = 4
+    mlp_ratio: int = 2
+    n_rbf: int = 16
+    rbf_max_nm: float = 2.0
+    attention: str = "auto"
+    n_neighbors: int = 32
+    dense_max_atoms: int = 768
+    atom_chunk: int = 2048
+    max_time_ps: float = 10000.0
+
+    def __post_init__(self) -> None:
+        if self.c_single % self.n_heads:
+            raise ConfigError(f"network.c_single={self.c_single} is not divisible by n_heads={self.n_heads}")
+        if self.attention not in ("dense", "sparse", "auto"):
+            raise ConfigError(f"network.attention must be dense, sparse or auto, not {self.attention!r}")
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Flow-matching objective.
+
+    Attributes
+    ----------
+    parameterization : ``"abs"`` (absolute coordinates) or ``"rel"`` (displacement
+        from the anchor frame, frame 0 of each window).
+    coord_scale_nm : coordinates (or displacements) are divided by this before
+        noising, so the noise prior N(0, 1) matches the data scale, nm.
+    tau_sampling : ``"uniform"`` or ``"logit_normal"`` distribution of τ in training.
+    per_atom_tau_prob : probability that a training example draws τ per atom
+        (inpainting-like) instead of per frame.
+    sync_tau_prob : probability that all unknown entries share one τ (as in sampling).
+    known_frame_prob : probability that a frame beyond the task's known frames is
+        also known (teaches conditioning on arbitrary known sets).
+    bond_weight, clash_weight, centroid_weight : auxiliary loss weights.
+    clash_distance_nm : non-bonded pairs closer than this are penalised, nm.
+    """
+
+    parameterization: str = "rel"
+    coord_scale_nm: float = 0.3
+    tau_sampling: str = "logit_normal"
+    per_atom_tau_prob: float = 0.1
+    sync_tau_prob: float = 0.5
+    known_frame_prob: float = 0.0
+    bond_weight: float = 0.1
+    clash_weight: float = 0.05
+    centroid_weight: float = 0.1
+    clash_distance_nm: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.parameterization not in ("abs", "rel"):
+            raise ConfigError(f"flow.parameterization must be 'abs' or 'rel', not {self.parameterization!r}")
+        if self.tau_sampling not in ("uniform", "logit_normal"):
+            raise ConfigError(f"flow.tau_sampling must be 'uniform' or 'logit_normal', not {self.tau_sampling!r}")
+        if self.coord_scale_nm <= 0:
+            raise ConfigError("flow.coord_scale_nm must be positive")
+
+
+@dataclass(frozen=True)
+class TimeConfig:
+    """The time grid a model is trained on.
+
+    Attributes
+    ----------
+    frame_interval_ps : Δt between fine frames, ps.
+    coarse_stride : k; a coarse frame every k fine frames.
+    history_frames : h; known frames given to an autoregressive block.
+    block_frames : j; frames generated per autoregressive block.
+    """
+
+    frame_interval_ps: float = 1.0
+    coarse_stride: int = 10
+    history_frames: int = 1
+    block_frames: int = 8
+
+    def __post_init__(self) -> None:
+        if self.frame_interval_ps <= 0:
+            raise ConfigError("time.frame_interval_ps must be positive")
+        if self.coarse_stride < 1 or self.history_frames < 1 or self.block_frames < 1:
+            raise ConfigError("time.coarse_stride, history_frames and block_frames must be >= 1")
+
+    @property
+    def coarse_interval_ps(self) -> float:
+        """Time between coarse frames, ps."""
+        return self.frame_interval_ps * self.coarse_stride
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model: saved in every checkpoint."""
+
+    preset: str = "tiny"
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    time: TimeConfig = field(default_factory=TimeConfig)
+
+
+def from_dict(cls: Type[T], data: Mapping[str, Any], path: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping, refusing unknown keys.
+
+    Nested dataclass fields are built recursively.  Raises :class:`ConfigError`
+    naming the offending key path (e.g. ``network.c_singel``).
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(
+            f"unknown config key {where}{unknown[0]!r} for {cls.__name__}; known keys: {sorted(names)}"
+        )
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        sub = f"{path}.{key}" if path else key
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value, sub)
+        else:
+            kwargs[key] = _coerce(hint, value, sub)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, path: str) -> Any:
+    """Check a scalar against its annotation; ints are accepted for floats."""
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, str, bool) and not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"config key {path!r} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def to_dict(config: Any) -> dict:
+    """Plain-data (JSON-serialisable) form of a config dataclass."""
+    return dataclasses.asdict(config)
+
+
+def load_config(path: str | Path, cls: Type[T] = ModelConfig) -> T:  # type: ignore[assignment]
+    """Read a JSON or YAML config file strictly into ``cls``."""
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    else:
+        data = json.loads(text)
+    return from_dict(cls, data)
+
+
+def replace(config: T, **changes: Any) -> T:
+    """Copy of a frozen config with some fields changed (validated again)."""
+    return dataclasses.replace(config, **changes)

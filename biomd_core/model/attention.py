@@ -1,0 +1,117 @@
+"""Attention with pair bias over atoms (dense or neighbour list) and over frames.
+
+Shapes use B batch, T frames, N atoms, K neighbours per atom, H heads, D head
+width, C = H·D channels.  In dense mode K = N and neighbour k of atom i is atom
+k; in sparse mode ``neighbor_idx[b, i, k]`` names it.  Sparse attention runs in
+chunks of query atoms, so peak memory grows linearly with N.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+_MASK_VALUE = -1e9
+
+
+def gather_neighbors(values: torch.Tensor, neighbor_idx: torch.Tensor) -> torch.Tensor:
+    """Pick per-atom neighbour rows.
+
+    Parameters
+    ----------
+    values : ``[B, N, ...]``
+    neighbor_idx : ``[B, M, K]`` int64 in ``[0, N)``
+
+    Returns
+    -------
+    ``[B, M, K, ...]``
+    """
+    b, n = values.shape[0], values.shape[1]
+    flat = values.reshape([b * n] + list(values.shape[2:]))
+    offsets = (torch.arange(b, device=values.device) * n).view(b, 1, 1)
+    picked = flat.index_select(0, (neighbor_idx + offsets).reshape(-1))
+    return picked.reshape(list(neighbor_idx.shape) + list(values.shape[2:]))
+
+
+class PairBiasedAtomAttention(nn.Module):
+    """Multi-head attention among the atoms of each frame, biased by pair features.
+
+    ``forward(h [B,T,N,C], pair_bias [B,N,K,H], key_mask [B,N,K] bool,
+    neighbor_idx [B,N,K], dense) → [B,T,N,C]``.  ``pair_bias`` and the neighbour
+    list are shared by all frames (they come from the start frame).
+    """
+
+    def __init__(self, c: int, n_heads: int, atom_chunk: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.head_dim = c // n_heads
+        self.atom_chunk = atom_chunk
+        self.qkv = nn.Linear(c, 3 * c, bias=False)
+        self.gate = nn.Linear(c, c)
+        self.out = nn.Linear(c, c)
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        pair_bias: torch.Tensor,
+        key_mask: torch.Tensor,
+        neighbor_idx: torch.Tensor,
+        dense: bool,
+    ) -> torch.Tensor:
+        b, t, n, c = h.shape
+        q, k, v = self.qkv(h).view(b, t, n, 3, self.n_heads, self.head_dim).unbind(3)  # [B,T,N,H,D] each
+        bias = pair_bias.masked_fill(~key_mask.unsqueeze(-1), _MASK_VALUE)  # [B,N,K,H]
+        if dense:
+            attn_bias = bias.permute(0, 3, 1, 2).unsqueeze(1)  # [B,1,H,N,N]
+            o = nn.functional.scaled_dot_product_attention(
+                q.transpose(2, 3), k.transpose(2, 3), v.transpose(2, 3), attn_mask=attn_bias.to(q.dtype)
+            ).transpose(2, 3)  # [B,T,N,H,D]
+        else:
+            o = self._sparse(q, k, v, bias, neighbor_idx)
+        o = o.reshape(b, t, n, c) * torch.sigmoid(self.gate(h))
+        return self.out(o)
+
+    def _sparse(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, neighbor_idx: torch.Tensor
+    ) -> torch.Tensor:
+        """Neighbour-list attention, ``atom_chunk`` query atoms at a time."""
+        b, t, n, hh, d = q.shape
+        k_atoms = k.permute(0, 2, 1, 3, 4)  # [B,N,T,H,D]
+        v_atoms = v.permute(0, 2, 1, 3, 4)
+        scale = 1.0 / float(d) ** 0.5
+        outs: list[torch.Tensor] = []
+        for start in range(0, n, self.atom_chunk):
+            stop = min(start + self.atom_chunk, n)
+            idx = neighbor_idx[:, start:stop]  # [B,M,K]
+            kk = gather_neighbors(k_atoms, idx)  # [B,M,K,T,H,D]
+            vv = gather_neighbors(v_atoms, idx)
+            qq = q[:, :, start:stop].permute(0, 2, 1, 3, 4)  # [B,M,T,H,D]
+            scores = torch.einsum("bmthd,bmkthd->bmthk", qq, kk) * scale
+            scores = scores + bias[:, start:stop].permute(0, 1, 3, 2).unsqueeze(2)  # + [B,M,1,H,K]
+            weights = torch.softmax(scores, dim=-1)
+            outs.append(torch.einsum("bmthk,bmkthd->bmthd", weights, vv))
+        return torch.cat(outs, dim=1).permute(0, 2, 1, 3, 4)  # [B,T,N,H,D]
+
+
+class TemporalAttention(nn.Module):
+    """Attention of each atom across the frames of its trajectory window.
+
+    ``forward(h [B,T,N,C], time_bias [B,H,T,T]) → [B,T,N,C]``; ``time_bias`` is
+    learned from time differences so the block knows how far apart frames are.
+    """
+
+    def __init__(self, c: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.head_dim = c // n_heads
+        self.qkv = nn.Linear(c, 3 * c, bias=False)
+        self.gate = nn.Linear(c, c)
+        self.out = nn.Linear(c, c)
+
+    def forward(self, h: torch.Tensor, time_bias: torch.Tensor) -> torch.Tensor:
+        b, t, n, c = h.shape
+        qkv = self.qkv(h).view(b, t, n, 3, self.n_heads, self.head_dim).permute(3, 0, 2, 4, 1, 5)
+        q, k, v = qkv.unbind(0)  # [B,N,H,T,D]
+        o = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=time_bias.unsqueeze(1).to(q.dtype))
+        o = o.permute(0, 3, 1, 2, 4).reshape(b, t, n, c)
+        return self.out(o * torch.sigmoid(self.gate(h)))

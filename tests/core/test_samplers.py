@@ -1,0 +1,130 @@
+"""Samplers against known answers: Gaussian targets with closed-form velocities.
+
+No network is involved: :class:`GaussianProcessField` gives the exact velocity
+of a Gaussian target, so a correct sampler must reproduce the (conditional)
+mean and covariance, and keep known entries bit-exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from biomd_core.config import TimeConfig
+from biomd_core.sampling import HierarchicalSampler, SolverConfig, sample_window, schedules
+from biomd_core.sampling.analytic import GaussianProcessField, ou_autocorrelation, ou_kernel
+
+N_ATOMS = 2
+REPLICAS = 4000
+
+
+def correlated_atoms() -> torch.Tensor:
+    """A fixed, well-conditioned 2×2 atom correlation (so inpainting carries information)."""
+    return torch.tensor([[1.0, 0.8], [0.8, 1.0]], dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def target() -> GaussianProcessField:
+    mean = torch.tensor([[0.5, -0.2, 0.1], [1.0, 0.3, -0.4]], dtype=torch.float64)
+    return GaussianProcessField(ou_kernel(variance=0.8, correlation_time_ps=3.0), correlated_atoms(), mean)
+
+
+PLANS = {
+    "forecast": schedules.forecast(3, 1.0),
+    "autoregressive": schedules.autoregressive_block(2, 2, 1.0),
+    "interpolate": schedules.interpolate(2, 1.0),
+    "tps": schedules.transition_path(3, 2.5),
+    "inpaint": schedules.inpaint(3, 1.0, known_atoms=(1,)),
+}
+SOLVERS = {
+    "euler": SolverConfig("euler", n_steps=200),
+    "heun": SolverConfig("heun", n_steps=20),
+    "sde": SolverConfig("sde", n_steps=400, sde_gamma=1.0),
+}
+
+
+def one_draw(target: GaussianProcessField, plan, seed: int) -> torch.Tensor:
+    """One window drawn from the target, repeated for every replica: ``[R, T, N, 3]`` float64."""
+    mean, cov = target.window_distribution(plan.times(1)[0])
+    g = torch.Generator().manual_seed(seed)
+    draw = mean + torch.linalg.cholesky(cov) @ torch.randn(mean.shape[0], generator=g, dtype=torch.float64)
+    return draw.view(1, plan.n_frames, N_ATOMS, 3).expand(REPLICAS, -1, -1, -1).contiguous()
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("task", PLANS)
+def test_sampler_recovers_conditional_gaussian(target, task, solver):
+    plan = PLANS[task]
+    frames = one_draw(target, plan, seed=hash(task) % 1000)
+    out = sample_window(target, plan, frames, SOLVERS[solver], torch.Generator().manual_seed(1))
+
+    known = plan.known_mask(N_ATOMS)
+    assert torch.equal(out[:, known], frames[:, known]), "known entries must come back bit-exact"
+
+    u, cond_mean, cond_cov = target.conditional(plan.times(1)[0], known, frames[:1])
+    samples = out.reshape(REPLICAS, -1)[:, u].to(torch.float64)
+    std = cond_cov.diagonal().sqrt()
+    mean_err = (samples.mean(0) - cond_mean[0]).abs() / std
+    assert mean_err.max() < 0.12, f"mean off by {mean_err.max():.3f} standard deviations"
+    emp_cov = torch.cov(samples.T)
+    rel = torch.linalg.matrix_norm(emp_cov - cond_cov) / torch.linalg.matrix_norm(cond_cov)
+    assert rel < 0.1, f"covariance relative error {rel:.3f}"
+
+
+def test_known_entries_bit_exact_with_float32_and_noisy_unknowns(target):
+    plan = PLANS["inpaint"]
+    frames = torch.randn(8, plan.n_frames, N_ATOMS, 3, dtype=torch.float32) * 3.7 + 1e-3
+    out = sample_window(target, plan, frames, SolverConfig("heun", 4), torch.Generator().manual_seed(0))
+    known = plan.known_mask(N_ATOMS)
+    assert out.dtype == frames.dtype
+    assert torch.equal(out[:, known], frames[:, known])
+    assert not torch.equal(out[:, ~known], frames[:, ~known])
+
+
+def test_same_seed_same_samples_different_seed_differs(target):
+    plan = PLANS["forecast"]
+    frames = one_draw(target, plan, 3)[:16]
+    run = lambda seed: sample_window(target, plan, frames, SOLVERS["sde"], torch.Generator().manual_seed(seed))  # noqa: E731
+    assert torch.equal(run(5), run(5))
+    assert not torch.equal(run(5), run(6))
+
+
+def test_hierarchical_rollout_reproduces_ou_process():
+    """Coarse AR (Markov: one history frame is exact) + interpolation (an OU bridge) = the OU process."""
+    tau_c, variance = 20.0, 1.0
+    field = GaussianProcessField(ou_kernel(variance, tau_c), torch.eye(1, dtype=torch.float64), torch.zeros(1, 3))
+    time = TimeConfig(frame_interval_ps=1.0, coarse_stride=5, history_frames=1, block_frames=4)
+    sampler = HierarchicalSampler(field, time, SolverConfig("heun", 16))
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(2000, 1, 3, generator=g, dtype=torch.float64) * math.sqrt(variance)
+    traj = sampler.rollout(start, n_coarse=8, generator=g)  # [R, 41, 1, 3]
+    assert traj.shape == (2000, 41, 1, 3)
+    assert torch.equal(traj[:, 0], start)
+
+    x = traj[..., 0, :].to(torch.float64)  # [R, T, 3]
+    assert abs(x.var(dim=0).mean().item() - variance) < 0.05 * variance
+    for lag in (1, 3, 5, 10, 20):
+        corr = (x[:, lag:] * x[:, :-lag]).mean().item() / variance
+        assert abs(corr - ou_autocorrelation(lag, tau_c)) < 0.03, (lag, corr)
+
+
+def test_hierarchical_transition_path_keeps_end_states():
+    field = GaussianProcessField(ou_kernel(1.0, 10.0), torch.eye(2, dtype=torch.float64), torch.zeros(2, 3))
+    sampler = HierarchicalSampler(field, TimeConfig(1.0, 4, 1, 3), SolverConfig("heun", 8))
+    start, end = torch.zeros(3, 2, 3), torch.ones(3, 2, 3)
+    path = sampler.transition_path(start, end, n_coarse=3)
+    assert path.shape == (3, 13, 2, 3)
+    assert torch.equal(path[:, 0], start) and torch.equal(path[:, -1], end)
+    # The bridge's mean rises monotonically from one end state to the other.
+    means = path.mean(dim=(0, 2, 3))
+    assert means[6] > 0.2 and means[6] < 0.8
+
+
+def test_whole_number_of_frames_required():
+    field = GaussianProcessField(ou_kernel(1.0, 10.0), torch.eye(1, dtype=torch.float64), torch.zeros(1, 3))
+    sampler = HierarchicalSampler(field, TimeConfig(2.0, 5, 1, 2))
+    assert sampler.n_coarse_for(100.0) == 10
+    with pytest.raises(ValueError, match="whole number"):
+        sampler.n_coarse_for(101.0)
