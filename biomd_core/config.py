@@ -172,6 +172,8 @@ def from_dict(cls: Type[T], data: Mapping[str, Any], path: str = "") -> T:
 
 def _coerce(hint: Any, value: Any, path: str) -> Any:
     """Check a scalar against its annotation; ints are accepted for floats."""
+    if hint is dict and isinstance(value, Mapping):
+        return dict(value)
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if hint in (int, str, bool) and not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
@@ -200,3 +202,43 @@ def load_config(path: str | Path, cls: Type[T] = ModelConfig) -> T:  # type: ign
 def replace(config: T, **changes: Any) -> T:
     """Copy of a frozen config with some fields changed (validated again)."""
     return dataclasses.replace(config, **changes)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation settings.
+
+    Attributes
+    ----------
+    steps : optimiser steps
+    batch_size : windows per step
+    lr : peak learning rate (AdamW), reached after ``warmup_steps``, then cosine decay
+    weight_decay, grad_clip : AdamW decoupled decay; global gradient-norm clip
+    ema_decay : exponential moving average of weights (0 disables)
+    seed : seeds windows, noise, τ and initial weights
+    augment_rotations : random rigid rotation of every window
+    fine_fraction : share of windows at the fine stride (interpolation level)
+    task_weights : relative frequency of coarse-window tasks
+        (``forecast``, ``autoregressive``, ``tps``, ``inpaint``)
+    """
+
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 3e-4
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema_decay: float = 0.0
+    seed: int = 0
+    augment_rotations: bool = True
+    fine_fraction: float = 0.3
+    task_weights: dict = field(
+        default_factory=lambda: {"forecast": 1.0, "autoregressive": 1.0, "tps": 0.5, "inpaint": 0.25}
+    )
+
+    def __post_init__(self) -> None:
+        unknown = set(self.task_weights) - {"forecast", "autoregressive", "tps", "inpaint"}
+        if unknown:
+            raise ConfigError(f"unknown training task {sorted(unknown)[0]!r} in training.task_weights")
+        if not 0.0 <= self.fine_fraction <= 1.0:
+            raise ConfigError("training.fine_fraction must be in [0, 1]")

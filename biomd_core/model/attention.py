@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 _MASK_VALUE = -1e9
+#: Largest gathered key/value block (elements) in sparse attention: 2**25 floats = 128 MiB.
+_GATHER_BUDGET = 2**25
 
 
 def gather_neighbors(values: torch.Tensor, neighbor_idx: torch.Tensor) -> torch.Tensor:
@@ -46,6 +48,8 @@ class PairBiasedAtomAttention(nn.Module):
         self.n_heads = n_heads
         self.head_dim = c // n_heads
         self.atom_chunk = atom_chunk
+        self.mask_value = _MASK_VALUE
+        self.gather_budget = _GATHER_BUDGET
         self.qkv = nn.Linear(c, 3 * c, bias=False)
         self.gate = nn.Linear(c, c)
         self.out = nn.Linear(c, c)
@@ -60,7 +64,7 @@ class PairBiasedAtomAttention(nn.Module):
     ) -> torch.Tensor:
         b, t, n, c = h.shape
         q, k, v = self.qkv(h).view(b, t, n, 3, self.n_heads, self.head_dim).unbind(3)  # [B,T,N,H,D] each
-        bias = pair_bias.masked_fill(~key_mask.unsqueeze(-1), _MASK_VALUE)  # [B,N,K,H]
+        bias = pair_bias.masked_fill(~key_mask.unsqueeze(-1), self.mask_value)  # [B,N,K,H]
         if dense:
             attn_bias = bias.permute(0, 3, 1, 2).unsqueeze(1)  # [B,1,H,N,N]
             o = nn.functional.scaled_dot_product_attention(
@@ -74,14 +78,21 @@ class PairBiasedAtomAttention(nn.Module):
     def _sparse(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, neighbor_idx: torch.Tensor
     ) -> torch.Tensor:
-        """Neighbour-list attention, ``atom_chunk`` query atoms at a time."""
+        """Neighbour-list attention, a chunk of query atoms at a time.
+
+        The chunk is at most ``atom_chunk`` atoms and small enough that the
+        gathered keys ``[B, M, K, T, H, D]`` stay within a fixed budget, so peak
+        memory grows linearly with atoms whatever the window length.
+        """
         b, t, n, hh, d = q.shape
+        k_count = neighbor_idx.shape[-1]
+        chunk = max(1, min(self.atom_chunk, self.gather_budget // max(1, b * k_count * t * hh * d)))
         k_atoms = k.permute(0, 2, 1, 3, 4)  # [B,N,T,H,D]
         v_atoms = v.permute(0, 2, 1, 3, 4)
         scale = 1.0 / float(d) ** 0.5
         outs: list[torch.Tensor] = []
-        for start in range(0, n, self.atom_chunk):
-            stop = min(start + self.atom_chunk, n)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
             idx = neighbor_idx[:, start:stop]  # [B,M,K]
             kk = gather_neighbors(k_atoms, idx)  # [B,M,K,T,H,D]
             vv = gather_neighbors(v_atoms, idx)

@@ -97,6 +97,7 @@ class StartFrameEncoder(nn.Module):
         n_chem: int,
     ) -> None:
         super().__init__()
+        self.max_residue_offset = MAX_RESIDUE_OFFSET
         self.atoms = AtomEmbedding(c, vocab_sizes[0], vocab_sizes[1], vocab_sizes[2], n_roles, n_chem)
         self.rbf = RadialBasis(n_rbf, rbf_max_nm)
         self.pair_dist = nn.Linear(n_rbf, c_pair, bias=False)
@@ -129,11 +130,11 @@ class StartFrameEncoder(nn.Module):
         """
         s = self.atoms(element, atom_name, residue_name, role, chem, chirality)
         res_j = torch.gather(residue_index, 1, neighbor_idx.reshape(neighbor_idx.shape[0], -1)).view(neighbor_idx.shape)
-        offset = (res_j - residue_index.unsqueeze(-1)).clamp(-MAX_RESIDUE_OFFSET, MAX_RESIDUE_OFFSET)
+        offset = (res_j - residue_index.unsqueeze(-1)).clamp(-self.max_residue_offset, self.max_residue_offset)
         z = (
             self.pair_dist(self.rbf(dist_nm))
             + self.pair_hops(hops)
-            + self.pair_residue(offset + MAX_RESIDUE_OFFSET)
+            + self.pair_residue(offset + self.max_residue_offset)
             + self.pair_from_left(s).unsqueeze(2)
             + gather_neighbors(self.pair_from_right(s), neighbor_idx)
         )

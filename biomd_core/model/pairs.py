@@ -53,7 +53,7 @@ def neighbor_distances(pos_nm: torch.Tensor, neighbor_idx: torch.Tensor) -> torc
     return torch.linalg.vector_norm(nbr - pos_nm.unsqueeze(2), dim=-1)
 
 
-def lookup_hops(neighbor_idx: torch.Tensor, topo_pairs: torch.Tensor, n_atoms: int) -> torch.Tensor:
+def lookup_hops(neighbor_idx: torch.Tensor, topo_pairs: torch.Tensor, n_atoms: int, far_hops: int = 4) -> torch.Tensor:
     """Bond-graph distance of each neighbour pair, clipped to :data:`FAR_HOPS`.
 
     Parameters
@@ -63,9 +63,12 @@ def lookup_hops(neighbor_idx: torch.Tensor, topo_pairs: torch.Tensor, n_atoms: i
         orders present; padding rows are ``-1``.
     n_atoms : N
 
+    far_hops : value for pairs not listed (:data:`FAR_HOPS`; an argument because
+        TorchScript cannot read module globals)
+
     Returns
     -------
-    ``[B, N, K]`` int64: 0 for the atom itself, 1–3 for bonded paths, 4 otherwise.
+    ``[B, N, K]`` int64: 0 for the atom itself, 1–3 for bonded paths, ``far_hops`` otherwise.
     """
     b, n, k = neighbor_idx.shape
     device = neighbor_idx.device
@@ -78,7 +81,7 @@ def lookup_hops(neighbor_idx: torch.Tensor, topo_pairs: torch.Tensor, n_atoms: i
     keys, hops = keys[order], hops[order]
     rows = torch.arange(n, device=device).view(1, n, 1)
     query = (batch.view(b, 1, 1) * n_atoms + rows) * n_atoms + neighbor_idx  # [B,N,K]
-    out = torch.full_like(neighbor_idx, FAR_HOPS)
+    out = torch.full_like(neighbor_idx, far_hops)
     if keys.numel() > 0:
         pos = torch.searchsorted(keys, query.reshape(-1)).clamp(max=keys.numel() - 1)
         found = keys[pos] == query.reshape(-1)

@@ -27,3 +27,16 @@ def get_preset(name: str) -> NetworkConfig:
         return PRESETS[name]
     except KeyError:
         raise KeyError(f"unknown model preset {name!r}; known presets: {sorted(PRESETS)}") from None
+
+
+def preset_parameter_count(name: str) -> int:
+    """Parameters of a preset built with the default vocabularies, on the meta device (no memory)."""
+    import torch
+
+    from ..config import ModelConfig
+    from ..featurize import DEFAULT_VOCABULARIES
+    from .biomd import BioMDModel
+
+    with torch.device("meta"):
+        model = BioMDModel(ModelConfig(preset=name, network=get_preset(name)), DEFAULT_VOCABULARIES)
+    return model.n_parameters()

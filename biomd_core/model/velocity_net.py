@@ -85,7 +85,7 @@ class VelocityNet(nn.Module):
         return n_atoms <= self.dense_max_atoms
 
     @torch.jit.export
-    def encode(
+    def encode_invariant(
         self,
         start_nm: torch.Tensor,
         element: torch.Tensor,
@@ -98,11 +98,11 @@ class VelocityNet(nn.Module):
         topo_pairs: torch.Tensor,
         atom_mask: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Encode the start frame.
+        """SE(3)-invariant encoding of the start frame (mirror images differ).
 
         Parameters
         ----------
-        start_nm : ``[B, N, 3]`` nm, centred
+        start_nm : ``[B, N, 3]`` nm
         element, atom_name, residue_name, role, residue_index : ``[B, N]`` int64
         chem : ``[B, N, F]`` float
         chiral_neighbors : ``[B, N, 3]`` int64 (``-1`` where undefined)
@@ -122,10 +122,32 @@ class VelocityNet(nn.Module):
         s, z = self.encoder(
             element, atom_name, residue_name, role, chem, chirality, residue_index, dist, hops, key_mask, neighbor_idx, dense
         )
-        # The trunk is not rotation-equivariant (rotations are learned by augmentation);
-        # it gets the start frame's coordinates to orient its output.
-        s = s + self.start_coord_in(start_nm / self.coord_scale_nm)
         return s, z, neighbor_idx, key_mask
+
+    @torch.jit.export
+    def encode(
+        self,
+        start_nm: torch.Tensor,
+        element: torch.Tensor,
+        atom_name: torch.Tensor,
+        residue_name: torch.Tensor,
+        role: torch.Tensor,
+        chem: torch.Tensor,
+        residue_index: torch.Tensor,
+        chiral_neighbors: torch.Tensor,
+        topo_pairs: torch.Tensor,
+        atom_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`encode_invariant` plus the start frame's (centred) coordinates in ``s``.
+
+        The trunk is not rotation-equivariant (rotations are learned through
+        augmentation), so it needs the start frame's orientation to orient its
+        output.  Inputs and outputs as in :meth:`encode_invariant`.
+        """
+        s, z, neighbor_idx, key_mask = self.encode_invariant(
+            start_nm, element, atom_name, residue_name, role, chem, residue_index, chiral_neighbors, topo_pairs, atom_mask
+        )
+        return s + self.start_coord_in(start_nm / self.coord_scale_nm), z, neighbor_idx, key_mask
 
     @torch.jit.export
     def denoise(

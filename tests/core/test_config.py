@@ -1,0 +1,37 @@
+"""Strict configs: unknown keys and wrong types are errors that name the key."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from biomd_core.config import ConfigError, ModelConfig, TrainingConfig, from_dict, load_config, to_dict
+
+
+def test_round_trip():
+    cfg = ModelConfig()
+    assert from_dict(ModelConfig, json.loads(json.dumps(to_dict(cfg)))) == cfg
+
+
+def test_unknown_nested_key_names_its_path():
+    with pytest.raises(ConfigError, match="network.*c_singel"):
+        from_dict(ModelConfig, {"network": {"c_singel": 3}})
+
+
+def test_wrong_type_and_invalid_values():
+    with pytest.raises(ConfigError, match="n_heads"):
+        from_dict(ModelConfig, {"network": {"n_heads": "four"}})
+    with pytest.raises(ConfigError, match="parameterization"):
+        from_dict(ModelConfig, {"flow": {"parameterization": "polar"}})
+    with pytest.raises(ConfigError, match="task"):
+        from_dict(TrainingConfig, {"task_weights": {"forcast": 1.0}})
+
+
+def test_yaml_and_json_files(tmp_path):
+    (tmp_path / "m.yaml").write_text("time:\n  frame_interval_ps: 2\n  coarse_stride: 5\n")
+    cfg = load_config(tmp_path / "m.yaml")
+    assert cfg.time.coarse_interval_ps == 10.0
+    (tmp_path / "bad.json").write_text(json.dumps({"flow": {"oops": 1}}))
+    with pytest.raises(ConfigError, match="oops"):
+        load_config(tmp_path / "bad.json")

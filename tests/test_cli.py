@@ -1,0 +1,33 @@
+"""The ``biomd`` command line."""
+
+from __future__ import annotations
+
+import json
+
+from openmm_biomd.cli import main
+
+
+def test_presets_json(capsys):
+    assert main(["presets", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"tiny", "small", "paper"}
+    assert rows["tiny"]["parameters"] <= 1_000_000
+    assert abs(rows["paper"]["parameters"] - 341e6) / 341e6 < 0.05
+
+
+def test_presets_table(capsys):
+    assert main(["presets"]) == 0
+    assert "paper" in capsys.readouterr().out
+
+
+def test_export_of_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert main(["export", "--model", str(tmp_path / "nope.safetensors"), "--out", str(tmp_path / "x")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_export_command_writes_archives(tmp_path, tiny_model):
+    from biomd_core.io import save_model
+
+    save_model(tiny_model, tmp_path / "m.safetensors")
+    assert main(["export", "--model", str(tmp_path / "m.safetensors"), "--out", str(tmp_path / "ts")]) == 0
+    assert (tmp_path / "ts" / "velocity_net.pt").exists() and (tmp_path / "ts" / "sampler_step.pt").exists()
