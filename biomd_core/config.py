@@ -46,7 +46,7 @@ class NetworkConfig:
     c_single: int = 64
     c_pair: int = 16
     n_encoder_layers: int = 2
-    n_trunk_layers: int = 2
+    n_trunk_layers: int = 3
     n_heads: int = 4
     mlp_ratio: int = 2
     n_rbf: int = 16
@@ -161,13 +161,21 @@ def from_dict(cls: Type[T], data: Mapping[str, Any], path: str = "") -> T:
         )
     kwargs = {}
     for key, value in data.items():
-        hint = hints[key]
         sub = f"{path}.{key}" if path else key
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = from_dict(hint, value, sub)
-        else:
-            kwargs[key] = _coerce(hint, value, sub)
+        kwargs[key] = _build(hints[key], value, sub)
     return cls(**kwargs)
+
+
+def _build(hint: Any, value: Any, path: str) -> Any:
+    """A value for annotation ``hint``: nested dataclasses and tuples of them are built strictly."""
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, path)
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {path!r} must be a list, got {value!r}")
+        item = typing.get_args(hint)[0]
+        return tuple(_build(item, v, f"{path}[{i}]") for i, v in enumerate(value))
+    return _coerce(hint, value, path)
 
 
 def _coerce(hint: Any, value: Any, path: str) -> Any:
@@ -182,8 +190,8 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
 
 
 def to_dict(config: Any) -> dict:
-    """Plain-data (JSON-serialisable) form of a config dataclass."""
-    return dataclasses.asdict(config)
+    """Plain-data (JSON-serialisable) form of a config dataclass (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
 def load_config(path: str | Path, cls: Type[T] = ModelConfig) -> T:  # type: ignore[assignment]

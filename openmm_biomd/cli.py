@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -41,6 +42,50 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train or fine-tune a model from a run config; resumes when the run directory has checkpoints."""
+    from biomd_core.training.run import load_run_config, run_training
+
+    summary = run_training(load_run_config(args.config), args.out, progress=not args.quiet)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
+        print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Pure generative trajectories (no OpenMM relaxation) for a bundled system or a structure."""
+    from openmm_biomd.sample import SampleRequest, run_sample
+
+    request = SampleRequest(
+        model=args.model, system=args.system, structure=args.structure, time=args.time, task=args.task,
+        end=args.end, reference=args.reference, reference_topology=args.reference_topology, known=args.known,
+        replicas=args.replicas, seed=args.seed, solver=args.solver, ode_steps=args.ode_steps,
+    )
+    print(json.dumps(run_sample(request, Path(args.out)), indent=2))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Metrics of generated trajectories against reference MD: JSON, markdown report, plots."""
+    from openmm_biomd.evaluate import EvaluateRequest, run_evaluate
+
+    request = EvaluateRequest(
+        generated=args.generated, reference=args.reference, system=args.system,
+        energy_frames=args.energy_frames, minimise_iterations=args.minimise_iterations,
+    )
+    print(json.dumps(run_evaluate(request, Path(args.out)), indent=2))
+    return 0
+
+
+def cmd_reproduce_weights(args: argparse.Namespace) -> int:
+    """Reproduce a shipped model from scratch: MD data, training, rollouts, evaluation, model card."""
+    from openmm_biomd.recipes import reproduce
+
+    facts = reproduce(args.name, args.root, install=args.install, progress=not args.quiet)
+    print(json.dumps(facts["quality"], indent=2, default=str))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Train a tiny model on a process with a known answer, sample from it, report."""
     from biomd_core.demo import run_engine_demo
@@ -50,10 +95,124 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate_data(args: argparse.Namespace) -> int:
+    """Plain-MD (or metadynamics dissociation) training data for a bundled system or the user's own inputs."""
+    from openmm_biomd.data import BUNDLED_SYSTEMS, generate_dissociation, generate_md, parse_time_ps, resume_md
+
+    if args.list_systems:
+        for name, s in BUNDLED_SYSTEMS.items():
+            print(f"{name:<18} Δt {s.frame_interval_ps:g} ps  ligand {s.ligand_residue or '-':<4} {s.description}")
+        return 0
+    log = None if args.quiet else sys.stderr
+    common = {"platform": args.platform, "threads": args.threads, "log": log}
+    if args.resume:
+        if args.dissociation:
+            raise ValueError("--resume continues plain-MD runs; rerun the same --dissociation command to add missing seeds")
+        meta = resume_md(
+            args.resume,
+            time_ps=parse_time_ps(args.time) if args.time else None,
+            replicas=args.replicas,
+            chunk_frames=args.chunk_frames,
+            max_chunks=args.max_chunks,
+            **common,
+        )
+        print(json.dumps(_data_report(meta, args.resume), indent=2))
+        return 0
+    if args.inputs:
+        from openmm_biomd.data import load_input_files
+
+        extra = {"implicit_solvent": args.implicit_solvent} if args.implicit_solvent else {}
+        system = load_input_files(args.inputs, forcefield=args.forcefield or (), constraints=args.constraints, **extra)
+        name, default_interval_ps = system.description["name"], 1.0
+    else:
+        if args.forcefield or args.implicit_solvent:
+            raise ValueError("--forcefield and --implicit-solvent apply to --inputs, not to bundled systems")
+        name = args.system
+        bundled = BUNDLED_SYSTEMS.get(name)
+        system, default_interval_ps = name, (bundled.frame_interval_ps if bundled else 1.0)
+    if not args.time:
+        raise ValueError("give --time (production time per replica, or the longest metadynamics run), e.g. --time 2ns")
+    settings = {
+        "frame_interval_ps": parse_time_ps(args.frame_interval) if args.frame_interval else default_interval_ps,
+        "temperature_k": args.temperature,
+        "timestep_fs": parse_time_ps(args.timestep) * 1000.0,
+        "friction_per_ps": args.friction,
+        "seed": args.seed,
+        "equilibration_ps": parse_time_ps(args.equilibration),
+    }
+    if args.dissociation:
+        out = args.out or f"runs/dissociation/{name}"
+        summary = generate_dissociation(
+            system, out, ligand_selection=args.ligand, pocket_selection=args.pocket, n_seeds=args.n_seeds,
+            max_time_ps=parse_time_ps(args.time), height_kj_mol=args.height, bias_factor=args.bias_factor,
+            sigma_nm=args.sigma, deposit_interval_ps=parse_time_ps(args.deposit_interval),
+            exit_distance_nm=args.exit_distance, pocket_radius_nm=args.pocket_radius, **settings, **common,
+        )
+        keys = ("status", "n_dissociated", "mean_time_to_dissociation_ps", "wall_s")
+        print(json.dumps({"out": str(out), **{k: summary[k] for k in keys}, "seeds": len(summary["results"])}, indent=2))
+        return 0
+    out = args.out or f"runs/data/{name}"
+    meta = generate_md(
+        system, out, time_ps=parse_time_ps(args.time), replicas=args.replicas or 1,
+        chunk_frames=args.chunk_frames or 100, max_chunks=args.max_chunks, **settings, **common,
+    )
+    print(json.dumps(_data_report(meta, out), indent=2))
+    return 0
+
+
+def _data_report(meta: dict, out: str) -> dict:
+    keys = ("status", "system", "frames_per_replica", "frame_interval_ps", "platform", "wall_s", "ns_per_day")
+    return {"out": str(out), **{k: meta[k] for k in keys}}
+
+
+def _add_generate_data_arguments(p: argparse.ArgumentParser) -> None:
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--system", help="bundled system (see --list-systems)")
+    source.add_argument(
+        "--inputs", nargs="+", metavar="FILE",
+        help="your inputs: a.prmtop a.inpcrd | system.xml state.xml top.pdb | x.pdb (with --forcefield) | x.top x.gro",
+    )
+    source.add_argument("--resume", metavar="DIR", help="continue a run from its metadata (--time/--replicas extend it)")
+    source.add_argument("--list-systems", action="store_true", help="list the bundled systems and exit")
+    p.add_argument("--forcefield", nargs="+", metavar="XML", help="force-field XMLs for a PDB, e.g. amber14-all.xml implicit/obc2.xml")
+    p.add_argument("--implicit-solvent", choices=["HCT", "OBC1", "OBC2", "GBn", "GBn2"], help="for Amber/GROMACS inputs")
+    p.add_argument("--constraints", default="HBonds", choices=["none", "HBonds", "AllBonds", "HAngles"])
+    p.add_argument("--out", help="run directory (default runs/data/NAME or runs/dissociation/NAME); rerun to resume")
+    p.add_argument("--time", help="production time per replica (or longest metadynamics run), e.g. 200ps, 2ns")
+    p.add_argument("--frame-interval", help="time between frames, a whole number of steps (default: the system's)")
+    p.add_argument("--replicas", type=int, help="independent replicas (default 1)")
+    p.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
+    p.add_argument("--timestep", default="2fs", help="integrator step (default 2fs)")
+    p.add_argument("--friction", type=float, default=1.0, help="Langevin friction, 1/ps (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="master seed (replica/seed i gets its own)")
+    p.add_argument("--equilibration", default="10ps", help="MD after minimisation before the first frame (default 10ps)")
+    p.add_argument("--chunk-frames", type=int, help="frames per DCD chunk and checkpoint (default 100)")
+    p.add_argument("--max-chunks", type=int, help="stop after this many chunks (resume later)")
+    p.add_argument("--platform", help="OpenMM platform (default CUDA if present, else CPU)")
+    p.add_argument("--threads", type=int, help="CPU platform threads (default 1 for tiny systems, else all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    meta = p.add_argument_group("dissociation by well-tempered metadynamics (--dissociation)")
+    meta.add_argument("--dissociation", action="store_true", help="metadynamics on the ligand-pocket distance")
+    meta.add_argument("--ligand", help="mdtraj selection of the ligand (default: the system's ligand residue)")
+    meta.add_argument("--pocket", help="mdtraj selection of the pocket (default: heavy atoms near the ligand)")
+    meta.add_argument("--n-seeds", type=int, default=10, help="independent runs (default 10)")
+    meta.add_argument("--height", type=float, default=2.0, help="initial hill height, kJ/mol (default 2)")
+    meta.add_argument("--bias-factor", type=float, default=10.0, help="well-tempered bias factor (default 10)")
+    meta.add_argument("--sigma", type=float, default=0.05, help="hill width, nm (default 0.05)")
+    meta.add_argument("--deposit-interval", default="1ps", help="time between hills (default 1ps)")
+    meta.add_argument("--exit-distance", type=float, default=1.0, help="stop once CV > bound CV + this, nm (default 1)")
+    meta.add_argument("--pocket-radius", type=float, default=0.5, help="pocket = heavy atoms this close to the ligand, nm")
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "presets": (cmd_presets, "list model presets with parameter counts"),
     "export": (cmd_export, "export a model to TorchScript (network + sampler step)"),
+    "train": (cmd_train, "train or fine-tune a model from a run config (resumable; torchrun for DDP)"),
+    "sample": (cmd_sample, "generate trajectories with a model alone (no OpenMM relaxation)"),
+    "evaluate": (cmd_evaluate, "metrics of generated trajectories against reference MD (JSON, report, plots)"),
+    "reproduce-weights": (cmd_reproduce_weights, "reproduce a shipped model from scratch (resumable)"),
     "demo": (cmd_demo, "train a tiny model on the fly and sample from it (engine demo)"),
+    "generate-data": (cmd_generate_data, "plain-MD or metadynamics-dissociation training data (chunked, resumable)"),
 }
 
 
@@ -70,11 +229,45 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "export":
             p.add_argument("--model", required=True, help="checkpoint path or shipped model name")
             p.add_argument("--out", required=True, help="output directory for the .pt archives")
+        elif name == "train":
+            p.add_argument("--config", required=True, help="run config (YAML or JSON)")
+            p.add_argument("--out", required=True, help="run directory (created; resumed if it exists)")
+            p.add_argument("--quiet", action="store_true", help="no progress bar")
+        elif name == "sample":
+            p.add_argument("--model", required=True, help="checkpoint path or shipped model name")
+            src = p.add_mutually_exclusive_group(required=True)
+            src.add_argument("--system", help="bundled system name (start structure)")
+            src.add_argument("--structure", help="start structure file (PDB, or anything mdtraj reads)")
+            p.add_argument("--time", required=True, help="duration, e.g. 10ns or 500ps")
+            p.add_argument("--task", default="forecast", choices=("forecast", "interpolate", "tps", "inpaint"))
+            p.add_argument("--end", help="end structure (interpolate, tps)")
+            p.add_argument("--reference", help="trajectory of the known atoms, frames at the model's Δt (inpaint)")
+            p.add_argument("--reference-topology", help="topology of --reference when it has none")
+            p.add_argument("--known", help="mdtraj selection of the known atoms (inpaint)")
+            p.add_argument("--replicas", type=int, default=1)
+            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--solver", default="heun", choices=("euler", "heun", "sde"))
+            p.add_argument("--ode-steps", type=int, default=20, help="integration steps per window")
+            p.add_argument("--out", required=True, help="output directory")
+        elif name == "evaluate":
+            p.add_argument("--generated", required=True, help="a biomd sample output directory")
+            p.add_argument("--reference", required=True, help="a biomd generate-data run directory (MD the model never saw)")
+            p.add_argument("--system", help="bundled system for energies (default: the reference run's)")
+            p.add_argument("--energy-frames", type=int, default=40, help="frames minimised for the energy comparison")
+            p.add_argument("--minimise-iterations", type=int, default=50)
+            p.add_argument("--out", required=True, help="output directory")
+        elif name == "reproduce-weights":
+            p.add_argument("name", help="shipped model name (see biomd_core/weights)")
+            p.add_argument("--root", default="runs", help="working directory for data, training and evaluation")
+            p.add_argument("--install", action="store_true", help="copy weights and card into biomd_core/weights")
+            p.add_argument("--quiet", action="store_true")
         elif name == "demo":
             p.add_argument("--out", default="runs/demo", help="output directory")
             p.add_argument("--steps", type=int, default=1000, help="training steps")
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--quiet", action="store_true", help="no progress bar")
+        elif name == "generate-data":
+            _add_generate_data_arguments(p)
     return parser
 
 
@@ -83,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = COMMANDS[args.command][0]
     try:
         return handler(args)
-    except (ValueError, RuntimeError, KeyError, FileNotFoundError) as exc:
+    except (ValueError, RuntimeError, KeyError, FileNotFoundError, FloatingPointError) as exc:
         # User-facing errors: one clear line, no traceback.
         print(f"biomd {args.command}: error: {exc}", file=sys.stderr)
         return 2

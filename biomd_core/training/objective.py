@@ -24,29 +24,39 @@ def flow_matching_loss(
     plan: WindowPlan,
     generator: torch.Generator | None = None,
     augment: bool = True,
+    shard: slice | None = None,
+    net: torch.nn.Module | None = None,
 ) -> dict[str, torch.Tensor]:
     """Loss terms for windows ``frames_nm [B, T, N, 3]`` nm of ``system`` (``B`` rows).
 
-    Returns a dict with the weighted total ``loss`` and each term (``velocity``,
-    ``bond``, ``clash``, ``centroid``) for logging.
+    Random draws (rotations, τ, noise; on ``generator``'s device, CPU by
+    default) are made for the whole batch, then only the rows in ``shard`` are
+    used: data-parallel ranks sharing a seed thus split one global batch
+    exactly.  ``net`` replaces ``model.net`` in the forward pass (e.g. its DDP
+    wrapper).  Returns the weighted total ``loss`` and each term (``velocity``,
+    ``bond``, ``clash``, ``centroid``).
     """
     cfg = model.config.flow
     b, t, n, _ = frames_nm.shape
     device = frames_nm.device
+    rows = shard or slice(0, b)
+    rotation = random_rotations(b, generator) if augment else torch.eye(3).expand(b, 3, 3)
+    tau = sample_tau(plan.known_mask(n).expand(b, t, n), cfg, generator)
+    noise = torch.randn(b, t, n, 3, generator=generator)
+    frames_nm, rotation, tau, noise = frames_nm[rows], rotation[rows].to(device), tau[rows].to(device), noise[rows].to(device)
+    system = system.select(list(range(b))[rows]) if system.batch_size == b else system
+    b = frames_nm.shape[0]
     atom_mask = system.atom_mask
     # Padding atoms count as known: fixed, and outside every loss.
     known = plan.known_mask(n).to(device).expand(b, t, n) | ~atom_mask.unsqueeze(1)
-    anchor = frames_nm[:, plan.anchor_index]
-    rotation = random_rotations(b, generator).to(device) if augment else torch.eye(3, device=device).expand(b, 3, 3)
-    frames_nm, anchor = rotate_about_anchor(frames_nm, anchor, rotation, atom_mask)
+    tau = torch.where(known, torch.ones_like(tau), tau)
+    frames_nm, anchor = rotate_about_anchor(frames_nm, frames_nm[:, plan.anchor_index], rotation, atom_mask)
 
     space = make_space(cfg.parameterization, cfg.coord_scale_nm, atom_mask)
     y = space.encode(frames_nm, anchor)
-    tau = sample_tau(known, cfg, generator)
-    noise = torch.randn(y.shape, generator=generator, device=device)
     y_tau = torch.where(known.unsqueeze(-1), y, interpolate(y, noise, tau))
     t_ps = plan.times(b).to(device)
-    v = model.net(y_tau, tau, t_ps, anchor, *system.encoder_inputs())
+    v = (net or model.net)(y_tau, tau, t_ps, anchor, *system.encoder_inputs())
 
     terms = {"velocity": velocity_loss(v, y, noise, known, atom_mask)}
     x_hat = space.decode(clean_estimate(y_tau, v, tau), anchor)

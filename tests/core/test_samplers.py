@@ -128,3 +128,36 @@ def test_whole_number_of_frames_required():
     assert sampler.n_coarse_for(100.0) == 10
     with pytest.raises(ValueError, match="whole number"):
         sampler.n_coarse_for(101.0)
+
+
+def test_tasks_at_full_resolution_keep_what_is_given():
+    from biomd_core.sampling import tasks
+
+    atoms = torch.tensor([[1.0, 0.9], [0.9, 1.0]], dtype=torch.float64)
+    field = GaussianProcessField(ou_kernel(1.0, 10.0), atoms, torch.zeros(2, 3))
+    time = TimeConfig(frame_interval_ps=2.0, coarse_stride=3, history_frames=1, block_frames=2)
+    sampler = HierarchicalSampler(field, time, SolverConfig("heun", 6))
+    g = torch.Generator().manual_seed(0)
+    start, end = torch.randn(4, 2, 3, generator=g), torch.randn(4, 2, 3, generator=g)
+
+    out = tasks.forecast(sampler, start, duration_ps=20.0, generator=g)
+    assert out.shape == (4, 11, 2, 3) and torch.equal(out[:, 0], start)
+    path = tasks.transition_path(sampler, start, end, duration_ps=12.0, generator=g)
+    assert path.shape == (4, 7, 2, 3) and torch.equal(path[:, -1], end)
+    between = tasks.interpolate(field, time, start, end, 6.0, SolverConfig("heun", 6), g)
+    assert between.shape == (4, 4, 2, 3) and torch.equal(between[:, 0], start) and torch.equal(between[:, -1], end)
+    with pytest.raises(ValueError, match="tps"):
+        tasks.interpolate(field, time, start, end, 8.0, SolverConfig("heun", 6), g)
+    with pytest.raises(ValueError, match="whole coarse"):
+        tasks.transition_path(sampler, start, end, 8.0, g)
+    with pytest.raises(ValueError, match="whole number"):
+        tasks.forecast(sampler, start, 3.0, g)
+
+    reference = torch.randn(4, 10, 2, 3, generator=g, dtype=torch.float64)
+    filled = tasks.inpaint(sampler, reference, known_atoms=[0], generator=g)
+    assert filled.shape == (4, 10, 2, 3)
+    assert torch.equal(filled[:, :, 0], reference[:, :, 0]), "known atoms bit-exact in every frame"
+    assert torch.equal(filled[:, 0], reference[:, 0])
+    # The generated atom follows the known one it is correlated with (0.9).
+    corr = torch.corrcoef(torch.stack([filled[:, 1:, 0].reshape(-1), filled[:, 1:, 1].reshape(-1)]))[0, 1]
+    assert corr > 0.6

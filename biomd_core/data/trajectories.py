@@ -1,0 +1,200 @@
+"""Training data from MD trajectories on disk (DCD, XTC, HDF5, … via mdtraj).
+
+A :class:`DataSpec` names trajectory files of one system and its topology;
+:func:`load_dataset` reads them, keeps the modelled atoms, resamples frames to
+the model's Δt, optionally drops stretches where the ligand is not bound, and
+splits train/validation **by trajectory** (frames of one trajectory are
+correlated, so a frame split would leak).  Several specs (systems) can be
+combined; they are padded into one :class:`~biomd_core.model.SystemBatch`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..training.windows import TrajectorySet
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Trajectories of one system.
+
+    Attributes
+    ----------
+    trajectories : files readable by mdtraj, or directories whose trajectory
+        files (e.g. ``biomd generate-data``'s ``replica_000/chunk_*.dcd``) are the
+        consecutive chunks of one trajectory; globs allowed
+    topology : topology file (PDB, prmtop, …); for HDF5 trajectories it may be empty
+    frame_interval_ps : time between stored frames, ps; 0 reads it from the
+        ``metadata.json`` that ``biomd generate-data`` writes beside the replicas
+    selection : modelled atoms (see :func:`~biomd_core.featurize.featurize`)
+    ligand_sdf : optional SDF/mol2 with the ligand's bond orders
+    drop_unbound : keep only stretches where the ligand centroid stays within
+        ``bound_cutoff_nm`` of the pocket centroid (pocket: receptor heavy atoms
+        within 0.5 nm of the ligand in the first frame)
+    bound_cutoff_nm : see ``drop_unbound``
+    """
+
+    trajectories: tuple[str, ...] = ()
+    topology: str = ""
+    frame_interval_ps: float = 0.0
+    selection: str = "solute"
+    ligand_sdf: str = ""
+    drop_unbound: bool = False
+    bound_cutoff_nm: float = 0.6
+
+
+@dataclass
+class Dataset:
+    """Systems and their train/validation trajectories.
+
+    ``graphs[i]`` is the i-th system; trajectory sets index into it.
+    """
+
+    graphs: list
+    train: TrajectorySet
+    validation: TrajectorySet
+    provenance: dict = field(default_factory=dict)
+
+
+TRAJECTORY_SUFFIXES = (".dcd", ".xtc", ".trr", ".h5", ".nc", ".netcdf", ".lh5")
+
+
+def chunk_files(path: Path) -> list[Path]:
+    """The trajectory files making up ``path``: itself, or a directory's files in name order."""
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in TRAJECTORY_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"directory {path} holds no trajectory files ({', '.join(TRAJECTORY_SUFFIXES)})")
+    return files
+
+
+def data_frame_interval_ps(spec: "DataSpec", first: Path) -> float:
+    """The spec's frame interval, or the one ``biomd generate-data`` recorded for the run."""
+    if spec.frame_interval_ps > 0:
+        return spec.frame_interval_ps
+    import json
+
+    for meta in (first.parent / "metadata.json", first.parent.parent / "metadata.json"):
+        if meta.exists():
+            return float(json.loads(meta.read_text())["frame_interval_ps"])
+    raise ValueError(f"frame_interval_ps is not set for {first} and no generate-data metadata.json was found beside it")
+
+
+def expand_paths(patterns: tuple | list) -> list[Path]:
+    """Files matching each pattern, in sorted order; an unmatched pattern is an error."""
+    out: list[Path] = []
+    for pattern in patterns:
+        p = Path(pattern)
+        matches = sorted(p.parent.glob(p.name)) if any(c in p.name for c in "*?[") else [p]
+        matches = [m for m in matches if m.exists()]
+        if not matches:
+            raise FileNotFoundError(f"no trajectory file matches {pattern!r}")
+        out.extend(matches)
+    return out
+
+
+def resample_stride(data_interval_ps: float, model_interval_ps: float) -> int:
+    """Frames to skip so the data's interval becomes the model's Δt (must divide exactly)."""
+    ratio = model_interval_ps / data_interval_ps
+    if ratio < 1 - 1e-9 or abs(ratio - round(ratio)) > 1e-6:
+        raise ValueError(
+            f"the model's frame interval {model_interval_ps} ps is not a whole multiple of the data's "
+            f"{data_interval_ps} ps; write frames more often or choose a model Δt that is"
+        )
+    return int(round(ratio))
+
+
+def bound_segments(frames_nm: np.ndarray, ligand: np.ndarray, pocket: np.ndarray, cutoff_nm: float) -> list[slice]:
+    """Maximal runs of frames whose ligand–pocket centroid distance is at most ``cutoff_nm``.
+
+    ``frames_nm [F, N, 3]``; ``ligand``, ``pocket``: atom indices.
+    """
+    d = np.linalg.norm(frames_nm[:, ligand].mean(1) - frames_nm[:, pocket].mean(1), axis=-1)
+    bound = np.concatenate([[False], d <= cutoff_nm, [False]])
+    edges = np.flatnonzero(np.diff(bound.astype(int)))
+    return [slice(a, b) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def pocket_atoms(frame_nm: np.ndarray, graph, radius_nm: float = 0.5) -> np.ndarray:
+    """Non-ligand heavy atoms within ``radius_nm`` of any ligand atom (indices into modelled atoms)."""
+    lig = np.flatnonzero(graph.ligand_mask)
+    if len(lig) == 0:
+        raise ValueError("drop_unbound needs a ligand, but the selection has no ligand atoms")
+    heavy = np.array([e != "H" for e in graph.element_labels])
+    receptor = np.flatnonzero(~graph.ligand_mask & heavy)
+    d = np.linalg.norm(frame_nm[receptor, None] - frame_nm[None, lig], axis=-1).min(1)
+    pocket = receptor[d <= radius_nm]
+    if len(pocket) == 0:
+        raise ValueError(f"no receptor atom within {radius_nm} nm of the ligand in the first frame: is it bound?")
+    return pocket
+
+
+def load_system_trajectories(spec: DataSpec, model_interval_ps: float, vocabs=None) -> tuple[object, list[np.ndarray]]:
+    """Featurise a spec's system and read its trajectories as ``[F, N, 3]`` float32 nm at the model's Δt."""
+    import mdtraj
+
+    from ..featurize import featurize
+
+    files = expand_paths(spec.trajectories)
+    stride = resample_stride(data_frame_interval_ps(spec, files[0]), model_interval_ps)
+    top = spec.topology or None
+    first = mdtraj.load_frame(str(chunk_files(files[0])[0]), 0, top=top)
+    graph = featurize(first, selection=spec.selection, ligand_sdf=spec.ligand_sdf or None, vocabs=vocabs)
+    trajectories = []
+    for path in files:
+        # Chunks are joined before striding so the stride runs across chunk boundaries.
+        traj = mdtraj.join([mdtraj.load(str(f), top=first.topology) for f in chunk_files(path)], check_topology=False)[::stride]
+        if traj.unitcell_vectors is not None:
+            # Bonded geometry must be whole: undo wrapping across periodic boundaries.
+            traj.image_molecules(inplace=True)
+        frames = traj.xyz[:, graph.atom_indices].astype(np.float32)
+        if not np.isfinite(frames).all():
+            raise ValueError(f"{path} contains NaN or infinite coordinates")
+        if spec.drop_unbound:
+            pocket = pocket_atoms(frames[0], graph)
+            segments = bound_segments(frames, np.flatnonzero(graph.ligand_mask), pocket, spec.bound_cutoff_nm)
+            trajectories.extend(frames[s] for s in segments)
+        else:
+            trajectories.append(frames)
+    return graph, trajectories
+
+
+def split_by_trajectory(n: int, validation_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices of training and validation trajectories (at least one training trajectory)."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(validation_fraction * n))
+    n_val = min(n_val, n - 1)
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def load_dataset(
+    specs: list[DataSpec], model_interval_ps: float, validation_fraction: float = 0.1, seed: int = 0, vocabs=None
+) -> Dataset:
+    """Read every spec; split train/validation by trajectory, per system."""
+    graphs, train_frames, train_sys, val_frames, val_sys = [], [], [], [], []
+    provenance = {"systems": []}
+    for i, spec in enumerate(specs):
+        graph, trajs = load_system_trajectories(spec, model_interval_ps, vocabs)
+        graphs.append(graph)
+        train_idx, val_idx = split_by_trajectory(len(trajs), validation_fraction, seed + i)
+        train_frames += [trajs[j] for j in train_idx]
+        train_sys += [i] * len(train_idx)
+        val_frames += [trajs[j] for j in val_idx]
+        val_sys += [i] * len(val_idx)
+        provenance["systems"].append(
+            {
+                "trajectories": [str(p) for p in expand_paths(spec.trajectories)],
+                "topology": spec.topology,
+                "fingerprint": graph.fingerprint(),
+                "n_atoms": graph.n_atoms,
+                "train_frames": int(sum(len(trajs[j]) for j in train_idx)),
+                "validation_frames": int(sum(len(trajs[j]) for j in val_idx)),
+                "frame_interval_ps": model_interval_ps,
+            }
+        )
+    return Dataset(graphs, TrajectorySet(train_frames, train_sys), TrajectorySet(val_frames, val_sys), provenance)

@@ -1,0 +1,81 @@
+"""Resumable training checkpoints.
+
+Layout inside a run directory::
+
+    checkpoints/step_000500/model.safetensors   the model (a normal BioMD checkpoint)
+    checkpoints/step_000500/trainer.pt          optimiser, EMA, step, torch RNG (tensors only)
+    checkpoints/step_000500/rng.json            numpy RNG state
+    checkpoints/latest.json                     {"step": 500, "dir": "step_000500"}
+
+A step directory is complete before ``latest.json`` (written atomically) points
+to it, so a kill at any moment leaves the previous checkpoint usable.
+``trainer.pt`` is read with ``torch.load(weights_only=True)``: no code runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..io.checkpoint import CheckpointError, load_model, save_model
+
+LATEST = "latest.json"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_training_checkpoint(trainer, directory: Path, keep: int = 2) -> Path:
+    """Write the trainer's full state under ``directory``; keep the newest ``keep`` checkpoints."""
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"step_{trainer.step_count:07d}"
+    step_dir = directory / name
+    if step_dir.exists():
+        shutil.rmtree(step_dir)  # a leftover from a kill before latest.json named it
+    step_dir.mkdir()
+    save_model(trainer.model, step_dir / "model.safetensors")
+    state = trainer.state_dict()
+    numpy_state = state.pop("numpy_rng")
+    torch.save(state, step_dir / "trainer.pt")
+    (step_dir / "rng.json").write_text(json.dumps(numpy_state))
+    _atomic_write_text(directory / LATEST, json.dumps({"step": trainer.step_count, "dir": name}))
+    for old in sorted(p for p in directory.glob("step_*") if p.is_dir())[:-keep]:
+        shutil.rmtree(old)
+    return step_dir
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The step directory ``latest.json`` names, or None when there is no checkpoint."""
+    pointer = directory / LATEST
+    if not pointer.exists():
+        return None
+    try:
+        step_dir = directory / json.loads(pointer.read_text())["dir"]
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{pointer} is damaged ({exc}); delete it to restart from scratch") from exc
+    if not step_dir.exists():
+        raise CheckpointError(f"{pointer} names {step_dir.name}, which is missing")
+    return step_dir
+
+
+def restore_training_checkpoint(trainer, step_dir: Path) -> None:
+    """Load weights and trainer state from ``step_dir`` into ``trainer`` (in place)."""
+    model = load_model(step_dir / "model.safetensors")
+    if model.config != trainer.model.config:
+        raise CheckpointError(f"{step_dir}: the checkpoint's model config differs from this run's")
+    trainer.model.load_state_dict(model.state_dict())
+    try:
+        state = torch.load(step_dir / "trainer.pt", weights_only=True, map_location=trainer.device)
+        state["numpy_rng"] = json.loads((step_dir / "rng.json").read_text())
+    except Exception as exc:
+        raise CheckpointError(f"{step_dir}: trainer state cannot be read ({exc})") from exc
+    # The generator state must stay on the CPU whatever map_location did.
+    state["torch_generator"] = state["torch_generator"].cpu()
+    trainer.load_state_dict(state)

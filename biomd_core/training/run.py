@@ -1,0 +1,198 @@
+"""``biomd train --config FILE``: a whole training run, resumable.
+
+The run directory holds ``config.json`` (the run config), ``metrics.jsonl``
+(one JSON object per logged step, validation included), ``checkpoints/``
+(see :mod:`~biomd_core.training.checkpointing`), and at the end
+``model.safetensors`` (EMA weights when enabled) and ``summary.json``.
+Running the same command again resumes from the latest checkpoint; a
+different config in an existing run directory is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..config import ConfigError, ModelConfig, TrainingConfig, from_dict, to_dict
+from ..data.trajectories import DataSpec, load_dataset
+from ..io.checkpoint import save_model
+from . import checkpointing, distributed
+from .trainer import Trainer
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A training run.
+
+    Attributes
+    ----------
+    model : architecture, flow and time grid of a new model (ignored keys are errors)
+    init_from : checkpoint path or shipped model name to fine-tune; its
+        architecture, time grid and vocabularies are kept
+    training : optimisation settings
+    data : one entry per system
+    validation_fraction : share of each system's trajectories held out (by trajectory)
+    log_every, validate_every, checkpoint_every : in steps
+    device : ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``
+    amp : bfloat16 autocast on CUDA
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    init_from: str = ""
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    data: tuple[DataSpec, ...] = ()
+    validation_fraction: float = 0.1
+    log_every: int = 10
+    validate_every: int = 200
+    checkpoint_every: int = 200
+    device: str = "auto"
+    amp: bool = True
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read a YAML/JSON run config strictly; relative data paths are relative to the file.
+
+    ``model: {preset: small}`` without a ``network`` section takes the preset's
+    network; ``init_from`` (fine-tuning) and ``model`` together are an error.
+    """
+    import yaml
+
+    from ..model.presets import get_preset
+
+    path = Path(path)
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a run config is a mapping of sections")
+    if raw.get("init_from") and "model" in raw:
+        raise ConfigError(f"{path}: fine-tuning (init_from) keeps the checkpoint's model; remove the model section")
+    model = raw.get("model")
+    if isinstance(model, dict) and "network" not in model:
+        try:
+            raw["model"] = {**model, "network": to_dict(get_preset(model.get("preset", "tiny")))}
+        except KeyError as exc:
+            raise ConfigError(f"{path}: {exc.args[0]}") from None
+    config = from_dict(RunConfig, raw)
+    if not config.data:
+        raise ConfigError(f"{path}: the run config lists no data")
+    base = path.resolve().parent
+
+    def rel(p: str) -> str:
+        return p if not p or Path(p).is_absolute() else str(base / p)
+
+    specs = tuple(
+        DataSpec(**{**spec.__dict__, "trajectories": tuple(rel(t) for t in spec.trajectories),
+                    "topology": rel(spec.topology), "ligand_sdf": rel(spec.ligand_sdf)})
+        for spec in config.data
+    )
+    return RunConfig(**{**config.__dict__, "data": specs})
+
+
+def build_model(config: RunConfig):
+    """A new model, or the ``init_from`` checkpoint for fine-tuning."""
+    from ..featurize import DEFAULT_VOCABULARIES
+    from ..io.checkpoint import load_model
+    from ..model.biomd import BioMDModel
+
+    if config.init_from:
+        model = load_model(config.init_from)
+        model.provenance = {**model.provenance, "fine_tuned_from": config.init_from}
+        return model
+    torch.manual_seed(config.training.seed)
+    return BioMDModel(config.model, DEFAULT_VOCABULARIES)
+
+
+def run_training(config: RunConfig, out_dir: str | Path, progress: bool = True) -> dict:
+    """Train (or resume) into ``out_dir``; returns the summary."""
+    from ..model.system import batch_systems
+
+    out = Path(out_dir)
+    ctx = distributed.setup(config.device)
+    try:
+        _check_run_dir(out, config, ctx)
+        model = build_model(config)
+        data = load_dataset(
+            list(config.data), model.time.frame_interval_ps, config.validation_fraction,
+            config.training.seed, vocabs=model.vocabs,
+        )
+        model.provenance = {**model.provenance, "data": data.provenance, "training": to_dict(config.training)}
+        trainer = Trainer(
+            model, batch_systems(data.graphs), data.train, config.training, data.validation, ctx, config.amp
+        )
+        step_dir = checkpointing.latest_checkpoint(out / "checkpoints")
+        if step_dir is not None:
+            checkpointing.restore_training_checkpoint(trainer, step_dir)
+        return _loop(trainer, config, out, ctx, progress)
+    finally:
+        distributed.teardown(ctx)
+
+
+def _check_run_dir(out: Path, config: RunConfig, ctx) -> None:
+    saved = out / "config.json"
+    if saved.exists():
+        if json.loads(saved.read_text()) != to_dict(config):
+            raise ConfigError(
+                f"{out} holds a run with a different config; use a new --out directory, "
+                "or the same config to resume"
+            )
+    elif ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(to_dict(config), indent=2))
+    distributed.barrier(ctx)
+
+
+def _loop(trainer: Trainer, config: RunConfig, out: Path, ctx, progress: bool) -> dict:
+    metrics = out / "metrics.jsonl"
+    if ctx.is_main:
+        _truncate_metrics(metrics, trainer.step_count)
+    bar = None
+    if progress and ctx.is_main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.training.steps, initial=trainer.step_count, desc="training", unit="step")
+    start = time.perf_counter()
+    start_step = trainer.step_count
+    while trainer.step_count < config.training.steps:
+        record = trainer.train_step()
+        done = trainer.step_count
+        if done % config.validate_every == 0 or done == config.training.steps:
+            record.update(trainer.validate())
+        if ctx.is_main:
+            if done % config.log_every == 0 or "val_loss" in record:
+                with metrics.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+            if done % config.checkpoint_every == 0 or done == config.training.steps:
+                checkpointing.save_training_checkpoint(trainer, out / "checkpoints")
+            if bar is not None:
+                bar.update()
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+        distributed.barrier(ctx)
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - start
+    steps_run = trainer.step_count - start_step
+    summary = {
+        "steps": trainer.step_count,
+        "wall_s_this_session": wall,
+        "samples_per_s": steps_run * config.training.batch_size / wall if wall > 0 and steps_run else None,
+        "world_size": ctx.world_size,
+        "device": str(ctx.device),
+        "final": trainer.history[-1] if trainer.history else None,
+    }
+    if ctx.is_main:
+        final = trainer.averaged_model()
+        final.provenance = trainer.model.provenance
+        save_model(final, out / "model.safetensors")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop logged rows at or after ``step`` (a resumed run logs them again, once)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] < step]
+    path.write_text("".join(line + "\n" for line in keep))

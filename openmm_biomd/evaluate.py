@@ -1,0 +1,233 @@
+"""``biomd evaluate``: quality of generated trajectories against reference MD.
+
+Reads generated trajectories (a ``biomd sample`` output directory) and
+reference MD (a ``biomd generate-data`` run directory), computes the metrics
+of :mod:`biomd_core.evaluation.metrics` on the modelled atoms, the potential
+energy of frames after a short minimisation (OpenMM), and writes
+``metrics.json``, ``report.md`` and PNG plots into the output directory.
+
+Where the reference has several replicas, the same metrics between its two
+halves give the *floor*: what two independent MD runs of that length differ by.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from biomd_core.evaluation import metrics as M
+
+
+@dataclass(frozen=True)
+class EvaluateRequest:
+    """Inputs of an evaluation (paths as strings)."""
+
+    generated: str
+    reference: str
+    system: str | None = None
+    energy_frames: int = 40
+    minimise_iterations: int = 50
+    tica_lag_frames: int = 10
+
+
+def load_generated(directory: Path):
+    """All trajectories of a ``biomd sample`` output: list of mdtraj Trajectories (modelled atoms)."""
+    import mdtraj
+
+    top = directory / "topology.pdb"
+    files = [directory / "trajectory.dcd"] + sorted(directory.glob("replica_*.dcd"))
+    files = [f for f in files if f.exists()]
+    if not top.exists() or not files:
+        raise FileNotFoundError(f"{directory} is not a biomd sample output (needs topology.pdb and trajectory.dcd)")
+    return [mdtraj.load(str(f), top=str(top)) for f in files]
+
+
+def load_reference(directory: Path, n_atoms: int):
+    """Reference replicas restricted to the modelled atoms, and the run's metadata."""
+    from biomd_core.featurize import featurize
+
+    from .data.md import iter_replica_trajectories, read_metadata
+
+    meta = read_metadata(directory)
+    replicas = [t for t in iter_replica_trajectories(directory) if t.n_frames > 0]
+    if not replicas:
+        raise ValueError(f"{directory} holds no frames yet")
+    atoms = featurize(replicas[0].topology).atom_indices
+    if len(atoms) != n_atoms:
+        raise ValueError(
+            f"the reference models {len(atoms)} atoms but the generated trajectories have {n_atoms}: not the same system"
+        )
+    return [t.atom_slice(atoms) for t in replicas], meta, atoms
+
+
+def _halves(trajs: list) -> tuple[list, list]:
+    """Two independent halves of the reference: by replica when there are several, else by time."""
+    if len(trajs) >= 2:
+        mid = len(trajs) // 2
+        return trajs[:mid], trajs[mid:]
+    t = trajs[0]
+    return [t[: t.n_frames // 2]], [t[t.n_frames // 2 :]]
+
+
+def structural_metrics(gen: list, ref: list, tica_lag: int) -> dict:
+    """Distribution, flexibility, geometry and clash metrics of ``gen`` against ``ref`` (mdtraj lists)."""
+    from biomd_core.featurize import featurize
+
+    graph = featurize(ref[0].topology)
+    bonds = np.asarray(graph.bonds)
+    gen_xyz = np.concatenate([t.xyz for t in gen]).astype(np.float64)
+    ref_xyz = np.concatenate([t.xyz for t in ref]).astype(np.float64)
+    out: dict = {"generated_frames": int(len(gen_xyz)), "reference_frames": int(len(ref_xyz))}
+    out.update(M.geometry_errors(gen_xyz, ref_xyz, bonds))
+    heavy = np.flatnonzero(np.asarray(graph.element_labels) != "H")
+    ligand = np.flatnonzero(graph.ligand_mask)
+    protein = np.setdiff1d(heavy, ligand)
+    if len(protein) > 2:
+        out["protein_rmsf_pearson_r"] = M.pearson_r(M.rmsf(ref_xyz, protein)[protein], M.rmsf(gen_xyz, protein)[protein])
+    if len(ligand) > 2:
+        out["ligand_rmsf_pearson_r"] = M.pearson_r(M.rmsf(ref_xyz, ligand)[ligand], M.rmsf(gen_xyz, ligand)[ligand])
+        elements = list(graph.element_labels)
+        out["ligand_clash_score"] = M.clash_score(gen_xyz, M.clash_pairs(graph.n_atoms, bonds, (ligand, ligand)), elements)
+        if len(protein):
+            pairs = M.clash_pairs(graph.n_atoms, bonds, (protein, ligand))
+            out["protein_ligand_clash_score"] = M.clash_score(gen_xyz, pairs, elements)
+    try:
+        gen_angles = np.concatenate([M.ramachandran_angles(t) for t in gen])
+        ref_angles = np.concatenate([M.ramachandran_angles(t) for t in ref])
+    except ValueError:
+        features = lambda x: _distance_features(x, heavy)  # noqa: E731  (no backbone: TICA on distances)
+        out["tica_jsd"] = M.tica_jsd(features(ref_xyz), features(gen_xyz), tica_lag)
+        return out
+    out["ramachandran_jsd"] = M.ramachandran_jsd(gen_angles, ref_angles)
+    ref_feats = np.concatenate([M.torsion_features(M.ramachandran_angles(t)) for t in ref])
+    out["tica_jsd"] = M.tica_jsd(ref_feats, M.torsion_features(gen_angles), tica_lag)
+    half_a, half_b = _halves(ref)
+    a = np.concatenate([M.ramachandran_angles(t) for t in half_a])
+    b = np.concatenate([M.ramachandran_angles(t) for t in half_b])
+    out["ramachandran_jsd_md_floor"] = M.ramachandran_jsd(a, b)
+    out["_angles"] = (gen_angles, ref_angles)
+    return out
+
+
+def _distance_features(xyz: np.ndarray, atoms: np.ndarray, max_atoms: int = 40) -> np.ndarray:
+    pick = atoms[np.linspace(0, len(atoms) - 1, min(max_atoms, len(atoms))).astype(int)]
+    iu = np.triu_indices(len(pick), 1)
+    d = np.linalg.norm(xyz[:, pick, None] - xyz[:, None, pick], axis=-1)
+    return d[:, iu[0], iu[1]]
+
+
+def minimised_energies(system_name: str, atoms: np.ndarray, frames_nm: np.ndarray, iterations: int) -> np.ndarray:
+    """Potential energy (kJ/mol) of each frame after ``iterations`` of L-BFGS minimisation (CPU platform)."""
+    import openmm
+    from openmm import unit
+
+    from .data.systems import get_system
+
+    loaded = get_system(system_name).load()
+    if len(atoms) != loaded.system.getNumParticles():
+        raise ValueError("energies need every particle modelled (implicit solvent); this system has unmodelled atoms")
+    integrator = openmm.VerletIntegrator(0.001)
+    context = openmm.Context(loaded.system, integrator, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+    energies = []
+    for frame in frames_nm:
+        context.setPositions(np.ascontiguousarray(frame, dtype=np.float64))
+        openmm.LocalEnergyMinimizer.minimize(context, 10.0, iterations)
+        energies.append(context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+    return np.array(energies)
+
+
+def energy_metrics(system_name: str, atoms, gen: list, ref: list, n: int, iterations: int) -> dict:
+    rng = np.random.default_rng(0)
+    pick = lambda x: x[rng.choice(len(x), size=min(n, len(x)), replace=False)]  # noqa: E731
+    gen_e = minimised_energies(system_name, atoms, pick(np.concatenate([t.xyz for t in gen])), iterations)
+    ref_e = minimised_energies(system_name, atoms, pick(np.concatenate([t.xyz for t in ref])), iterations)
+    finite = np.isfinite(gen_e)
+    return {
+        "energy_generated_mean_kj_mol": float(np.mean(gen_e[finite])) if finite.any() else float("nan"),
+        "energy_reference_mean_kj_mol": float(np.mean(ref_e)),
+        "energy_reference_std_kj_mol": float(np.std(ref_e)),
+        "energy_generated_fraction_above_reference_p99": float(np.mean(gen_e > np.percentile(ref_e, 99))),
+        "energy_minimise_iterations": iterations,
+        "_energies": (gen_e, ref_e),
+    }
+
+
+def plot(out: Path, results: dict, gen: list, ref: list) -> list[str]:
+    """PNG plots: Ramachandran maps side by side, RMSF profiles, energy histograms."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    if "_angles" in results:
+        gen_a, ref_a = results["_angles"]
+        fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharey=True)
+        for ax, ang, title in ((axes[0], ref_a, "reference MD"), (axes[1], gen_a, "generated")):
+            ax.hist2d(np.degrees(ang[:, 0, 0]), np.degrees(ang[:, 0, 1]), bins=72, range=[[-180, 180], [-180, 180]], cmap="viridis")
+            ax.set(title=title, xlabel="φ (deg)", xlim=(-180, 180), ylim=(-180, 180))
+        axes[0].set_ylabel("ψ (deg)")
+        fig.tight_layout()
+        fig.savefig(out / "ramachandran.png", dpi=110)
+        plt.close(fig)
+        written.append("ramachandran.png")
+    gen_xyz = np.concatenate([t.xyz for t in gen]).astype(np.float64)
+    ref_xyz = np.concatenate([t.xyz for t in ref]).astype(np.float64)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(M.rmsf(ref_xyz) * 10, label="reference MD")
+    ax.plot(M.rmsf(gen_xyz) * 10, label="generated")
+    ax.set(xlabel="atom", ylabel="RMSF (Å)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "rmsf.png", dpi=110)
+    plt.close(fig)
+    written.append("rmsf.png")
+    if "_energies" in results:
+        gen_e, ref_e = results["_energies"]
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        finite = gen_e[np.isfinite(gen_e)]
+        bins = np.linspace(min(ref_e.min(), finite.min(initial=ref_e.min())), max(ref_e.max(), finite.max(initial=ref_e.max())), 40)
+        ax.hist(ref_e, bins=bins, alpha=0.6, density=True, label="reference MD")
+        ax.hist(finite, bins=bins, alpha=0.6, density=True, label="generated")
+        ax.set(xlabel="potential energy after minimisation (kJ/mol)", ylabel="density")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "energy.png", dpi=110)
+        plt.close(fig)
+        written.append("energy.png")
+    return written
+
+
+def run_evaluate(request: EvaluateRequest, out: Path) -> dict:
+    """Compute all metrics and write ``metrics.json``, ``report.md`` and plots."""
+    gen = load_generated(Path(request.generated))
+    ref, meta, atoms = load_reference(Path(request.reference), gen[0].n_atoms)
+    results = structural_metrics(gen, ref, request.tica_lag_frames)
+    recorded = meta.get("system")
+    system_name = request.system or (recorded.get("name") if isinstance(recorded, dict) else recorded)
+    if system_name:
+        results.update(energy_metrics(system_name, atoms, gen, ref, request.energy_frames, request.minimise_iterations))
+    out.mkdir(parents=True, exist_ok=True)
+    plots = plot(out, results, gen, ref)
+    public = {k: v for k, v in results.items() if not k.startswith("_")}
+    public.update({"generated": request.generated, "reference": request.reference, "system": system_name, "plots": plots})
+    (out / "metrics.json").write_text(json.dumps(public, indent=2))
+    (out / "report.md").write_text(report_markdown(public))
+    return public
+
+
+def report_markdown(m: dict) -> str:
+    lines = [
+        "# BioMD evaluation", "",
+        f"Generated: `{m['generated']}` ({m['generated_frames']} frames); reference MD: `{m['reference']}` "
+        f"({m['reference_frames']} frames).", "",
+        "| metric | value |", "|---|---:|",
+    ]
+    for key, value in m.items():
+        if isinstance(value, float):
+            lines.append(f"| {key} | {value:.4g} |")
+    lines += ["", *[f"![{p}]({p})" for p in m["plots"]], ""]
+    return "\n".join(lines)

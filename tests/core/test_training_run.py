@@ -1,0 +1,199 @@
+"""``biomd train``: datasets from trajectory files, resume after a kill, DDP, fine-tuning."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mdtraj
+import numpy as np
+import pytest
+import yaml
+
+from biomd_core.config import ConfigError
+from biomd_core.data.synthetic import HarmonicParticles
+from biomd_core.data.trajectories import DataSpec, bound_segments, load_dataset, resample_stride
+from biomd_core.io import load_model
+from biomd_core.training.run import load_run_config
+
+DATA_INTERVAL_PS = 0.5
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    """Four exact harmonic-particle trajectories as DCD files + a PDB topology."""
+    root = tmp_path_factory.mktemp("data")
+    process = HarmonicParticles.square(4)
+    top = process.topology()
+    for i, frames in enumerate(process.trajectories(4, 240, DATA_INTERVAL_PS, seed=3)):
+        traj = mdtraj.Trajectory(frames, top, time=np.arange(len(frames)) * DATA_INTERVAL_PS)
+        traj.save_dcd(str(root / f"traj_{i}.dcd"))
+        if i == 0:
+            traj[0].save_pdb(str(root / "top.pdb"))
+    return root
+
+
+def write_config(path, dataset_dir, steps=40, batch_size=4, aux=True, **extra):
+    flow = {"parameterization": "abs"} if aux else {
+        "parameterization": "abs", "bond_weight": 0.0, "clash_weight": 0.0, "centroid_weight": 0.0
+    }
+    config = {
+        "model": {"preset": "tiny", "flow": flow,
+                  "time": {"frame_interval_ps": 1.0, "coarse_stride": 4, "history_frames": 1, "block_frames": 3}},
+        "training": {"steps": steps, "batch_size": batch_size, "lr": 1e-3, "warmup_steps": 2, "seed": 7},
+        "data": [{"trajectories": [str(dataset_dir / "traj_*.dcd")], "topology": str(dataset_dir / "top.pdb"),
+                  "frame_interval_ps": DATA_INTERVAL_PS}],
+        "validation_fraction": 0.25,
+        "log_every": 1, "validate_every": 10, "checkpoint_every": 5, "device": "cpu",
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def biomd(*args, env_extra=None, launcher=()):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **(env_extra or {})}
+    return [*launcher, *(() if launcher else (sys.executable, "-m")), "openmm_biomd.cli", *args], env
+
+
+def run_biomd(*args, launcher=()):
+    cmd, env = biomd(*args, launcher=launcher)
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def weights(path):
+    model = load_model(path)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_dataset_splits_by_trajectory_and_resamples(dataset_dir):
+    spec = DataSpec(trajectories=(str(dataset_dir / "traj_*.dcd"),), topology=str(dataset_dir / "top.pdb"),
+                    frame_interval_ps=DATA_INTERVAL_PS)
+    data = load_dataset([spec], model_interval_ps=1.0, validation_fraction=0.25, seed=0)
+    assert len(data.train.frames) == 3 and len(data.validation.frames) == 1
+    # Every frame is at the model's Δt (every 2nd stored frame) and whole trajectories stay together.
+    originals = [mdtraj.load(str(dataset_dir / f"traj_{i}.dcd"), top=str(dataset_dir / "top.pdb")).xyz for i in range(4)]
+    used = [np.array_equal(t, o[::2]) for t in data.train.frames + data.validation.frames for o in originals]
+    assert sum(used) == 4
+    assert data.provenance["systems"][0]["train_frames"] == 3 * 120
+
+
+def test_frame_interval_must_divide():
+    assert resample_stride(0.5, 2.0) == 4
+    with pytest.raises(ValueError, match="whole multiple"):
+        resample_stride(0.3, 1.0)
+    with pytest.raises(ValueError, match="whole multiple"):
+        resample_stride(2.0, 1.0)
+
+
+def test_bound_segments_drop_unbound_frames():
+    frames = np.zeros((10, 3, 3))
+    frames[:, 2, 0] = [0.1, 0.1, 0.2, 2.0, 2.0, 0.1, 0.1, 0.1, 3.0, 0.1]  # ligand atom 2 wanders off and back
+    segs = bound_segments(frames, np.array([2]), np.array([0, 1]), cutoff_nm=0.6)
+    assert [(s.start, s.stop) for s in segs] == [(0, 3), (5, 8), (9, 10)]
+
+
+def test_run_config_is_strict(tmp_path, dataset_dir):
+    path = write_config(tmp_path / "c.yaml", dataset_dir)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["training"]["stepz"] = 3
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="stepz"):
+        load_run_config(path)
+    cfg["training"].pop("stepz")
+    cfg["init_from"] = "model.safetensors"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="init_from"):
+        load_run_config(path)
+
+
+def test_kill_and_resume_loses_and_repeats_nothing(tmp_path, dataset_dir):
+    config = write_config(tmp_path / "c.yaml", dataset_dir)
+    run_biomd("train", "--config", str(config), "--out", str(tmp_path / "straight"), "--quiet")
+
+    cmd, env = biomd("train", "--config", str(config), "--out", str(tmp_path / "killed"), "--quiet")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    latest = tmp_path / "killed" / "checkpoints" / "latest.json"
+    deadline = time.time() + 300
+    while not latest.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "model.safetensors").exists(), "the run finished before it could be killed"
+    killed_at = json.loads(latest.read_text())["step"]
+    assert 0 < killed_at < 40
+
+    run_biomd("train", "--config", str(config), "--out", str(tmp_path / "killed"), "--quiet")
+    steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(40)), "every step logged exactly once"
+    a, b = weights(tmp_path / "straight" / "model.safetensors"), weights(tmp_path / "killed" / "model.safetensors")
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a), "resumed run must equal the uninterrupted one"
+
+
+def test_different_config_in_existing_run_dir_is_refused(tmp_path, dataset_dir):
+    config = write_config(tmp_path / "c.yaml", dataset_dir, steps=2)
+    run_biomd("train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet")
+    other = write_config(tmp_path / "d.yaml", dataset_dir, steps=3)
+    cmd, env = biomd("train", "--config", str(other), "--out", str(tmp_path / "run"), "--quiet")
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert result.returncode == 2 and "different config" in result.stderr
+
+
+def test_ddp_two_processes_match_one(tmp_path, dataset_dir):
+    # Auxiliary losses are ratios over the batch, so they do not split exactly across ranks; without
+    # them two ranks of batch 2 must take the same steps as one process of batch 4.
+    config = write_config(tmp_path / "c.yaml", dataset_dir, steps=6, aux=False)
+    run_biomd("train", "--config", str(config), "--out", str(tmp_path / "one"), "--quiet")
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m")
+    run_biomd("train", "--config", str(config), "--out", str(tmp_path / "two"), "--quiet", launcher=torchrun)
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    a, b = weights(tmp_path / "one" / "model.safetensors"), weights(tmp_path / "two" / "model.safetensors")
+    init = weights_at_init(tmp_path, dataset_dir)
+    moved = sum(float(((a[k] - init[k]) ** 2).sum()) for k in a) ** 0.5
+    diff = sum(float(((a[k] - b[k]) ** 2).sum()) for k in a) ** 0.5
+    assert moved > 1e-3 and diff < 1e-4 * max(1.0, moved) + 1e-5, (moved, diff)
+
+
+def weights_at_init(tmp_path, dataset_dir):
+    from biomd_core.training.run import build_model
+
+    return {k: v.clone() for k, v in build_model(load_run_config(write_config(tmp_path / "i.yaml", dataset_dir))).state_dict().items()}
+
+
+def test_fine_tuning_starts_from_a_checkpoint(tmp_path, dataset_dir):
+    config = write_config(tmp_path / "c.yaml", dataset_dir, steps=4)
+    run_biomd("train", "--config", str(config), "--out", str(tmp_path / "base"), "--quiet")
+    cfg = yaml.safe_load(config.read_text())
+    cfg.pop("model")
+    cfg["init_from"] = str(tmp_path / "base" / "model.safetensors")
+    cfg["training"]["steps"] = 3
+    (tmp_path / "ft.yaml").write_text(yaml.safe_dump(cfg))
+    run_biomd("train", "--config", str(tmp_path / "ft.yaml"), "--out", str(tmp_path / "ft"), "--quiet")
+    base, tuned = load_model(tmp_path / "base" / "model.safetensors"), load_model(tmp_path / "ft" / "model.safetensors")
+    assert tuned.config == base.config
+    assert tuned.provenance["fine_tuned_from"].endswith("model.safetensors")
+    assert tuned.weights_hash() != base.weights_hash()
+
+
+def test_generate_data_layout_is_read_as_whole_trajectories(tmp_path, dataset_dir):
+    """A directory of chunk files is one trajectory; its interval comes from metadata.json."""
+    top = str(dataset_dir / "top.pdb")
+    full = mdtraj.load(str(dataset_dir / "traj_0.dcd"), top=top)
+    replica = tmp_path / "run" / "replica_000"
+    replica.mkdir(parents=True)
+    for i, (a, b) in enumerate([(0, 70), (70, 150), (150, 240)]):
+        full[a:b].save_dcd(str(replica / f"chunk_{i:05d}.dcd"))
+    (tmp_path / "run" / "metadata.json").write_text(json.dumps({"frame_interval_ps": DATA_INTERVAL_PS}))
+    spec = DataSpec(trajectories=(str(tmp_path / "run" / "replica_*"),), topology=top)
+    data = load_dataset([spec], model_interval_ps=1.5, validation_fraction=0.0)
+    assert len(data.train.frames) == 1
+    np.testing.assert_array_equal(data.train.frames[0], full.xyz[::3])
+    with pytest.raises(ValueError, match="frame_interval_ps is not set"):
+        load_dataset([DataSpec(trajectories=(str(dataset_dir / "traj_0.dcd"),), topology=top)], 1.0)

@@ -1,0 +1,372 @@
+"""``biomd generate-data``: bundled systems, input loaders, chunked resumable MD, metadynamics dissociation.
+
+All runs are tiny (a few ps of alanine dipeptide or CB7–B2 on the CPU platform);
+they test the machinery (frame counts, time axes, crash safety, refusals), not
+the physics of the data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from openmm_biomd.cli import main
+from openmm_biomd.data import (
+    BUNDLED_SYSTEMS,
+    RunMismatchError,
+    generate_dissociation,
+    generate_md,
+    get_system,
+    iter_replica_trajectories,
+    load_frames,
+    load_input_files,
+    load_inputs,
+    load_trajectory,
+    parse_time_ps,
+    read_metadata,
+    replica_seed,
+)
+from openmm_biomd.data.md import read_dcd_header
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A short alanine-dipeptide run: 30 frames of 0.2 ps in chunks of 6 (5 chunks).
+SMALL = dict(time_ps=6.0, frame_interval_ps=0.2, chunk_frames=6, equilibration_ps=0.2, seed=7)
+# Long enough (200 frames, 10 chunks) for a subprocess to be killed in the middle.
+LONG = dict(time_ps=40.0, frame_interval_ps=0.2, chunk_frames=20, equilibration_ps=0.2, seed=11)
+
+
+def _energy_kj_mol(system, positions_nm) -> float:
+    import openmm
+    from openmm import unit
+
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(positions_nm)
+    return context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+
+
+def _openmmtools_data(*parts: str) -> Path:
+    import openmmtools
+
+    return Path(openmmtools.__file__).parent.joinpath("data", *parts)
+
+
+@pytest.fixture(scope="module")
+def small_reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("small_reference")
+    generate_md("alanine-dipeptide", out, **SMALL)
+    return out
+
+
+# --------------------------------------------------------------------------- units and refusals
+
+
+def test_parse_time_ps():
+    assert parse_time_ps("2ns") == 2000.0
+    assert parse_time_ps("200ps") == 200.0
+    assert parse_time_ps("500 fs") == pytest.approx(0.5)
+    assert parse_time_ps("1.5e-3us") == pytest.approx(1.5e3)
+    assert parse_time_ps(3) == 3.0  # numbers are ps already
+    with pytest.raises(ValueError, match="no unit"):
+        parse_time_ps("200")
+    with pytest.raises(ValueError, match="unknown time unit 'min'"):
+        parse_time_ps("2min")
+
+
+def test_frame_interval_that_is_not_whole_steps_is_refused(tmp_path, capsys):
+    with pytest.raises(ValueError, match="not a whole number of 2 fs integrator steps"):
+        generate_md("alanine-dipeptide", tmp_path / "x", time_ps=1.0, frame_interval_ps=0.003)
+    rc = main(["generate-data", "--system", "alanine-dipeptide", "--time", "1ps", "--frame-interval", "5fs",
+               "--out", str(tmp_path / "y"), "--quiet"])
+    assert rc == 2
+    assert "whole number" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()
+
+
+def test_unknown_system_lists_the_known_ones(capsys):
+    with pytest.raises(KeyError, match="alanine-dipeptide, host-guest, t4l-pxylene"):
+        get_system("lysozyme")
+    assert main(["generate-data", "--list-systems"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in BUNDLED_SYSTEMS)
+
+
+def test_replica_seeds_are_stable_and_nonzero():
+    seeds = [replica_seed(0, r) for r in range(100)]
+    assert len(set(seeds)) == 100 and all(0 < s < 2**31 for s in seeds)
+    assert replica_seed(0, 3) == seeds[3]
+
+
+# --------------------------------------------------------------------------- bundled systems and inputs
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED_SYSTEMS))
+def test_bundled_systems_build(name):
+    spec = get_system(name)
+    topology, system, positions, description = spec.load()
+    assert positions.shape == (system.getNumParticles(), 3) == (topology.getNumAtoms(), 3)
+    assert positions.dtype == np.float64 and positions.flags.c_contiguous
+    assert np.isfinite(_energy_kj_mol(system, positions))
+    assert description["kind"] == "bundled" and description["force_field"]
+    if spec.ligand_residue:
+        assert spec.ligand_residue in {r.name for r in topology.residues()}
+    if name == "host-guest":
+        # The native GBSAOBCForce (OBC2), not the slow CustomGBForce of the default OBC1 variant.
+        assert "GBSAOBCForce" in {f.__class__.__name__ for f in system.getForces()}
+
+
+@pytest.fixture(scope="module")
+def alanine_amber_files():
+    prmtop = _openmmtools_data("alanine-dipeptide-gbsa", "alanine-dipeptide.prmtop")
+    inpcrd = _openmmtools_data("alanine-dipeptide-gbsa", "alanine-dipeptide.crd")
+    return prmtop, inpcrd
+
+
+def test_load_amber_inputs(alanine_amber_files):
+    prmtop, inpcrd = alanine_amber_files
+    loaded = load_inputs(prmtop=prmtop, inpcrd=inpcrd, implicit_solvent="OBC2")
+    assert loaded.system.getNumParticles() == 22 and loaded.positions.shape == (22, 3)
+    assert np.isfinite(_energy_kj_mol(loaded.system, loaded.positions))
+    assert loaded.description["kind"] == "amber" and "OBC2" in loaded.description["force_field"]
+    # The description rebuilds the same system.
+    again = load_inputs(**loaded.description["inputs"])
+    assert _energy_kj_mol(again.system, again.positions) == pytest.approx(_energy_kj_mol(loaded.system, loaded.positions))
+    # By extension, as the CLI does.
+    assert load_input_files([inpcrd, prmtop]).system.getNumParticles() == 22
+
+
+def test_load_pdb_with_forcefield(tmp_path):
+    from openmm import app, unit
+
+    topology, _, positions, _ = get_system("alanine-dipeptide").load()
+    pdb = tmp_path / "ala.pdb"
+    with open(pdb, "w") as fh:
+        app.PDBFile.writeFile(topology, positions * unit.nanometer, fh)
+    loaded = load_inputs(pdb=pdb, forcefield=["amber14-all.xml", "implicit/obc2.xml"])
+    assert loaded.system.getNumParticles() == 22
+    assert np.isfinite(_energy_kj_mol(loaded.system, loaded.positions))
+    assert loaded.description["kind"] == "pdb-forcefield"
+
+
+def test_load_openmm_xml(tmp_path):
+    import openmm
+    from openmm import app, unit
+
+    topology, system, positions, _ = get_system("alanine-dipeptide").load()
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(positions)
+    (tmp_path / "system.xml").write_text(openmm.XmlSerializer.serialize(system))
+    (tmp_path / "state.xml").write_text(openmm.XmlSerializer.serialize(context.getState(getPositions=True)))
+    with open(tmp_path / "top.pdb", "w") as fh:
+        app.PDBFile.writeFile(topology, positions * unit.nanometer, fh)
+    loaded = load_input_files([tmp_path / "state.xml", tmp_path / "top.pdb", tmp_path / "system.xml"])
+    assert loaded.description["kind"] == "openmm-xml" and loaded.system.getNumParticles() == 22
+    assert _energy_kj_mol(loaded.system, loaded.positions) == pytest.approx(_energy_kj_mol(system, positions), rel=1e-6)
+
+
+def test_load_gromacs_via_parmed(tmp_path, alanine_amber_files):
+    import parmed
+
+    prmtop, inpcrd = alanine_amber_files
+    structure = parmed.load_file(str(prmtop), str(inpcrd))
+    structure.save(str(tmp_path / "ala.top"))
+    structure.save(str(tmp_path / "ala.gro"))
+    loaded = load_input_files([tmp_path / "ala.top", tmp_path / "ala.gro"])
+    assert loaded.description["kind"] == "gromacs" and loaded.system.getNumParticles() == 22
+    assert np.isfinite(_energy_kj_mol(loaded.system, loaded.positions))
+    assert not loaded.system.usesPeriodicBoundaryConditions()
+
+
+def test_input_errors_are_clear(tmp_path, alanine_amber_files):
+    prmtop, _ = alanine_amber_files
+    with pytest.raises(FileNotFoundError, match="inpcrd input .*missing.inpcrd does not exist"):
+        load_inputs(prmtop=prmtop, inpcrd=tmp_path / "missing.inpcrd")
+    with pytest.raises(ValueError, match="should end in .prmtop"):
+        load_inputs(prmtop=tmp_path / "x.txt", inpcrd=tmp_path / "x.inpcrd")
+    with pytest.raises(ValueError, match="unrecognised input extension '.xyz'"):
+        load_input_files([tmp_path / "a.xyz"])
+    with pytest.raises(ValueError, match="exactly one set of inputs"):
+        load_inputs()
+    with pytest.raises(ValueError, match="force-field XML names"):
+        load_inputs(pdb=tmp_path / "a.pdb")
+
+
+# --------------------------------------------------------------------------- plain MD
+
+
+def test_generate_short_run(tmp_path):
+    out = tmp_path / "run"
+    meta = generate_md("alanine-dipeptide", out, replicas=2, time_ps=2.0, frame_interval_ps=0.1, chunk_frames=8,
+                       equilibration_ps=0.2)
+    assert meta["status"] == "complete" and meta["frames_per_replica"] == [20, 20]
+    on_disk = read_metadata(out)
+    for key in ("system", "source", "force_field", "temperature_k", "timestep_fs", "frame_interval_ps",
+                "friction_per_ps", "platform", "seeds", "frames_per_replica", "wall_s", "ns_per_day", "versions"):
+        assert key in on_disk, key
+    assert on_disk["platform"]["name"] in ("CPU", "CUDA", "OpenCL", "Reference")
+    assert on_disk["ns_per_day"] > 0 and on_disk["versions"]["openmm"]
+    assert on_disk["seeds"] == [replica_seed(0, 0), replica_seed(0, 1)]
+    assert (out / "topology.pdb").exists()
+
+    # Chunks of 8, 8, 4 frames whose DCD headers make one continuous time axis.
+    chunks = sorted((out / "replica_000").glob("chunk_*.dcd"))
+    assert [c.name for c in chunks] == ["chunk_00000.dcd", "chunk_00001.dcd", "chunk_00002.dcd"]
+    headers = [read_dcd_header(c) for c in chunks]
+    assert [h["n_frames"] for h in headers] == [8, 8, 4]
+    assert [h["first_step"] for h in headers] == [50, 450, 850] and {h["interval_steps"] for h in headers} == {50}
+    assert headers[0]["timestep_ps"] == pytest.approx(0.002, rel=1e-5)
+    traj = load_trajectory(out, 0)
+    np.testing.assert_allclose(traj.time, 0.1 * np.arange(1, 21), rtol=1e-5)
+
+    frames = load_frames(out, 1)
+    assert frames.shape == (20, 22, 3) and frames.dtype == np.float32
+    assert not np.array_equal(frames, load_frames(out, 0))  # replicas have their own seeds
+    trajectories = list(iter_replica_trajectories(out))
+    assert len(trajectories) == 2 and trajectories[1].n_frames == 20
+    np.testing.assert_array_equal(trajectories[1].xyz, frames)
+    assert not list(out.rglob("*.tmp"))
+
+
+def _assert_same_as_reference(out: Path, reference: Path, n_frames: int) -> None:
+    frames = load_frames(out, 0)
+    assert frames.shape[0] == n_frames
+    # No frame lost or written twice: consecutive frames always differ.
+    assert np.all(np.abs(np.diff(frames, axis=0)).max(axis=(1, 2)) > 0)
+    # The checkpoint carries the integrator's random state: same trajectory as without interruption.
+    np.testing.assert_array_equal(frames, load_frames(reference, 0))
+
+
+@pytest.mark.parametrize("damage", ["none", "orphan_chunk", "progress_behind"])
+def test_stop_then_resume_matches_uninterrupted(tmp_path, small_reference, damage):
+    out = tmp_path / "run"
+    meta = generate_md("alanine-dipeptide", out, **SMALL, max_chunks=2)
+    assert meta["status"] == "incomplete" and meta["frames_per_replica"] == [12]
+    replica = out / "replica_000"
+    if damage == "orphan_chunk":
+        # Killed after a chunk's rename but before its checkpoint: the chunk is an orphan.
+        (replica / "chunk_00002.dcd").write_bytes((replica / "chunk_00001.dcd").read_bytes())
+        (replica / "chunk_00003.dcd.tmp").write_bytes(b"half a chunk")
+    elif damage == "progress_behind":
+        # Killed after the checkpoint was replaced but before progress.json was.
+        (replica / "progress.json").write_text(json.dumps({"chunks": 1, "frames": 6, "step": 600}))
+    np.testing.assert_array_equal(load_frames(out, 0), load_frames(small_reference, 0)[: 6 if damage == "progress_behind" else 12])
+    meta = generate_md("alanine-dipeptide", out, **SMALL)
+    assert meta["status"] == "complete" and meta["frames_per_replica"] == [30]
+    assert len(meta["sessions"]) == 2
+    _assert_same_as_reference(out, small_reference, 30)
+    assert len(list(replica.glob("chunk_*.dcd"))) == 5 and not list(replica.glob("*.tmp"))
+
+
+def test_extending_a_finished_run_continues_it(tmp_path, small_reference):
+    out = tmp_path / "run"
+    generate_md("alanine-dipeptide", out, **{**SMALL, "time_ps": 3.0})
+    meta = generate_md("alanine-dipeptide", out, **SMALL)
+    assert meta["frames_per_replica"] == [30]
+    _assert_same_as_reference(out, small_reference, 30)
+
+
+def test_resume_with_different_settings_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = dict(time_ps=0.4, frame_interval_ps=0.2, equilibration_ps=0.0)
+    generate_md("alanine-dipeptide", out, **args)
+    with pytest.raises(RunMismatchError, match=r"different settings.*temperature_k: 300.0 on disk, 310.0 now"):
+        generate_md("alanine-dipeptide", out, **args, temperature_k=310.0)
+    with pytest.raises(RunMismatchError, match="system: 'alanine-dipeptide' on disk, 'host-guest' now"):
+        generate_md("host-guest", out, **args)
+    with pytest.raises(RunMismatchError, match="extended, not shortened"):
+        generate_md("alanine-dipeptide", out, **{**args, "time_ps": 0.2})
+    rc = main(["generate-data", "--system", "alanine-dipeptide", "--out", str(out), "--time", "0.4ps",
+               "--frame-interval", "0.2ps", "--equilibration", "0ps", "--timestep", "1fs", "--quiet"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "refusing to resume" in err and "timestep_fs: 2.0 on disk, 1.0 now" in err
+
+
+def _cli(out: Path, settings: dict) -> list[str]:
+    return [
+        sys.executable, "-m", "openmm_biomd.cli", "generate-data", "--system", "alanine-dipeptide",
+        "--out", str(out), "--time", f"{settings['time_ps']}ps", "--frame-interval", f"{settings['frame_interval_ps']}ps",
+        "--chunk-frames", str(settings["chunk_frames"]), "--equilibration", f"{settings['equilibration_ps']}ps",
+        "--seed", str(settings["seed"]), "--quiet",
+    ]
+
+
+def test_killed_run_resumes_without_losing_or_duplicating_frames(tmp_path):
+    reference = tmp_path / "reference"
+    generate_md("alanine-dipeptide", reference, **LONG)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(out, LONG), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Once chunk 1 has its final name, chunk 0's checkpoint is on disk; the kill then lands
+    # anywhere in chunk 1's checkpointing or chunk 2's frames (chunk 1 may become an orphan).
+    second = out / "replica_000" / "chunk_00001.dcd"
+    deadline = time.monotonic() + 120
+    while not second.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    assert read_metadata(out)["status"] != "complete"
+    done = load_frames(out, 0)
+    assert len(done) in (20, 40)
+    np.testing.assert_array_equal(done, load_frames(reference, 0)[: len(done)])
+
+    result = subprocess.run(_cli(out, LONG), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["frames_per_replica"] == [200]
+    _assert_same_as_reference(out, reference, 200)
+    headers = [read_dcd_header(c) for c in sorted((out / "replica_000").glob("chunk_*.dcd"))]
+    assert sum(h["n_frames"] for h in headers) == 200 and headers[-1]["first_step"] == 100 * (200 - 20 + 1)
+
+
+def test_cli_resume_from_metadata(tmp_path):
+    out = tmp_path / "run"
+    assert main(["generate-data", "--system", "alanine-dipeptide", "--out", str(out), "--time", "0.4ps",
+                 "--frame-interval", "0.2ps", "--equilibration", "0ps", "--quiet"]) == 0
+    assert main(["generate-data", "--resume", str(out), "--time", "0.8ps", "--replicas", "2", "--quiet"]) == 0
+    assert read_metadata(out)["frames_per_replica"] == [4, 4]
+
+
+# --------------------------------------------------------------------------- metadynamics
+
+
+def test_dissociation_by_metadynamics_on_host_guest(tmp_path):
+    out = tmp_path / "diss"
+    kwargs = dict(
+        n_seeds=2, max_time_ps=2.0, frame_interval_ps=0.1, height_kj_mol=50.0, bias_factor=20.0, sigma_nm=0.05,
+        deposit_interval_ps=0.05, exit_distance_nm=0.3, equilibration_ps=0.1,
+    )
+    summary = generate_dissociation("host-guest", out, **kwargs)
+    assert summary["status"] == "complete" and len(summary["results"]) == 2
+    for key in ("settings", "ligand_atoms", "pocket_atoms", "seeds", "n_dissociated", "wall_s", "platform", "versions"):
+        assert key in summary, key
+    assert len(summary["ligand_atoms"]) == 30  # B2
+    # The bias sits in the highest force group no force of the system uses.
+    assert {r["bias_force_group"] for r in summary["results"]} == {31}
+    for index, result in enumerate(summary["results"]):
+        seed_dir = out / f"seed_{index:03d}"
+        for key in ("dissociated", "time_to_dissociation_ps", "bound_cv_nm", "wall_s", "n_hills"):
+            assert key in result, key
+        assert result["n_hills"] > 0
+        table = np.genfromtxt(seed_dir / "cv.csv", delimiter=",", names=True)
+        assert len(table) == result["n_frames"] == read_dcd_header(seed_dir / "path.dcd")["n_frames"]
+        assert table["time_ps"][0] == 0 and np.allclose(np.diff(table["time_ps"]), 0.1)
+        assert np.all(np.isfinite(table["cv_nm"])) and table["bias_kj_mol"].max() > 0
+        if result["dissociated"]:
+            assert table["cv_nm"][-1] > result["bound_cv_nm"] + 0.3
+            assert result["time_to_dissociation_ps"] == pytest.approx(table["time_ps"][-1])
+        else:
+            assert result["time_to_dissociation_ps"] is None and len(table) == 21
+    assert summary["n_dissociated"] == sum(r["dissociated"] for r in summary["results"])
+    # Same call again: finished seeds are kept, not rerun; different settings are refused.
+    again = generate_dissociation("host-guest", out, **kwargs)
+    assert [r["wall_s"] for r in again["results"]] == [r["wall_s"] for r in summary["results"]]
+    with pytest.raises(RunMismatchError, match="height_kj_mol"):
+        generate_dissociation("host-guest", out, **{**kwargs, "height_kj_mol": 5.0})
