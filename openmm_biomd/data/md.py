@@ -785,6 +785,33 @@ def _write_topology_pdb(path: Path, loaded: LoadedSystem) -> None:
 # --------------------------------------------------------------------------- reading
 
 
+@contextlib.contextmanager
+def _quiet_c_stdout() -> Iterator[None]:
+    """Silence text that C code prints to file descriptor 1 (mdtraj's DCD plugin greets every file)."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no real stdout (some embedded interpreters): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _read_dcd(path: Path) -> tuple:
+    """``(xyz [F, N, 3] Å, cell lengths Å or None, cell angles or None)`` of one DCD, via mdtraj."""
+    from mdtraj.formats import DCDTrajectoryFile
+
+    with _quiet_c_stdout(), DCDTrajectoryFile(str(path)) as fh:
+        return fh.read()
+
+
 def _replica_chunks(out_dir: Path, replica: int) -> list[Path]:
     """The chunks of a replica that its last checkpoint covers (orphans of a killed run are left out)."""
     rdir = ReplicaDir(Path(out_dir) / f"replica_{replica:03d}")
@@ -802,12 +829,9 @@ def load_frames(out_dir: str | os.PathLike, replica: int = 0) -> np.ndarray:
     np.ndarray
         ``[F, N, 3]`` float32, nm; frame ``i`` is at time ``(i + 1)·Δt``.
     """
-    from mdtraj.formats import DCDTrajectoryFile
-
     parts = []
     for path in _replica_chunks(Path(out_dir), replica):
-        with DCDTrajectoryFile(str(path)) as fh:
-            xyz, _, _ = fh.read()
+        xyz, _, _ = _read_dcd(path)
         parts.append(np.asarray(xyz, dtype=np.float32) / 10.0)  # DCD stores Å
     if not parts:
         n_atoms = read_metadata(out_dir)["n_atoms"]
@@ -818,18 +842,18 @@ def load_frames(out_dir: str | os.PathLike, replica: int = 0) -> np.ndarray:
 def load_trajectory(out_dir: str | os.PathLike, replica: int = 0):
     """One replica as an ``mdtraj.Trajectory`` (topology from ``topology.pdb``, time in ps, box if periodic)."""
     import mdtraj
-    from mdtraj.formats import DCDTrajectoryFile
 
     out = Path(out_dir)
     topology = mdtraj.load_topology(str(out / "topology.pdb"))
+    # The exact step from the metadata (the DCD header holds it as float32 AKMA units).
+    timestep_ps = read_metadata(out)["timestep_fs"] / 1000.0
     xyz, times, lengths, angles = [], [], [], []
     for path in _replica_chunks(out, replica):
         header = read_dcd_header(path)
-        with DCDTrajectoryFile(str(path)) as fh:
-            x, cell_lengths, cell_angles = fh.read()
+        x, cell_lengths, cell_angles = _read_dcd(path)
         xyz.append(x / 10.0)
         steps = header["first_step"] + header["interval_steps"] * np.arange(len(x))
-        times.append(steps * header["timestep_ps"])
+        times.append(steps * timestep_ps)
         if cell_lengths is not None:
             lengths.append(cell_lengths / 10.0)
             angles.append(cell_angles)

@@ -17,6 +17,9 @@ comparable with everyone else's use of that test system.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
@@ -103,13 +106,26 @@ def positions_nm(positions: Any) -> np.ndarray:
     return array
 
 
+@contextlib.contextmanager
+def _quiet_openmmtools():
+    """Silence openmmtools while it imports and builds a test system.
+
+    Its (lazy) pymbar import prints banners (JAX advice, a timeseries caveat)
+    (through logging, to stderr) that would clutter every log; exceptions still propagate.
+    """
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def _from_testsystem(class_name: str, **kwargs: Any) -> Callable[[], tuple]:
     """A builder for an openmmtools test system (imported lazily: openmmtools is slow to import)."""
 
     def build() -> tuple:
-        from openmmtools import testsystems
+        with _quiet_openmmtools():
+            from openmmtools import testsystems
 
-        ts = getattr(testsystems, class_name)(**kwargs)
+            ts = getattr(testsystems, class_name)(**kwargs)
         return ts.topology, ts.system, ts.positions
 
     return build
@@ -123,18 +139,20 @@ def _obc2():
 
 def _host_guest() -> tuple:
     """CB7–B2 in OBC2 implicit solvent (native GBSAOBCForce: fastest on the CPU platform)."""
-    from openmmtools import testsystems
+    with _quiet_openmmtools():
+        from openmmtools import testsystems
 
-    # HostGuestImplicitOBC2 exists in openmmtools >= 0.15; fall back to the generic class with OBC2.
-    cls = getattr(testsystems, "HostGuestImplicitOBC2", None)
-    ts = cls() if cls is not None else testsystems.HostGuestImplicit(implicitSolvent=_obc2())
+        # HostGuestImplicitOBC2 exists in openmmtools >= 0.15; else the generic class with OBC2.
+        cls = getattr(testsystems, "HostGuestImplicitOBC2", None)
+        ts = cls() if cls is not None else testsystems.HostGuestImplicit(implicitSolvent=_obc2())
     return ts.topology, ts.system, ts.positions
 
 
 def _lysozyme() -> tuple:
-    from openmmtools import testsystems
+    with _quiet_openmmtools():
+        from openmmtools import testsystems
 
-    ts = testsystems.LysozymeImplicit(implicitSolvent=_obc2())
+        ts = testsystems.LysozymeImplicit(implicitSolvent=_obc2())
     return ts.topology, ts.system, ts.positions
 
 
