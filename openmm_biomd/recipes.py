@@ -47,7 +47,7 @@ RECIPES = {
     "alanine-dipeptide": WeightsRecipe(
         name="alanine-dipeptide",
         system="alanine-dipeptide",
-        train_data=MDPlan(replicas=4, time="5ns", frame_interval="1ps", seed=100),
+        train_data=MDPlan(replicas=2, time="5ns", frame_interval="1ps", seed=100),
         reference_data=MDPlan(replicas=2, time="5ns", frame_interval="1ps", seed=200),
         train_config="examples/configs/alanine-dipeptide-tiny.yaml",
     ),
@@ -138,7 +138,20 @@ def model_card(f: dict, config) -> str:
         return format(q[key], fmt) if isinstance(q.get(key), (int, float)) else "n/a"
 
     t = config.model.time
+    checks = {
+        "Ramachandran JSD ≤ 0.10": q.get("ramachandran_jsd", float("inf")) <= 0.10,
+        "bond-length MAE ≤ 0.1 Å": q.get("bond_mae_A", float("inf")) <= 0.1,
+        "no bond off by more than 0.5 Å": q.get("bond_max_dev_A", float("inf")) <= 0.5,
+        "coarse step ≥ 100 ps": t.coarse_interval_ps >= 100.0,
+    }
+    failed = [name for name, ok in checks.items() if not ok]
+    status = (
+        "all quality targets met" if not failed
+        else f"**{len(checks) - len(failed)} of {len(checks)} quality targets met**; not met: {'; '.join(failed)}"
+    )
     return f"""# Model card: `{f['name']}`
+
+Status: {status}.
 
 Load with `biomd_core.io.load_model("{f['name']}")`. Reproduce from scratch with
 `biomd reproduce-weights {f['name']} --install` (every step resumes if interrupted).

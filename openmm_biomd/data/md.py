@@ -741,17 +741,24 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _new_metadata(loaded: LoadedSystem, settings: MDSettings, platform_name: str, properties: dict) -> dict:
+def system_record(loaded: LoadedSystem) -> dict:
+    """Provenance of the simulated system, shared by every data-generation summary."""
     return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "status": "running",
         "created": _now(),
         "system": loaded.description.get("name"),
         "source": loaded.description,
         "force_field": loaded.description.get("force_field", ""),
         "n_atoms": loaded.system.getNumParticles(),
         "system_sha256": system_sha256(loaded.system),
+    }
+
+
+def _new_metadata(loaded: LoadedSystem, settings: MDSettings, platform_name: str, properties: dict) -> dict:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "status": "running",
+        **system_record(loaded),
         "settings": asdict(settings),
         "temperature_k": settings.temperature_k,
         "timestep_fs": settings.timestep_fs,

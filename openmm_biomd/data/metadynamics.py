@@ -42,7 +42,6 @@ from .md import (
     RunMismatchError,
     _atomic_write_bytes,
     _atomic_write_json,
-    _now,
     _positions_and_box,
     _write_topology_pdb,
     equilibrate,
@@ -50,7 +49,7 @@ from .md import (
     package_versions,
     replica_seed,
     select_platform,
-    system_sha256,
+    system_record,
     whole_steps,
 )
 from .systems import BUNDLED_SYSTEMS, LoadedSystem, as_loaded_system
@@ -369,12 +368,7 @@ def generate_dissociation(
     summary = {
         "format": SUMMARY_FORMAT,
         "status": "running",
-        "created": _now(),
-        "system": loaded.description.get("name"),
-        "source": loaded.description,
-        "force_field": loaded.description.get("force_field", ""),
-        "n_atoms": loaded.system.getNumParticles(),
-        "system_sha256": system_sha256(loaded.system),
+        **system_record(loaded),
         "settings": asdict(settings),
         "cv": "distance between the geometric centroids of the ligand and pocket atoms, nm",
         "ligand_selection": ligand_selection,

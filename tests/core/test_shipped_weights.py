@@ -1,0 +1,26 @@
+"""Shipped weights load by name, are small, and each has a model card with its measured quality."""
+
+from __future__ import annotations
+
+import pytest
+
+from biomd_core.io import load_model
+from biomd_core.io.checkpoint import WEIGHTS_DIR, shipped_models
+
+SHIPPED = shipped_models()
+
+
+def test_alanine_dipeptide_is_shipped():
+    assert "alanine-dipeptide" in SHIPPED
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_loads_and_has_a_card(name):
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    assert path.stat().st_size < 20 * 2**20
+    model = load_model(name)
+    assert model.provenance.get("data"), "provenance must record the training data"
+    card = (WEIGHTS_DIR / f"{name}.md").read_text()
+    for section in ("## Data", "## Training", "## Measured quality", "Status:"):
+        assert section in card
+    assert model.config.time.coarse_interval_ps >= 100.0
