@@ -32,8 +32,9 @@ from biomd_core.featurize import (
     featurize,
 )
 
-testsystems = pytest.importorskip("openmmtools.testsystems")
-Chem = pytest.importorskip("rdkit.Chem")
+# Hard dependencies: a missing one must fail the suite, not skip it.
+from openmmtools import testsystems  # noqa: E402
+from rdkit import Chem  # noqa: E402
 from rdkit.Chem import AllChem  # noqa: E402
 
 COL = {name: i for i, name in enumerate(CHEM_FEATURES)}
