@@ -63,23 +63,29 @@ def load_reference(directory: Path, n_atoms: int):
     return [t.atom_slice(atoms) for t in replicas], meta, atoms
 
 
-def _halves(trajs: list) -> tuple[list, list]:
-    """Two independent halves of the reference: by replica when there are several, else by time."""
-    if len(trajs) >= 2:
-        mid = len(trajs) // 2
-        return trajs[:mid], trajs[mid:]
-    t = trajs[0]
-    return [t[: t.n_frames // 2]], [t[t.n_frames // 2 :]]
+def _halves(per_replica: list) -> tuple[list, list]:
+    """Two independent halves of per-replica arrays: by replica when there are several, else by time."""
+    if len(per_replica) >= 2:
+        mid = len(per_replica) // 2
+        return per_replica[:mid], per_replica[mid:]
+    x = per_replica[0]
+    return [x[: len(x) // 2]], [x[len(x) // 2 :]]
 
 
-def structural_metrics(gen: list, ref: list, tica_lag: int) -> dict:
-    """Distribution, flexibility, geometry and clash metrics of ``gen`` against ``ref`` (mdtraj lists)."""
+def stacked_xyz(trajs: list) -> np.ndarray:
+    """All frames of mdtraj trajectories, ``[F, N, 3]`` float64 nm."""
+    return np.concatenate([t.xyz for t in trajs]).astype(np.float64)
+
+
+def structural_metrics(gen: list, ref: list, gen_xyz: np.ndarray, ref_xyz: np.ndarray, tica_lag: int) -> dict:
+    """Distribution, flexibility, geometry and clash metrics of ``gen`` against ``ref``.
+
+    ``gen``/``ref`` are mdtraj lists (for backbone angles); ``*_xyz`` their :func:`stacked_xyz`.
+    """
     from biomd_core.featurize import featurize
 
     graph = featurize(ref[0].topology)
     bonds = np.asarray(graph.bonds)
-    gen_xyz = np.concatenate([t.xyz for t in gen]).astype(np.float64)
-    ref_xyz = np.concatenate([t.xyz for t in ref]).astype(np.float64)
     out: dict = {"generated_frames": int(len(gen_xyz)), "reference_frames": int(len(ref_xyz))}
     out.update(M.geometry_errors(gen_xyz, ref_xyz, bonds))
     heavy = np.flatnonzero(np.asarray(graph.element_labels) != "H")
@@ -96,18 +102,16 @@ def structural_metrics(gen: list, ref: list, tica_lag: int) -> dict:
             out["protein_ligand_clash_score"] = M.clash_score(gen_xyz, pairs, elements)
     try:
         gen_angles = np.concatenate([M.ramachandran_angles(t) for t in gen])
-        ref_angles = np.concatenate([M.ramachandran_angles(t) for t in ref])
+        ref_per_traj = [M.ramachandran_angles(t) for t in ref]
     except ValueError:
         features = lambda x: _distance_features(x, heavy)  # noqa: E731  (no backbone: TICA on distances)
         out["tica_jsd"] = M.tica_jsd(features(ref_xyz), features(gen_xyz), tica_lag)
         return out
+    ref_angles = np.concatenate(ref_per_traj)
     out["ramachandran_jsd"] = M.ramachandran_jsd(gen_angles, ref_angles)
-    ref_feats = np.concatenate([M.torsion_features(M.ramachandran_angles(t)) for t in ref])
-    out["tica_jsd"] = M.tica_jsd(ref_feats, M.torsion_features(gen_angles), tica_lag)
-    half_a, half_b = _halves(ref)
-    a = np.concatenate([M.ramachandran_angles(t) for t in half_a])
-    b = np.concatenate([M.ramachandran_angles(t) for t in half_b])
-    out["ramachandran_jsd_md_floor"] = M.ramachandran_jsd(a, b)
+    out["tica_jsd"] = M.tica_jsd(M.torsion_features(ref_angles), M.torsion_features(gen_angles), tica_lag)
+    half_a, half_b = _halves(ref_per_traj)
+    out["ramachandran_jsd_md_floor"] = M.ramachandran_jsd(np.concatenate(half_a), np.concatenate(half_b))
     out["_angles"] = (gen_angles, ref_angles)
     return out
 
@@ -139,11 +143,11 @@ def minimised_energies(system_name: str, atoms: np.ndarray, frames_nm: np.ndarra
     return np.array(energies)
 
 
-def energy_metrics(system_name: str, atoms, gen: list, ref: list, n: int, iterations: int) -> dict:
+def energy_metrics(system_name: str, atoms, gen_xyz: np.ndarray, ref_xyz: np.ndarray, n: int, iterations: int) -> dict:
     rng = np.random.default_rng(0)
     pick = lambda x: x[rng.choice(len(x), size=min(n, len(x)), replace=False)]  # noqa: E731
-    gen_e = minimised_energies(system_name, atoms, pick(np.concatenate([t.xyz for t in gen])), iterations)
-    ref_e = minimised_energies(system_name, atoms, pick(np.concatenate([t.xyz for t in ref])), iterations)
+    gen_e = minimised_energies(system_name, atoms, pick(gen_xyz), iterations)
+    ref_e = minimised_energies(system_name, atoms, pick(ref_xyz), iterations)
     finite = np.isfinite(gen_e)
     return {
         "energy_generated_mean_kj_mol": float(np.mean(gen_e[finite])) if finite.any() else float("nan"),
@@ -155,7 +159,7 @@ def energy_metrics(system_name: str, atoms, gen: list, ref: list, n: int, iterat
     }
 
 
-def plot(out: Path, results: dict, gen: list, ref: list) -> list[str]:
+def plot(out: Path, results: dict, gen_xyz: np.ndarray, ref_xyz: np.ndarray) -> list[str]:
     """PNG plots: Ramachandran maps side by side, RMSF profiles, energy histograms."""
     import matplotlib
 
@@ -174,8 +178,6 @@ def plot(out: Path, results: dict, gen: list, ref: list) -> list[str]:
         fig.savefig(out / "ramachandran.png", dpi=110)
         plt.close(fig)
         written.append("ramachandran.png")
-    gen_xyz = np.concatenate([t.xyz for t in gen]).astype(np.float64)
-    ref_xyz = np.concatenate([t.xyz for t in ref]).astype(np.float64)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.plot(M.rmsf(ref_xyz) * 10, label="reference MD")
     ax.plot(M.rmsf(gen_xyz) * 10, label="generated")
@@ -205,13 +207,16 @@ def run_evaluate(request: EvaluateRequest, out: Path) -> dict:
     """Compute all metrics and write ``metrics.json``, ``report.md`` and plots."""
     gen = load_generated(Path(request.generated))
     ref, meta, atoms = load_reference(Path(request.reference), gen[0].n_atoms)
-    results = structural_metrics(gen, ref, request.tica_lag_frames)
+    gen_xyz, ref_xyz = stacked_xyz(gen), stacked_xyz(ref)
+    results = structural_metrics(gen, ref, gen_xyz, ref_xyz, request.tica_lag_frames)
     recorded = meta.get("system")
     system_name = request.system or (recorded.get("name") if isinstance(recorded, dict) else recorded)
     if system_name:
-        results.update(energy_metrics(system_name, atoms, gen, ref, request.energy_frames, request.minimise_iterations))
+        results.update(
+            energy_metrics(system_name, atoms, gen_xyz, ref_xyz, request.energy_frames, request.minimise_iterations)
+        )
     out.mkdir(parents=True, exist_ok=True)
-    plots = plot(out, results, gen, ref)
+    plots = plot(out, results, gen_xyz, ref_xyz)
     public = {k: v for k, v in results.items() if not k.startswith("_")}
     public.update({"generated": request.generated, "reference": request.reference, "system": system_name, "plots": plots})
     (out / "metrics.json").write_text(json.dumps(public, indent=2))

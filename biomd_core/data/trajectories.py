@@ -134,13 +134,18 @@ def pocket_atoms(frame_nm: np.ndarray, graph, radius_nm: float = 0.5) -> np.ndar
     return pocket
 
 
-def load_system_trajectories(spec: DataSpec, model_interval_ps: float, vocabs=None) -> tuple[object, list[np.ndarray]]:
-    """Featurise a spec's system and read its trajectories as ``[F, N, 3]`` float32 nm at the model's Δt."""
+def load_system_trajectories(
+    spec: DataSpec, model_interval_ps: float, vocabs=None, files: list[Path] | None = None
+) -> tuple[object, list[np.ndarray]]:
+    """Featurise a spec's system and read its trajectories as ``[F, N, 3]`` float32 nm at the model's Δt.
+
+    ``files`` are the spec's expanded paths when the caller already has them.
+    """
     import mdtraj
 
     from ..featurize import featurize
 
-    files = expand_paths(spec.trajectories)
+    files = files if files is not None else expand_paths(spec.trajectories)
     stride = resample_stride(data_frame_interval_ps(spec, files[0]), model_interval_ps)
     top = spec.topology or None
     first = mdtraj.load_frame(str(chunk_files(files[0])[0]), 0, top=top)
@@ -179,7 +184,8 @@ def load_dataset(
     graphs, train_frames, train_sys, val_frames, val_sys = [], [], [], [], []
     provenance = {"systems": []}
     for i, spec in enumerate(specs):
-        graph, trajs = load_system_trajectories(spec, model_interval_ps, vocabs)
+        files = expand_paths(spec.trajectories)
+        graph, trajs = load_system_trajectories(spec, model_interval_ps, vocabs, files)
         graphs.append(graph)
         train_idx, val_idx = split_by_trajectory(len(trajs), validation_fraction, seed + i)
         train_frames += [trajs[j] for j in train_idx]
@@ -188,7 +194,7 @@ def load_dataset(
         val_sys += [i] * len(val_idx)
         provenance["systems"].append(
             {
-                "trajectories": [str(p) for p in expand_paths(spec.trajectories)],
+                "trajectories": [str(p) for p in files],
                 "topology": spec.topology,
                 "fingerprint": graph.fingerprint(),
                 "n_atoms": graph.n_atoms,

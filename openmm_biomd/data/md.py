@@ -116,6 +116,13 @@ def whole_steps(duration_ps: float, timestep_fs: float, what: str = "frame inter
 # --------------------------------------------------------------------------- settings
 
 
+def require_positive(settings: Any, names: tuple[str, ...]) -> None:
+    """Raise a ValueError naming the first of ``names`` that is not > 0 on ``settings``."""
+    for name in names:
+        if not getattr(settings, name) > 0:
+            raise ValueError(f"{name} must be positive, got {getattr(settings, name)}")
+
+
 @dataclass(frozen=True)
 class MDSettings:
     """What a data-generation run simulates (saved in ``metadata.json``).
@@ -144,9 +151,7 @@ class MDSettings:
     equilibration_ps: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("time_ps", "frame_interval_ps", "temperature_k", "timestep_fs", "friction_per_ps"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        require_positive(self, ("time_ps", "frame_interval_ps", "temperature_k", "timestep_fs", "friction_per_ps"))
         if self.replicas < 1 or self.chunk_frames < 1:
             raise ValueError("replicas and chunk_frames must be at least 1")
         if self.equilibration_ps < 0:

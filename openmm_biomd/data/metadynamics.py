@@ -48,6 +48,7 @@ from .md import (
     make_simulation,
     package_versions,
     replica_seed,
+    require_positive,
     select_platform,
     system_record,
     whole_steps,
@@ -93,10 +94,8 @@ class DissociationSettings:
     equilibration_ps: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("max_time_ps", "frame_interval_ps", "height_kj_mol", "sigma_nm", "deposit_interval_ps",
-                     "exit_distance_nm", "pocket_radius_nm", "temperature_k", "timestep_fs", "friction_per_ps"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        require_positive(self, ("max_time_ps", "frame_interval_ps", "height_kj_mol", "sigma_nm", "deposit_interval_ps",
+                                "exit_distance_nm", "pocket_radius_nm", "temperature_k", "timestep_fs", "friction_per_ps"))
         if self.n_seeds < 1:
             raise ValueError("n_seeds must be at least 1")
         if not self.bias_factor > 1:
