@@ -1,0 +1,469 @@
+"""``GenerativePropagator``: ``simulation.step(n)`` by generative jumps.
+
+One *cycle* advances the simulation by a gated jump and hands it back::
+
+    jump (J steps of generated frames) → hand-back → relax MD (m steps)
+
+``step(n)`` runs cycles while ``J + m`` steps remain and plain MD for the
+rest, so exactly ``n`` steps pass.  Inside a jump the propagator drives the
+Context itself: each reporter due at a step inside the jump is called at that
+step with the frame for that step (``currentStep`` and ``context.getTime()``
+set exactly), then the last frame is handed back (:mod:`.handback`).  A jump
+the gate shortens covers fewer steps (the loop goes on); a jump of which
+nothing survives is replaced by plain MD for its first coarse interval
+(``fallback``).  The Context only ever sees accepted, relaxed frames.
+
+Frames reported inside a jump carry velocities drawn at the bath temperature
+(generated frames ``Δt`` apart have no meaningful finite-difference velocity);
+in explicit solvent the unmodelled atoms stay where they were at the start of
+the jump until the hand-back relaxes them, so energies reported inside a jump
+are those of the generated solute in the old solvent.
+
+Units: steps, ps, nm, K.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import time
+import zipfile
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openmm
+import openmm.unit as unit
+import torch
+
+from biomd_core.sampling import HierarchicalSampler, SolverConfig
+
+from .compatibility import check_compatibility
+from .gate import EnergyReference, GateConfig, PhysicsGate
+from .generation import JumpGenerator
+from .handback import HandBackConfig, add_solute_restraint, hand_back, integrator_temperature
+from .model_source import model_label, resolve_model
+from .reporting import emit_reports, plan_reports
+from .solute_system import build_solute_system
+
+CHECKPOINT_FORMAT = "biomd-propagator-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class PropagatorCheckpointError(RuntimeError):
+    """A propagator checkpoint cannot be used with this simulation or model."""
+
+
+@dataclass
+class PropagatorStatistics:
+    """Counters of a propagator's life (steps are integrator steps)."""
+
+    jumps_attempted: int = 0
+    jumps_accepted: int = 0
+    jumps_shortened: int = 0
+    jumps_fallback: int = 0
+    retries: int = 0
+    rejections: dict = field(default_factory=dict)
+    generated_steps: int = 0
+    relax_md_steps: int = 0
+    fallback_md_steps: int = 0
+    remainder_md_steps: int = 0
+    uncounted_relaxation_steps: int = 0
+    generation_wall_s: float = 0.0
+    handback_wall_s: float = 0.0
+    md_wall_s: float = 0.0
+
+    def to_dict(self, timestep_ps: float) -> dict:
+        out = asdict(self)
+        for name in ("generated", "relax_md", "fallback_md", "remainder_md"):
+            out[f"{name}_ps"] = getattr(self, f"{name}_steps") * timestep_ps
+        out["acceptance"] = self.jumps_accepted / self.jumps_attempted if self.jumps_attempted else None
+        return out
+
+
+def _default_seed_from(generator: torch.Generator) -> int:
+    return int(torch.randint(1, 2**31 - 1, (1,), generator=generator))
+
+
+class GenerativePropagator:
+    """Advance an ``openmm.app.Simulation`` with generative jumps.
+
+    Parameters
+    ----------
+    simulation : the user's Simulation (reporters, integrator, platform as they are)
+    model : a shipped model name, a ``.safetensors`` checkpoint, an exported
+        TorchScript ``velocity_net.pt`` or a loaded model
+    selection : modelled atoms (featurisation selection; default the solute)
+    jump_ps : generative time per jump (default one autoregressive block,
+        ``block_frames · k · Δt``); a whole number of model frames and of
+        integrator steps
+    solver, ode_steps : ODE integration of the flow
+    gate : :class:`~.gate.GateConfig`
+    handback : :class:`~.handback.HandBackConfig`
+    retries : re-draws of a failing piece of a jump before it is shortened
+    seed : seeds the propagator's random stream (noise, velocities)
+    energy_reference : gate energy statistics; default: stored with the model
+        for this system, else calibrated from short MD of a copy of the Context
+    calibration_frames, calibration_interval_steps : that calibration MD
+    allow_transfer : use the model on a system it was not trained on
+    temperature_k : bath temperature when the integrator has none
+    log_file : JSON-lines file receiving one record per jump
+    ligand_sdf, ligand_residues : ligand chemistry for featurisation
+    """
+
+    def __init__(
+        self,
+        simulation: Any,
+        model: Any,
+        *,
+        selection: Any = "solute",
+        jump_ps: float | None = None,
+        solver: str = "heun",
+        ode_steps: int = 10,
+        gate: GateConfig = GateConfig(),
+        handback: HandBackConfig = HandBackConfig(),
+        retries: int = 3,
+        seed: int = 0,
+        energy_reference: EnergyReference | None = None,
+        calibration_frames: int = 50,
+        calibration_interval_steps: int = 250,
+        allow_transfer: bool = False,
+        temperature_k: float | None = None,
+        log_file: str | os.PathLike | None = None,
+        ligand_sdf: Any = None,
+        ligand_residues: Any = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.simulation = simulation
+        self.context = simulation.context
+        device = device or _device_for(self.context)
+        self.model = resolve_model(model, device)
+        self.model_label = model_label(self.model)
+        self.model_hash = self.model.weights_hash()
+        self.time = self.model.time
+        self.timestep_ps = float(simulation.integrator.getStepSize().value_in_unit(unit.picosecond))
+        self.steps_per_frame = _whole(self.time.frame_interval_ps / self.timestep_ps,
+                                      f"the model's frame interval {self.time.frame_interval_ps} ps",
+                                      f"integrator steps of {self.timestep_ps} ps")
+        self.temperature_k = temperature_k or integrator_temperature(simulation.integrator)
+        if self.temperature_k is None:
+            raise ValueError("the integrator has no temperature: pass temperature_k= (the bath temperature, K)")
+        positions = self._positions()
+        self.graph = self.model.featurize(simulation.topology, selection=selection, positions_nm=positions,
+                                          ligand_sdf=ligand_sdf, ligand_residues=ligand_residues)
+        check_compatibility(self.model, self.graph, allow_transfer=allow_transfer)
+        self.modelled = np.asarray(self.graph.atom_indices, dtype=np.int64)
+        jump_ps = self.time.block_frames * self.time.coarse_interval_ps if jump_ps is None else float(jump_ps)
+        self.jump_steps = _whole(jump_ps / self.timestep_ps, f"jump_ps={jump_ps}", f"{self.timestep_ps} ps steps")
+        _whole(self.jump_steps / self.steps_per_frame, f"jump_ps={jump_ps}",
+               f"model frames of {self.time.frame_interval_ps} ps")
+        self.coarse_steps = self.time.coarse_stride * self.steps_per_frame
+        self.handback = handback
+        self.retries = retries
+        self.seed = seed
+        self._rng = torch.Generator().manual_seed(seed)
+        self.statistics = PropagatorStatistics()
+        self.records: list[dict] = []
+        self.log_file = Path(log_file) if log_file else None
+
+        solute = build_solute_system(simulation.system, self.modelled)
+        self.gate = PhysicsGate(solute, self.graph.bonds, self.graph.element_labels, positions[self.modelled], gate)
+        self.gate.energy_reference = self._find_energy_reference(energy_reference)
+        self._calibration = (calibration_frames, calibration_interval_steps)
+        sampler = HierarchicalSampler(self.model.bind(self.graph), self.time, SolverConfig(solver, ode_steps))
+        self.generator = JumpGenerator(sampler, self.gate, self.steps_per_frame, retries)
+        self._history = positions[self.modelled][None]
+        unmodelled = _has_unmodelled_atoms(simulation.system, self.modelled)
+        self.restraint = add_solute_restraint(simulation, self.modelled, positions) if unmodelled else None
+        self._busy = False
+        self._pending_checkpoints: list = []
+
+    # -- set-up helpers ----------------------------------------------------------
+    def _positions(self) -> np.ndarray:
+        state = self.context.getState(getPositions=True, enforcePeriodicBox=False)
+        return state.getPositions(asNumpy=True).value_in_unit(unit.nanometer).astype(np.float64)
+
+    def _find_energy_reference(self, given: EnergyReference | None) -> EnergyReference | None:
+        if given is not None:
+            if not self.gate.reference_matches(given):
+                raise ValueError("the energy_reference given was measured with another gate energy model "
+                                 "or minimisation; calibrate it for this system")
+            return given
+        stored = self.model.provenance.get("gate_reference", {}).get(self.gate.solute.key)
+        if stored:
+            reference = EnergyReference.from_dict(stored)
+            if self.gate.reference_matches(reference):
+                return reference
+        return None
+
+    def calibrate_gate(self, frames_nm: np.ndarray | None = None) -> EnergyReference:
+        """Measure the gate's equilibrium energy statistics.
+
+        From ``frames_nm`` ``[T, N_modelled, 3]`` (e.g. an equilibrium MD
+        trajectory) if given, else from short MD of a *copy* of the Context:
+        the simulation itself does not move.
+        """
+        if frames_nm is None:
+            frames_nm = self._calibration_md()
+        source = f"calibrated on {len(frames_nm)} MD frames"
+        return self.gate.calibrate(frames_nm, source)
+
+    def _calibration_md(self) -> np.ndarray:
+        n_frames, interval = self._calibration
+        integrator = openmm.XmlSerializer.clone(self.simulation.integrator)
+        context = openmm.Context(self.simulation.system, integrator, self.context.getPlatform())
+        try:
+            state = self.context.getState(getPositions=True, getVelocities=True, getParameters=True)
+            context.setState(state)
+            context.setVelocitiesToTemperature(self.temperature_k * unit.kelvin, self.seed + 1)
+            frames = []
+            for _ in range(n_frames):
+                integrator.step(interval)
+                pos = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+                frames.append(pos[self.modelled])
+        finally:
+            del context
+        return np.asarray(frames)
+
+    # -- public API ------------------------------------------------------------------
+    def step(self, steps: int) -> None:
+        """Advance exactly ``steps`` integrator steps: jump cycles, then plain MD for the remainder."""
+        if not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise TypeError(f"steps must be a non-negative integer, got {steps!r}")
+        end = self.simulation.currentStep + int(steps)
+        cycle = self.jump_steps + self.handback.relax_steps
+        while end - self.simulation.currentStep >= cycle:
+            self._cycle(self.jump_steps)
+        remainder = end - self.simulation.currentStep
+        if remainder:
+            self._md(remainder, "remainder_md_steps")
+
+    def jump(self, jump_ps: float | None = None) -> dict:
+        """One cycle: a gated jump of ``jump_ps`` (default the configured jump), hand-back, relax MD.
+
+        Returns the jump's record (outcome, steps, retries, rejections, timings).
+        """
+        steps = self.jump_steps if jump_ps is None else _whole(
+            float(jump_ps) / self.timestep_ps, f"jump_ps={jump_ps}", f"{self.timestep_ps} ps steps")
+        _whole(steps / self.steps_per_frame, f"jump_ps={jump_ps}", f"model frames of {self.time.frame_interval_ps} ps")
+        return self._cycle(steps)
+
+    def physical_md(self, steps: int) -> None:
+        """Plain MD through the stock ``simulation.step`` (counted as MD in the statistics)."""
+        self._md(int(steps), "remainder_md_steps")
+
+    def summary(self) -> dict:
+        """Statistics in steps and ps, plus the model and gate settings."""
+        return {
+            "model": self.model_label,
+            "model_sha256": self.model_hash,
+            "jump_steps": self.jump_steps,
+            "jump_ps": self.jump_steps * self.timestep_ps,
+            "frame_interval_ps": self.time.frame_interval_ps,
+            "modelled_atoms": int(len(self.modelled)),
+            "energy_reference": self.gate.energy_reference.to_dict() if self.gate.energy_reference else None,
+            **self.statistics.to_dict(self.timestep_ps),
+        }
+
+    # -- one cycle ---------------------------------------------------------------------
+    def _ensure_energy_reference(self) -> None:
+        if self.gate.config.check_energy and self.gate.energy_reference is None:
+            self.calibrate_gate()
+
+    def _cycle(self, n_steps: int) -> dict:
+        self._ensure_energy_reference()
+        stats = self.statistics
+        stats.jumps_attempted += 1
+        start_step = self.simulation.currentStep
+        t0 = self.context.getTime().value_in_unit(unit.picosecond)
+        base = self._positions()
+        history = self._history.copy()
+        history[-1] = base[self.modelled]
+        plan = plan_reports(self.simulation, start_step, n_steps)
+        record: dict[str, Any] = {"step": start_step, "time_ps": t0, "planned_steps": n_steps}
+        wall = time.perf_counter()
+        self._busy = True
+        try:
+            jump = self.generator.generate(history, n_steps // self.steps_per_frame, [o for o, _ in plan], self._rng)
+            stats.generation_wall_s += time.perf_counter() - wall
+            stats.retries += jump.retries
+            for reason, count in jump.rejections.items():
+                stats.rejections[reason] = stats.rejections.get(reason, 0) + count
+            record.update(retries=jump.retries, rejections=dict(jump.rejections), gate_messages=jump.details)
+            if jump.n_frames == 0:
+                fallback = min(n_steps, self.coarse_steps)
+                stats.jumps_fallback += 1
+                record.update(outcome="fallback", generated_steps=0, fallback_md_steps=fallback)
+                self._busy = False
+                self._md(fallback, "fallback_md_steps")
+                return self._log(record, wall)
+            horizon = jump.n_frames * self.steps_per_frame
+            stats.jumps_accepted += 1
+            stats.jumps_shortened += horizon < n_steps
+            for offset, due in plan:
+                if offset > horizon:
+                    break
+                self._place(base, jump.frames[offset], start_step + offset, t0 + offset * self.timestep_ps)
+                emit_reports(self.simulation, due)
+            handback_start = time.perf_counter()
+            self.context.setStepCount(start_step + horizon)
+            self.context.setTime(t0 + horizon * self.timestep_ps)
+            positions = base.copy()
+            positions[self.modelled] = jump.frames[horizon]
+            hand_back(self.simulation, positions, config=self.handback, temperature_k=self.temperature_k,
+                      seed=_default_seed_from(self._rng), restraint=self.restraint, modelled=self.modelled)
+            stats.uncounted_relaxation_steps += self.handback.ramp_steps + (
+                self.handback.solvent_relax_steps if self.restraint is not None else 0)
+            stats.generated_steps += horizon
+            stats.handback_wall_s += time.perf_counter() - handback_start
+            record.update(outcome="accepted" if horizon == n_steps else "shortened", generated_steps=horizon)
+            self._history = np.concatenate([history, jump.coarse])[-self.time.history_frames:]
+        finally:
+            self._busy = False
+        self._md(self.handback.relax_steps, "relax_md_steps")
+        self._history[-1] = self._positions()[self.modelled]
+        return self._log(record, wall)
+
+    def _place(self, base: np.ndarray, frame: np.ndarray, step: int, time_ps: float) -> None:
+        """Put one accepted frame into the Context at ``step`` / ``time_ps`` for reporters."""
+        from .handback import set_positions
+
+        positions = base.copy()
+        positions[self.modelled] = frame
+        set_positions(self.context, positions, self.simulation.system.getNumConstraints() > 0,
+                      self.handback.constraint_tolerance)
+        self.context.setStepCount(step)
+        self.context.setTime(time_ps)
+        self.context.setVelocitiesToTemperature(self.temperature_k * unit.kelvin, _default_seed_from(self._rng))
+
+    def _md(self, steps: int, counter: str) -> None:
+        if steps <= 0:
+            return
+        wall = time.perf_counter()
+        self.simulation.step(steps)
+        self.statistics.md_wall_s += time.perf_counter() - wall
+        setattr(self.statistics, counter, getattr(self.statistics, counter) + steps)
+        self._flush_pending_checkpoints()
+
+    def _log(self, record: dict, wall_start: float) -> dict:
+        record["wall_s"] = time.perf_counter() - wall_start
+        self.records.append(record)
+        if self.log_file is not None:
+            with open(self.log_file, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        self._flush_pending_checkpoints()
+        return record
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def _state(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "model_sha256": self.model_hash,
+            "model": self.model_label,
+            "step": int(self.simulation.currentStep),
+            "seed": self.seed,
+            "rng": base64.b64encode(self._rng.get_state().numpy().tobytes()).decode(),
+            "history": {"shape": list(self._history.shape),
+                        "data": base64.b64encode(np.ascontiguousarray(self._history).tobytes()).decode()},
+            "statistics": asdict(self.statistics),
+            "energy_reference": self.gate.energy_reference.to_dict() if self.gate.energy_reference else None,
+            "n_records": len(self.records),
+        }
+
+    def save_checkpoint(self, path: str | os.PathLike) -> None:
+        """Write OpenMM's checkpoint and the propagator's state into one file, atomically.
+
+        The file is a zip holding ``openmm.chk`` (``Context.createCheckpoint``,
+        untouched) and ``propagator.json`` (random stream, frame history,
+        statistics, model hash).  Inside a jump the write is deferred to the
+        end of the cycle, so a checkpoint always holds a physical state.
+        """
+        if self._busy:
+            self._pending_checkpoints.append(Path(path))
+            return
+        path = Path(path)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as zf:
+            zf.writestr("openmm.chk", self.context.createCheckpoint())
+            zf.writestr("propagator.json", json.dumps(self._state()))
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(buffer.getvalue())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> dict:
+        """Restore a checkpoint written by :meth:`save_checkpoint`; returns the stored state."""
+        path = Path(path)
+        try:
+            with zipfile.ZipFile(path) as zf:
+                chk = zf.read("openmm.chk")
+                state = json.loads(zf.read("propagator.json"))
+        except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+            raise PropagatorCheckpointError(f"{path} is not a readable propagator checkpoint: {exc}") from exc
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise PropagatorCheckpointError(f"{path} is not a propagator checkpoint")
+        if state["model_sha256"] != self.model_hash:
+            raise PropagatorCheckpointError(
+                f"{path} was written with model {state['model']} (sha256 {state['model_sha256'][:12]}…), "
+                f"not {self.model_label} ({self.model_hash[:12]}…): resume with the same model")
+        try:
+            self.context.loadCheckpoint(chk)
+        except Exception as exc:
+            raise PropagatorCheckpointError(
+                f"OpenMM refused the checkpoint in {path} (it needs the same System, platform and OpenMM "
+                f"build): {exc}") from exc
+        rng = torch.frombuffer(bytearray(base64.b64decode(state["rng"])), dtype=torch.uint8)
+        self._rng.set_state(rng)
+        shape = state["history"]["shape"]
+        self._history = np.frombuffer(base64.b64decode(state["history"]["data"]), dtype=np.float64).reshape(shape).copy()
+        self.statistics = PropagatorStatistics(**state["statistics"])
+        if state.get("energy_reference"):
+            self.gate.energy_reference = EnergyReference.from_dict(state["energy_reference"])
+        return state
+
+    def _flush_pending_checkpoints(self) -> None:
+        pending, self._pending_checkpoints = self._pending_checkpoints, []
+        for path in pending:
+            self.save_checkpoint(path)
+
+
+class PropagatorCheckpointReporter:
+    """An OpenMM reporter that saves :meth:`GenerativePropagator.save_checkpoint` every ``reportInterval`` steps."""
+
+    def __init__(self, propagator: GenerativePropagator, file: str | os.PathLike, reportInterval: int) -> None:
+        self._propagator = propagator
+        self._file = Path(file)
+        self._interval = int(reportInterval)
+
+    def describeNextReport(self, simulation) -> dict:
+        steps = self._interval - simulation.currentStep % self._interval
+        return {"steps": steps, "periodic": None, "include": []}
+
+    def report(self, simulation, state) -> None:
+        self._propagator.save_checkpoint(self._file)
+
+
+def _whole(value: float, what: str, unit_text: str) -> int:
+    rounded = int(round(value))
+    if rounded < 1 or abs(value - rounded) > 1e-6:
+        raise ValueError(f"{what} is not a whole number of {unit_text} ({value:g}); choose one that is")
+    return rounded
+
+
+def _has_unmodelled_atoms(system, modelled: np.ndarray) -> bool:
+    massive = [i for i in range(system.getNumParticles()) if system.getParticleMass(i).value_in_unit(unit.dalton) > 0]
+    return len(set(massive) - set(modelled.tolist())) > 0
+
+
+def _device_for(context) -> torch.device:
+    """CUDA when the Context runs on CUDA and torch sees a GPU, else CPU."""
+    if context.getPlatform().getName() == "CUDA" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
