@@ -75,6 +75,7 @@ def reproduce(name: str, root: str | Path = "runs", install: bool = False, progr
     from biomd_core.training.run import load_run_config, run_training
 
     from .evaluate import EvaluateRequest, run_evaluate
+    from .propagator.calibration import attach_gate_reference
     from .sample import SampleRequest, run_sample
 
     try:
@@ -95,6 +96,7 @@ def reproduce(name: str, root: str | Path = "runs", install: bool = False, progr
     summary = run_training(config, train_dir, progress=progress)
     train_s = time.perf_counter() - t0
     model_path = train_dir / "model.safetensors"
+    attach_gate_reference(model_path, recipe.system, ref_dir)
 
     sample = run_sample(
         SampleRequest(model=str(model_path), system=recipe.system, time=recipe.sample_time,

@@ -49,6 +49,7 @@ def save_model(model, path: str | Path) -> Path:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o644)  # safetensors creates files readable by the owner only
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
