@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # The CPU build of PyTorch; override (e.g. TORCH=torch) to let pip choose.
 TORCH  ?= torch==2.13.0
-OUT    ?= runs/demo
+OUT    ?= runs/run
 
 .PHONY: run test setup clean
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/biomd demo --out $(OUT)
+	$(VENV)/bin/biomd run --out $(OUT)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile

@@ -6,6 +6,7 @@ viewers and analysis tools see the right time axis.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +38,68 @@ def write_dcd(path: str | Path, topology, frames_nm: np.ndarray, frame_interval_
         dcd = DCDFile(f, topology, frame_interval_ps * unit.picosecond, firstStep=first_step, interval=1)
         for frame in frames:
             dcd.writeModel(frame * unit.nanometer)
+
+
+def _dcd_layout(fh) -> tuple[int, int, int, int]:
+    """``(header_bytes, frame_bytes, first_step, interval)`` of an OpenMM-written DCD file."""
+    import struct
+
+    head = fh.read(100)
+    if len(head) < 100 or head[4:8] != b"CORD" or struct.unpack("<i", head[:4])[0] != 84:
+        raise ValueError(f"{fh.name} is not a DCD file")
+    first_step, interval = struct.unpack("<2i", head[12:20])
+    box = struct.unpack("<i", head[48:52])[0]
+    fh.seek(92)
+    comments = struct.unpack("<i", fh.read(4))[0]
+    fh.seek(104 + comments)
+    n_atoms = struct.unpack("<i", fh.read(4))[0]
+    header = 104 + comments + 8
+    frame = (56 if box else 0) + 3 * (8 + 4 * n_atoms)
+    return header, frame, first_step, interval
+
+
+def truncate_dcd(path: str | Path, n_frames: int) -> None:
+    """Cut a DCD file back to its first ``n_frames`` frames (for resuming a killed run).
+
+    A missing file is fine when ``n_frames`` is 0.  Raises ``ValueError`` when
+    the file holds fewer frames than that (frames were lost: do not append).
+    """
+    import struct
+
+    path = Path(path)
+    if not path.exists():
+        if n_frames:
+            raise ValueError(f"{path} is missing but should hold {n_frames} frames")
+        return
+    with open(path, "r+b") as fh:
+        header, frame, first_step, interval = _dcd_layout(fh)
+        size = header + n_frames * frame
+        available = (path.stat().st_size - header) // frame
+        if available < n_frames:
+            raise ValueError(f"{path} holds {available} complete frames, fewer than the {n_frames} expected")
+        fh.truncate(size)
+        fh.seek(8)
+        fh.write(struct.pack("<i", n_frames))
+        fh.seek(20)
+        fh.write(struct.pack("<i", first_step + max(n_frames - 1, 0) * interval))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def truncate_csv_after_step(path: str | Path, last_step: int) -> None:
+    """Drop rows of a ``StateDataReporter`` CSV whose step (first column) is beyond ``last_step``."""
+    path = Path(path)
+    if not path.exists():
+        return
+    def keep(line: str) -> bool:
+        if line.startswith("#"):
+            return True
+        try:
+            return line.endswith("\n") and int(float(line.split(",")[0])) <= last_step
+        except ValueError:  # a row cut short by a kill
+            return False
+
+    kept = [ln for ln in path.read_text().splitlines(keepends=True) if keep(ln)]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)

@@ -14,12 +14,21 @@ After a jump the Context receives the last frame and is made physical again:
 4. energy minimisation of everything (``minimize_iterations``);
 5. velocities drawn at the integrator's temperature;
 6. optionally a timestep ramp: ``ramp_steps`` steps at a fraction of the
-   timestep rising to the full one.
+   timestep rising to the full one;
+7. ``thermalize_steps`` of MD at the full timestep.
 
-Steps 3 and 6 are *relaxation*: the step counter and clock are put back
+Steps 3, 6 and 7 are *relaxation*: the step counter and clock are put back
 afterwards, reporters do not see them, and they are counted separately.  The
-physical MD that follows (``relax_steps`` at the full timestep) is ordinary
-MD: it advances time and reporters see it.
+physical MD that follows (``relax_steps`` at the full timestep, 0 by default)
+is ordinary MD: it advances time and reporters see it.
+
+Why thermalisation is not counted as simulated time by default: a cycle is
+then exactly one jump long, so jumps start on the report grid and every
+report inside a jump falls on a generated frame (counted MD of 1 ps after a
+jump of 5 ps frames would shift every later report off the model's grid and
+make each one a sub-grid frame).  The price is a clock that skips the
+``thermalize_steps`` of dynamics after each jump (1 ps per 400 ps jump by
+default, 0.25 %); the propagator reports them as ``uncounted_relaxation_steps``.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ class HandBackConfig:
     minimize_iterations : L-BFGS iterations on the full system (0 = to convergence)
     minimize_tolerance : kJ/mol/nm
     relax_steps : physical MD steps after each jump (counted, reported)
+    thermalize_steps : uncounted MD steps at the full timestep after the minimisation
     ramp_steps : uncounted steps with a reduced timestep before ``relax_steps``
     ramp_start_fraction : first timestep of the ramp, as a fraction of the full one
     solvent_relax_steps : uncounted restrained MD steps for unmodelled atoms
@@ -52,7 +62,8 @@ class HandBackConfig:
 
     minimize_iterations: int = 100
     minimize_tolerance: float = 10.0
-    relax_steps: int = 500
+    relax_steps: int = 0
+    thermalize_steps: int = 500
     ramp_steps: int = 0
     ramp_start_fraction: float = 0.25
     solvent_relax_steps: int = 500
@@ -60,7 +71,7 @@ class HandBackConfig:
     constraint_tolerance: float = 1.0e-6
 
     def __post_init__(self) -> None:
-        for name in ("minimize_iterations", "relax_steps", "ramp_steps", "solvent_relax_steps"):
+        for name in ("minimize_iterations", "relax_steps", "thermalize_steps", "ramp_steps", "solvent_relax_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"HandBackConfig.{name} must be >= 0")
         if not 0 < self.ramp_start_fraction <= 1:
@@ -125,7 +136,7 @@ def _ramp(simulation, config: HandBackConfig) -> None:
 
 def hand_back(simulation, positions_nm: np.ndarray, *, config: HandBackConfig, temperature_k: float,
               seed: int, restraint: openmm.CustomExternalForce | None, modelled: np.ndarray) -> None:
-    """Make the Context physical at ``positions_nm [N_total, 3]`` (steps 1–6 of the module docstring)."""
+    """Make the Context physical at ``positions_nm [N_total, 3]`` (steps 1–7 of the module docstring)."""
     context = simulation.context
     has_constraints = simulation.system.getNumConstraints() > 0
     set_positions(context, positions_nm, has_constraints, config.constraint_tolerance)
@@ -144,6 +155,12 @@ def hand_back(simulation, positions_nm: np.ndarray, *, config: HandBackConfig, t
     openmm.LocalEnergyMinimizer.minimize(context, config.minimize_tolerance, config.minimize_iterations)
     context.setVelocitiesToTemperature(temperature_k * unit.kelvin, seed)
     _ramp(simulation, config)
+    _uncounted_md(simulation, config.thermalize_steps)
+
+
+def uncounted_steps(config: HandBackConfig, restrained: bool) -> int:
+    """MD steps one hand-back integrates without advancing the clock."""
+    return config.ramp_steps + config.thermalize_steps + (config.solvent_relax_steps if restrained else 0)
 
 
 def integrator_temperature(integrator) -> float | None:

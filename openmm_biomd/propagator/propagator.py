@@ -45,7 +45,7 @@ from biomd_core.sampling import HierarchicalSampler, SolverConfig
 from .compatibility import check_compatibility
 from .gate import EnergyReference, GateConfig, PhysicsGate
 from .generation import JumpGenerator
-from .handback import HandBackConfig, add_solute_restraint, hand_back, integrator_temperature
+from .handback import HandBackConfig, add_solute_restraint, hand_back, integrator_temperature, uncounted_steps
 from .model_source import model_label, resolve_model
 from .reporting import emit_reports, plan_reports
 from .solute_system import build_solute_system
@@ -181,6 +181,9 @@ class GenerativePropagator:
         self.restraint = add_solute_restraint(simulation, self.modelled, positions) if unmodelled else None
         self._busy = False
         self._pending_checkpoints: list = []
+        # (counter name, start step) of the plain MD running outside a cycle, so that a checkpoint a
+        # reporter writes in the middle of it counts the steps already done (see _state)
+        self._md_progress: tuple[str, int] | None = None
 
     # -- set-up helpers ----------------------------------------------------------
     def _positions(self) -> np.ndarray:
@@ -231,13 +234,19 @@ class GenerativePropagator:
 
     # -- public API ------------------------------------------------------------------
     def step(self, steps: int) -> None:
-        """Advance exactly ``steps`` integrator steps: jump cycles, then plain MD for the remainder."""
+        """Advance exactly ``steps`` integrator steps.
+
+        Cycles of the configured jump while they fit, then one shorter jump of
+        whole model frames if one fits, then plain MD for the remainder (less
+        than one model frame plus ``relax_steps``).
+        """
         if not isinstance(steps, (int, np.integer)) or steps < 0:
             raise TypeError(f"steps must be a non-negative integer, got {steps!r}")
         end = self.simulation.currentStep + int(steps)
-        cycle = self.jump_steps + self.handback.relax_steps
-        while end - self.simulation.currentStep >= cycle:
-            self._cycle(self.jump_steps)
+        relax, spf = self.handback.relax_steps, self.steps_per_frame
+        while (left := end - self.simulation.currentStep) >= relax + spf:
+            # the configured jump, or the longest whole-frame jump that still fits
+            self._cycle(min(self.jump_steps, (left - relax) // spf * spf))
         remainder = end - self.simulation.currentStep
         if remainder:
             self._md(remainder, "remainder_md_steps")
@@ -298,8 +307,10 @@ class GenerativePropagator:
                 fallback = min(n_steps, self.coarse_steps)
                 stats.jumps_fallback += 1
                 record.update(outcome="fallback", generated_steps=0, fallback_md_steps=fallback)
-                self._busy = False
+                # The fallback MD belongs to the cycle: checkpoints due inside it are deferred to the
+                # cycle's end (written by _log), so a resumed run starts on a cycle boundary.
                 self._md(fallback, "fallback_md_steps")
+                self._busy = False
                 return self._log(record, wall)
             horizon = jump.n_frames * self.steps_per_frame
             stats.jumps_accepted += 1
@@ -316,16 +327,19 @@ class GenerativePropagator:
             positions[self.modelled] = jump.frames[horizon]
             hand_back(self.simulation, positions, config=self.handback, temperature_k=self.temperature_k,
                       seed=_default_seed_from(self._rng), restraint=self.restraint, modelled=self.modelled)
-            stats.uncounted_relaxation_steps += self.handback.ramp_steps + (
-                self.handback.solvent_relax_steps if self.restraint is not None else 0)
+            stats.uncounted_relaxation_steps += uncounted_steps(self.handback, self.restraint is not None)
             stats.generated_steps += horizon
             stats.handback_wall_s += time.perf_counter() - handback_start
             record.update(outcome="accepted" if horizon == n_steps else "shortened", generated_steps=horizon)
             self._history = np.concatenate([history, jump.coarse])[-self.time.history_frames:]
+            # The relax MD belongs to the cycle too (it used to run after _busy was cleared): a
+            # checkpoint due inside it was written mid-cycle, with relax_md_steps not yet counted and
+            # the history not yet updated, and a run resumed from it started a new jump where the
+            # uninterrupted run was still relaxing.  Now it is deferred to the cycle's end.
+            self._md(self.handback.relax_steps, "relax_md_steps")
+            self._history[-1] = self._positions()[self.modelled]
         finally:
             self._busy = False
-        self._md(self.handback.relax_steps, "relax_md_steps")
-        self._history[-1] = self._positions()[self.modelled]
         return self._log(record, wall)
 
     def _place(self, base: np.ndarray, frame: np.ndarray, step: int, time_ps: float) -> None:
@@ -344,7 +358,11 @@ class GenerativePropagator:
         if steps <= 0:
             return
         wall = time.perf_counter()
-        self.simulation.step(steps)
+        self._md_progress = (counter, int(self.simulation.currentStep))
+        try:
+            self.simulation.step(steps)
+        finally:
+            self._md_progress = None
         self.statistics.md_wall_s += time.perf_counter() - wall
         setattr(self.statistics, counter, getattr(self.statistics, counter) + steps)
         self._flush_pending_checkpoints()
@@ -360,6 +378,12 @@ class GenerativePropagator:
 
     # -- checkpoints ----------------------------------------------------------------------
     def _state(self) -> dict:
+        statistics = asdict(self.statistics)
+        if self._md_progress is not None:
+            # A reporter writes this checkpoint in the middle of plain MD (remainder or physical_md):
+            # count the steps done so far, or the counters of a resumed run fall short of its steps.
+            counter, start = self._md_progress
+            statistics[counter] += int(self.simulation.currentStep) - start
         return {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -370,7 +394,7 @@ class GenerativePropagator:
             "rng": base64.b64encode(self._rng.get_state().numpy().tobytes()).decode(),
             "history": {"shape": list(self._history.shape),
                         "data": base64.b64encode(np.ascontiguousarray(self._history).tobytes()).decode()},
-            "statistics": asdict(self.statistics),
+            "statistics": statistics,
             "energy_reference": self.gate.energy_reference.to_dict() if self.gate.energy_reference else None,
             "n_records": len(self.records),
         }
@@ -380,11 +404,14 @@ class GenerativePropagator:
 
         The file is a zip holding ``openmm.chk`` (``Context.createCheckpoint``,
         untouched) and ``propagator.json`` (random stream, frame history,
-        statistics, model hash).  Inside a jump the write is deferred to the
-        end of the cycle, so a checkpoint always holds a physical state.
+        statistics, model hash).  Inside a cycle (jump, hand-back, relax or
+        fallback MD) the write is deferred to the end of the cycle, so a
+        checkpoint always holds a physical state on a cycle boundary and a run
+        resumed from it repeats the uninterrupted run.
         """
         if self._busy:
-            self._pending_checkpoints.append(Path(path))
+            if Path(path) not in self._pending_checkpoints:  # one write per file, not one per due report
+                self._pending_checkpoints.append(Path(path))
             return
         path = Path(path)
         buffer = io.BytesIO()
@@ -399,33 +426,53 @@ class GenerativePropagator:
         os.replace(tmp, path)
 
     def load_checkpoint(self, path: str | os.PathLike) -> dict:
-        """Restore a checkpoint written by :meth:`save_checkpoint`; returns the stored state."""
+        """Restore a checkpoint written by :meth:`save_checkpoint`; returns the stored state.
+
+        Everything is read and validated before the Context is touched, so a
+        damaged file raises :class:`PropagatorCheckpointError` and leaves the
+        simulation as it was.
+        """
         path = Path(path)
         try:
             with zipfile.ZipFile(path) as zf:
                 chk = zf.read("openmm.chk")
                 state = json.loads(zf.read("propagator.json"))
-        except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        except (OSError, KeyError, zipfile.BadZipFile, ValueError) as exc:  # ValueError: bad JSON or encoding
             raise PropagatorCheckpointError(f"{path} is not a readable propagator checkpoint: {exc}") from exc
-        if state.get("format") != CHECKPOINT_FORMAT:
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise PropagatorCheckpointError(f"{path} is not a propagator checkpoint")
-        if state["model_sha256"] != self.model_hash:
+        if state.get("model_sha256") != self.model_hash:
             raise PropagatorCheckpointError(
-                f"{path} was written with model {state['model']} (sha256 {state['model_sha256'][:12]}…), "
+                f"{path} was written with model {state.get('model')} (sha256 {str(state.get('model_sha256'))[:12]}…), "
                 f"not {self.model_label} ({self.model_hash[:12]}…): resume with the same model")
+        # Parse the propagator's part first: a damaged field used to surface as a bare KeyError /
+        # RuntimeError *after* OpenMM had already loaded its half of the checkpoint.
+        try:
+            rng = torch.frombuffer(bytearray(base64.b64decode(state["rng"], validate=True)), dtype=torch.uint8)
+            torch.Generator().set_state(rng)  # validates the random stream's state
+            shape = tuple(int(n) for n in state["history"]["shape"])
+            history = np.frombuffer(base64.b64decode(state["history"]["data"], validate=True),
+                                    dtype=np.float64).reshape(shape).copy()
+            statistics = PropagatorStatistics(**state["statistics"])
+            reference = EnergyReference.from_dict(state["energy_reference"]) if state.get("energy_reference") else None
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise PropagatorCheckpointError(f"{path} is a damaged propagator checkpoint: {exc!r}") from exc
+        if history.ndim != 3 or history.shape[1:] != (len(self.modelled), 3):
+            raise PropagatorCheckpointError(
+                f"{path} holds a frame history of shape {history.shape}, but this simulation models "
+                f"{len(self.modelled)} atoms: it belongs to another system")
         try:
             self.context.loadCheckpoint(chk)
         except Exception as exc:
             raise PropagatorCheckpointError(
                 f"OpenMM refused the checkpoint in {path} (it needs the same System, platform and OpenMM "
                 f"build): {exc}") from exc
-        rng = torch.frombuffer(bytearray(base64.b64decode(state["rng"])), dtype=torch.uint8)
         self._rng.set_state(rng)
-        shape = state["history"]["shape"]
-        self._history = np.frombuffer(base64.b64decode(state["history"]["data"]), dtype=np.float64).reshape(shape).copy()
-        self.statistics = PropagatorStatistics(**state["statistics"])
-        if state.get("energy_reference"):
-            self.gate.energy_reference = EnergyReference.from_dict(state["energy_reference"])
+        self._history = history
+        self.statistics = statistics
+        if reference is not None and self.gate.reference_matches(reference):
+            # (a reference measured with other gate settings is not adopted: it would set a wrong threshold)
+            self.gate.energy_reference = reference
         return state
 
     def _flush_pending_checkpoints(self) -> None:

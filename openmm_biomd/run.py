@@ -1,0 +1,266 @@
+"""``biomd run``: the main job, a hybrid generative simulation with a plain-MD yardstick.
+
+For a bundled system and a model (by default the system's shipped weights) it
+
+1. builds an OpenMM ``Simulation`` (Langevin, 2 fs, HBonds as the system
+   defines them) on the requested platform, minimises and equilibrates it;
+2. times plain OpenMM MD of the same system on the same platform, with every
+   CPU thread count from 1 to all cores, and keeps the fastest (a speed-up is
+   only honest against the best plain-MD setting);
+3. runs a :class:`~openmm_biomd.propagator.GenerativePropagator` for
+   ``--time`` with stock OpenMM reporters: ``trajectory.dcd`` (every report
+   interval) and ``energies.csv`` (``StateDataReporter``);
+4. writes ``topology.pdb``, ``summary.json``, ``report.md`` and PNG plots
+   (Ramachandran map when the system has φ/ψ, energy trace, gate decisions).
+
+The run checkpoints after every cycle (``checkpoint.zip`` +
+``progress.json``); started again with the same settings it resumes: the
+DCD and CSV are cut back to the checkpoint's step and appended to, so a
+killed run loses at most one cycle and never duplicates a frame.
+
+Units: ps, K, nm; ``--time`` accepts ``2ns``, ``500ps``…
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data.md import parse_time_ps, select_platform
+
+TEMPERATURE_K = 300.0
+FRICTION_PER_PS = 1.0
+TIMESTEP_PS = 0.002
+EQUILIBRATION_STEPS = 5000
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Settings of ``biomd run`` (see ``biomd run --help``)."""
+
+    system: str = "alanine-dipeptide"
+    model: str | None = None
+    time: str = "2ns"
+    platform: str | None = None
+    seed: int = 0
+    report_interval_ps: float | None = None
+    jump_ps: float | None = None
+    md_benchmark_ps: float = 10.0
+    reference: str | None = None
+
+    def resolved_model(self) -> str:
+        return self.model or self.system
+
+
+def _integrator(seed: int):
+    import openmm
+    import openmm.unit as unit
+
+    integrator = openmm.LangevinMiddleIntegrator(TEMPERATURE_K * unit.kelvin, FRICTION_PER_PS / unit.picosecond,
+                                                 TIMESTEP_PS * unit.picoseconds)
+    integrator.setRandomNumberSeed(seed)
+    return integrator
+
+
+def _simulation(loaded, platform, properties, seed: int):
+    import openmm.app as app
+
+    simulation = app.Simulation(loaded.topology, loaded.system, _integrator(seed), platform, properties)
+    simulation.context.setPositions(np.asarray(loaded.positions, dtype=np.float64))
+    return simulation
+
+
+def time_plain_md(loaded, platform_name: str | None, duration_ps: float, seed: int) -> dict:
+    """Fastest plain-MD rate over CPU thread counts (one setting on GPU platforms), ns/day."""
+    platform, properties = select_platform(platform_name, n_atoms=loaded.topology.getNumAtoms())
+    settings = [dict(properties)]
+    if platform.getName() == "CPU":
+        settings = [{"Threads": str(t)} for t in range(1, (os.cpu_count() or 1) + 1)]
+    steps = max(100, int(round(duration_ps / TIMESTEP_PS)))
+    trials = []
+    for props in settings:
+        simulation = _simulation(loaded, platform, props, seed)
+        simulation.minimizeEnergy(maxIterations=100)
+        simulation.step(200)  # warm-up: kernels compiled, caches filled
+        t0 = time.perf_counter()
+        simulation.step(steps)
+        wall = time.perf_counter() - t0
+        trials.append({"properties": props, "steps": steps, "wall_s": wall,
+                       "ns_per_day": steps * TIMESTEP_PS / 1000.0 / (wall / 86400.0)})
+    best = max(trials, key=lambda t: t["ns_per_day"])
+    return {"platform": platform.getName(), "best": best, "trials": trials}
+
+
+class _Progress:
+    """A tqdm bar over simulated ps (silent when disabled)."""
+
+    def __init__(self, total_ps: float, done_ps: float, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=round(total_ps, 3), initial=round(done_ps, 3), unit="ps", desc="hybrid")
+
+    def update(self, ps: float, postfix: dict) -> None:
+        if self.bar is not None:
+            self.bar.update(round(ps, 3))
+            self.bar.set_postfix(postfix, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _settings_record(request: RunRequest, model_hash: str) -> dict:
+    return {**asdict(request), "model": request.resolved_model(), "model_sha256": model_hash}
+
+
+def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
+    """Run the main job into ``out``; returns the summary (also written to ``summary.json``)."""
+    import openmm.app as app
+
+    from .data.systems import get_system
+    from .propagator import GenerativePropagator
+    from .trajectory_io import truncate_csv_after_step, truncate_dcd, write_pdb
+
+    out.mkdir(parents=True, exist_ok=True)
+    total_ps = parse_time_ps(request.time)
+    loaded = get_system(request.system).load()
+    platform, properties = select_platform(request.platform, n_atoms=loaded.topology.getNumAtoms())
+    simulation = _simulation(loaded, platform, properties, seed=request.seed + 1)
+    simulation.minimizeEnergy(maxIterations=500)
+    simulation.context.setVelocitiesToTemperature(TEMPERATURE_K, request.seed + 1)
+    simulation.step(EQUILIBRATION_STEPS)
+    simulation.currentStep = 0
+    simulation.context.setTime(0.0)
+
+    propagator = GenerativePropagator(simulation, request.resolved_model(), jump_ps=request.jump_ps,
+                                      seed=request.seed, log_file=out / "jumps.jsonl")
+    dt_model = propagator.time.frame_interval_ps
+    report_ps = request.report_interval_ps or dt_model
+    report_steps = int(round(report_ps / TIMESTEP_PS))
+    total_steps = int(round(total_ps / TIMESTEP_PS))
+    if total_steps % report_steps:
+        raise ValueError(f"--time {request.time} is not a whole number of report intervals ({report_ps} ps)")
+
+    settings = _settings_record(request, propagator.model_hash)
+    progress_file, checkpoint = out / "progress.json", out / "checkpoint.zip"
+    done = {"step": 0, "wall_s": 0.0, "md": None}
+    if progress_file.exists() and checkpoint.exists():
+        done = json.loads(progress_file.read_text())
+        if done.get("settings") != settings:
+            raise ValueError(f"{out} holds a run with other settings ({progress_file}); use a new --out")
+        propagator.load_checkpoint(checkpoint)
+        done["step"] = simulation.currentStep  # the checkpoint is the truth (a kill may fall between the two writes)
+        truncate_dcd(out / "trajectory.dcd", done["step"] // report_steps)
+        truncate_csv_after_step(out / "energies.csv", done["step"])
+    else:
+        for stale in ("trajectory.dcd", "energies.csv", "jumps.jsonl"):
+            (out / stale).unlink(missing_ok=True)
+    resuming = done["step"] > 0
+
+    if done.get("md") is None:
+        done["md"] = time_plain_md(loaded, request.platform, request.md_benchmark_ps, request.seed)
+    write_pdb(out / "topology.pdb", loaded.topology, np.asarray(loaded.positions))
+
+    simulation.reporters.append(app.DCDReporter(str(out / "trajectory.dcd"), report_steps, append=resuming))
+    simulation.reporters.append(app.StateDataReporter(
+        str(out / "energies.csv"), report_steps, step=True, time=True, potentialEnergy=True,
+        kineticEnergy=True, temperature=True, append=resuming))
+
+    chunk = propagator.jump_steps + propagator.handback.relax_steps  # one cycle between checkpoints
+    bar = _Progress(total_ps, done["step"] * TIMESTEP_PS, progress)
+    try:
+        while simulation.currentStep < total_steps:
+            t0 = time.perf_counter()
+            steps = min(chunk, total_steps - simulation.currentStep)
+            propagator.step(steps)
+            done["wall_s"] += time.perf_counter() - t0
+            done["step"] = simulation.currentStep
+            done["settings"] = settings
+            _write_json(progress_file, done)
+            propagator.save_checkpoint(checkpoint)
+            stats = propagator.statistics
+            bar.update(steps * TIMESTEP_PS, {"accepted": f"{stats.jumps_accepted}/{stats.jumps_attempted}"})
+    finally:
+        bar.close()
+        for reporter in simulation.reporters:
+            if hasattr(reporter, "_out"):
+                reporter._out.flush()
+
+    summary = _summary(request, propagator, done, total_ps, report_ps, out)
+    if request.reference:
+        summary.update(_reference_comparison(out, request.reference))
+    _write_json(out / "summary.json", summary)
+    from .run_report import write_report
+
+    write_report(out, summary)
+    return summary
+
+
+def _summary(request: RunRequest, propagator, done: dict, total_ps: float, report_ps: float, out: Path) -> dict:
+    import mdtraj
+
+    stats = propagator.summary()
+    md = done["md"]
+    wall = done["wall_s"]
+    hybrid = total_ps / 1000.0 / (wall / 86400.0) if wall > 0 else None
+    n_frames = len(mdtraj.open(str(out / "trajectory.dcd")))
+    return {
+        "system": request.system,
+        "model": propagator.model_label,
+        "model_sha256": propagator.model_hash,
+        "platform": md["platform"],
+        "platform_properties": md["best"]["properties"],
+        "seed": request.seed,
+        "simulated_ps": total_ps,
+        "wall_s": wall,
+        "hybrid_ns_per_day": hybrid,
+        "md_ns_per_day": md["best"]["ns_per_day"],
+        "md_timing": md["trials"],
+        "speedup": hybrid / md["best"]["ns_per_day"] if hybrid else None,
+        "frame_interval_ps": report_ps,
+        "n_frames": n_frames,
+        "jumps_attempted": stats["jumps_attempted"],
+        "jumps_accepted": stats["jumps_accepted"],
+        "jumps_shortened": stats["jumps_shortened"],
+        "jumps_fallback": stats["jumps_fallback"],
+        "acceptance": stats["acceptance"],
+        "fallback_md_ps": stats["fallback_md_ps"],
+        "generated_ps": stats["generated_ps"],
+        "handback_md_ps": stats["relax_md_ps"],
+        "remainder_md_ps": stats["remainder_md_ps"],
+        "retries": stats["retries"],
+        "rejections": stats["rejections"],
+        "jump_ps": stats["jump_ps"],
+        "model_frame_interval_ps": stats["frame_interval_ps"],
+        "wall_breakdown_s": {"generation_and_gate": stats["generation_wall_s"],
+                             "handback": stats["handback_wall_s"], "md": stats["md_wall_s"]},
+        "timestep_ps": TIMESTEP_PS,
+        "temperature_k": TEMPERATURE_K,
+    }
+
+
+def _reference_comparison(out: Path, reference: str) -> dict:
+    """Ramachandran JSD of the hybrid trajectory against reference MD (a generate-data directory)."""
+    import mdtraj
+
+    from biomd_core.evaluation.metrics import ramachandran_angles, ramachandran_jsd
+
+    from .data.md import iter_replica_trajectories
+
+    hybrid = mdtraj.load(str(out / "trajectory.dcd"), top=str(out / "topology.pdb"))
+    ref = mdtraj.join(list(iter_replica_trajectories(reference)))
+    return {"reference": reference,
+            "ramachandran_jsd_vs_reference": ramachandran_jsd(ramachandran_angles(hybrid), ramachandran_angles(ref))}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
