@@ -1,0 +1,155 @@
+"""Hybrid generative simulation vs plain OpenMM MD: speed and Ramachandran quality, same machine, same run.
+
+1. ``biomd run`` on alanine dipeptide (shipped weights) for ``--time``; it also
+   times plain MD for every CPU thread count and keeps the fastest;
+2. plain OpenMM MD of the *same length* with the fastest setting and the same
+   report interval (a second, long speed measurement and the quality yardstick);
+3. the Ramachandran JSD of both trajectories against independent reference MD
+   (a ``generate-data`` directory; the recipe's reference set by default).
+
+Targets (issue #4): speed-up ≥ 50×; JSD(hybrid) − JSD(plain MD) ≤ 0.05;
+≥ 90 % of jumps accepted without falling back to MD.  Writes JSON and
+replaces the "Hybrid propagator" section of BENCHMARKS.md.
+
+    python benchmarks/bench_hybrid.py --time 5ns
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+MARK_BEGIN, MARK_END = "<!-- bench_hybrid:begin -->", "<!-- bench_hybrid:end -->"
+
+
+def plain_md(system: str, total_ps: float, report_ps: float, properties: dict, seed: int, out: Path) -> dict:
+    """Plain MD with the same integrator settings as ``biomd run``; returns timing and the trajectory path."""
+    import openmm
+    import openmm.app as app
+
+    from openmm_biomd.data.systems import get_system
+    from openmm_biomd.run import EQUILIBRATION_STEPS, TIMESTEP_PS, _simulation
+    from openmm_biomd.trajectory_io import write_pdb
+
+    loaded = get_system(system).load()
+    platform = openmm.Platform.getPlatformByName("CPU")
+    simulation = _simulation(loaded, platform, properties, seed)
+    simulation.minimizeEnergy(maxIterations=500)
+    simulation.context.setVelocitiesToTemperature(300.0, seed)
+    simulation.step(EQUILIBRATION_STEPS)
+    out.mkdir(parents=True, exist_ok=True)
+    simulation.reporters.append(app.DCDReporter(str(out / "trajectory.dcd"), int(round(report_ps / TIMESTEP_PS))))
+    steps = int(round(total_ps / TIMESTEP_PS))
+    t0 = time.perf_counter()
+    simulation.step(steps)
+    wall = time.perf_counter() - t0
+    write_pdb(out / "topology.pdb", loaded.topology, np.asarray(loaded.positions))
+    return {"wall_s": wall, "ns_per_day": total_ps / 1000.0 / (wall / 86400.0), "properties": properties}
+
+
+def rama_jsd(traj_dir: Path, reference: Path) -> float:
+    import mdtraj
+
+    from biomd_core.evaluation.metrics import ramachandran_angles, ramachandran_jsd
+    from openmm_biomd.data.md import iter_replica_trajectories
+
+    traj = mdtraj.load(str(traj_dir / "trajectory.dcd"), top=str(traj_dir / "topology.pdb"))
+    ref = mdtraj.join(list(iter_replica_trajectories(reference)))
+    return ramachandran_jsd(ramachandran_angles(traj), ramachandran_angles(ref))
+
+
+def table(result: dict) -> str:
+    h, m = result["hybrid"], result["plain_md"]
+    t = result["targets"]
+    ok = {True: "✓", False: "✗"}
+    return "\n".join([
+        f"Alanine dipeptide (implicit solvent), {result['time_ps'] / 1000:g} ns each, CPU platform, "
+        f"{result['machine']}; model `{h['model']}`; report interval {h['frame_interval_ps']} ps.",
+        "",
+        "| quantity | hybrid (`biomd run`) | plain OpenMM MD | target |",
+        "|---|---:|---:|---|",
+        f"| wall time (s) | {h['wall_s']:.1f} | {m['wall_s']:.1f} | |",
+        f"| ns/day | {h['hybrid_ns_per_day']:,.0f} | {m['ns_per_day']:,.0f} (short timing: "
+        f"{h['md_ns_per_day']:,.0f}) | |",
+        f"| speed-up (vs the slower / faster MD timing) | {result['speedup_vs_long_md']:.0f}× / "
+        f"{h['speedup']:.0f}× | 1× | ≥ 50× {ok[t['speedup']]} |",
+        f"| Ramachandran JSD vs reference MD | {result['jsd_hybrid']:.3f} | {result['jsd_md']:.3f} | "
+        f"hybrid − MD ≤ 0.05 {ok[t['jsd']]} |",
+        f"| jumps accepted without MD fallback | {h['jumps_accepted']}/{h['jumps_attempted']} "
+        f"({h['shortened_note']}) | — | ≥ 90 % {ok[t['acceptance']]} |",
+        f"| frames re-drawn after a gate rejection | {h['retries']} ({h['rejections']}) | — | |",
+        "",
+        f"Wall time of the hybrid run by stage (s): {h['wall_breakdown_s']}.",
+    ])
+
+
+def update_benchmarks_md(text: str) -> None:
+    path = REPO / "BENCHMARKS.md"
+    doc = path.read_text()
+    section = f"{MARK_BEGIN}\n{text}\n{MARK_END}"
+    if MARK_BEGIN in doc:
+        start, end = doc.index(MARK_BEGIN), doc.index(MARK_END) + len(MARK_END)
+        doc = doc[:start] + section + doc[end:]
+    else:
+        doc += "\n## Hybrid propagator vs plain MD (`benchmarks/bench_hybrid.py`)\n\n" + section + "\n"
+    path.write_text(doc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--time", default="5ns")
+    parser.add_argument("--reference", default=str(REPO / "runs/data/alanine-dipeptide-reference"))
+    parser.add_argument("--work", default=str(REPO / "runs/bench-hybrid"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(REPO / "benchmarks/results/hybrid_alanine_cpu.json"))
+    args = parser.parse_args()
+
+    from openmm_biomd.data.md import parse_time_ps
+    from openmm_biomd.recipes import hardware
+    from openmm_biomd.run import RunRequest, run_hybrid
+
+    reference = Path(args.reference)
+    if not (reference / "metadata.json").exists():
+        raise SystemExit(f"no reference MD at {reference}: run `biomd reproduce-weights alanine-dipeptide` first "
+                         "(its reference step) or pass --reference")
+    work = Path(args.work)
+    shutil.rmtree(work, ignore_errors=True)
+    total_ps = parse_time_ps(args.time)
+    hybrid = run_hybrid(RunRequest(time=args.time, seed=args.seed, md_benchmark_ps=20.0), work / "hybrid",
+                        progress=True)
+    md = plain_md("alanine-dipeptide", total_ps, hybrid["frame_interval_ps"], hybrid["platform_properties"],
+                  args.seed + 1, work / "md")
+    jsd_hybrid, jsd_md = rama_jsd(work / "hybrid", reference), rama_jsd(work / "md", reference)
+    hybrid["shortened_note"] = f"{hybrid['jumps_shortened']} shortened"
+    result = {
+        "benchmark": "bench_hybrid",
+        "machine": hardware(),
+        "time_ps": total_ps,
+        "hybrid": hybrid,
+        "plain_md": md,
+        "speedup_vs_long_md": hybrid["hybrid_ns_per_day"] / md["ns_per_day"],
+        "jsd_hybrid": jsd_hybrid,
+        "jsd_md": jsd_md,
+        "reference": str(reference),
+    }
+    acceptance = hybrid["jumps_accepted"] / max(hybrid["jumps_attempted"], 1)
+    result["targets"] = {
+        "speedup": min(result["speedup_vs_long_md"], hybrid["speedup"]) >= 50,
+        "jsd": jsd_hybrid - jsd_md <= 0.05,
+        "acceptance": acceptance >= 0.9,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2, default=str))
+    text = table(result)
+    update_benchmarks_md(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
