@@ -23,3 +23,14 @@ __all__ = [
     "PropagatorCheckpointError", "PropagatorCheckpointReporter", "PropagatorStatistics", "TopologyMismatchError",
     "check_compatibility",
 ]
+
+#: Names served lazily from :mod:`.mcmc`, so importing the propagator does not import openmmtools.
+_MCMC_NAMES = ("GenerativeJumpMove", "JumpMoveSettings", "ModelMismatchError", "UnsupportedSystemError")
+
+
+def __getattr__(name: str):
+    if name in _MCMC_NAMES:
+        from . import mcmc
+
+        return getattr(mcmc, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

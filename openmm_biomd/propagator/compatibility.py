@@ -32,7 +32,8 @@ def _unknown_atoms(graph) -> list[str]:
               ("residue", graph.residue_name, graph.residue_name_labels))
     out = []
     for i in range(graph.n_atoms):
-        missing = [f"{what} {labels[i]!r}" for what, index, labels in fields if index[i] == 0]
+        # str(): the labels are numpy strings, whose repr under numpy 2 is "np.str_('CUC')"
+        missing = [f"{what} {str(labels[i])!r}" for what, index, labels in fields if index[i] == 0]
         if missing:
             out.append(f"{graph.residue_name_labels[i]}:{graph.atom_name_labels[i]} ({', '.join(missing)})")
     return out
