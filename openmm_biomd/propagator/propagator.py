@@ -443,8 +443,9 @@ class GenerativePropagator:
             raise PropagatorCheckpointError(f"{path} is not a propagator checkpoint")
         if state.get("model_sha256") != self.model_hash:
             raise PropagatorCheckpointError(
-                f"{path} was written with model {state.get('model')} (sha256 {str(state.get('model_sha256'))[:12]}…), "
-                f"not {self.model_label} ({self.model_hash[:12]}…): resume with the same model")
+                f"{path} was written with model {state.get('model')} "
+                f"(sha256 {str(state.get('model_sha256'))[:12]}…), not {self.model_label} "
+                f"({self.model_hash[:12]}…): resume with the same model")
         # Parse the propagator's part first: a damaged field used to surface as a bare KeyError /
         # RuntimeError *after* OpenMM had already loaded its half of the checkpoint.
         try:
