@@ -35,9 +35,8 @@ drawn are reproducible, differ between temperatures (replica-exchange states
 get deep copies of one move) and do not repeat after a restart from storage
 (``k`` is stored).  Stochastic MD inside the cycle (thermalisation, relax MD)
 draws from the Context integrator's own random stream, as openmmtools'
-Langevin moves do, and is not reproducible.  These two resets touch the
-propagator's private ``_history`` and ``_rng``; a public
-``GenerativePropagator.restart(seed)`` would be the clean hook.
+Langevin moves do, and is not reproducible.  Both resets are
+:meth:`GenerativePropagator.restart`.
 
 Not a Metropolis–Hastings move (read this)
 ------------------------------------------
@@ -413,7 +412,7 @@ class GenerativeJumpMove(_mcmc.MCMCMove):
         sampler_state.apply_to_context(context, ignore_velocities=True)
         temperature_k = float(temperature.value_in_unit(unit.kelvin))
         propagator = self._propagator_for(context, integrator, temperature_k)
-        _restart_chain(propagator, self.seed_for(temperature_k, self._n_applied))
+        propagator.restart(self.seed_for(temperature_k, self._n_applied))
         records = [propagator.jump() for _ in range(self._settings.n_jumps)]
         propagator.records.clear()  # the move keeps the counters; records would grow without bound
         self._n_applied += 1
@@ -520,10 +519,6 @@ class GenerativeJumpMove(_mcmc.MCMCMove):
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _restart_chain(propagator: GenerativePropagator, seed: int) -> None:
-    """Make the next jump depend on the Context's state only (see "Markov property" above)."""
-    propagator._rng.manual_seed(int(seed))
-    propagator._history = propagator._history[-1:].copy()  # [1, N_modelled, 3]; the frame is replaced by the jump
 
 
 #: Loaded models by (file, inode, size, mtime): copies and deserialised moves share one model object while any

@@ -2,10 +2,12 @@
 
 One *cycle* advances the simulation by a gated jump and hands it back::
 
-    jump (J steps of generated frames) → hand-back → relax MD (m steps)
+    jump (J steps of generated frames) → hand-back (minimise, velocities,
+    uncounted thermalisation) → relax MD (m counted steps, 0 by default)
 
-``step(n)`` runs cycles while ``J + m`` steps remain and plain MD for the
-rest, so exactly ``n`` steps pass.  Inside a jump the propagator drives the
+``step(n)`` runs cycles while ``J + m`` steps remain, then one shorter jump
+of whole model frames if one fits, then plain MD for the rest, so exactly
+``n`` steps pass.  Inside a jump the propagator drives the
 Context itself: each reporter due at a step inside the jump is called at that
 step with the frame for that step (``currentStep`` and ``context.getTime()``
 set exactly), then the last frame is handed back (:mod:`.handback`).  A jump
@@ -260,6 +262,15 @@ class GenerativePropagator:
             float(jump_ps) / self.timestep_ps, f"jump_ps={jump_ps}", f"{self.timestep_ps} ps steps")
         _whole(steps / self.steps_per_frame, f"jump_ps={jump_ps}", f"model frames of {self.time.frame_interval_ps} ps")
         return self._cycle(steps)
+
+    def restart(self, seed: int) -> None:
+        """Forget the frame history and reseed the random stream.
+
+        The next jump then depends on the current frame and ``seed`` only
+        (what a Markov-chain move needs, see :mod:`.mcmc`).
+        """
+        self._rng.manual_seed(int(seed))
+        self._history = self._history[-1:].copy()  # [1, N_modelled, 3]; the frame is replaced by the jump
 
     def physical_md(self, steps: int) -> None:
         """Plain MD through the stock ``simulation.step`` (counted as MD in the statistics)."""
