@@ -93,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     request = RunRequest(
         system=args.system, model=args.model, time=args.time, platform=args.platform, seed=args.seed,
         report_interval_ps=args.report_interval, jump_ps=args.jump, md_benchmark_ps=args.md_benchmark,
-        reference=args.reference,
+        reference=args.reference, allow_transfer=args.allow_transfer,
     )
     summary = run_hybrid(request, Path(args.out), progress=not args.quiet)
     keys = ("system", "platform", "simulated_ps", "wall_s", "hybrid_ns_per_day", "md_ns_per_day", "speedup",
@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--jump", type=float, help="ps per generative jump (default: one autoregressive block)")
             p.add_argument("--md-benchmark", type=float, default=10.0, help="ps of plain MD timed per setting (default 10)")
             p.add_argument("--reference", help="generate-data directory of reference MD: adds the Ramachandran JSD")
+            p.add_argument("--allow-transfer", action="store_true",
+                           help="use a model on a system it was not trained on (otherwise refused)")
             p.add_argument("--quiet", action="store_true", help="no progress bar")
         elif name == "demo":
             p.add_argument("--out", default="runs/demo", help="output directory")

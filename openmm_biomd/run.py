@@ -52,6 +52,7 @@ class RunRequest:
     jump_ps: float | None = None
     md_benchmark_ps: float = 10.0
     reference: str | None = None
+    allow_transfer: bool = False
 
     def resolved_model(self) -> str:
         return self.model or self.system
@@ -140,7 +141,8 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
     simulation.context.setTime(0.0)
 
     propagator = GenerativePropagator(simulation, request.resolved_model(), jump_ps=request.jump_ps,
-                                      seed=request.seed, log_file=out / "jumps.jsonl")
+                                      seed=request.seed, log_file=out / "jumps.jsonl",
+                                      allow_transfer=request.allow_transfer)
     dt_model = propagator.time.frame_interval_ps
     report_ps = request.report_interval_ps or dt_model
     report_steps = int(round(report_ps / TIMESTEP_PS))

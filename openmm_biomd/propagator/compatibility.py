@@ -24,7 +24,7 @@ class TopologyMismatchError(ValueError):
 
 
 _ADVICE = ("Fine-tune the model on MD of this system (`biomd train` with `init_from`), choose the atoms it "
-           "knows with `selection=`, or pass allow_transfer=True to use it anyway.")
+           "knows with `selection=`, or pass allow_transfer=True (`biomd run --allow-transfer`) to use it anyway.")
 
 
 def _unknown_atoms(graph) -> list[str]:

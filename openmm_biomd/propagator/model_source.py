@@ -72,5 +72,12 @@ def resolve_model(model: Any, device: torch.device | str = "cpu"):
 
 
 def model_label(model: Any) -> str:
-    """How a model is named in records: its checkpoint path or shipped name."""
-    return str(getattr(model, "checkpoint_path", "") or "<in-memory model>")
+    """How a model is named in records: its shipped name, else its checkpoint path."""
+    from biomd_core.io.checkpoint import WEIGHTS_DIR
+
+    path = Path(str(getattr(model, "checkpoint_path", "") or ""))
+    if not path.name:
+        return "<in-memory model>"
+    if path.parent.resolve() == Path(WEIGHTS_DIR).resolve() and path.suffix == ".safetensors":
+        return path.stem
+    return str(path)

@@ -44,10 +44,18 @@ import torch
 
 from biomd_core.sampling import HierarchicalSampler, SolverConfig
 
+from ..data.md import replica_seed
 from .compatibility import check_compatibility
 from .gate import EnergyReference, GateConfig, PhysicsGate
 from .generation import JumpGenerator
-from .handback import HandBackConfig, add_solute_restraint, hand_back, integrator_temperature, uncounted_steps
+from .handback import (
+    HandBackConfig,
+    add_solute_restraint,
+    hand_back,
+    integrator_temperature,
+    set_positions,
+    uncounted_steps,
+)
 from .model_source import model_label, resolve_model
 from .reporting import emit_reports, plan_reports
 from .solute_system import build_solute_system
@@ -355,15 +363,15 @@ class GenerativePropagator:
 
     def _place(self, base: np.ndarray, frame: np.ndarray, step: int, time_ps: float) -> None:
         """Put one accepted frame into the Context at ``step`` / ``time_ps`` for reporters."""
-        from .handback import set_positions
-
         positions = base.copy()
         positions[self.modelled] = frame
         set_positions(self.context, positions, self.simulation.system.getNumConstraints() > 0,
                       self.handback.constraint_tolerance)
         self.context.setStepCount(step)
         self.context.setTime(time_ps)
-        self.context.setVelocitiesToTemperature(self.temperature_k * unit.kelvin, _default_seed_from(self._rng))
+        # a seed fixed by (seed, step), not drawn from the generative stream: adding a reporter on the
+        # model's frame grid must not change the trajectory
+        self.context.setVelocitiesToTemperature(self.temperature_k * unit.kelvin, replica_seed(self.seed, step))
 
     def _md(self, steps: int, counter: str) -> None:
         if steps <= 0:
