@@ -15,7 +15,7 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,6 +38,8 @@ class WeightsRecipe:
     train_data: MDPlan
     reference_data: MDPlan
     train_config: str
+    #: further training stages, each fine-tuning the previous stage's weights (their ``init_from`` is replaced)
+    finetune_configs: tuple[str, ...] = ()
     sample_time: str = "10ns"
     sample_replicas: int = 4
     notes: list[str] = field(default_factory=list)
@@ -50,6 +52,7 @@ RECIPES = {
         train_data=MDPlan(replicas=2, time="5ns", frame_interval="1ps", seed=100),
         reference_data=MDPlan(replicas=2, time="5ns", frame_interval="1ps", seed=200),
         train_config="examples/configs/alanine-dipeptide-tiny.yaml",
+        finetune_configs=("examples/configs/alanine-dipeptide-tiny-stage2.yaml",),
     ),
 }
 
@@ -94,9 +97,16 @@ def reproduce(name: str, root: str | Path = "runs", install: bool = False, progr
     config = load_run_config(REPO / recipe.train_config)
     t0 = time.perf_counter()
     summary = run_training(config, train_dir, progress=progress)
-    train_s = time.perf_counter() - t0
+    steps = [summary["steps"]]
     model_path = train_dir / "model.safetensors"
-    attach_gate_reference(model_path, recipe.system, ref_dir)
+    for stage, stage_config in enumerate(recipe.finetune_configs, start=2):
+        stage_dir = root / "train" / f"{name}-stage{stage}"
+        config = replace(load_run_config(REPO / stage_config), init_from=str(model_path.resolve()))
+        summary = run_training(config, stage_dir, progress=progress)
+        steps.append(summary["steps"])
+        model_path = stage_dir / "model.safetensors"
+    train_s = time.perf_counter() - t0
+    gate_reference = attach_gate_reference(model_path, recipe.system, ref_dir)
 
     sample = run_sample(
         SampleRequest(model=str(model_path), system=recipe.system, time=recipe.sample_time,
@@ -109,16 +119,17 @@ def reproduce(name: str, root: str | Path = "runs", install: bool = False, progr
         "system": recipe.system,
         "train_data": {**recipe.train_data.__dict__, "ns_total": _ns(train_meta)},
         "reference_data": {**recipe.reference_data.__dict__, "ns_total": _ns(ref_meta)},
-        "train_config": recipe.train_config,
-        "training": {"steps": summary["steps"], "wall_s_last_session": round(train_s, 1),
+        "train_config": " then ".join((recipe.train_config, *recipe.finetune_configs)),
+        "training": {"steps": sum(steps), "steps_per_stage": steps, "wall_s_last_session": round(train_s, 1),
                      "samples_per_s": summary["samples_per_s"]},
         "md_generation_wall_s_last_session": round(md_s, 1),
         "hardware": hardware(),
         "sampling": {k: sample[k] for k in ("simulated_ps", "simulated_ps_all_replicas", "wall_s", "ns_per_day", "replicas")},
         "quality": quality,
+        "gate_reference": gate_reference.to_dict(),
     }
     (eval_dir / "card.json").write_text(json.dumps(facts, indent=2, default=str))
-    card = model_card(facts, load_run_config(REPO / recipe.train_config))
+    card = model_card(facts, load_run_config(REPO / recipe.train_config), recipe.notes)
     (eval_dir / "MODEL_CARD.md").write_text(card)
     if install:
         weights = REPO / "biomd_core" / "weights"
@@ -133,8 +144,9 @@ def _ns(meta: dict) -> float:
     return frames * float(meta["frame_interval_ps"]) / 1000.0
 
 
-def model_card(f: dict, config) -> str:
+def model_card(f: dict, config, notes: list[str] | None = None) -> str:
     q = f["quality"]
+    g = f["gate_reference"]
 
     def val(key: str, fmt: str = ".3f") -> str:
         return format(q[key], fmt) if isinstance(q.get(key), (int, float)) else "n/a"
@@ -191,4 +203,9 @@ Rollouts: {f['sampling']['replicas']} replicas × {f['sampling']['simulated_ps']
 | mean energy after 50-step minimisation, generated (kJ/mol) | {val('energy_generated_mean_kj_mol', '.1f')} | — |
 | mean energy after 50-step minimisation, reference (kJ/mol) | {val('energy_reference_mean_kj_mol', '.1f')} | — |
 | coarse step (ps) | {t.coarse_interval_ps:.0f} | ≥ 100 |
-"""
+
+## Physics-gate statistics
+Stored in the checkpoint's provenance (`gate_reference`) for `GenerativePropagator`: the intramolecular
+energy of the modelled atoms after {g['minimize_iterations']} L-BFGS steps over {g['n_frames']} evenly spaced
+reference-MD frames: {g['mean']:.1f} ± {g['std']:.1f} kJ/mol (largest {g['maximum']:.1f}).
+""" + ("\n## Notes\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")

@@ -36,6 +36,10 @@ class DataSpec:
         ``bound_cutoff_nm`` of the pocket centroid (pocket: receptor heavy atoms
         within 0.5 nm of the ligand in the first frame)
     bound_cutoff_nm : see ``drop_unbound``
+    all_stride_phases : when the data are finer than the model's Δt (stride
+        ``s > 1``), use every phase ``traj[p::s]``, ``p < s``, as its own
+        trajectory (``s`` times the windows from the same MD); phases of one
+        source stay on the same side of the train/validation split
     """
 
     trajectories: tuple[str, ...] = ()
@@ -45,6 +49,7 @@ class DataSpec:
     ligand_sdf: str = ""
     drop_unbound: bool = False
     bound_cutoff_nm: float = 0.6
+    all_stride_phases: bool = False
 
 
 @dataclass
@@ -140,6 +145,8 @@ def load_system_trajectories(
     """Featurise a spec's system and read its trajectories as ``[F, N, 3]`` float32 nm at the model's Δt.
 
     ``files`` are the spec's expanded paths when the caller already has them.
+    Returns ``(graph, trajectories, sources)``: ``sources[j]`` is the index in
+    ``files`` that trajectory ``j`` was cut from (bound segments, stride phases).
     """
     import mdtraj
 
@@ -150,23 +157,28 @@ def load_system_trajectories(
     top = spec.topology or None
     first = mdtraj.load_frame(str(chunk_files(files[0])[0]), 0, top=top)
     graph = featurize(first, selection=spec.selection, ligand_sdf=spec.ligand_sdf or None, vocabs=vocabs)
-    trajectories = []
-    for path in files:
+    trajectories, sources = [], []
+    phases = range(stride) if spec.all_stride_phases else range(1)
+    for source, path in enumerate(files):
         # Chunks are joined before striding so the stride runs across chunk boundaries.
-        traj = mdtraj.join([mdtraj.load(str(f), top=first.topology) for f in chunk_files(path)], check_topology=False)[::stride]
-        if traj.unitcell_vectors is not None:
+        full = mdtraj.join([mdtraj.load(str(f), top=first.topology) for f in chunk_files(path)], check_topology=False)
+        if full.unitcell_vectors is not None:
             # Bonded geometry must be whole: undo wrapping across periodic boundaries.
-            traj.image_molecules(inplace=True)
-        frames = traj.xyz[:, graph.atom_indices].astype(np.float32)
-        if not np.isfinite(frames).all():
+            full.image_molecules(inplace=True)
+        all_frames = full.xyz[:, graph.atom_indices].astype(np.float32)
+        if not np.isfinite(all_frames).all():
             raise ValueError(f"{path} contains NaN or infinite coordinates")
-        if spec.drop_unbound:
-            pocket = pocket_atoms(frames[0], graph)
-            segments = bound_segments(frames, np.flatnonzero(graph.ligand_mask), pocket, spec.bound_cutoff_nm)
-            trajectories.extend(frames[s] for s in segments)
-        else:
-            trajectories.append(frames)
-    return graph, trajectories
+        for phase in phases:
+            frames = all_frames[phase::stride]
+            if spec.drop_unbound:
+                pocket = pocket_atoms(frames[0], graph)
+                segments = bound_segments(frames, np.flatnonzero(graph.ligand_mask), pocket, spec.bound_cutoff_nm)
+                pieces = [frames[s] for s in segments]
+            else:
+                pieces = [frames]
+            trajectories.extend(pieces)
+            sources.extend([source] * len(pieces))
+    return graph, trajectories, sources
 
 
 def split_by_trajectory(n: int, validation_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -185,9 +197,12 @@ def load_dataset(
     provenance = {"systems": []}
     for i, spec in enumerate(specs):
         files = expand_paths(spec.trajectories)
-        graph, trajs = load_system_trajectories(spec, model_interval_ps, vocabs, files)
+        graph, trajs, sources = load_system_trajectories(spec, model_interval_ps, vocabs, files)
         graphs.append(graph)
-        train_idx, val_idx = split_by_trajectory(len(trajs), validation_fraction, seed + i)
+        # split source trajectories, then take every piece (stride phase, bound segment) of each
+        train_src, val_src = split_by_trajectory(len(files), validation_fraction, seed + i)
+        train_idx = [j for j, src in enumerate(sources) if src in set(train_src)]
+        val_idx = [j for j, src in enumerate(sources) if src in set(val_src)]
         train_frames += [trajs[j] for j in train_idx]
         train_sys += [i] * len(train_idx)
         val_frames += [trajs[j] for j in val_idx]

@@ -54,7 +54,7 @@ class RunConfig:
 
 
 def load_run_config(path: str | Path) -> RunConfig:
-    """Read a YAML/JSON run config strictly; relative data paths are relative to the file.
+    """Read a YAML/JSON run config strictly; relative data and ``init_from`` paths are relative to the file.
 
     ``model: {preset: small}`` without a ``network`` section takes the preset's
     network; ``init_from`` (fine-tuning) and ``model`` together are an error.
@@ -88,7 +88,10 @@ def load_run_config(path: str | Path) -> RunConfig:
                     "topology": rel(spec.topology), "ligand_sdf": rel(spec.ligand_sdf)})
         for spec in config.data
     )
-    return RunConfig(**{**config.__dict__, "data": specs})
+    init_from = config.init_from
+    if init_from and (base / init_from).exists():  # a path beside the config; else a shipped name
+        init_from = rel(init_from)
+    return RunConfig(**{**config.__dict__, "data": specs, "init_from": init_from})
 
 
 def build_model(config: RunConfig):

@@ -84,6 +84,20 @@ def test_dataset_splits_by_trajectory_and_resamples(dataset_dir):
     assert data.provenance["systems"][0]["train_frames"] == 3 * 120
 
 
+def test_all_stride_phases_keep_each_source_on_one_side_of_the_split(dataset_dir):
+    spec = DataSpec(trajectories=(str(dataset_dir / "traj_*.dcd"),), topology=str(dataset_dir / "top.pdb"),
+                    frame_interval_ps=DATA_INTERVAL_PS, all_stride_phases=True)
+    data = load_dataset([spec], model_interval_ps=1.0, validation_fraction=0.25, seed=0)
+    assert len(data.train.frames) == 6 and len(data.validation.frames) == 2  # 2 phases per source
+    originals = [mdtraj.load(str(dataset_dir / f"traj_{i}.dcd"), top=str(dataset_dir / "top.pdb")).xyz for i in range(4)]
+
+    def source(frames):
+        return next(i for i, o in enumerate(originals) for p in (0, 1) if np.array_equal(frames, o[p::2]))
+
+    train, val = {source(f) for f in data.train.frames}, {source(f) for f in data.validation.frames}
+    assert len(train) == 3 and len(val) == 1 and not train & val
+
+
 def test_frame_interval_must_divide():
     assert resample_stride(0.5, 2.0) == 4
     with pytest.raises(ValueError, match="whole multiple"):
@@ -111,6 +125,17 @@ def test_run_config_is_strict(tmp_path, dataset_dir):
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ConfigError, match="init_from"):
         load_run_config(path)
+
+
+def test_init_from_is_a_path_beside_the_config_or_a_shipped_name(tmp_path, dataset_dir):
+    path = write_config(tmp_path / "c.yaml", dataset_dir)
+    cfg = yaml.safe_load(path.read_text())
+    cfg.pop("model", None)
+    cfg["init_from"] = "alanine-dipeptide"
+    path.write_text(yaml.safe_dump(cfg))
+    assert load_run_config(path).init_from == "alanine-dipeptide"  # nothing of that name beside the config
+    (tmp_path / "alanine-dipeptide").write_bytes(b"")
+    assert load_run_config(path).init_from == str(tmp_path / "alanine-dipeptide")
 
 
 def test_kill_and_resume_loses_and_repeats_nothing(tmp_path, dataset_dir):
