@@ -136,7 +136,8 @@ def run_training(config: RunConfig, out_dir: str | Path, progress: bool = True) 
 def _check_run_dir(out: Path, config: RunConfig, ctx) -> None:
     saved = out / "config.json"
     if saved.exists():
-        if json.loads(saved.read_text()) != to_dict(config):
+        # read through the config class: settings added to it since (with their defaults) are not differences
+        if to_dict(from_dict(RunConfig, json.loads(saved.read_text()))) != to_dict(config):
             raise ConfigError(
                 f"{out} holds a run with a different config; use a new --out directory, "
                 "or the same config to resume"
