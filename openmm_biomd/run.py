@@ -190,10 +190,7 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
             stats = propagator.statistics
             bar.update(steps * TIMESTEP_PS, {"accepted": f"{stats.jumps_accepted}/{stats.jumps_attempted}"})
     finally:
-        bar.close()
-        for reporter in simulation.reporters:
-            if hasattr(reporter, "_out"):
-                reporter._out.flush()
+        bar.close()  # OpenMM's DCD and StateData reporters flush after every report
 
     summary = _summary(request, propagator, done, total_ps, report_ps, out)
     if request.reference:
