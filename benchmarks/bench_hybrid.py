@@ -29,20 +29,18 @@ MARK_BEGIN, MARK_END = "<!-- bench_hybrid:begin -->", "<!-- bench_hybrid:end -->
 
 
 def plain_md(system: str, total_ps: float, report_ps: float, properties: dict, seed: int, out: Path) -> dict:
-    """Plain MD with the same integrator settings as ``biomd run``; returns timing and the trajectory path."""
+    """Plain MD with the same settings and equilibration as ``biomd run``; returns its timing."""
     import openmm
     import openmm.app as app
 
+    from openmm_biomd.data.md import equilibrate
     from openmm_biomd.data.systems import get_system
-    from openmm_biomd.run import EQUILIBRATION_STEPS, TIMESTEP_PS, _simulation
+    from openmm_biomd.run import EQUILIBRATION_STEPS, TEMPERATURE_K, TIMESTEP_PS, simulation_for
     from openmm_biomd.trajectory_io import write_pdb
 
     loaded = get_system(system).load()
-    platform = openmm.Platform.getPlatformByName("CPU")
-    simulation = _simulation(loaded, platform, properties, seed)
-    simulation.minimizeEnergy(maxIterations=500)
-    simulation.context.setVelocitiesToTemperature(300.0, seed)
-    simulation.step(EQUILIBRATION_STEPS)
+    simulation = simulation_for(loaded, openmm.Platform.getPlatformByName("CPU"), properties, seed)
+    equilibrate(simulation, np.asarray(loaded.positions), TEMPERATURE_K, seed, EQUILIBRATION_STEPS)
     out.mkdir(parents=True, exist_ok=True)
     simulation.reporters.append(app.DCDReporter(str(out / "trajectory.dcd"), int(round(report_ps / TIMESTEP_PS))))
     steps = int(round(total_ps / TIMESTEP_PS))
@@ -51,17 +49,6 @@ def plain_md(system: str, total_ps: float, report_ps: float, properties: dict, s
     wall = time.perf_counter() - t0
     write_pdb(out / "topology.pdb", loaded.topology, np.asarray(loaded.positions))
     return {"wall_s": wall, "ns_per_day": total_ps / 1000.0 / (wall / 86400.0), "properties": properties}
-
-
-def rama_jsd(traj_dir: Path, reference: Path) -> float:
-    import mdtraj
-
-    from biomd_core.evaluation.metrics import ramachandran_angles, ramachandran_jsd
-    from openmm_biomd.data.md import iter_replica_trajectories
-
-    traj = mdtraj.load(str(traj_dir / "trajectory.dcd"), top=str(traj_dir / "topology.pdb"))
-    ref = mdtraj.join(list(iter_replica_trajectories(reference)))
-    return ramachandran_jsd(ramachandran_angles(traj), ramachandran_angles(ref))
 
 
 def table(result: dict) -> str:
@@ -116,7 +103,7 @@ def main() -> None:
 
     from openmm_biomd.data.md import parse_time_ps
     from openmm_biomd.recipes import hardware
-    from openmm_biomd.run import RunRequest, run_hybrid
+    from openmm_biomd.run import RunRequest, ramachandran_jsd_vs_reference, run_hybrid
 
     reference = Path(args.reference)
     if not (reference / "metadata.json").exists():
@@ -137,7 +124,8 @@ def main() -> None:
                       args.seed + 1, work / "md")
     else:
         md = {**previous["plain_md"], "reused_from_earlier_run": True}
-    jsd_hybrid, jsd_md = rama_jsd(work / "hybrid", reference), rama_jsd(work / "md", reference)
+    jsd_hybrid = ramachandran_jsd_vs_reference(work / "hybrid", reference)
+    jsd_md = ramachandran_jsd_vs_reference(work / "md", reference)
     hybrid["shortened_note"] = f"{hybrid['jumps_shortened']} shortened"
     result = {
         "benchmark": "bench_hybrid",

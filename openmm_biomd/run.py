@@ -31,12 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.md import parse_time_ps, select_platform
+from .data.md import MDSettings, equilibrate, make_simulation, parse_time_ps, select_platform
 
-TEMPERATURE_K = 300.0
-FRICTION_PER_PS = 1.0
-TIMESTEP_PS = 0.002
-EQUILIBRATION_STEPS = 5000
+#: Integrator and equilibration settings shared with ``biomd generate-data`` (300 K, 1/ps, 2 fs, 10 ps);
+#: only those fields of the data-generation settings are used.
+MD_SETTINGS = MDSettings(time_ps=1.0, frame_interval_ps=1.0)
+TEMPERATURE_K = MD_SETTINGS.temperature_k
+TIMESTEP_PS = MD_SETTINGS.timestep_fs / 1000.0
+EQUILIBRATION_STEPS = int(round(MD_SETTINGS.equilibration_ps / TIMESTEP_PS))
 
 
 @dataclass(frozen=True)
@@ -58,20 +60,9 @@ class RunRequest:
         return self.model or self.system
 
 
-def _integrator(seed: int):
-    import openmm
-    import openmm.unit as unit
-
-    integrator = openmm.LangevinMiddleIntegrator(TEMPERATURE_K * unit.kelvin, FRICTION_PER_PS / unit.picosecond,
-                                                 TIMESTEP_PS * unit.picoseconds)
-    integrator.setRandomNumberSeed(seed)
-    return integrator
-
-
-def _simulation(loaded, platform, properties, seed: int):
-    import openmm.app as app
-
-    simulation = app.Simulation(loaded.topology, loaded.system, _integrator(seed), platform, properties)
+def simulation_for(loaded, platform, properties, seed: int):
+    """A Simulation of ``loaded`` with ``MD_SETTINGS``, at the system's start positions."""
+    simulation = make_simulation(loaded, MD_SETTINGS, seed, platform, properties)
     simulation.context.setPositions(np.asarray(loaded.positions, dtype=np.float64))
     return simulation
 
@@ -85,7 +76,7 @@ def time_plain_md(loaded, platform_name: str | None, duration_ps: float, seed: i
     steps = max(100, int(round(duration_ps / TIMESTEP_PS)))
     trials = []
     for props in settings:
-        simulation = _simulation(loaded, platform, props, seed)
+        simulation = simulation_for(loaded, platform, props, seed)
         simulation.minimizeEnergy(maxIterations=100)
         simulation.step(200)  # warm-up: kernels compiled, caches filled
         t0 = time.perf_counter()
@@ -133,12 +124,8 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
     total_ps = parse_time_ps(request.time)
     loaded = get_system(request.system).load()
     platform, properties = select_platform(request.platform, n_atoms=loaded.topology.getNumAtoms())
-    simulation = _simulation(loaded, platform, properties, seed=request.seed + 1)
-    simulation.minimizeEnergy(maxIterations=500)
-    simulation.context.setVelocitiesToTemperature(TEMPERATURE_K, request.seed + 1)
-    simulation.step(EQUILIBRATION_STEPS)
-    simulation.currentStep = 0
-    simulation.context.setTime(0.0)
+    simulation = make_simulation(loaded, MD_SETTINGS, request.seed + 1, platform, properties)
+    equilibrate(simulation, np.asarray(loaded.positions), TEMPERATURE_K, request.seed + 1, EQUILIBRATION_STEPS)
 
     propagator = GenerativePropagator(simulation, request.resolved_model(), jump_ps=request.jump_ps,
                                       seed=request.seed, log_file=out / "jumps.jsonl",
@@ -194,7 +181,8 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
 
     summary = _summary(request, propagator, done, total_ps, report_ps, out)
     if request.reference:
-        summary.update(_reference_comparison(out, request.reference))
+        summary.update(reference=request.reference,
+                       ramachandran_jsd_vs_reference=ramachandran_jsd_vs_reference(out, request.reference))
     _write_json(out / "summary.json", summary)
     from .run_report import write_report
 
@@ -245,18 +233,17 @@ def _summary(request: RunRequest, propagator, done: dict, total_ps: float, repor
     }
 
 
-def _reference_comparison(out: Path, reference: str) -> dict:
-    """Ramachandran JSD of the hybrid trajectory against reference MD (a generate-data directory)."""
+def ramachandran_jsd_vs_reference(run_dir: Path, reference: str | Path) -> float:
+    """Ramachandran JSD of ``run_dir/trajectory.dcd`` against reference MD (a generate-data directory)."""
     import mdtraj
 
     from biomd_core.evaluation.metrics import ramachandran_angles, ramachandran_jsd
 
     from .data.md import iter_replica_trajectories
 
-    hybrid = mdtraj.load(str(out / "trajectory.dcd"), top=str(out / "topology.pdb"))
+    traj = mdtraj.load(str(run_dir / "trajectory.dcd"), top=str(run_dir / "topology.pdb"))
     ref = mdtraj.join(list(iter_replica_trajectories(reference)))
-    return {"reference": reference,
-            "ramachandran_jsd_vs_reference": ramachandran_jsd(ramachandran_angles(hybrid), ramachandran_angles(ref))}
+    return ramachandran_jsd(ramachandran_angles(traj), ramachandran_angles(ref))
 
 
 def _write_json(path: Path, data: dict) -> None:
