@@ -221,6 +221,22 @@ def _add_generate_data_arguments(p: argparse.ArgumentParser) -> None:
     meta.add_argument("--pocket-radius", type=float, default=0.5, help="pocket = heavy atoms this close to the ligand, nm")
 
 
+#: Commands whose module defines ``add_arguments(parser)`` and ``main(args)`` (imported only when used).
+MODULE_COMMANDS: dict[str, tuple[str, str]] = {
+    "unbind": ("openmm_biomd.enhanced.unbind", "generated ligand dissociation paths from a bound complex (resumable)"),
+}
+
+
+def _module(name: str):
+    import importlib
+
+    return importlib.import_module(MODULE_COMMANDS[name][0])
+
+
+def _module_handler(name: str) -> Callable[[argparse.Namespace], int]:
+    return lambda args: _module(name).main(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "run": (cmd_run, "the main job: hybrid generative + OpenMM simulation, timed against plain MD (resumable)"),
     "presets": (cmd_presets, "list model presets with parameter counts"),
@@ -231,6 +247,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "reproduce-weights": (cmd_reproduce_weights, "reproduce a shipped model from scratch (resumable)"),
     "demo": (cmd_demo, "train a tiny model on the fly and sample from it (engine demo)"),
     "generate-data": (cmd_generate_data, "plain-MD or metadynamics-dissociation training data (chunked, resumable)"),
+    **{name: (_module_handler(name), help_text) for name, (_, help_text) in MODULE_COMMANDS.items()},
 }
 
 
@@ -300,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--quiet", action="store_true", help="no progress bar")
         elif name == "generate-data":
             _add_generate_data_arguments(p)
+        elif name in MODULE_COMMANDS:
+            _module(name).add_arguments(p)
     return parser
 
 

@@ -5,7 +5,9 @@ model before fine-tuning it):
 
 1. every modelled atom's element, atom name and residue name must be in the
    model's vocabularies: an ``<unk>`` token means the model never saw that
-   chemistry;
+   chemistry — unless the system is one the model was trained on (then the
+   model learnt it with those very tokens, e.g. a ligand residue name outside
+   the vocabulary);
 2. a model whose provenance lists the systems it was trained on (shipped
    weights do) is only used on one of those systems, compared by
    :meth:`~biomd_core.featurize.SystemGraph.fingerprint` (raw names and bonds
@@ -43,15 +45,17 @@ def check_compatibility(model: Any, graph: Any, *, allow_transfer: bool = False)
     """Raise :class:`TopologyMismatchError` unless the model can serve ``graph`` (see the module docstring)."""
     if allow_transfer:
         return
+    trained = model.provenance.get("data", {}).get("systems", [])
+    prints = [s.get("fingerprint") for s in trained if s.get("fingerprint")]
+    if graph.fingerprint() in prints:
+        return
     unknown = _unknown_atoms(graph)
     if unknown:
         shown = "; ".join(unknown[:8]) + (f"; … {len(unknown) - 8} more" if len(unknown) > 8 else "")
         raise TopologyMismatchError(
             f"the model's vocabularies do not know {len(unknown)} of the {graph.n_atoms} modelled atoms: {shown}. "
             + _ADVICE)
-    trained = model.provenance.get("data", {}).get("systems", [])
-    prints = [s.get("fingerprint") for s in trained if s.get("fingerprint")]
-    if prints and graph.fingerprint() not in prints:
+    if prints:
         sizes = sorted({int(s.get("n_atoms", 0)) for s in trained})
         residues = sorted(set(np.asarray(graph.residue_name_labels).tolist()))
         raise TopologyMismatchError(

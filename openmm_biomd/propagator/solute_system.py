@@ -104,7 +104,7 @@ def _copy_cmap(force, local) -> openmm.CMAPTorsionForce:
     return out
 
 
-def _copy_nonbonded(force: openmm.NonbondedForce, atom_indices, local) -> openmm.NonbondedForce:
+def _copy_nonbonded(force: openmm.NonbondedForce, atom_indices, local, decoupled=None) -> openmm.NonbondedForce:
     out = openmm.NonbondedForce()
     out.setNonbondedMethod(openmm.NonbondedForce.NoCutoff)
     out.setUseDispersionCorrection(False)
@@ -115,6 +115,13 @@ def _copy_nonbonded(force: openmm.NonbondedForce, atom_indices, local) -> openmm
         i, j, qq, sigma, eps = force.getExceptionParameters(e)
         if i in local and j in local:
             out.addException(local[i], local[j], qq, sigma, eps)
+    if decoupled is not None:
+        # Zero exceptions between the decoupled group and the rest: no interaction at all between them.
+        group = [local[int(a)] for a in decoupled]
+        rest = sorted(set(local.values()) - set(group))
+        for i in group:
+            for j in rest:
+                out.addException(i, j, 0.0, 1.0, 0.0, True)
     return out
 
 
@@ -130,10 +137,21 @@ _IGNORED = {"CMMotionRemover", "MonteCarloBarostat", "MonteCarloAnisotropicBaros
             "MonteCarloFlexibleBarostat", "AndersenThermostat"}
 
 
-def build_solute_system(system: openmm.System, atom_indices: np.ndarray) -> SoluteSystem:
-    """The vacuum, constraint-free System of the atoms ``atom_indices`` (see the module docstring)."""
+def build_solute_system(system: openmm.System, atom_indices: np.ndarray,
+                        decoupled: np.ndarray | None = None) -> SoluteSystem:
+    """The vacuum, constraint-free System of the atoms ``atom_indices`` (see the module docstring).
+
+    ``decoupled`` (atom indices of the full System, a subset of ``atom_indices``)
+    removes every nonbonded interaction between those atoms and the other
+    modelled atoms.  Ligand unbinding uses it for the ligand: the energy is then
+    the sum of the two partners' own energies, which does not change when the
+    ligand leaves (the binding energy would otherwise fail the energy check of
+    every unbound frame).
+    """
     atom_indices = np.asarray(atom_indices, dtype=np.int64)
     local = _local(atom_indices)
+    if decoupled is not None and not set(int(a) for a in decoupled) <= set(local):
+        raise ValueError("decoupled atoms must be modelled atoms")
     out = openmm.System()
     for a in atom_indices:
         out.addParticle(system.getParticleMass(int(a)))
@@ -145,7 +163,7 @@ def build_solute_system(system: openmm.System, atom_indices: np.ndarray) -> Solu
         if name == "HarmonicBondForce":
             _copy_bonds(force, local, bonds, lengths)
         elif name == "NonbondedForce":
-            out.addForce(_copy_nonbonded(force, atom_indices, local))
+            out.addForce(_copy_nonbonded(force, atom_indices, local, decoupled))
         elif name in _COPIERS:
             out.addForce(_COPIERS[name](force, local))
         elif name not in _IGNORED:

@@ -1,0 +1,144 @@
+"""`biomd unbind`: the success criterion, Success@k, the decoupled gate energy, and an end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import mdtraj
+import numpy as np
+import pytest
+
+from openmm_biomd.data.systems import get_system
+from openmm_biomd.enhanced.unbind import Pocket, UnbindSettings, Unbinder, success_at_k, unbind
+
+
+@pytest.fixture(scope="module")
+def host_guest():
+    return get_system("host-guest").load()
+
+
+def _atoms(loaded, selection):
+    return mdtraj.Topology.from_openmm(loaded.topology).select(selection)
+
+
+def _moved_ligand(loaded, ligand, shift_nm):
+    frame = np.array(loaded.positions, dtype=np.float64)
+    frame[ligand] += np.asarray(shift_nm)
+    return frame
+
+
+def test_success_criterion_on_hand_made_bound_and_unbound_frames(host_guest):
+    ligand, pocket = _atoms(host_guest, "resname B2"), _atoms(host_guest, "resname CUC and not element H")
+    bound = np.asarray(host_guest.positions)
+    criterion = Pocket.from_bound_frame(bound, ligand, pocket, margin_nm=0.5)
+    # CB7's heavy atoms reach ~0.6 nm from its centre; B2 sits in the cavity.
+    assert 0.5 < criterion.radius_nm < 0.7
+    assert criterion.bound_distance_nm < 0.1
+    exit_nm = criterion.exit_distance_nm
+    assert exit_nm == pytest.approx(criterion.radius_nm + 0.5)
+    axis = np.array([0.0, 0.0, 1.0])
+    just_inside = _moved_ligand(host_guest, ligand, (exit_nm - 0.05 - criterion.bound_distance_nm) * axis)
+    outside = _moved_ligand(host_guest, ligand, (exit_nm + 0.05 + criterion.bound_distance_nm) * axis)
+    assert criterion.unbound(np.stack([bound, just_inside, outside])).tolist() == [False, False, True]
+    # the margin is the user's: a larger one keeps the same frame "bound"
+    strict = Pocket.from_bound_frame(bound, ligand, pocket, margin_nm=1.0)
+    assert not strict.unbound(outside[None])[0]
+    with pytest.raises(ValueError, match="already unbound"):
+        Pocket.from_bound_frame(outside, ligand, pocket, margin_nm=0.5)
+    with pytest.raises(ValueError, match="overlaps the ligand"):
+        Pocket.from_bound_frame(bound, ligand, ligand, margin_nm=0.5)
+
+
+def test_success_at_k_is_the_unbiased_estimator():
+    assert success_at_k(10, 0, 10) == 0.0
+    assert success_at_k(10, 1, 10) == 1.0
+    assert success_at_k(10, 3, 1) == pytest.approx(0.3)
+    assert success_at_k(9, 9, 10) is None
+    # 20 attempts, 2 successes: P(no success among 10 drawn) = C(18,10)/C(20,10)
+    assert success_at_k(20, 2, 10) == pytest.approx(1 - (10 * 9) / (20 * 19))
+
+
+def test_decoupled_gate_energy_ignores_where_the_ligand_is(host_guest):
+    from openmm_biomd.propagator.solute_system import build_solute_system
+    import openmm
+
+    ligand = _atoms(host_guest, "resname B2")
+    everything = np.arange(host_guest.system.getNumParticles())
+    coupled = build_solute_system(host_guest.system, everything)
+    decoupled = build_solute_system(host_guest.system, everything, decoupled=ligand)
+    assert coupled.key != decoupled.key
+
+    def energy(solute, frame):
+        ctx = openmm.Context(solute.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+        ctx.setPositions(frame)
+        return ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole)
+
+    bound = np.asarray(host_guest.positions)
+    away = _moved_ligand(host_guest, ligand, [0.0, 0.0, 3.0])
+    assert energy(decoupled, bound) == pytest.approx(energy(decoupled, away), abs=1e-6)
+    # with the coupling the energy moves by ~100 kJ/mol with the ligand: the gate must not judge that
+    assert abs(energy(coupled, bound) - energy(coupled, away)) > 50.0
+    with pytest.raises(ValueError, match="modelled atoms"):
+        build_solute_system(host_guest.system, everything[:10], decoupled=ligand)
+
+
+@pytest.mark.slow
+def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path):
+    from openmm_biomd.cli import main
+
+    out = tmp_path / "unbind"
+    settings = UnbindSettings(attempts=2, max_time_ps=40.0, seed=3)
+    unbinder = Unbinder(host_guest, "host-guest", settings=settings)
+    assert unbinder.calibration_wall_s == 0.0  # the shipped model stores the decoupled gate statistics
+    summary = unbind(host_guest, "host-guest", out, unbinder=unbinder)
+    for key in ("attempts", "successes", "success_at_1", "time_to_first_path_s"):
+        assert key in summary
+    assert summary["attempts"] == 2 and "success_at_10" not in summary
+    top = mdtraj.load_topology(str(out / "topology.pdb"))
+    assert top.n_atoms == 156
+    for r in summary["results"]:
+        path = mdtraj.load(str(out / f"attempt_{r['attempt']:03d}" / "path.dcd"), top=top)
+        assert path.n_frames == r["n_frames"] >= 1
+        d = unbinder.pocket.distances(path.xyz.astype(np.float64))
+        assert d[0] == pytest.approx(r["bound_distance_nm"], abs=1e-3)
+        # every frame but a successful path's last is still bound; the last is unbound iff success
+        assert (d[:-1] <= unbinder.pocket.exit_distance_nm + 1e-3).all()
+        assert (d[-1] > unbinder.pocket.exit_distance_nm - 1e-3) == r["success"]
+        assert r["path_time_ps"] <= 40.0
+    # resume through the command line: finished attempts are kept, one more is generated
+    before = (out / "attempt_000" / "result.json").read_bytes()
+    args = ["unbind", "--system", "host-guest", "--model", "host-guest", "--max-time", "40ps", "--seed", "3",
+            "--out", str(out), "--quiet"]
+    assert main(args + ["--attempts", "3"]) == 0
+    assert (out / "attempt_000" / "result.json").read_bytes() == before
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["attempts"] == 3 and saved["results"][2]["attempt"] == 2
+    assert [r["wall_s"] for r in saved["results"][:2]] == [r["wall_s"] for r in summary["results"]]
+    assert saved["ligand_atoms"] == unbinder.pocket.ligand.tolist()
+    # another margin is another run: refused, nothing touched
+    assert main(args + ["--attempts", "3", "--margin", "0.8"]) == 2
+    assert (out / "attempt_000" / "result.json").read_bytes() == before
+
+
+def test_path_rmsd_compares_paths_at_equal_progress(host_guest):
+    from openmm_biomd.enhanced.path_metrics import path_rmsd_nm, resample_by_progress
+
+    ligand, pocket = _atoms(host_guest, "resname B2"), _atoms(host_guest, "resname CUC and not element H")
+    criterion = Pocket.from_bound_frame(np.asarray(host_guest.positions), ligand, pocket, margin_nm=0.5)
+    go = criterion.exit_distance_nm + 0.2
+
+    def path(direction, n, wobble=0.0):
+        steps = np.linspace(0.0, go, n)
+        return np.stack([_moved_ligand(host_guest, ligand, s * np.asarray(direction) + [wobble, 0, 0]) for s in steps])
+
+    slow, fast = path([0, 0, 1], 80), path([0, 0, 1], 15)
+    assert path_rmsd_nm(slow, fast, criterion) < 0.05  # same route, different speed
+    other_portal = path([0, 0, -1], 30)
+    assert path_rmsd_nm(slow, other_portal, criterion) > 0.5
+    # a whole receptor rotation changes nothing: paths are compared in the pocket's frame
+    rotation = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert path_rmsd_nm(slow, fast @ rotation.T + 1.0, criterion) < 0.05
+    resampled = resample_by_progress(slow, criterion, 10)
+    assert resampled.shape == (10, *slow.shape[1:])
+    with pytest.raises(ValueError, match="never leaves"):
+        resample_by_progress(slow[:5], criterion)
