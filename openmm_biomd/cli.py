@@ -224,6 +224,8 @@ def _add_generate_data_arguments(p: argparse.ArgumentParser) -> None:
 #: Commands whose module defines ``add_arguments(parser)`` and ``main(args)`` (imported only when used).
 MODULE_COMMANDS: dict[str, tuple[str, str]] = {
     "unbind": ("openmm_biomd.enhanced.unbind", "generated ligand dissociation paths from a bound complex (resumable)"),
+    "interactions": ("openmm_biomd.enhanced.interactions",
+                     "per-residue receptor–ligand interaction energies along a path (CSV, JSON, heat map)"),
 }
 
 

@@ -84,6 +84,28 @@ def hardware() -> str:
     return f"{cpu}, CUDA {torch.cuda.get_device_name()}" if torch.cuda.is_available() else cpu
 
 
+def _unbinding_recipes() -> dict:
+    """Recipes of unbinding models (:mod:`openmm_biomd.enhanced.recipe`)."""
+    from .enhanced.recipe import MetadynamicsPlan, UnbindingRecipe
+
+    return {
+        "host-guest": UnbindingRecipe(
+            name="host-guest",
+            system="host-guest",
+            train_campaigns=(MetadynamicsPlan(seed=0, n_seeds=12), MetadynamicsPlan(seed=1, n_seeds=12)),
+            heldout_campaign=MetadynamicsPlan(seed=2, n_seeds=10),
+            train_config="examples/configs/host-guest-unbind-tiny.yaml",
+            notes=[
+                "Trained on the CPU of the project's 2-core machine (no GPU was available in this task): "
+                "24 strongly biased metadynamics exits of ~30–100 ps each (a small data set), a `tiny` model.",
+                "The data are biased dynamics: generated paths are fast, metadynamics-like exits, not unbiased "
+                "kinetics. Use them as seeds for umbrella sampling or metadynamics walkers, which restore "
+                "the physics.",
+            ],
+        ),
+    }
+
+
 def reproduce(name: str, root: str | Path = "runs", install: bool = False, progress: bool = True) -> dict:
     """Run a recipe end to end into ``root``; returns the model card's facts."""
     from biomd_core.training.run import load_run_config, run_training
@@ -92,11 +114,19 @@ def reproduce(name: str, root: str | Path = "runs", install: bool = False, progr
     from .propagator.calibration import attach_gate_reference
     from .sample import SampleRequest, run_sample
 
+    root = Path(root)
+    unbinding = _unbinding_recipes()
+    if name in unbinding:
+        from .enhanced.recipe import reproduce_unbinding
+
+        facts = reproduce_unbinding(unbinding[name], root, progress=progress)
+        if install:
+            _install(name, Path(facts["model_path"]), facts["card"])
+        return facts
     try:
         recipe = RECIPES[name]
     except KeyError:
-        raise KeyError(f"no weights recipe {name!r}; recipes: {sorted(RECIPES)}") from None
-    root = Path(root)
+        raise KeyError(f"no weights recipe {name!r}; recipes: {sorted([*RECIPES, *unbinding])}") from None
     data_dir, ref_dir = root / "data" / name, root / "data" / f"{name}-reference"
     train_dir, eval_dir = root / "train" / name, root / "eval" / name
 
@@ -145,11 +175,15 @@ def reproduce(name: str, root: str | Path = "runs", install: bool = False, progr
     card = model_card(facts, load_run_config(REPO / recipe.train_config), recipe.notes)
     (eval_dir / "MODEL_CARD.md").write_text(card)
     if install:
-        weights = REPO / "biomd_core" / "weights"
-        weights.mkdir(exist_ok=True)
-        shutil.copyfile(model_path, weights / f"{name}.safetensors")
-        (weights / f"{name}.md").write_text(card)
+        _install(name, model_path, card)
     return facts
+
+
+def _install(name: str, model_path: Path, card: str) -> None:
+    weights = REPO / "biomd_core" / "weights"
+    weights.mkdir(exist_ok=True)
+    shutil.copyfile(model_path, weights / f"{name}.safetensors")
+    (weights / f"{name}.md").write_text(card)
 
 
 def _ns(meta: dict) -> float:
