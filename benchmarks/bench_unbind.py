@@ -1,0 +1,249 @@
+"""Generated unbinding vs OpenMM metadynamics on host–guest (CB7–B2), same machine, same run.
+
+1. **Generative**: ``biomd unbind`` with the shipped ``host-guest`` model from
+   starting frames *not used in training* (frame 0 of each path of the recipe's
+   held-out metadynamics campaign), ``--attempts`` paths per start: time to the
+   first path (gate included), Success@1, Success@10, and the path RMSD of each
+   successful path to the nearest held-out metadynamics path.
+2. **Metadynamics**: OpenMM well-tempered metadynamics from the bound pose
+   (:func:`~openmm_biomd.data.generate_dissociation`), with (a) the strongly
+   biased settings that made the training data and (b) the package's default,
+   gentler settings; time to the first path = wall time of the seeds run until
+   one has left (each seed includes its 10 ps equilibration).
+3. **Umbrella sampling**: windows along the ligand–pocket distance seeded (a)
+   from a generated path and (b) from a steered-MD pull, same windows and
+   settings; the pymbar binding free-energy difference of the two.
+
+Targets (issue #5): time to first path ≥ 100× faster than metadynamics;
+Success@10 ≥ 90 %; the two umbrella profiles agree within 1 kT.  Writes
+``benchmarks/results/unbind_host_guest_cpu.json`` and the "Unbinding" section
+of BENCHMARKS.md.
+
+    python benchmarks/bench_unbind.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+MARK_BEGIN, MARK_END = "<!-- bench_unbind:begin -->", "<!-- bench_unbind:end -->"
+
+
+def generative(work: Path, heldout: Path, n_starts: int, attempts: int, max_time_ps: float) -> tuple[dict, object]:
+    from openmm_biomd.data.systems import get_system
+    from openmm_biomd.enhanced.recipe import campaign_paths, evaluate_unbinding
+    from openmm_biomd.enhanced.unbind import UnbindSettings, Unbinder
+
+    references = campaign_paths(heldout)
+    if len(references) < n_starts:
+        raise SystemExit(f"{heldout} has {len(references)} dissociated paths, fewer than --starts {n_starts}")
+    loaded = get_system("host-guest").load()
+    t0 = time.perf_counter()
+    unbinder = Unbinder(loaded, "host-guest", settings=UnbindSettings(max_time_ps=max_time_ps))
+    setup = time.perf_counter() - t0
+    starts = np.stack([ref[0] for ref in references[:n_starts]])
+    shutil.rmtree(work / "generated", ignore_errors=True)
+    result = evaluate_unbinding(unbinder, starts, references, work / "generated", attempts)
+    result.update(setup_wall_s=setup, calibration_wall_s=unbinder.calibration_wall_s,
+                  model=unbinder.model_label, max_time_ps=max_time_ps, n_reference_paths=len(references))
+    return result, unbinder
+
+
+def metadynamics(work: Path, name: str, n_seeds: int, max_time_ps: float, **bias) -> dict:
+    from openmm_biomd.data import generate_dissociation
+
+    out = work / f"metad-{name}"
+    shutil.rmtree(out, ignore_errors=True)
+    summary = generate_dissociation("host-guest", out, n_seeds=n_seeds, max_time_ps=max_time_ps, seed=7, **bias)
+    walls, first = 0.0, None
+    for r in summary["results"]:
+        walls += r["wall_s"]
+        if r["dissociated"]:
+            first = walls
+            break
+    return {
+        "settings": {k: summary["settings"][k] for k in ("height_kj_mol", "bias_factor", "sigma_nm",
+                                                          "deposit_interval_ps", "max_time_ps")},
+        "seeds_run": len(summary["results"]),
+        "dissociated": summary["n_dissociated"],
+        "time_to_dissociation_ps": [r["time_to_dissociation_ps"] for r in summary["results"]],
+        "seed_wall_s": [r["wall_s"] for r in summary["results"]],
+        "time_to_first_path_s": first,
+        # a lower bound when no seed left the pocket
+        "time_to_first_path_lower_bound_s": walls if first is None else None,
+    }
+
+
+def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: float) -> dict:
+    """Windows seeded from a generated path and from steered MD; ΔG(bound → plateau) of each."""
+    import mdtraj
+
+    from openmm_biomd.enhanced.seeding_common import DistanceCV, kt_kj_mol
+    from openmm_biomd.enhanced.steered import steered_path
+    from openmm_biomd.enhanced.umbrella import UmbrellaSettings, binding_free_energy, seed_umbrella_windows
+
+    loaded = unbinder.loaded
+    gen_dir = work / "generated"
+    summary = json.loads((gen_dir / "summary.json").read_text())
+    success = [r for r in summary["results"] if r["success"]]
+    if not success:
+        return {"error": "no generated path left the pocket: nothing to seed windows from"}
+    top = mdtraj.load_topology(str(gen_dir / "topology.pdb"))
+    path = mdtraj.load(str(gen_dir / f"attempt_{success[0]['attempt']:03d}" / "path.dcd"), top=top).xyz
+    path = path.astype(np.float64)
+    if path.shape[1] != loaded.system.getNumParticles():
+        return {"error": "the generated path does not hold every particle (explicit solvent?)"}
+    modelled = unbinder.modelled
+    cv = DistanceCV(modelled[unbinder.pocket.ligand], modelled[unbinder.pocket.pocket])
+    low = float(unbinder.pocket.bound_distance_nm)
+    high = float(unbinder.pocket.exit_distance_nm)
+    settings = UmbrellaSettings(n_windows=n_windows, cv_min=max(low, 0.0), cv_max=high,
+                                production_ps=production_ps, max_start_offset=0.5)
+    t0 = time.perf_counter()
+    shutil.rmtree(work / "steered", ignore_errors=True)
+    steered_frames = steered_path(loaded, cv, work / "steered", to_value=high + 0.1, pull_ps=100.0, seed=11)
+    steer_s = time.perf_counter() - t0
+    out = {}
+    for name, frames in (("generated", path), ("steered", np.asarray(steered_frames))):
+        directory = work / f"umbrella-{name}"
+        shutil.rmtree(directory, ignore_errors=True)
+        t0 = time.perf_counter()
+        seed_umbrella_windows(loaded, frames, cv, settings, directory)
+        out[name] = {**binding_free_energy(directory), "wall_s": time.perf_counter() - t0}
+    kt = kt_kj_mol(settings.temperature_k)
+    diff_kt = out["generated"]["delta_f_kt"] - out["steered"]["delta_f_kt"]
+    return {
+        "windows": n_windows, "production_ps": production_ps, "cv_range_nm": [low, high],
+        "steered_pull_wall_s": steer_s,
+        "generated": out["generated"], "steered": out["steered"],
+        "difference_kt": diff_kt,
+        "difference_uncertainty_kt": float(np.hypot(out["generated"]["d_delta_f_kt"], out["steered"]["d_delta_f_kt"])),
+        "kt_kj_mol": kt,
+    }
+
+
+def table(r: dict) -> str:
+    g, ok = r["generative"], {True: "✓", False: "✗", None: "—"}
+    rows = [
+        f"Host–guest CB7–B2 (156 atoms, OBC2 implicit solvent), CPU platform, {r['machine']}; model `{g['model']}`.",
+        "",
+        "| quantity | value | target |",
+        "|---|---:|---|",
+        f"| generated: time to first path (s, gate included; set-up {g['setup_wall_s']:.1f} s apart) | "
+        f"{_f(g['time_to_first_path_s'], '.1f')} | |",
+    ]
+    for name, m in r["metadynamics"].items():
+        t = m["time_to_first_path_s"]
+        shown = _f(t, ".1f") if t is not None else f"> {m['time_to_first_path_lower_bound_s']:.0f} (none left)"
+        ratio = r["speedup"].get(name)
+        rows.append(f"| metadynamics ({name}: h={m['settings']['height_kj_mol']} kJ/mol, γ={m['settings']['bias_factor']}, "
+                    f"every {m['settings']['deposit_interval_ps']} ps): time to first path (s) | {shown} | |")
+        rows.append(f"| speed-up vs metadynamics ({name}) | {_ratio(ratio)} | ≥ 100× {ok[r['targets'].get('speedup_' + name)]} |")
+    rmsd = g["path_rmsd_to_nearest_metad_nm"]
+    rows += [
+        f"| held-out starts × attempts | {g['n_starts']} × {g['attempts'] // max(g['n_starts'], 1)} | |",
+        f"| Success@1 | {_f(g['success_at_1'], '.2f')} | |",
+        f"| Success@10 | {_f(g.get('success_at_10'), '.2f')} | ≥ 0.90 {ok[r['targets']['success_at_10']]} |",
+        f"| path RMSD to nearest metadynamics path (nm, mean / median, n={rmsd['n']}) | "
+        f"{_f(rmsd['mean'], '.2f')} / {_f(rmsd['median'], '.2f')} | reported |",
+    ]
+    u = r.get("umbrella", {})
+    if "difference_kt" in u:
+        rows.append(f"| umbrella ΔG(bound→plateau), generated-seeded / steered-seeded (kT) | "
+                    f"{u['generated']['delta_f_kt']:.2f} ± {u['generated']['d_delta_f_kt']:.2f} / "
+                    f"{u['steered']['delta_f_kt']:.2f} ± {u['steered']['d_delta_f_kt']:.2f} | |")
+        rows.append(f"| difference (kT) | {u['difference_kt']:+.2f} ± {u['difference_uncertainty_kt']:.2f} | "
+                    f"≤ 1 kT {ok[r['targets']['umbrella_1kt']]} |")
+    elif u:
+        rows.append(f"| umbrella comparison | {u.get('error')} | ≤ 1 kT ✗ |")
+    return "\n".join(rows)
+
+
+def _f(x, spec):
+    return "n/a" if x is None else format(x, spec)
+
+
+def _ratio(x):
+    if x is None:
+        return "n/a"
+    return f"{x:.0f}×" if not isinstance(x, str) else x
+
+
+def update_benchmarks_md(text: str) -> None:
+    path = REPO / "BENCHMARKS.md"
+    doc = path.read_text()
+    section = f"{MARK_BEGIN}\n{text}\n{MARK_END}"
+    if MARK_BEGIN in doc:
+        start, end = doc.index(MARK_BEGIN), doc.index(MARK_END) + len(MARK_END)
+        doc = doc[:start] + section + doc[end:]
+    else:
+        doc += "\n## Unbinding: generated paths vs metadynamics (`benchmarks/bench_unbind.py`)\n\n" + section + "\n"
+    path.write_text(doc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--heldout", default=str(REPO / "runs/data/host-guest-heldout"))
+    parser.add_argument("--work", default=str(REPO / "runs/bench-unbind"))
+    parser.add_argument("--starts", type=int, default=5, help="held-out starting frames")
+    parser.add_argument("--attempts", type=int, default=10, help="generated paths per start")
+    parser.add_argument("--max-time", type=float, default=400.0, help="longest generated path, ps")
+    parser.add_argument("--metad-seeds", type=int, default=3)
+    parser.add_argument("--metad-default-max-ps", type=float, default=1000.0)
+    parser.add_argument("--windows", type=int, default=10)
+    parser.add_argument("--window-ps", type=float, default=50.0)
+    parser.add_argument("--skip-umbrella", action="store_true")
+    parser.add_argument("--out", default=str(REPO / "benchmarks/results/unbind_host_guest_cpu.json"))
+    args = parser.parse_args()
+
+    from openmm_biomd.enhanced.recipe import MetadynamicsPlan
+    from openmm_biomd.recipes import hardware
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    gen, unbinder = generative(work, Path(args.heldout), args.starts, args.attempts, args.max_time)
+    print(json.dumps(gen, indent=1, default=str), flush=True)
+    data_bias = {k: v for k, v in MetadynamicsPlan(seed=0, n_seeds=1).kwargs().items()
+                 if k in ("height_kj_mol", "bias_factor", "deposit_interval_ps")}
+    metad = {
+        "training-data settings": metadynamics(work, "data", args.metad_seeds, 2000.0, **data_bias),
+        "package defaults": metadynamics(work, "default", 1, args.metad_default_max_ps),
+    }
+    print(json.dumps(metad, indent=1), flush=True)
+    first = gen["time_to_first_path_s"]
+    speedup, targets = {}, {"success_at_10": (gen.get("success_at_10") or 0.0) >= 0.9}
+    for name, m in metad.items():
+        t = m["time_to_first_path_s"]
+        if first is None:
+            speedup[name] = None
+        elif t is None:
+            speedup[name] = f"> {m['time_to_first_path_lower_bound_s'] / first:.0f}×"
+        else:
+            speedup[name] = t / first
+        value = speedup[name]
+        targets["speedup_" + name] = (None if value is None else
+                                      (t is None and m["time_to_first_path_lower_bound_s"] / first >= 100)
+                                      or (t is not None and value >= 100))
+    result = {"benchmark": "bench_unbind", "machine": hardware(), "generative": gen, "metadynamics": metad,
+              "speedup": speedup}
+    if not args.skip_umbrella:
+        result["umbrella"] = umbrella_comparison(work, unbinder, args.windows, args.window_ps)
+        u = result["umbrella"]
+        targets["umbrella_1kt"] = "difference_kt" in u and abs(u["difference_kt"]) <= 1.0
+    result["targets"] = targets
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2, default=str))
+    text = table(result)
+    update_benchmarks_md(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
