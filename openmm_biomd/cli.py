@@ -224,6 +224,11 @@ def _add_generate_data_arguments(p: argparse.ArgumentParser) -> None:
 #: Commands whose module defines ``add_arguments(parser)`` and ``main(args)`` (imported only when used).
 MODULE_COMMANDS: dict[str, tuple[str, str]] = {
     "unbind": ("openmm_biomd.enhanced.unbind", "generated ligand dissociation paths from a bound complex (resumable)"),
+    "steer": ("openmm_biomd.enhanced.steered", "a steered-MD (constant-velocity) path along a CV, for seeding"),
+    "umbrella": ("openmm_biomd.enhanced.umbrella",
+                 "umbrella windows seeded from a path, run in OpenMM, free-energy profile by pymbar (resumable)"),
+    "walkers": ("openmm_biomd.enhanced.walkers",
+                "well-tempered metadynamics walkers sharing one bias directory, started along a path (resumable)"),
     "interactions": ("openmm_biomd.enhanced.interactions",
                      "per-residue receptor–ligand interaction energies along a path (CSV, JSON, heat map)"),
 }
@@ -329,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = COMMANDS[args.command][0]
     try:
         return handler(args)
-    except (ValueError, RuntimeError, KeyError, FileNotFoundError, FloatingPointError) as exc:
+    except (ValueError, RuntimeError, KeyError, FileNotFoundError, FloatingPointError, ImportError) as exc:
         # User-facing errors: one clear line, no traceback.
         print(f"biomd {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,319 @@
+"""Constant-velocity steered MD along a CV: the physical baseline path for seeding umbrella windows.
+
+A harmonic restraint ``0.5·k·(cv − c(t))²`` (a ``CustomCVForce`` whose centre
+``steer_centre`` is a global parameter) is pulled from ``from_value`` to
+``to_value`` at constant speed: every ``update_interval_steps`` the centre moves
+to ``c(t) = from + (to − from)·t / pull_time``.  The non-equilibrium work is
+the sum of the restraint-energy jumps at the centre updates,
+``W = Σ 0.5·k·[(cv − c_new)² − (cv − c_old)²]`` (Jarzynski's definition for a
+time-dependent Hamiltonian switched in steps).  Frames are stored every
+``frame_interval_ps`` from the start of the pull (t = 0) to its end, so the
+path is in time order bound → unbound, like a ``biomd unbind`` path, and
+:func:`~openmm_biomd.enhanced.umbrella.seed_umbrella_windows` takes it the same
+way — which is how the generated-path seeding is compared with steered-MD
+seeding (same windows, same analysis, different starting frames).
+
+Layout of ``OUT``::
+
+    OUT/steered.json   settings, CV, system provenance, result (written last: its "status" says complete)
+    OUT/topology.pdb
+    OUT/path.dcd       frames every frame_interval_ps, t = 0 ... pull_ps
+    OUT/work.csv       time_ps, step, centre, cv, work_kj_mol (one row per stored frame)
+
+A finished run (``steered.json`` with status ``complete`` and the same
+settings) is not rerun: the frames are read back.  A pull is short, so a killed
+run simply starts again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.md import (
+    _atomic_write_json,
+    _fsync_dir,
+    _positions_and_box,
+    equilibrate,
+    make_simulation,
+    package_versions,
+    parse_time_ps,
+    replica_seed,
+    require_positive,
+    select_platform,
+    whole_steps,
+)
+from ..data.systems import LoadedSystem, as_loaded_system
+from .seeding_common import (
+    CVSpec,
+    add_input_arguments,
+    add_md_arguments,
+    check_frames,
+    check_resumable,
+    cv_record_with_kind,
+    load_path_frames,
+    md_kwargs,
+    read_csv,
+    resolve_inputs,
+    run_record,
+    write_common_files,
+    write_csv,
+)
+
+__all__ = ["SteeredSettings", "add_arguments", "load_steered", "main", "steered_path"]
+
+FORMAT = "biomd-steered"
+
+
+@dataclass(frozen=True)
+class SteeredSettings:
+    """A constant-velocity pull (saved in ``steered.json``).
+
+    Attributes
+    ----------
+    to_value : restraint centre at the end of the pull, CV units
+    from_value : centre at the start; None = the CV of the start structure
+    pull_ps : duration of the pull, ps
+    force_constant : k, kJ/mol per CV unit² (kJ/mol/nm² for the distance)
+    frame_interval_ps : time between stored frames, ps
+    update_interval_steps : integrator steps between centre updates
+    equilibration_ps : restrained MD at ``from_value`` before the pull, ps
+    temperature_k, timestep_fs, friction_per_ps : Langevin integrator
+    seed : integrator and velocity seed
+    """
+
+    to_value: float
+    from_value: float | None = None
+    pull_ps: float = 100.0
+    force_constant: float = 1000.0
+    frame_interval_ps: float = 0.5
+    update_interval_steps: int = 10
+    equilibration_ps: float = 2.0
+    temperature_k: float = 300.0
+    timestep_fs: float = 2.0
+    friction_per_ps: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require_positive(self, ("pull_ps", "force_constant", "frame_interval_ps", "temperature_k", "timestep_fs",
+                                "friction_per_ps", "update_interval_steps"))
+        if self.equilibration_ps < 0:
+            raise ValueError("equilibration_ps must not be negative")
+        spf = whole_steps(self.frame_interval_ps, self.timestep_fs, "frame interval")
+        whole_steps(self.equilibration_ps, self.timestep_fs, "equilibration time")
+        if spf % self.update_interval_steps:
+            raise ValueError(
+                f"the frame interval ({spf} steps) must be a whole number of centre updates "
+                f"({self.update_interval_steps} steps)"
+            )
+        n = self.pull_ps / self.frame_interval_ps
+        if abs(n - round(n)) > 1e-6 * max(1.0, n) or round(n) < 1:
+            raise ValueError(f"pull time {self.pull_ps:g} ps is not a whole number of frame intervals "
+                             f"({self.frame_interval_ps:g} ps)")
+
+    @property
+    def steps_per_frame(self) -> int:
+        return whole_steps(self.frame_interval_ps, self.timestep_fs)
+
+    @property
+    def n_frames(self) -> int:
+        """Stored frames: t = 0, Δt, ..., pull_ps."""
+        return int(round(self.pull_ps / self.frame_interval_ps)) + 1
+
+
+def steered_path(
+    loaded: Any,
+    cv: CVSpec,
+    out_dir: str | os.PathLike,
+    *,
+    to_value: float,
+    from_value: float | None = None,
+    pull_ps: float = 100.0,
+    force_constant: float = 1000.0,
+    frame_interval_ps: float = 0.5,
+    update_interval_steps: int = 10,
+    equilibration_ps: float = 2.0,
+    temperature_k: float = 300.0,
+    timestep_fs: float = 2.0,
+    friction_per_ps: float = 1.0,
+    seed: int = 0,
+    start_positions_nm: np.ndarray | None = None,
+    platform: str | None = None,
+    threads: int | None = None,
+    log: Any = None,
+) -> np.ndarray:
+    """Pull along ``cv`` at constant velocity and return the frames.
+
+    Parameters
+    ----------
+    loaded : :class:`~openmm_biomd.data.LoadedSystem` (or a bundled name / triple)
+    cv : the CV to pull along (e.g. :class:`~openmm_biomd.enhanced.seeding_common.DistanceCV`)
+    out_dir : run directory (see the module docstring)
+    to_value, from_value, pull_ps, force_constant, frame_interval_ps,
+    update_interval_steps, equilibration_ps, temperature_k, timestep_fs,
+    friction_per_ps, seed : see :class:`SteeredSettings`
+    start_positions_nm : ``[N, 3]`` nm start structure (default ``loaded.positions``, the bound pose)
+    platform, threads : OpenMM platform and CPU threads
+    log : file-like for a progress line
+
+    Returns
+    -------
+    np.ndarray
+        ``[T, N, 3]`` float64 nm frames, ``T = pull_ps / frame_interval_ps + 1``,
+        in time order (first frame: end of equilibration at ``from_value``).
+    """
+    import openmm
+    from openmm import app
+
+    t0 = time.perf_counter()
+    loaded = as_loaded_system(loaded)
+    n_atoms = loaded.system.getNumParticles()
+    start = loaded.positions if start_positions_nm is None else check_frames(
+        np.asarray(start_positions_nm)[None], n_atoms, "start structure")[0]
+    if from_value is None:
+        from_value = float(cv.values(start[None])[0])
+    settings = SteeredSettings(
+        to_value=float(to_value), from_value=float(from_value), pull_ps=float(pull_ps),
+        force_constant=float(force_constant), frame_interval_ps=float(frame_interval_ps),
+        update_interval_steps=int(update_interval_steps), equilibration_ps=float(equilibration_ps),
+        temperature_k=float(temperature_k), timestep_fs=float(timestep_fs), friction_per_ps=float(friction_per_ps),
+        seed=int(seed),
+    )
+    out = Path(out_dir)
+    record = {
+        "format": FORMAT,
+        "status": "running",
+        **run_record(loaded, [cv_record_with_kind(cv)], None),
+        "start_sha256": hashlib.sha256(np.ascontiguousarray(start, np.float32).tobytes()).hexdigest(),
+        "settings": asdict(settings),
+    }
+    done = out / "steered.json"
+    if done.exists():
+        old = json.loads(done.read_text())
+        check_resumable(old, record, ("system_sha256", "cv", "start_sha256"), out)
+        if old.get("status") == "complete" and (out / "path.dcd").exists():
+            frames = load_path_frames(out / "path.dcd", out / "topology.pdb")
+            if len(frames) == settings.n_frames:
+                return frames
+    write_common_files(out, loaded, [cv])
+    _atomic_write_json(done, record)
+
+    plat, properties = select_platform(platform, threads, n_atoms)
+    system = openmm.XmlSerializer.clone(loaded.system)
+    restraint = openmm.CustomCVForce("0.5*steer_k*(cv-steer_centre)^2")
+    restraint.addGlobalParameter("steer_k", settings.force_constant)
+    restraint.addGlobalParameter("steer_centre", settings.from_value)
+    restraint.addCollectiveVariable("cv", cv.force())
+    system.addForce(restraint)
+    simulation = make_simulation(loaded, settings, replica_seed(settings.seed, 0), plat, properties, system=system)
+    equilibrate(simulation, start, settings.temperature_k, replica_seed(settings.seed, 0),
+                whole_steps(settings.equilibration_ps, settings.timestep_fs))
+    context = simulation.context
+    periodic = system.usesPeriodicBoundaryConditions()
+
+    spf, upd = settings.steps_per_frame, settings.update_interval_steps
+    total = spf * (settings.n_frames - 1)
+    k, c_from, c_to = settings.force_constant, settings.from_value, settings.to_value
+    rows = []
+    work = 0.0
+    centre = c_from
+    tmp = out / "path.dcd.tmp"
+    with open(tmp, "wb") as fh:
+        dcd = app.DCDFile(fh, simulation.topology, simulation.integrator.getStepSize(), firstStep=0, interval=spf)
+        for step in range(0, total + 1, upd):
+            # Switch the centre first (work = energy jump at fixed x), then record, then move.
+            value = float(restraint.getCollectiveVariableValues(context)[0])
+            new_centre = c_from + (c_to - c_from) * step / total
+            work += 0.5 * k * ((value - new_centre) ** 2 - (value - centre) ** 2)
+            centre = new_centre
+            context.setParameter("steer_centre", centre)
+            if step % spf == 0:
+                positions, box = _positions_and_box(context, periodic)
+                dcd.writeModel(positions, periodicBoxVectors=box)
+                rows.append((step * settings.timestep_fs / 1000.0, step, centre, value, work))
+            if step < total:
+                simulation.step(upd)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, out / "path.dcd")
+    _fsync_dir(out)
+    # Hand back what the DCD holds (float32 Å), so a rerun that reads the file gives identical frames.
+    frames = load_path_frames(out / "path.dcd", out / "topology.pdb")
+    write_csv(out / "work.csv", ["time_ps", "step", "centre", "cv", "work_kj_mol"], rows)
+    record.update(
+        status="complete",
+        start_cv=rows[0][3],
+        final_cv=rows[-1][3],
+        final_work_kj_mol=work,
+        n_frames=settings.n_frames,
+        platform={"name": plat.getName(), "properties": properties},
+        versions=package_versions(),
+        wall_s=time.perf_counter() - t0,
+    )
+    _atomic_write_json(done, record)
+    if log is not None:
+        print(f"steered: CV {rows[0][3]:.3f} -> {rows[-1][3]:.3f} {cv.unit} in {settings.pull_ps:g} ps, "
+              f"work {work:.1f} kJ/mol", file=log, flush=True)
+    return frames
+
+
+def load_steered(out_dir: str | os.PathLike) -> dict:
+    """A finished pull: ``frames_nm [T, N, 3]`` nm; ``time_ps``, ``centre``, ``cv``, ``work_kj_mol`` ``[T]``; ``record``.
+    """
+    out = Path(out_dir)
+    record = json.loads((out / "steered.json").read_text())
+    if record.get("status") != "complete":
+        raise RuntimeError(f"{out} holds an unfinished pull; rerun it")
+    _, table = read_csv(out / "work.csv")
+    return {"frames_nm": load_path_frames(out / "path.dcd", out / "topology.pdb"), "time_ps": table[:, 0],
+            "centre": table[:, 2], "cv": table[:, 3], "work_kj_mol": table[:, 4], "record": record}
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``biomd steer`` arguments."""
+    add_input_arguments(p, path_required=False, path_note="optional: the pull starts from its first frame, "
+                        "else from the system's own pose; a path CV needs it")
+    pull = p.add_argument_group("pull")
+    target = pull.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to", type=float, help="final restraint centre, CV units")
+    target.add_argument("--by", type=float, help="pull by this much from the start CV (e.g. 1.0 nm)")
+    pull.add_argument("--from", dest="from_value", type=float,
+                      help="initial centre (default: CV of the start structure)")
+    pull.add_argument("--time", default="100ps", help="pull duration (default 100ps)")
+    pull.add_argument("--k", type=float, default=1000.0, help="force constant, kJ/mol per CV unit^2 (default 1000)")
+    pull.add_argument("--frame-interval", default="0.5ps", help="time between stored frames (default 0.5ps)")
+    pull.add_argument("--update-steps", type=int, default=10, help="steps between centre updates (default 10)")
+    add_md_arguments(p)
+
+
+def main(args: argparse.Namespace) -> int:
+    """``biomd steer``: a steered-MD path (frames usable by ``biomd umbrella --path OUT/path.dcd``)."""
+    inputs = resolve_inputs(args)
+    cv = inputs.build_cv(args.path_nodes)
+    loaded: LoadedSystem = inputs.loaded
+    start = loaded.positions if inputs.frames_nm is None else inputs.frames_nm[0]
+    from_value = args.from_value if args.from_value is not None else float(cv.values(start[None])[0])
+    to_value = args.to if args.to is not None else from_value + args.by
+    frames = steered_path(
+        loaded, cv, args.out, to_value=to_value, from_value=from_value, pull_ps=parse_time_ps(args.time),
+        force_constant=args.k, frame_interval_ps=parse_time_ps(args.frame_interval),
+        update_interval_steps=args.update_steps, start_positions_nm=start, platform=args.platform,
+        threads=args.threads, log=None if args.quiet else sys.stderr, **md_kwargs(args),
+    )
+    record = json.loads((Path(args.out) / "steered.json").read_text())
+    print(json.dumps({"out": str(args.out), "path": str(Path(args.out) / "path.dcd"), "frames": len(frames),
+                      "start_cv": record["start_cv"], "final_cv": record["final_cv"],
+                      "final_work_kj_mol": record["final_work_kj_mol"], "wall_s": record["wall_s"]}, indent=2))
+    return 0

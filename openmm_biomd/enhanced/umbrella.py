@@ -1,0 +1,813 @@
+"""Umbrella sampling seeded from a path, and its pymbar free-energy profile.
+
+:func:`seed_umbrella_windows` places harmonic windows along a CV — the
+ligand–pocket centroid distance or the path progress ``s`` (see
+:mod:`.seeding_common`) — and starts each window from the path frame whose CV
+is nearest the window's centre.  The path may be a generated one (``biomd
+unbind``) or a steered-MD one (:func:`.steered.steered_path`); comparing the
+two profiles is the point of the exercise, so both go through exactly the same
+code.  Each window: a copy of the System plus
+``CustomCVForce("0.5*umbrella_k*(cv-umbrella_centre)^2")`` (the CV force inside),
+minimisation with the restraint on (the seed frame may sit off-centre),
+``equilibration_ps`` of MD, then ``production_ps`` recording the CV every
+``sample_interval_ps`` from the restraint's own ``getCollectiveVariableValues``
+(the value the bias acted on, not a re-computation).
+
+:func:`analyze_umbrella` pools the windows with MBAR (``pymbar.FES``): the
+reduced bias of every sample in every window, ``u_kn = β·½k(x_n − c_k)²``, the
+unbiased state ``u_n = 0``; each window's series is first subsampled to
+uncorrelated samples with ``pymbar.timeseries`` (statistical inefficiency).
+For a distance CV the profile also gets the volume (Jacobian) term
+``+2·kT·ln r`` — ``p(r)`` of two free particles grows as ``r²``, so without it
+an unbound plateau slopes down; with it, the profile is the potential of mean
+force whose plateau is flat.  The profile is zeroed at its lowest bin (the bound
+minimum) and its uncertainties are MBAR's analytical ones relative to that bin
+(or bootstrap).  :func:`binding_free_energy` turns it into one number: the
+free-energy density of the unbound plateau minus that of the bound-minimum bin,
+with MBAR's uncertainty (both regions are states of
+``MBAR.compute_perturbed_free_energies``, so their correlation is accounted for).
+
+Layout of ``OUT``::
+
+    OUT/umbrella.json             settings, CV, provenance, windows (centre, seed frame), results
+    OUT/topology.pdb
+    OUT/path_nodes_path_s.npy     path-CV nodes (path CV only), [M, N, 3] nm
+    OUT/window_000/cv.csv         time_ps, cv  (production samples)
+    OUT/window_000/result.json    written last: a window with it is finished and skipped on rerun
+    OUT/fes.json, fes.csv, fes.png
+
+Resuming is per window: rerunning the same call keeps finished windows and
+reruns the window in flight from its seed frame (windows are short compared
+with a campaign; a finished window is never touched again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.md import (
+    _atomic_write_bytes,
+    _atomic_write_json,
+    equilibrate,
+    make_simulation,
+    package_versions,
+    parse_time_ps,
+    replica_seed,
+    require_positive,
+    select_platform,
+    whole_steps,
+)
+from ..data.systems import as_loaded_system
+from .seeding_common import (
+    CVSpec,
+    add_input_arguments,
+    add_md_arguments,
+    check_frames,
+    check_resumable,
+    cv_record_with_kind,
+    kt_kj_mol,
+    md_kwargs,
+    nearest_frames,
+    read_csv,
+    resolve_inputs,
+    run_record,
+    write_common_files,
+    write_csv,
+)
+
+__all__ = [
+    "UmbrellaSettings",
+    "add_arguments",
+    "analyze_umbrella",
+    "binding_free_energy",
+    "main",
+    "profile_difference",
+    "read_windows",
+    "seed_umbrella_windows",
+]
+
+FORMAT = "biomd-umbrella"
+
+#: Settings that do not change the data (left out of resume checks).
+_NON_DATA = ("platform", "threads")
+
+
+@dataclass(frozen=True)
+class UmbrellaSettings:
+    """Umbrella windows (saved in ``umbrella.json``).
+
+    Attributes
+    ----------
+    n_windows : windows evenly spaced over ``[cv_min, cv_max]`` (ignored when ``centres`` is given)
+    centres : explicit window centres, CV units
+    cv_min, cv_max : range of the even spacing; None = the path's CV range
+    force_constant : k, kJ/mol per CV unit² (kJ/mol/nm² for the distance;
+        for the dimensionless path ``s`` typically 10³–10⁴)
+    equilibration_ps : restrained MD after minimisation, not recorded, ps
+    production_ps : recorded MD per window, ps
+    sample_interval_ps : time between CV samples, ps (a whole number of steps)
+    temperature_k, timestep_fs, friction_per_ps : Langevin integrator
+    seed : master seed (window ``i`` uses ``replica_seed(seed, i)``)
+    max_start_offset : largest allowed |CV(seed frame) − centre|, CV units (also
+        how far outside the path's CV range a centre may lie); None = no limit on
+        the former, 5 % of the path's CV range for the latter
+    platform, threads : OpenMM platform and CPU threads (do not change the data)
+    """
+
+    n_windows: int | None = 10
+    centres: tuple[float, ...] | None = None
+    cv_min: float | None = None
+    cv_max: float | None = None
+    force_constant: float = 1000.0
+    equilibration_ps: float = 10.0
+    production_ps: float = 100.0
+    sample_interval_ps: float = 0.1
+    temperature_k: float = 300.0
+    timestep_fs: float = 2.0
+    friction_per_ps: float = 1.0
+    seed: int = 0
+    max_start_offset: float | None = None
+    platform: str | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        require_positive(self, ("force_constant", "production_ps", "sample_interval_ps", "temperature_k",
+                                "timestep_fs", "friction_per_ps"))
+        if self.equilibration_ps < 0:
+            raise ValueError("equilibration_ps must not be negative")
+        whole_steps(self.sample_interval_ps, self.timestep_fs, "sample interval")
+        whole_steps(self.equilibration_ps, self.timestep_fs, "equilibration time")
+        n = self.production_ps / self.sample_interval_ps
+        if abs(n - round(n)) > 1e-6 * max(1.0, n) or round(n) < 2:
+            raise ValueError(f"production time {self.production_ps:g} ps must be at least two whole sample "
+                             f"intervals of {self.sample_interval_ps:g} ps")
+        if self.centres is not None:
+            centres = tuple(float(c) for c in self.centres)
+            if len(centres) == 0 or not all(math.isfinite(c) for c in centres):
+                raise ValueError("centres must be a non-empty list of finite CV values")
+            if len(set(centres)) != len(centres):
+                raise ValueError("window centres must be distinct")
+            object.__setattr__(self, "centres", centres)
+        elif self.n_windows is None or self.n_windows < 1:
+            raise ValueError("give n_windows >= 1 or explicit centres")
+        if self.cv_min is not None and self.cv_max is not None and not self.cv_min < self.cv_max:
+            raise ValueError(f"cv_min ({self.cv_min}) must be below cv_max ({self.cv_max})")
+        if self.max_start_offset is not None and not self.max_start_offset > 0:
+            raise ValueError("max_start_offset must be positive")
+
+    @property
+    def steps_per_sample(self) -> int:
+        return whole_steps(self.sample_interval_ps, self.timestep_fs, "sample interval")
+
+    @property
+    def n_samples(self) -> int:
+        return int(round(self.production_ps / self.sample_interval_ps))
+
+    def data_record(self) -> dict:
+        """The settings that define the data (JSON; what a resume must match)."""
+        record = {k: v for k, v in asdict(self).items() if k not in _NON_DATA}
+        record["centres"] = None if self.centres is None else list(self.centres)
+        return record
+
+    def window_centres(self, path_values: np.ndarray) -> np.ndarray:
+        """Centres ``[W]`` (CV units), from ``centres`` or evenly over the range (default: the path's)."""
+        if self.centres is not None:
+            return np.asarray(self.centres, dtype=np.float64)
+        lo = float(np.min(path_values)) if self.cv_min is None else float(self.cv_min)
+        hi = float(np.max(path_values)) if self.cv_max is None else float(self.cv_max)
+        if self.n_windows > 1 and not lo < hi:
+            raise ValueError(f"the CV range [{lo:g}, {hi:g}] is empty: the path does not move along this CV")
+        return np.linspace(lo, hi, self.n_windows) if self.n_windows > 1 else np.array([lo])
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def _plan_windows(values: np.ndarray, settings: UmbrellaSettings, unit: str) -> list[dict]:
+    """Centre, seed frame and its CV for every window; refuse centres the path does not reach.
+
+    A centre must lie inside the path's CV range (give or take 5 % of it, or
+    ``max_start_offset`` when set); with ``max_start_offset`` the seed frame's
+    CV must also be that close to the centre (a gap in a generated path).
+    """
+    centres = settings.window_centres(values)
+    frames = nearest_frames(values, centres)
+    offsets = np.abs(values[frames] - centres)
+    lo, hi = float(values.min()), float(values.max())
+    slack = settings.max_start_offset if settings.max_start_offset is not None else 0.05 * (hi - lo)
+    for i, c in enumerate(centres):
+        if not lo - slack <= c <= hi + slack:
+            raise ValueError(
+                f"window {i} (centre {c:.4g} {unit}) is outside the path's CV range [{lo:.4g}, {hi:.4g}] {unit} "
+                f"(tolerance {slack:.3g}); choose centres inside it, or a path that reaches further"
+            )
+        if settings.max_start_offset is not None and offsets[i] > settings.max_start_offset:
+            raise ValueError(
+                f"window {i} (centre {c:.4g} {unit}): the nearest path frame ({int(frames[i])}, CV "
+                f"{values[frames[i]]:.4g}) is {offsets[i]:.3g} {unit} away, more than max_start_offset "
+                f"{settings.max_start_offset:.3g}: the path has a gap there"
+            )
+    return [{"index": i, "centre": float(c), "start_frame": int(f), "start_cv": float(values[f]),
+             "start_offset": float(o)} for i, (c, f, o) in enumerate(zip(centres, frames, offsets))]
+
+
+def seed_umbrella_windows(
+    loaded: Any,
+    path_frames_nm: np.ndarray,
+    cv: CVSpec,
+    settings: UmbrellaSettings,
+    out_dir: str | os.PathLike,
+    *,
+    log: Any = None,
+) -> dict:
+    """Run (or resume) umbrella windows along ``cv``, each started from the nearest path frame.
+
+    Parameters
+    ----------
+    loaded : :class:`~openmm_biomd.data.LoadedSystem` (or a bundled system's name)
+    path_frames_nm : ``[T, N, 3]`` nm, the path (generated, or steered MD) in time order
+    cv : the CV (:class:`~.seeding_common.DistanceCV`, :class:`~.seeding_common.PathCV1D`, ...)
+    settings : :class:`UmbrellaSettings`
+    out_dir : run directory (see the module docstring); rerun to resume
+    log : file-like for one line per window
+
+    Returns
+    -------
+    dict
+        The summary (as in ``OUT/umbrella.json``): ``windows`` (per window:
+        ``centre``, ``start_frame``, ``start_cv``, ``mean_cv``, ``std_cv``,
+        ``n_samples``, ``wall_s``, ...), ``status``, provenance.
+
+    Raises
+    ------
+    ValueError
+        Empty path, frames that do not fit the system, or a window centre the
+        path does not reach.
+    RunMismatchError
+        ``out_dir`` holds windows made with other settings, CV, path or system.
+    """
+    started = time.perf_counter()
+    loaded = as_loaded_system(loaded)
+    n_atoms = loaded.system.getNumParticles()
+    frames = check_frames(path_frames_nm, n_atoms)
+    values = np.asarray(cv.values(frames), dtype=np.float64)  # [T]
+    if not np.all(np.isfinite(values)):
+        raise ValueError("the CV is not finite on every path frame")
+    windows = _plan_windows(values, settings, cv.unit)
+    out = Path(out_dir)
+    summary = {
+        "format": FORMAT,
+        "status": "running",
+        **run_record(loaded, [cv_record_with_kind(cv)], frames),
+        "settings": settings.data_record(),
+        "path_cv_range": [float(values.min()), float(values.max())],
+        "plan": windows,
+        # What a resume must match: centres (9 digits) and seed frames.
+        "windows_key": [[w["index"], f"{w['centre']:.9g}", w["start_frame"]] for w in windows],
+        "windows": [],
+        "versions": package_versions(),
+    }
+    old_path = out / "umbrella.json"
+    if old_path.exists():
+        old = json.loads(old_path.read_text())
+        check_resumable(old, summary, ("system_sha256", "cv", "path_sha256", "windows_key"), out)
+    write_common_files(out, loaded, [cv])
+    plat, properties = select_platform(settings.platform, settings.threads, n_atoms)
+    summary["platform"] = {"name": plat.getName(), "properties": properties}
+    if old_path.exists():
+        summary["windows"] = json.loads(old_path.read_text()).get("windows", [])
+    _atomic_write_json(old_path, summary)  # the plan is on disk before the first window runs
+
+    results = []
+    for plan in windows:
+        wdir = out / f"window_{plan['index']:03d}"
+        done = wdir / "result.json"
+        if done.exists():
+            result = json.loads(done.read_text())
+        else:
+            result = _run_window(loaded, frames[plan["start_frame"]], cv, settings, plan, wdir, plat, properties)
+        results.append(result)
+        if log is not None:
+            print(f"window {plan['index']}: centre {plan['centre']:.3f}, seed frame {plan['start_frame']} "
+                  f"(CV {plan['start_cv']:.3f}) -> mean {result['mean_cv']:.3f} ± {result['std_cv']:.3f} {cv.unit}",
+                  file=log, flush=True)
+        summary["windows"] = results
+        summary["wall_s"] = time.perf_counter() - started
+        _atomic_write_json(old_path, summary)
+    summary["status"] = "complete"
+    summary["wall_s"] = time.perf_counter() - started
+    _atomic_write_json(old_path, summary)
+    return summary
+
+
+def _run_window(loaded: Any, start_nm: np.ndarray, cv: CVSpec, settings: UmbrellaSettings, plan: dict,
+                wdir: Path, platform: Any, properties: dict) -> dict:
+    """One window: restrained minimisation, equilibration, production; ``cv.csv`` then ``result.json``."""
+    import openmm
+
+    t0 = time.perf_counter()
+    seed = replica_seed(settings.seed, plan["index"])
+    system = openmm.XmlSerializer.clone(loaded.system)
+    restraint = openmm.CustomCVForce("0.5*umbrella_k*(cv-umbrella_centre)^2")
+    restraint.addGlobalParameter("umbrella_k", settings.force_constant)
+    restraint.addGlobalParameter("umbrella_centre", plan["centre"])
+    restraint.addCollectiveVariable("cv", cv.force())
+    system.addForce(restraint)
+    simulation = make_simulation(loaded, settings, seed, platform, properties, system=system)
+    context = simulation.context
+    context.setPositions(np.ascontiguousarray(start_nm))
+    start_cv_openmm = float(restraint.getCollectiveVariableValues(context)[0])
+    equilibrate(simulation, start_nm, settings.temperature_k, seed,
+                whole_steps(settings.equilibration_ps, settings.timestep_fs))
+    equilibrated_cv = float(restraint.getCollectiveVariableValues(context)[0])
+    sps = settings.steps_per_sample
+    samples = np.empty(settings.n_samples)
+    t_md = time.perf_counter()
+    for i in range(settings.n_samples):
+        simulation.step(sps)
+        samples[i] = restraint.getCollectiveVariableValues(context)[0]
+    md_s = time.perf_counter() - t_md
+    wdir.mkdir(parents=True, exist_ok=True)
+    times = (np.arange(settings.n_samples) + 1) * settings.sample_interval_ps
+    write_csv(wdir / "cv.csv", ["time_ps", "cv"], np.stack([times, samples], axis=1))
+    result = {
+        **plan,
+        "force_constant": settings.force_constant,
+        "seed": seed,
+        "start_cv_openmm": start_cv_openmm,
+        "equilibrated_cv": equilibrated_cv,
+        "n_samples": int(settings.n_samples),
+        "mean_cv": float(samples.mean()),
+        "std_cv": float(samples.std()),
+        "min_cv": float(samples.min()),
+        "max_cv": float(samples.max()),
+        "ns_per_day": settings.production_ps / 1000.0 / md_s * 86400.0 if md_s > 0 else None,
+        "wall_s": time.perf_counter() - t0,
+    }
+    _atomic_write_json(wdir / "result.json", result)
+    return result
+
+
+def read_windows(out_dir: str | os.PathLike) -> tuple[dict, list[dict], list[np.ndarray]]:
+    """``(summary, window results, CV samples per window [n_k])`` of a finished umbrella run."""
+    out = Path(out_dir)
+    path = out / "umbrella.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{out} has no umbrella.json: not an umbrella run directory")
+    summary = json.loads(path.read_text())
+    if summary.get("format") != FORMAT:
+        raise ValueError(f"{path} is not {FORMAT} output")
+    missing = [p["index"] for p in summary["plan"] if not (out / f"window_{p['index']:03d}" / "result.json").exists()]
+    if missing:
+        raise RuntimeError(
+            f"{out}: windows {missing} are not finished; rerun seed_umbrella_windows (biomd umbrella) first"
+        )
+    results, samples = [], []
+    for p in summary["plan"]:
+        wdir = out / f"window_{p['index']:03d}"
+        results.append(json.loads((wdir / "result.json").read_text()))
+        samples.append(read_csv(wdir / "cv.csv")[1][:, 1])
+    return summary, results, samples
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """pymbar prints banners (JAX advice, a timeseries caveat) on import; keep them out of logs."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def _subsample(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """Uncorrelated samples of one window's CV series and its statistical inefficiency g."""
+    with _quiet():
+        from pymbar import timeseries
+
+    if np.ptp(x) == 0:
+        return x[:1], float(len(x))
+    g = float(timeseries.statistical_inefficiency(x))
+    idx = np.asarray(timeseries.subsample_correlated_data(x, g=g), dtype=int)
+    return x[idx], g
+
+
+def analyze_umbrella(
+    out_dir: str | os.PathLike,
+    *,
+    n_bins: int = 50,
+    cv_range: tuple[float, float] | None = None,
+    fes_type: str = "histogram",
+    n_bootstraps: int = 0,
+    jacobian: bool = True,
+    plateau_from: float | None = None,
+    discard_ps: float = 0.0,
+    seed: int = 0,
+    write: bool = True,
+) -> dict:
+    """Free-energy profile of a finished umbrella run with pymbar (MBAR through ``pymbar.FES``).
+
+    Parameters
+    ----------
+    out_dir : an umbrella run directory (all windows finished)
+    n_bins : equal-width bins over ``cv_range``
+    cv_range : ``(lo, hi)`` of the bins, CV units; None = the sampled range.  Give
+        the same range (and ``n_bins``) to two runs to compare their profiles bin
+        by bin (:func:`profile_difference`)
+    fes_type : ``"histogram"`` (analytical or bootstrap uncertainties) or
+        ``"kde"`` (needs scikit-learn and ``n_bootstraps >= 2`` for uncertainties)
+    n_bootstraps : 0 (histogram: MBAR's analytical uncertainties) or >= 2 (bootstrap)
+    jacobian : add ``n·kT·ln x`` for a CV with a volume element ``x^n`` (the distance: n = 2)
+    plateau_from : start of the unbound plateau for :func:`binding_free_energy`
+        (CV units); default: the upper 20 % of the sampled range
+    discard_ps : production time dropped from the start of each window, ps
+    seed : bootstrap seed
+    write : write ``fes.json``, ``fes.csv``, ``fes.png`` into ``out_dir``
+
+    Returns
+    -------
+    dict
+        ``x`` ``[B]`` bin centres (CV units); ``f_kt``, ``df_kt``, ``f_kj_mol``,
+        ``df_kj_mol`` ``[B]`` (NaN for empty bins), zero at the bound minimum
+        ``bound_minimum``; ``f_raw_kt`` (no Jacobian term); ``counts`` ``[B]``
+        uncorrelated samples per bin; ``windows`` (per window ``g``,
+        ``n_uncorrelated``); ``neighbour_overlap`` / ``min_overlap`` (MBAR
+        overlap of windows adjacent in CV) and ``warnings`` (gaps below 0.03);
+        ``binding`` (see :func:`binding_free_energy`; ``{"error": ...}`` when the
+        sampled range has no plateau above the minimum).
+    """
+    with _quiet():
+        from pymbar import FES
+
+    out = Path(out_dir)
+    summary, results, samples = read_windows(out)
+    settings = summary["settings"]
+    cv_record = summary["cv"][0]
+    temperature = float(settings["temperature_k"])
+    kt = kt_kj_mol(temperature)
+    beta = 1.0 / kt
+    if n_bins < 2:
+        raise ValueError("n_bins must be at least 2")
+    if fes_type not in ("histogram", "kde"):
+        raise ValueError(f"fes_type is 'histogram' or 'kde', not {fes_type!r}")
+    if n_bootstraps == 1 or n_bootstraps < 0:
+        raise ValueError("n_bootstraps is 0 (analytical) or at least 2")
+    if fes_type == "kde":
+        try:
+            import sklearn  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                "fes_type='kde' needs scikit-learn (pip install scikit-learn); or use 'histogram'"
+            ) from None
+        if n_bootstraps < 2:
+            raise ValueError("a kde profile's uncertainties come from bootstrapping: give n_bootstraps >= 2")
+
+    skip = int(round(discard_ps / float(settings["sample_interval_ps"])))
+    kept, windows = [], []
+    for result, x in zip(results, samples):
+        x = x[skip:]
+        if len(x) < 2:
+            raise ValueError(f"window {result['index']} keeps {len(x)} samples after discarding {discard_ps} ps")
+        u, g = _subsample(x)
+        kept.append(u)
+        windows.append({"index": result["index"], "centre": result["centre"], "n_samples": int(len(x)),
+                        "g": g, "n_uncorrelated": int(len(u)), "mean_cv": float(x.mean()), "std_cv": float(x.std())})
+    x_n = np.concatenate(kept)  # [N] CV units
+    n_k = np.array([len(u) for u in kept])
+    centres = np.array([r["centre"] for r in results])  # [K]
+    k = float(settings["force_constant"])
+    # [K, N]: reduced bias of every sample in every window.
+    u_kn = beta * 0.5 * k * (x_n[None, :] - centres[:, None]) ** 2
+    u_n = np.zeros_like(x_n)  # the unbiased state
+
+    if cv_range is None:
+        width = np.ptp(x_n)
+        # [B + 1]; nudged so the largest sample falls inside the last bin.
+        edges = np.linspace(x_n.min(), x_n.max() + 1e-9 * max(width, 1.0), n_bins + 1)
+    else:
+        lo, hi = float(cv_range[0]), float(cv_range[1])
+        if not lo < hi:
+            raise ValueError(f"cv_range must be (lo, hi) with lo < hi, got {cv_range}")
+        edges = np.linspace(lo, hi, n_bins + 1)
+        if not np.any((x_n >= lo) & (x_n < hi)):
+            raise ValueError(f"no sample inside cv_range {cv_range}")
+    x = 0.5 * (edges[1:] + edges[:-1])  # [B]
+    n_exp = int(cv_record.get("jacobian_exponent", 0)) if jacobian else 0
+    if n_exp and np.any(x <= 0):
+        raise ValueError("the Jacobian term needs a positive CV; pass jacobian=False")
+    jac = n_exp * np.log(x) if n_exp else np.zeros_like(x)
+
+    with _quiet():
+        fes = FES(u_kn, n_k)
+        params = {"histogram_parameters": {"bin_edges": [edges]}} if fes_type == "histogram" else \
+                 {"kde_parameters": {"bandwidth": 0.5 * (edges[1] - edges[0])}}
+        # pymbar seeds the *global* numpy RNG (np.random.seed) when seed >= 0: restore it afterwards.
+        rng_state = np.random.get_state()
+        try:
+            fes.generate_fes(u_n, x_n, fes_type=fes_type, n_bootstraps=int(n_bootstraps),
+                             seed=int(seed) if n_bootstraps else -1, **params)
+        finally:
+            np.random.set_state(rng_state)
+        counts = np.histogram(x_n, bins=edges)[0]  # [B] uncorrelated samples per bin
+        # pymbar 4.0's histogram get_fes raises KeyError for an empty bin: ask for filled bins only.
+        filled = counts > 0 if fes_type == "histogram" else np.ones(len(x), dtype=bool)
+        raw = np.full(len(x), np.nan)
+        raw[filled] = fes.get_fes(x[filled], reference_point="from-lowest")["f_i"]
+        j = int(np.nanargmin(raw + jac))
+        method = "bootstrap" if n_bootstraps else "analytical"
+        rel = fes.get_fes(x[filled], reference_point="from-specified", fes_reference=x[j], uncertainty_method=method)
+    f_kt = np.full(len(x), np.nan)
+    df_kt = np.full(len(x), np.nan)
+    f_kt[filled] = rel["f_i"] + jac[filled] - jac[j]
+    df_kt[filled] = rel["df_i"]
+    overlap = _neighbour_overlap(fes.get_mbar(), centres)
+    warnings = [
+        f"windows at {a:.4g} and {b:.4g} {cv_record.get('unit')} overlap by {o:.3f} (< 0.03): the profile between "
+        "them is unreliable; add windows there or lower the force constant"
+        for a, b, o in overlap if o < 0.03
+    ]
+    try:
+        binding = _binding(fes.get_mbar(), x_n, edges, j, n_exp, plateau_from, f_kt, kt)
+    except ValueError as exc:
+        if plateau_from is not None:
+            raise  # the caller asked for this plateau: say why it does not work
+        # The profile is still worth writing when the sampled range has no plateau above the minimum.
+        binding = {"error": str(exc)}
+
+    result = {
+        "format": "biomd-umbrella-fes",
+        "cv": cv_record,
+        "unit": cv_record.get("unit"),
+        "temperature_k": temperature,
+        "kt_kj_mol": kt,
+        "fes_type": fes_type,
+        "uncertainty": method,
+        "n_bins": n_bins,
+        "jacobian_exponent": n_exp,
+        "discard_ps": discard_ps,
+        "bound_minimum": float(x[j]),
+        "x": x,
+        "f_kt": f_kt,
+        "df_kt": df_kt,
+        "f_kj_mol": f_kt * kt,
+        "df_kj_mol": df_kt * kt,
+        "f_raw_kt": raw - raw[j] if np.isfinite(raw[j]) else raw,
+        "counts": counts,
+        "bin_edges": edges,
+        "windows": windows,
+        "neighbour_overlap": [{"centres": [a, b], "overlap": o} for a, b, o in overlap],
+        "min_overlap": min((o for _, _, o in overlap), default=None),
+        "warnings": warnings,
+        "binding": binding,
+    }
+    if write:
+        _write_fes(out, result, results, samples, centres)
+    return result
+
+
+def _binding(mbar: Any, x_n: np.ndarray, edges: np.ndarray, j: int, n_exp: int, plateau_from: float | None,
+             f_kt: np.ndarray, kt: float) -> dict:
+    """Plateau minus bound-minimum free-energy density, with MBAR's uncertainty.
+
+    Two states of ``MBAR.compute_perturbed_free_energies``: the bound-minimum
+    bin ``B`` and the plateau ``P``, each with reduced potential ``n·ln x``
+    inside (the Jacobian weight ``x^-n``) and ``+inf`` outside, so
+    ``f_R = −ln ∫_R p(x) x^-n dx``; dividing by the region's width turns both
+    into densities, ``ΔF = (f_P + ln|P|) − (f_B + ln|B|)``.
+    """
+    lo, hi = float(edges[0]), float(edges[-1])
+    if plateau_from is None:
+        plateau_from = hi - 0.2 * (hi - lo)
+    plateau_from = float(plateau_from)
+    b_lo, b_hi = float(edges[j]), float(edges[j + 1])
+    if not b_hi <= plateau_from < hi:
+        raise ValueError(
+            f"the plateau must start above the bound minimum's bin [{b_lo:.4g}, {b_hi:.4g}] and below the sampled "
+            f"maximum {hi:.4g}; got plateau_from = {plateau_from:.4g}"
+        )
+    in_b = (x_n >= b_lo) & (x_n < b_hi)
+    in_p = (x_n >= plateau_from) & (x_n < hi)
+    if not in_p.any():
+        raise ValueError(f"no sample on the plateau (CV >= {plateau_from:.4g})")
+    weight = n_exp * np.log(np.clip(x_n, 1e-300, None)) if n_exp else np.zeros_like(x_n)
+    u_ln = np.stack([np.where(in_b, weight, np.inf), np.where(in_p, weight, np.inf)])  # [2, N]
+    with _quiet():
+        res = mbar.compute_perturbed_free_energies(u_ln)
+    delta = float(res["Delta_f"][0, 1]) + math.log(hi - plateau_from) - math.log(b_hi - b_lo)
+    d_delta = float(res["dDelta_f"][0, 1])
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    plateau_bins = centres >= plateau_from
+    return {
+        "delta_f_kt": delta,
+        "d_delta_f_kt": d_delta,
+        "delta_f_kj_mol": delta * kt,
+        "d_delta_f_kj_mol": d_delta * kt,
+        "bound_bin": [b_lo, b_hi],
+        "plateau": [plateau_from, hi],
+        "plateau_profile_mean_kt": (float(np.nanmean(f_kt[plateau_bins]))
+                                    if np.any(np.isfinite(f_kt[plateau_bins])) else None),
+        "definition": "F(unbound plateau) - F(bound minimum), free-energy densities of the profile (with its "
+                      "Jacobian term); > 0 when the bound state is favoured",
+    }
+
+
+def profile_difference(a: dict, b: dict) -> dict:
+    """How far two profiles on the same bins are apart, in kT (e.g. generated- vs steered-MD seeding).
+
+    Both come from :func:`analyze_umbrella` (or ``fes.json``) with the same
+    ``cv_range`` and ``n_bins``.  Compared over bins filled in both: as
+    zeroed (each at its own bound minimum), and after the constant shift that
+    best aligns them (inverse-variance weighted mean difference), since a
+    profile is defined up to a constant.
+
+    Returns
+    -------
+    dict
+        ``max_abs_kt`` / ``rms_kt`` (as zeroed), ``aligned_max_abs_kt`` /
+        ``aligned_rms_kt``, ``shift_kt``, ``max_abs_over_sigma`` (largest
+        ``|Δf| / sqrt(df_a² + df_b²)`` after alignment), ``n_bins`` compared.
+    """
+    xa, xb = np.asarray(a["x"], dtype=float), np.asarray(b["x"], dtype=float)
+    if xa.shape != xb.shape or not np.allclose(xa, xb):
+        raise ValueError("the profiles have different bins: analyse both with the same cv_range and n_bins")
+    fa, fb = (np.asarray(p["f_kt"], dtype=float) for p in (a, b))
+    da, db = (np.asarray(p["df_kt"], dtype=float) for p in (a, b))
+    both = np.isfinite(fa) & np.isfinite(fb)
+    if not both.any():
+        raise ValueError("the profiles share no filled bin")
+    diff = fa[both] - fb[both]
+    var = da[both] ** 2 + db[both] ** 2
+    w = np.where(var > 0, 1.0 / np.where(var > 0, var, 1.0), 0.0)
+    shift = float(np.sum(w * diff) / np.sum(w)) if np.sum(w) > 0 else float(np.mean(diff))
+    aligned = diff - shift
+    sigma = np.sqrt(var)
+    return {
+        "n_bins": int(both.sum()),
+        "max_abs_kt": float(np.max(np.abs(diff))),
+        "rms_kt": float(np.sqrt(np.mean(diff**2))),
+        "shift_kt": shift,
+        "aligned_max_abs_kt": float(np.max(np.abs(aligned))),
+        "aligned_rms_kt": float(np.sqrt(np.mean(aligned**2))),
+        "max_abs_over_sigma": (float(np.max(np.abs(aligned)[sigma > 0] / sigma[sigma > 0]))
+                               if np.any(sigma > 0) else None),
+    }
+
+
+def _neighbour_overlap(mbar: Any, centres: np.ndarray) -> list[tuple[float, float, float]]:
+    """MBAR overlap ``O[k, l]`` of windows neighbouring in CV (sorted by centre).
+
+    ``O[k, l]`` is the chance that a sample of window ``k`` is attributed to
+    ``l``; below ~0.03 the free-energy difference across that gap rests on
+    too few samples (Klimovich, Shirts & Mobley, JCAMD 29, 397, 2015).
+    """
+    if len(centres) < 2:
+        return []
+    with _quiet():
+        matrix = np.asarray(mbar.compute_overlap()["matrix"])
+    order = np.argsort(centres)
+    return [(float(centres[a]), float(centres[b]), float(matrix[a, b])) for a, b in zip(order[:-1], order[1:])]
+
+
+def binding_free_energy(out_dir: str | os.PathLike, *, plateau_from: float | None = None, **analysis: Any) -> dict:
+    """Free energy of the unbound plateau relative to the bound minimum, with uncertainty.
+
+    Parameters
+    ----------
+    out_dir : a finished umbrella run directory
+    plateau_from : start of the plateau (CV units); default the upper 20 % of the sampled range
+    analysis : further :func:`analyze_umbrella` options (``n_bins``, ``jacobian``, ``discard_ps``, ...)
+
+    Returns
+    -------
+    dict
+        ``delta_f_kt``, ``d_delta_f_kt``, ``delta_f_kj_mol``, ``d_delta_f_kj_mol``
+        (positive: the bound state is lower), ``bound_bin`` and ``plateau`` (CV ranges).
+    """
+    binding = analyze_umbrella(out_dir, plateau_from=plateau_from, write=False, **analysis)["binding"]
+    if "error" in binding:
+        raise ValueError(f"no binding free energy from {out_dir}: {binding['error']}")
+    return binding
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_fes(out: Path, result: dict, results: list[dict], samples: list[np.ndarray], centres: np.ndarray) -> None:
+    _atomic_write_json(out / "fes.json", _jsonable(result))
+    table = np.stack([result["x"], result["f_kt"], result["df_kt"], result["f_kj_mol"], result["df_kj_mol"],
+                      result["f_raw_kt"], result["counts"]], axis=1)
+    write_csv(out / "fes.csv", ["cv", "f_kt", "df_kt", "f_kj_mol", "df_kj_mol", "f_raw_kt", "n_uncorrelated"], table)
+    _atomic_write_bytes(out / "fes.png", _plot(result, samples, centres))
+
+
+def _plot(result: dict, samples: list[np.ndarray], centres: np.ndarray) -> bytes:
+    """PNG bytes: the profile with error bars over the windows' histograms."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    unit = result["unit"]
+    label = {"nm": "CV (nm)", "1": "path progress s", "nm^2": "CV (nm²)"}.get(unit, f"CV ({unit})")
+    fig = Figure(figsize=(6.4, 6.4))
+    FigureCanvasAgg(fig)  # attaches itself to fig
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    ok = np.isfinite(result["f_kt"])
+    top.errorbar(result["x"][ok], result["f_kt"][ok], yerr=result["df_kt"][ok], fmt="o-", ms=3, capsize=2,
+                 label=f"MBAR ({result['uncertainty']} 1σ)")
+    b = result["binding"]
+    if "error" not in b:
+        top.axvspan(*b["plateau"], color="0.9",
+                    label=f"plateau: ΔF = {b['delta_f_kt']:.2f} ± {b['d_delta_f_kt']:.2f} kT")
+    top.set_ylabel("free energy (kT)")
+    top.legend(fontsize=8)
+    jac = f" + {result['jacobian_exponent']} kT ln x" if result["jacobian_exponent"] else ""
+    top.set_title(f"umbrella sampling, {len(samples)} windows{jac}", fontsize=10)
+    edges = result["bin_edges"]
+    for x, c in zip(samples, centres):
+        line = bottom.hist(x, bins=edges, histtype="step")[2][0]
+        bottom.axvline(c, color=line.get_edgecolor(), ls=":", lw=0.8)
+    bottom.set_xlabel(label)
+    bottom.set_ylabel("samples per window")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``biomd umbrella`` arguments."""
+    add_input_arguments(p, path_required=False, path_note="required unless --analyze-only")
+    w = p.add_argument_group("windows")
+    where = w.add_mutually_exclusive_group()
+    where.add_argument("--windows", type=int, default=10, help="windows evenly over --range (default 10)")
+    where.add_argument("--centres", type=float, nargs="+", help="explicit window centres, CV units")
+    w.add_argument("--range", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="CV range of the windows (default: the path's)")
+    w.add_argument("--k", type=float, default=1000.0, help="force constant, kJ/mol per CV unit^2 (default 1000)")
+    w.add_argument("--time", default="100ps", help="production per window (default 100ps)")
+    w.add_argument("--sample-interval", default="0.1ps", help="time between CV samples (default 0.1ps)")
+    w.add_argument("--max-start-offset", type=float,
+                   help="largest |CV(seed frame) - centre| (default: no limit; centres must lie in the path's range)")
+    a = p.add_argument_group("analysis (pymbar)")
+    a.add_argument("--analyze-only", action="store_true", help="only analyse the finished windows in --out")
+    a.add_argument("--bins", type=int, default=50, help="histogram bins (default 50)")
+    a.add_argument("--bin-range", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="CV range of the bins (default: the sampled range); same range = comparable profiles")
+    a.add_argument("--fes", default="histogram", choices=["histogram", "kde"],
+                   help="pymbar FES type (kde needs scikit-learn)")
+    a.add_argument("--bootstraps", type=int, default=0, help="bootstrap uncertainties (default 0: analytical)")
+    a.add_argument("--plateau-from", type=float,
+                   help="start of the unbound plateau, CV units (default: top 20%% of the range)")
+    a.add_argument("--no-jacobian", action="store_true", help="no +2kT ln r volume term for the distance CV")
+    a.add_argument("--discard", default="0ps", help="production time dropped from each window's start (default 0ps)")
+    add_md_arguments(p, equilibration="10ps")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``biomd umbrella``: windows seeded from a path, then the pymbar profile (``fes.json/csv/png``)."""
+    if not args.analyze_only:
+        if not (args.path or args.unbind):
+            raise ValueError("give the path: --path FILE or --unbind DIR (or --analyze-only for finished windows)")
+        inputs = resolve_inputs(args)
+        cv = inputs.build_cv(args.path_nodes)
+        r = args.range or (None, None)
+        settings = UmbrellaSettings(
+            n_windows=None if args.centres else args.windows, centres=tuple(args.centres) if args.centres else None,
+            cv_min=r[0], cv_max=r[1], force_constant=args.k, production_ps=parse_time_ps(args.time),
+            sample_interval_ps=parse_time_ps(args.sample_interval), max_start_offset=args.max_start_offset,
+            platform=args.platform, threads=args.threads, **md_kwargs(args),
+        )
+        seed_umbrella_windows(inputs.loaded, inputs.frames_nm, cv, settings, args.out,
+                              log=None if args.quiet else sys.stderr)
+    fes = analyze_umbrella(args.out, n_bins=args.bins, cv_range=args.bin_range, fes_type=args.fes,
+                           n_bootstraps=args.bootstraps,
+                           jacobian=not args.no_jacobian, plateau_from=args.plateau_from,
+                           discard_ps=parse_time_ps(args.discard))
+    b = fes["binding"]
+    keys = ("delta_f_kt", "d_delta_f_kt", "delta_f_kj_mol", "d_delta_f_kj_mol", "error")
+    print(json.dumps({"out": str(args.out), "fes": str(Path(args.out) / "fes.json"), "unit": fes["unit"],
+                      "bound_minimum": fes["bound_minimum"], **{k: b[k] for k in keys if k in b}}, indent=2))
+    return 0

@@ -1,0 +1,694 @@
+"""Well-tempered metadynamics walkers that share one bias, started along a path.
+
+``K`` walkers, each its own ``Simulation`` with its own
+``openmm.app.Metadynamics``, all pointed at one bias directory
+(``OUT/bias``): OpenMM's multiple-walker protocol.  Every ``saveFrequency``
+steps a walker writes its *own* hills (``bias_<id>_<n>.npy``, replacing its
+previous file) and reads the newest file of every other id; its total bias is
+its own hills plus everyone else's.  The walkers start from frames spread
+evenly (in the first CV) along the path, so the bias fills the whole path
+from the start instead of waiting for one walker to get there.
+
+**One process, round-robin.**  By default all walkers run in this process,
+taking turns in chunks of exactly ``saveFrequency`` steps: walker 0 runs a chunk
+(and at its end saves and loads), then walker 1, ...  Exchange through the
+files still happens (the same code path as separate processes), but the order
+is fixed, so a run is reproducible and needs no job scheduler; the price is
+that the walkers are not simulated in parallel.  ``walker_index=i`` runs only
+walker ``i``: launch ``K`` such jobs (``biomd walkers ... --walker-index i``) on
+separate machines sharing ``OUT`` and OpenMM syncs them through the files at
+their own pace (then the result depends on timing).
+
+**What is changed from stock OpenMM** (:class:`SharedBiasMetadynamics`,
+relying on ``Metadynamics``' internals as of OpenMM 8.x, checked when each
+walker is built): the walker id is its index, not a random number (a resumed
+walker must recognise its own files); the bias directory is attached after
+construction (the stock constructor would write a file under a random id); and
+at the end of every chunk the freshly loaded total bias is pushed into the
+Context (stock OpenMM does this only at the next hill).
+
+**Resuming** is per walker and chunk: after each chunk a walker commits
+``state_<step>.chk`` (OpenMM checkpoint: positions, velocities, integrator RNG),
+``state_<step>.npz`` (own hills, total bias, the other walkers' hills it has
+loaded and their file indices) and the CV rows, then ``progress.json`` (the
+commit point; older state files are deleted after it).  On resume a walker
+reloads its committed state, cuts ``cv.csv`` back to the committed length and
+rewrites its bias file from the committed hills, so hills from a chunk that was
+cut short by a kill never reach the other walkers (in round-robin mode; separate
+jobs may have read them in the meantime).  On one platform a resumed
+round-robin run continues exactly as an uninterrupted one would (bit-identical
+bias files and CV rows on the CPU platform, checked).
+
+Layout of ``OUT``::
+
+    OUT/walkers.json              settings, CVs, bias grid, walkers (id, seed frame, its CV)
+    OUT/topology.pdb
+    OUT/bias/bias_<id>_<n>.npy    the shared bias directory (OpenMM's file format)
+    OUT/walker_000/cv.csv         time_ps, step, <cv names>, bias_kj_mol (every frame_interval_ps)
+    OUT/walker_000/progress.json  {"step", "cv_bytes", "save_index"} of the last commit
+    OUT/walker_000/state_<step>.chk / .npz
+    OUT/free_energy.csv, free_energy.png, free_energy.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from openmm import unit
+from openmm.app.metadynamics import Metadynamics, _LoadedBias
+
+from ..data.md import (
+    _atomic_write_bytes,
+    _atomic_write_json,
+    _fsync_dir,
+    equilibrate,
+    make_simulation,
+    package_versions,
+    parse_time_ps,
+    replica_seed,
+    require_positive,
+    select_platform,
+    whole_steps,
+)
+from ..data.systems import as_loaded_system
+from .seeding_common import (
+    CV_KINDS,
+    CVSpec,
+    add_input_arguments,
+    add_md_arguments,
+    check_frames,
+    check_resumable,
+    cv_record_with_kind,
+    kt_kj_mol,
+    md_kwargs,
+    nearest_frames,
+    resolve_inputs,
+    run_record,
+    write_common_files,
+    write_csv,
+)
+
+__all__ = [
+    "SharedBiasMetadynamics",
+    "WalkerRun",
+    "WalkerSettings",
+    "add_arguments",
+    "bias_dir_free_energy",
+    "main",
+    "run_walkers",
+]
+
+FORMAT = "biomd-walkers"
+_NON_DATA = ("platform", "threads", "time_ps")
+
+
+# --------------------------------------------------------------------------- metadynamics with a fixed id
+
+
+#: ``Metadynamics`` attributes this module relies on (OpenMM 8.x).
+_INTERNALS = ("_id", "_selfBias", "_totalBias", "_loadedBiases", "_saveIndex", "_table", "_force", "_widths",
+              "_limits", "_syncWithDisk", "biasDir", "saveFrequency", "variables")
+
+
+class SharedBiasMetadynamics(Metadynamics):
+    """``openmm.app.Metadynamics`` with a fixed walker id and a bias directory attached afterwards.
+
+    Parameters
+    ----------
+    system : the walker's own System (the bias force is added to it)
+    variables : ``BiasVariable`` list (1–3)
+    temperature_k : K
+    bias_factor : well-tempered γ > 1
+    height_kj_mol : initial Gaussian height, kJ/mol
+    frequency : steps between hills
+    save_frequency : steps between writing own hills and reading the others'
+        (a multiple of ``frequency``)
+    bias_dir : the shared directory
+    walker_id : this walker's id in the file names (unique within ``bias_dir``)
+    """
+
+    def __init__(self, system: Any, variables: list, temperature_k: float, bias_factor: float,
+                 height_kj_mol: float, frequency: int, save_frequency: int, bias_dir: str | os.PathLike,
+                 walker_id: int) -> None:
+        if save_frequency < frequency or save_frequency % frequency:
+            raise ValueError(f"the save interval ({save_frequency} steps) must be a multiple of the hill "
+                             f"interval ({frequency} steps)")
+        # No biasDir here: the stock constructor would write an (empty) bias file under a random id.
+        super().__init__(system, variables, temperature_k, bias_factor, height_kj_mol, frequency)
+        missing = [name for name in _INTERNALS if not hasattr(self, name)]
+        if missing:
+            raise RuntimeError(
+                f"this OpenMM's Metadynamics lacks {missing}; shared-bias walkers need OpenMM 8's implementation"
+            )
+        self.biasDir = str(bias_dir)
+        self.saveFrequency = int(save_frequency)
+        self._id = int(walker_id)
+
+    @property
+    def walker_id(self) -> int:
+        return self._id
+
+    @property
+    def save_index(self) -> int:
+        """How many times this walker has written its hills (the ``<n>`` of its file)."""
+        return int(self._saveIndex)
+
+    @property
+    def force_group(self) -> int:
+        return self._force.getForceGroup()
+
+    def self_bias(self) -> np.ndarray:
+        """This walker's own hills on the grid, kJ/mol (a copy; axes in reversed CV order)."""
+        return np.array(self._selfBias)
+
+    def total_bias(self) -> np.ndarray:
+        """Own hills plus every other walker's loaded hills, kJ/mol (a copy)."""
+        return np.array(self._totalBias)
+
+    def push_bias(self, context: Any) -> None:
+        """Put the current total bias into the Context's table (stock OpenMM waits for the next hill)."""
+        flat = self._totalBias.flatten()
+        if len(self.variables) == 1:
+            self._table.setFunctionParameters(flat, *self._limits)
+        else:
+            self._table.setFunctionParameters(*self._widths, flat, *self._limits)
+        self._force.updateParametersInContext(context)
+
+    def get_state(self) -> dict:
+        """Arrays that restore this object exactly (see :meth:`set_state`)."""
+        ids = sorted(self._loadedBiases)
+        return {
+            "self_bias": np.array(self._selfBias),
+            "total_bias": np.array(self._totalBias),
+            "save_index": np.array(self._saveIndex),
+            "loaded_ids": np.array(ids, dtype=np.int64),
+            "loaded_indices": np.array([self._loadedBiases[i].index for i in ids], dtype=np.int64),
+            "loaded_biases": np.stack([self._loadedBiases[i].bias for i in ids]) if ids
+            else np.zeros((0, *self._selfBias.shape)),
+        }
+
+    def set_state(self, state: dict, context: Any) -> None:
+        """Restore :meth:`get_state`'s arrays and push the bias into ``context``."""
+        if state["self_bias"].shape != self._selfBias.shape:
+            raise RuntimeError(f"saved bias grid {state['self_bias'].shape} does not match {self._selfBias.shape}")
+        self._selfBias = np.array(state["self_bias"])
+        self._totalBias = np.array(state["total_bias"])
+        self._saveIndex = int(state["save_index"])
+        self._loadedBiases = {
+            int(i): _LoadedBias(int(i), int(n), np.array(b))
+            for i, n, b in zip(state["loaded_ids"], state["loaded_indices"], state["loaded_biases"])
+        }
+        self.push_bias(context)
+
+    def publish(self) -> None:
+        """Make the bias directory hold exactly this walker's committed hills (after a resume)."""
+        pattern = re.compile(rf"^(bias|temp)_{self._id}_(\d+)\.npy$")
+        for name in os.listdir(self.biasDir):
+            if pattern.match(name):
+                os.remove(os.path.join(self.biasDir, name))
+        if self._saveIndex > 0:
+            buffer = io.BytesIO()
+            np.save(buffer, self._selfBias)
+            _atomic_write_bytes(Path(self.biasDir) / f"bias_{self._id}_{self._saveIndex}.npy", buffer.getvalue())
+
+
+def bias_dir_free_energy(bias_dir: str | os.PathLike, temperature_k: float, bias_factor: float) -> np.ndarray:
+    """Free energy from the newest bias file of every walker in a bias directory, kJ/mol.
+
+    The same estimate as ``Metadynamics.getFreeEnergy()`` of a walker that has
+    just loaded everyone's hills: ``F = −γ/(γ−1) · Σ_walkers bias``.
+
+    Returns
+    -------
+    np.ndarray
+        Grid in the bias files' shape (CV order reversed: ``[cv1, cv0]`` for two CVs), kJ/mol.
+    """
+    newest: dict[int, tuple[int, str]] = {}
+    for name in os.listdir(bias_dir):
+        match = re.match(r"^bias_(\d+)_(\d+)\.npy$", name)
+        if match:
+            wid, n = int(match.group(1)), int(match.group(2))
+            if wid not in newest or n > newest[wid][0]:
+                newest[wid] = (n, name)
+    if not newest:
+        raise FileNotFoundError(f"{bias_dir} holds no bias files yet")
+    total = sum(np.load(os.path.join(bias_dir, name)) for _, name in newest.values())
+    return -bias_factor / (bias_factor - 1.0) * total
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class WalkerSettings:
+    """Multiple-walker well-tempered metadynamics (saved in ``walkers.json``).
+
+    Attributes
+    ----------
+    n_walkers : walkers (each with its own seed and seed frame)
+    time_ps : MD per walker, ps (a whole number of save intervals; may grow on resume)
+    height_kj_mol : initial Gaussian height, kJ/mol
+    bias_factor : well-tempered γ (> 1)
+    sigma : Gaussian width per CV, CV units; None = 1/20 of the path's CV range
+    cv_min, cv_max : bias grid per CV; None = the path's range ± 10 %
+    grid_width : grid points per CV; None = OpenMM's default (5 per σ)
+    deposit_interval_ps : time between hills, ps
+    save_interval_ps : time between bias exchanges (= the round-robin chunk), ps
+    frame_interval_ps : time between CV rows in ``cv.csv``, ps
+    equilibration_ps : unbiased MD after minimisation, before the first hill, ps
+    temperature_k, timestep_fs, friction_per_ps : Langevin integrator
+    seed : master seed (walker ``i`` uses ``replica_seed(seed, i)``)
+    platform, threads : OpenMM platform and CPU threads (do not change the data)
+    """
+
+    n_walkers: int = 4
+    time_ps: float = 1000.0
+    height_kj_mol: float = 1.0
+    bias_factor: float = 10.0
+    sigma: tuple[float, ...] | None = None
+    cv_min: tuple[float, ...] | None = None
+    cv_max: tuple[float, ...] | None = None
+    grid_width: tuple[int, ...] | None = None
+    deposit_interval_ps: float = 1.0
+    save_interval_ps: float = 10.0
+    frame_interval_ps: float = 1.0
+    equilibration_ps: float = 2.0
+    temperature_k: float = 300.0
+    timestep_fs: float = 2.0
+    friction_per_ps: float = 1.0
+    seed: int = 0
+    platform: str | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        require_positive(self, ("time_ps", "height_kj_mol", "deposit_interval_ps", "save_interval_ps",
+                                "frame_interval_ps", "temperature_k", "timestep_fs", "friction_per_ps"))
+        if self.n_walkers < 1:
+            raise ValueError("n_walkers must be at least 1")
+        if not self.bias_factor > 1:
+            raise ValueError(f"bias_factor must be > 1 (well-tempered), got {self.bias_factor}")
+        if self.equilibration_ps < 0:
+            raise ValueError("equilibration_ps must not be negative")
+        for name in ("sigma", "cv_min", "cv_max", "grid_width"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(value))
+        dep = whole_steps(self.deposit_interval_ps, self.timestep_fs, "hill deposition interval")
+        save = whole_steps(self.save_interval_ps, self.timestep_fs, "save interval")
+        frame = whole_steps(self.frame_interval_ps, self.timestep_fs, "frame interval")
+        whole_steps(self.equilibration_ps, self.timestep_fs, "equilibration time")
+        if save % dep or save % frame:
+            raise ValueError(f"the save interval ({self.save_interval_ps:g} ps) must be a whole number of hill "
+                             f"intervals ({self.deposit_interval_ps:g} ps) and of frame intervals "
+                             f"({self.frame_interval_ps:g} ps)")
+        n = self.time_ps / self.save_interval_ps
+        if abs(n - round(n)) > 1e-6 * max(1.0, n) or round(n) < 1:
+            raise ValueError(
+                f"time {self.time_ps:g} ps is not a whole number of save intervals ({self.save_interval_ps:g} ps)"
+            )
+
+    @property
+    def chunk_steps(self) -> int:
+        return whole_steps(self.save_interval_ps, self.timestep_fs)
+
+    @property
+    def total_steps(self) -> int:
+        return self.chunk_steps * int(round(self.time_ps / self.save_interval_ps))
+
+    def data_record(self) -> dict:
+        record = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k not in _NON_DATA}
+        return record
+
+
+def _bias_grid(cvs: Sequence[CVSpec], values: np.ndarray, settings: WalkerSettings) -> list[dict]:
+    """Resolved ``min``, ``max``, ``sigma``, ``grid_width`` per CV (path range ± 10 %, σ = range / 20 by default)."""
+
+    def pick(option: tuple | None, i: int, default: float) -> float:
+        if option is None:
+            return default
+        if len(option) != len(cvs):
+            raise ValueError(f"give one value per CV ({len(cvs)}), got {list(option)}")
+        return float(option[i])
+
+    grid = []
+    for i, cv in enumerate(cvs):
+        v = values[:, i]
+        span = float(np.ptp(v))
+        if span == 0 and (settings.sigma is None or settings.cv_min is None or settings.cv_max is None):
+            raise ValueError(f"the path does not move along {cv.name}: give sigma, cv_min and cv_max")
+        lo = pick(settings.cv_min, i, float(v.min()) - 0.1 * span)
+        hi = pick(settings.cv_max, i, float(v.max()) + 0.1 * span)
+        sigma = pick(settings.sigma, i, span / 20.0)
+        if not lo < hi or not sigma > 0:
+            raise ValueError(f"{cv.name}: need cv_min < cv_max and sigma > 0, got [{lo}, {hi}], sigma {sigma}")
+        if v.min() < lo or v.max() > hi:
+            raise ValueError(f"{cv.name}: the path's range [{v.min():.4g}, {v.max():.4g}] leaves the bias grid "
+                             f"[{lo:.4g}, {hi:.4g}]; widen cv_min/cv_max")
+        width = None if settings.grid_width is None else int(pick(settings.grid_width, i, 0))
+        if width is None:
+            width = int(np.ceil(5 * (hi - lo) / sigma))  # OpenMM's default
+        grid.append({"name": cv.name, "unit": cv.unit, "min": lo, "max": hi, "sigma": sigma, "grid_width": width})
+    return grid
+
+
+# --------------------------------------------------------------------------- one walker
+
+
+class _Walker:
+    """One walker: Simulation + SharedBiasMetadynamics + its directory (commit/restore)."""
+
+    def __init__(self, index: int, loaded: Any, cvs: Sequence[CVSpec], grid: list[dict], settings: WalkerSettings,
+                 out: Path, start_nm: np.ndarray, platform: Any, properties: dict) -> None:
+        import openmm
+        from openmm.app.metadynamics import BiasVariable
+
+        self.index = index
+        self.settings = settings
+        self.dir = out / f"walker_{index:03d}"
+        self.start_nm = start_nm
+        self.seed = replica_seed(settings.seed, index)
+        self.cv_names = [g["name"] for g in grid]
+        system = openmm.XmlSerializer.clone(loaded.system)
+        variables = [BiasVariable(cv.force(), g["min"], g["max"], g["sigma"], False, g["grid_width"])
+                     for cv, g in zip(cvs, grid)]
+        self.meta = SharedBiasMetadynamics(
+            system, variables, settings.temperature_k, settings.bias_factor, settings.height_kj_mol,
+            whole_steps(settings.deposit_interval_ps, settings.timestep_fs), settings.chunk_steps,
+            out / "bias", walker_id=index,
+        )
+        self.simulation = make_simulation(loaded, settings, self.seed, platform, properties, system=system)
+
+    @property
+    def step(self) -> int:
+        return int(self.simulation.currentStep)
+
+    # ---- files
+
+    def _state(self, step: int, suffix: str) -> Path:
+        return self.dir / f"state_{step:012d}.{suffix}"
+
+    def _progress(self) -> dict | None:
+        path = self.dir / "progress.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def start(self) -> None:
+        """Resume from the last commit, or equilibrate from the seed frame and commit step 0."""
+        progress = self._progress()
+        if progress is None:
+            # Never committed: anything here is from a run killed before its first commit.
+            if self.dir.exists():
+                for p in self.dir.iterdir():
+                    p.unlink()
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self.meta.publish()  # removes stale files of this id
+            equilibrate(self.simulation, self.start_nm, self.settings.temperature_k, self.seed,
+                        whole_steps(self.settings.equilibration_ps, self.settings.timestep_fs))
+            header = ",".join(["time_ps", "step", *self.cv_names, "bias_kj_mol"]) + "\n"
+            _atomic_write_bytes(self.dir / "cv.csv", header.encode())
+            self._commit()
+            return
+        step = int(progress["step"])
+        self.simulation.loadCheckpoint(str(self._state(step, "chk")))
+        with np.load(self._state(step, "npz")) as data:
+            self.meta.set_state(dict(data), self.simulation.context)
+        if self.step != step:
+            raise RuntimeError(f"{self.dir}: checkpoint at step {self.step}, progress says {step}")
+        with open(self.dir / "cv.csv", "r+b") as fh:  # drop rows of a chunk that was not committed
+            fh.truncate(int(progress["cv_bytes"]))
+        self._remove_stale_states(step)
+        self.meta.publish()
+
+    def run_chunk(self) -> None:
+        """One chunk of ``save_interval_ps`` (hills, then save-and-load at its end), then commit."""
+        s = self.settings
+        spf = whole_steps(s.frame_interval_ps, s.timestep_fs)
+        group = self.meta.force_group
+        rows = []
+        for _ in range(s.chunk_steps // spf):
+            self.meta.step(self.simulation, spf)  # the only way hills get deposited
+            values = self.meta.getCollectiveVariables(self.simulation)
+            bias = self.simulation.context.getState(getEnergy=True, groups={group}).getPotentialEnergy()
+            bias_kj_mol = bias.value_in_unit(unit.kilojoule_per_mole)
+            rows.append((self.step * s.timestep_fs / 1000.0, self.step, *values, bias_kj_mol))
+        # The chunk ended on a multiple of saveFrequency, so Metadynamics.step has just saved our
+        # hills and loaded the others'; make the Context see them now.
+        self.meta.push_bias(self.simulation.context)
+        text = "".join(f"{r[0]:.6f},{r[1]}," + ",".join(f"{v:.6f}" for v in r[2:]) + "\n" for r in rows)
+        with open(self.dir / "cv.csv", "ab") as fh:
+            fh.write(text.encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._commit()
+
+    def _commit(self) -> None:
+        step = self.step
+        tmp = self._state(step, "chk.tmp")
+        with open(tmp, "wb") as fh:
+            self.simulation.saveCheckpoint(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self._state(step, "chk"))
+        buffer = io.BytesIO()
+        np.savez(buffer, **self.meta.get_state())
+        _atomic_write_bytes(self._state(step, "npz"), buffer.getvalue())
+        _atomic_write_json(self.dir / "progress.json", {
+            "step": step, "time_ps": step * self.settings.timestep_fs / 1000.0,
+            "cv_bytes": (self.dir / "cv.csv").stat().st_size, "save_index": self.meta.save_index,
+        })
+        self._remove_stale_states(step)
+
+    def _remove_stale_states(self, step: int) -> None:
+        keep = {self._state(step, "chk").name, self._state(step, "npz").name}
+        for p in self.dir.glob("state_*"):
+            if p.name not in keep:
+                p.unlink()
+        _fsync_dir(self.dir)
+
+
+# --------------------------------------------------------------------------- campaign
+
+
+@dataclass
+class WalkerRun:
+    """What :func:`run_walkers` returns.
+
+    Attributes
+    ----------
+    summary : ``walkers.json`` plus per-walker progress and the free-energy file names
+    free_energy_kj_mol : free energy on the bias grid, kJ/mol, zero at its minimum
+        (shape: one axis per CV, *reversed* CV order, as OpenMM's bias arrays)
+    axes : grid values per CV (CV order), each ``[grid_width]``
+    metadynamics : walker index -> its ``SharedBiasMetadynamics`` (walkers run in this call)
+    """
+
+    summary: dict
+    free_energy_kj_mol: np.ndarray
+    axes: list[np.ndarray]
+    metadynamics: dict = field(default_factory=dict)
+
+
+def run_walkers(
+    loaded: Any,
+    path_frames_nm: np.ndarray,
+    cvs: CVSpec | Sequence[CVSpec],
+    settings: WalkerSettings,
+    out_dir: str | os.PathLike,
+    *,
+    walker_index: int | None = None,
+    max_chunks: int | None = None,
+    log: Any = None,
+) -> WalkerRun:
+    """Run (or resume) well-tempered metadynamics walkers sharing one bias directory.
+
+    Parameters
+    ----------
+    loaded : :class:`~openmm_biomd.data.LoadedSystem` (or a bundled system's name)
+    path_frames_nm : ``[T, N, 3]`` nm, the path; walker ``i`` starts from the frame
+        whose first CV is nearest ``i``-th of ``n_walkers`` values evenly over the path's range
+    cvs : one or two :class:`~.seeding_common.CVSpec` (bias variables)
+    settings : :class:`WalkerSettings`
+    out_dir : run directory (see the module docstring); rerun to resume or, with a
+        larger ``time_ps``, to extend
+    walker_index : run only this walker (separate jobs sharing ``out_dir``); None = all, round-robin
+    max_chunks : stop after this many chunks per walker in this call (resumable)
+    log : file-like for one line per round
+
+    Returns
+    -------
+    WalkerRun
+        The free energy is that of the bias directory's newest files (equal to
+        the last walker's ``getFreeEnergy()`` after a round-robin round).
+    """
+    started = time.perf_counter()
+    loaded = as_loaded_system(loaded)
+    cvs = [cvs] if isinstance(cvs, CVSpec) else list(cvs)
+    if not 1 <= len(cvs) <= 2:
+        raise ValueError(f"walkers bias one or two CVs, got {len(cvs)}")
+    n_atoms = loaded.system.getNumParticles()
+    frames = check_frames(path_frames_nm, n_atoms)
+    values = np.stack([np.asarray(cv.values(frames), dtype=np.float64) for cv in cvs], axis=1)  # [T, C]
+    if not np.all(np.isfinite(values)):
+        raise ValueError("a CV is not finite on every path frame")
+    if walker_index is not None and not 0 <= walker_index < settings.n_walkers:
+        raise ValueError(f"walker_index {walker_index} is not in 0..{settings.n_walkers - 1}")
+    grid = _bias_grid(cvs, values, settings)
+    targets = np.linspace(values[:, 0].min(), values[:, 0].max(), settings.n_walkers)
+    starts = nearest_frames(values[:, 0], targets)
+    plan = [{"index": i, "walker_id": i, "seed": replica_seed(settings.seed, i), "start_frame": int(f),
+             "start_cv": values[f].tolist()} for i, f in enumerate(starts)]
+
+    out = Path(out_dir)
+    record = {
+        "format": FORMAT,
+        **run_record(loaded, [cv_record_with_kind(cv) for cv in cvs], frames),
+        "settings": settings.data_record(),
+        "bias_grid": grid,
+        "walkers": plan,
+        "bias_dir": "bias",
+        "protocol": "round-robin in one process" if walker_index is None else "separate jobs (walker_index)",
+    }
+    json_path = out / "walkers.json"
+    if json_path.exists():
+        old = json.loads(json_path.read_text())
+        check_resumable(old, record, ("system_sha256", "cv", "path_sha256", "bias_grid", "walkers"), out)
+        record["time_ps"] = max(settings.time_ps, old.get("time_ps", 0.0))
+    else:
+        record["time_ps"] = settings.time_ps
+    record["versions"] = package_versions()
+    write_common_files(out, loaded, cvs)
+    (out / "bias").mkdir(exist_ok=True)
+    _atomic_write_json(json_path, record)
+
+    plat, properties = select_platform(settings.platform, settings.threads, n_atoms)
+    indices = range(settings.n_walkers) if walker_index is None else [walker_index]
+    walkers = [_Walker(i, loaded, cvs, grid, settings, out, frames[starts[i]], plat, properties) for i in indices]
+    for w in walkers:
+        w.start()
+    target = settings.total_steps
+    done_chunks = 0
+    t_md = time.perf_counter()
+    while any(w.step < target for w in walkers) and (max_chunks is None or done_chunks < max_chunks):
+        for w in walkers:  # fixed order: reproducible exchange
+            if w.step < target:
+                w.run_chunk()
+        done_chunks += 1
+        if log is not None:
+            t = min(w.step for w in walkers) * settings.timestep_fs / 1000.0
+            print(f"walkers: {t:g}/{settings.time_ps:g} ps each, "
+                  f"{len(walkers)} walker(s), {time.perf_counter() - t_md:.0f} s", file=log, flush=True)
+    md_s = time.perf_counter() - t_md
+
+    result = write_free_energy(out, settings, grid)
+    progress = {w.index: w._progress() for w in walkers}
+    summary = {**record, "status": "complete" if all(w.step >= target for w in walkers) else "incomplete",
+               "progress": progress, "free_energy_files": ["free_energy.csv", "free_energy.json", "free_energy.png"],
+               "md_wall_s": md_s, "wall_s": time.perf_counter() - started,
+               "platform": {"name": plat.getName(), "properties": properties}}
+    return WalkerRun(summary, result[0], result[1], {w.index: w.meta for w in walkers})
+
+
+def write_free_energy(out: Path, settings: WalkerSettings, grid: list[dict]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Free energy from ``OUT/bias`` into ``free_energy.csv/.json/.png``; returns ``(F kJ/mol, axes)``."""
+    f = bias_dir_free_energy(out / "bias", settings.temperature_k, settings.bias_factor)
+    f = f - f.min()
+    axes = [np.linspace(g["min"], g["max"], g["grid_width"]) for g in grid]  # the table's grid points
+    kt = kt_kj_mol(settings.temperature_k)
+    if len(grid) == 1:
+        write_csv(out / "free_energy.csv", [grid[0]["name"], "f_kj_mol", "f_kt"],
+                  np.stack([axes[0], f, f / kt], axis=1))
+    else:
+        mesh1, mesh0 = np.meshgrid(axes[1], axes[0], indexing="ij")  # f is [cv1, cv0]
+        write_csv(out / "free_energy.csv", [grid[0]["name"], grid[1]["name"], "f_kj_mol", "f_kt"],
+                  np.stack([mesh0.ravel(), mesh1.ravel(), f.ravel(), f.ravel() / kt], axis=1))
+    _atomic_write_json(out / "free_energy.json", {
+        "cv": [g["name"] for g in grid], "axes": [a.tolist() for a in axes], "f_kj_mol": f.tolist(),
+        "layout": "f_kj_mol[i] for one CV; f_kj_mol[i1][i0] (second CV first) for two, as OpenMM's bias arrays",
+        "temperature_k": settings.temperature_k, "bias_factor": settings.bias_factor,
+        "estimator": "-gamma/(gamma-1) * sum of every walker's newest bias file (Metadynamics.getFreeEnergy)",
+    })
+    _atomic_write_bytes(out / "free_energy.png", _plot(f / kt, axes, grid))
+    return f, axes
+
+
+def _plot(f_kt: np.ndarray, axes: list[np.ndarray], grid: list[dict]) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    label = [f"{g['name']} ({g['unit']})" for g in grid]
+    if len(grid) == 1:
+        ax.plot(axes[0], f_kt)
+        ax.set_xlabel(label[0])
+        ax.set_ylabel("free energy (kT)")
+    else:
+        image = ax.contourf(axes[0], axes[1], f_kt, levels=20)
+        fig.colorbar(image, ax=ax, label="free energy (kT)")
+        ax.set_xlabel(label[0])
+        ax.set_ylabel(label[1])
+    ax.set_title("multiple-walker well-tempered metadynamics", fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``biomd walkers`` arguments."""
+    add_input_arguments(p, path_required=True)
+    p.add_argument("--cv2", choices=sorted(CV_KINDS), help="a second bias variable (2-D bias)")
+    m = p.add_argument_group("walkers")
+    m.add_argument("--walkers", type=int, default=4, help="number of walkers (default 4)")
+    m.add_argument("--time", default="1ns", help="MD per walker (default 1ns; a larger value extends a run)")
+    m.add_argument("--height", type=float, default=1.0, help="initial hill height, kJ/mol (default 1)")
+    m.add_argument("--bias-factor", type=float, default=10.0, help="well-tempered bias factor (default 10)")
+    m.add_argument("--sigma", type=float, nargs="+", help="hill width per CV (default: 1/20 of the path's range)")
+    m.add_argument("--range", type=float, nargs="+", metavar="V",
+                   help="bias grid MIN MAX per CV, e.g. 0 1.5 (default: the path's range +-10%%)")
+    m.add_argument("--deposit-interval", default="1ps", help="time between hills (default 1ps)")
+    m.add_argument("--save-interval", default="10ps", help="time between bias exchanges (default 10ps)")
+    m.add_argument("--frame-interval", default="1ps", help="time between CV rows (default 1ps)")
+    m.add_argument("--walker-index", type=int, help="run only this walker (launch one job per walker)")
+    m.add_argument("--max-chunks", type=int, help="stop after this many save intervals per walker (resume later)")
+    add_md_arguments(p, equilibration="2ps")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``biomd walkers``: metadynamics walkers seeded along a path, one shared bias directory."""
+    inputs = resolve_inputs(args)
+    cvs = [inputs.build_cv(args.path_nodes)]
+    if args.cv2:
+        cvs.append(inputs.build_cv(args.path_nodes, kind=args.cv2))
+    rng = args.range
+    if rng is not None and len(rng) != 2 * len(cvs):
+        raise ValueError(f"--range takes MIN MAX per CV ({2 * len(cvs)} numbers), got {len(rng)}")
+    settings = WalkerSettings(
+        n_walkers=args.walkers, time_ps=parse_time_ps(args.time), height_kj_mol=args.height,
+        bias_factor=args.bias_factor, sigma=tuple(args.sigma) if args.sigma else None,
+        cv_min=tuple(rng[0::2]) if rng else None, cv_max=tuple(rng[1::2]) if rng else None,
+        deposit_interval_ps=parse_time_ps(args.deposit_interval), save_interval_ps=parse_time_ps(args.save_interval),
+        frame_interval_ps=parse_time_ps(args.frame_interval), platform=args.platform, threads=args.threads,
+        **md_kwargs(args),
+    )
+    run = run_walkers(inputs.loaded, inputs.frames_nm, cvs, settings, args.out, walker_index=args.walker_index,
+                      max_chunks=args.max_chunks, log=None if args.quiet else sys.stderr)
+    s = run.summary
+    print(json.dumps({"out": str(args.out), "status": s["status"], "walkers": len(s["walkers"]),
+                      "progress_ps": {str(i): p["time_ps"] for i, p in s["progress"].items()},
+                      "free_energy": str(Path(args.out) / "free_energy.csv"), "wall_s": s["wall_s"]}, indent=2))
+    return 0

@@ -1,0 +1,335 @@
+"""Steered MD, umbrella windows seeded from a path, and their pymbar profile (real OpenMM, CB7–B2).
+
+The path is made here by a short constant-velocity pull of the guest out of
+the host (:func:`steered_path`); windows are a few ps at most.  The tests check
+the machinery — seed frames, restraint centres, samples, resume, pymbar output
+— not converged free energies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from openmm_biomd.data import RunMismatchError, get_system
+from openmm_biomd.data.metadynamics import select_atoms
+from openmm_biomd.enhanced import steered, umbrella
+from openmm_biomd.enhanced.seeding_common import DistanceCV, PathCV1D, read_csv
+from openmm_biomd.enhanced.steered import load_steered, steered_path
+from openmm_biomd.enhanced.umbrella import (
+    UmbrellaSettings,
+    analyze_umbrella,
+    binding_free_energy,
+    profile_difference,
+    seed_umbrella_windows,
+)
+
+PULL_NM = 0.8
+FAST = {"threads": 1, "temperature_k": 300.0, "timestep_fs": 2.0}
+
+
+@pytest.fixture(scope="module")
+def host_guest():
+    loaded = get_system("host-guest").load()
+    ligand = select_atoms(loaded.topology, "resname B2")
+    pocket = np.setdiff1d(select_atoms(loaded.topology, "resname CUC and not element H"), ligand)
+    return loaded, ligand, pocket, DistanceCV(ligand, pocket)
+
+
+@pytest.fixture(scope="module")
+def pulled(host_guest, tmp_path_factory):
+    """A 3 ps pull of the guest by PULL_NM: ``(out_dir, frames [31, 156, 3] nm)``."""
+    loaded, _, _, cv = host_guest
+    out = tmp_path_factory.mktemp("steer")
+    start = float(cv.values(loaded.positions)[0])
+    frames = steered_path(loaded, cv, out, to_value=start + PULL_NM, pull_ps=3.0, force_constant=3000.0,
+                          frame_interval_ps=0.1, equilibration_ps=0.2, seed=1, **FAST)
+    return out, frames
+
+
+def test_steered_path_pulls_at_constant_velocity(host_guest, pulled):
+    loaded, _, _, cv = host_guest
+    out, frames = pulled
+    assert frames.shape == (31, loaded.system.getNumParticles(), 3)
+    data = load_steered(out)
+    np.testing.assert_array_equal(data["frames_nm"], frames)
+    start = float(cv.values(loaded.positions)[0])
+    # The centre moves linearly from the start CV to start + PULL_NM; the CV follows it.
+    np.testing.assert_allclose(data["centre"], start + PULL_NM * np.linspace(0, 1, 31), atol=1e-9)
+    np.testing.assert_allclose(data["time_ps"], np.linspace(0, 3.0, 31), atol=1e-9)
+    np.testing.assert_allclose(data["cv"], cv.values(frames), atol=1e-4)  # OpenMM's CV == numpy twin (float32 DCD)
+    assert data["cv"][-1] > start + PULL_NM - 0.2
+    assert data["work_kj_mol"][0] == 0.0 and data["work_kj_mol"][-1] > 0  # pulling a guest out costs work
+    record = json.loads((out / "steered.json").read_text())
+    assert record["status"] == "complete" and record["n_frames"] == 31
+
+    # A finished pull is not rerun: the same frames come back from the DCD.
+    mtime = os.stat(out / "path.dcd").st_mtime_ns
+    again = steered_path(loaded, cv, out, to_value=start + PULL_NM, pull_ps=3.0, force_constant=3000.0,
+                         frame_interval_ps=0.1, equilibration_ps=0.2, seed=1, **FAST)
+    np.testing.assert_array_equal(again, frames)
+    assert os.stat(out / "path.dcd").st_mtime_ns == mtime
+    with pytest.raises(RunMismatchError, match="force_constant"):
+        steered_path(loaded, cv, out, to_value=start + PULL_NM, pull_ps=3.0, force_constant=100.0,
+                     frame_interval_ps=0.1, equilibration_ps=0.2, seed=1, **FAST)
+
+
+# Six windows 0.06 nm apart (σ = sqrt(kT/k) ≈ 0.03 nm) where the guest has left the cavity: near
+# the portal the host pulls it back harder than k can hold (mean lags ~0.1 nm at 0.3 nm).
+DIST = dict(n_windows=6, cv_min=0.4, cv_max=0.7, force_constant=3000.0, equilibration_ps=0.1, production_ps=1.0,
+            sample_interval_ps=0.02, **FAST)
+
+
+@pytest.fixture(scope="module")
+def distance_run(host_guest, pulled, tmp_path_factory):
+    loaded, _, _, cv = host_guest
+    out = tmp_path_factory.mktemp("umbrella")
+    summary = seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**DIST), out)
+    return out, summary
+
+
+def test_windows_start_from_nearest_frame_and_sample_near_centre(host_guest, pulled, distance_run):
+    _, _, _, cv = host_guest
+    frames = pulled[1]
+    out, summary = distance_run
+    values = cv.values(frames)
+    assert summary["status"] == "complete" and len(summary["windows"]) == 6
+    np.testing.assert_allclose([w["centre"] for w in summary["windows"]], np.linspace(0.4, 0.7, 6))
+    for w in summary["windows"]:
+        nearest = int(np.argmin(np.abs(values - w["centre"])))
+        assert w["start_frame"] == nearest
+        assert w["start_cv"] == pytest.approx(values[nearest])
+        # The restraint's CV force agrees with the numpy twin on the seed frame.
+        assert w["start_cv_openmm"] == pytest.approx(w["start_cv"], abs=1e-4)
+        header, table = read_csv(out / f"window_{w['index']:03d}" / "cv.csv")
+        assert header == ["time_ps", "cv"] and table.shape == (50, 2)
+        np.testing.assert_allclose(table[:, 0], 0.02 * np.arange(1, 51))
+        assert w["mean_cv"] == pytest.approx(table[:, 1].mean())
+        # k = 3000 kJ/mol/nm² holds the guest within a few σ = sqrt(kT/k) ≈ 0.03 nm of the centre.
+        assert abs(w["mean_cv"] - w["centre"]) < 0.1
+        assert 0 < w["std_cv"] < 0.1
+
+
+def test_resume_skips_finished_windows(host_guest, pulled, distance_run):
+    loaded, _, _, cv = host_guest
+    out, first = distance_run
+    results = {i: out / f"window_{i:03d}" / "result.json" for i in range(6)}
+    stamps = {i: os.stat(p).st_mtime_ns for i, p in results.items()}
+    # A window killed before its result.json is rerun; the others are kept untouched.
+    results[5].unlink()
+    again = seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**DIST), out)
+    assert [os.stat(results[i]).st_mtime_ns for i in range(5)] == [stamps[i] for i in range(5)]
+    assert results[5].exists()
+    assert [w["start_frame"] for w in again["windows"]] == [w["start_frame"] for w in first["windows"]]
+    assert [w["mean_cv"] for w in again["windows"][:5]] == [w["mean_cv"] for w in first["windows"][:5]]
+    with pytest.raises(RunMismatchError, match="force_constant"):
+        seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**{**DIST, "force_constant": 100.0}), out)
+
+
+def test_pymbar_profile_with_uncertainties_and_plot(distance_run):
+    out, _ = distance_run
+    fes = analyze_umbrella(out, n_bins=25)
+    filled = fes["counts"] > 0
+    assert filled.sum() >= 10
+    assert np.all(np.isfinite(fes["f_kt"][filled])) and np.all(np.isnan(fes["f_kt"][~filled]))
+    assert np.all(np.isfinite(fes["df_kt"][filled])) and np.all(fes["df_kt"][filled] >= 0)
+    j = int(np.argmin(np.abs(fes["x"] - fes["bound_minimum"])))
+    assert fes["f_kt"][j] == 0.0 and fes["df_kt"][j] == 0.0  # zero (exactly) at the bound minimum
+    assert np.nanmin(fes["f_kt"]) == 0.0
+    np.testing.assert_allclose(fes["f_kj_mol"][filled], fes["f_kt"][filled] * fes["kt_kj_mol"])
+    assert fes["kt_kj_mol"] == pytest.approx(2.494, abs=1e-3)
+    # The profile is -ln p(r) + 2 ln r (the distance's volume term), both zeroed at the same bin.
+    jac = fes["f_kt"][filled] - fes["f_raw_kt"][filled]
+    np.testing.assert_allclose(jac, 2 * np.log(fes["x"][filled] / fes["x"][j]), atol=1e-9)
+    for w in fes["windows"]:
+        assert w["g"] >= 1 and 1 <= w["n_uncorrelated"] <= w["n_samples"] == 50
+    assert sum(w["n_uncorrelated"] for w in fes["windows"]) == fes["counts"].sum()
+    assert len(fes["neighbour_overlap"]) == 5 and 0 < fes["min_overlap"] <= 1
+    b = fes["binding"]
+    assert np.isfinite(b["delta_f_kt"]) and np.isfinite(b["d_delta_f_kt"]) and b["d_delta_f_kt"] > 0
+    assert b["delta_f_kj_mol"] == pytest.approx(b["delta_f_kt"] * fes["kt_kj_mol"])
+    assert b["bound_bin"][1] <= b["plateau"][0]
+
+    on_disk = json.loads((out / "fes.json").read_text())
+    assert on_disk["binding"]["delta_f_kt"] == pytest.approx(b["delta_f_kt"])
+    assert on_disk["f_kt"][j] == 0.0 and on_disk["f_kt"].count(None) == int((~filled).sum())
+    header, table = read_csv(out / "fes.csv")
+    assert header[:3] == ["cv", "f_kt", "df_kt"] and table.shape == (25, 7)
+    assert (out / "fes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    same = binding_free_energy(out, n_bins=25)
+    assert same["delta_f_kt"] == pytest.approx(b["delta_f_kt"])
+    assert same["d_delta_f_kt"] == pytest.approx(b["d_delta_f_kt"])
+    # An explicit plateau works the same way (and is refused where there is none).
+    explicit = binding_free_energy(out, n_bins=25, plateau_from=b["plateau"][0])
+    assert explicit["delta_f_kt"] == pytest.approx(b["delta_f_kt"])
+    with pytest.raises(ValueError, match="plateau"):
+        binding_free_energy(out, n_bins=25, plateau_from=-1.0)
+
+
+def test_profiles_on_common_bins_compare(distance_run):
+    """Two analyses on the same bins compare bin by bin (how generated and steered seeding are compared)."""
+    out, _ = distance_run
+    a = analyze_umbrella(out, n_bins=12, cv_range=(0.35, 0.75), write=False)
+    b = analyze_umbrella(out, n_bins=12, cv_range=(0.35, 0.75), discard_ps=0.2, write=False)
+    np.testing.assert_allclose(a["bin_edges"], np.linspace(0.35, 0.75, 13))
+    same = profile_difference(a, a)
+    assert same["max_abs_kt"] == 0 and same["aligned_max_abs_kt"] == 0 and same["n_bins"] >= 6
+    d = profile_difference(a, b)
+    assert d["n_bins"] >= 6 and np.isfinite(d["aligned_rms_kt"]) and d["aligned_rms_kt"] <= d["aligned_max_abs_kt"]
+    shifted = {**b, "f_kt": np.asarray(b["f_kt"]) + 3.0}  # a profile is defined up to a constant
+    assert profile_difference(a, shifted)["aligned_max_abs_kt"] == pytest.approx(d["aligned_max_abs_kt"])
+    with pytest.raises(ValueError, match="different bins"):
+        profile_difference(a, analyze_umbrella(out, n_bins=10, write=False))
+    # kde profiles need scikit-learn (not a dependency): either it works or the error says so.
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="scikit-learn"):
+            analyze_umbrella(out, fes_type="kde", n_bootstraps=2, write=False)
+    else:
+        kde = analyze_umbrella(out, fes_type="kde", n_bootstraps=2, write=False)
+        assert np.isfinite(kde["f_kt"]).all()
+
+
+def _synthetic_umbrella(out, pmf_kt, centres, k_kt, n=3000, seed=0):
+    """An umbrella run directory with windows sampled exactly (iid) from a known PMF of a distance.
+
+    The unbiased density is ``x² exp(-W(x))`` (the 3-D volume term); window ``k`` adds ``½ k (x − c_k)²``.
+    """
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(1e-3, 1.5, 30001)
+    kt = 0.00831446261815324 * 300.0
+    plan = []
+    for i, c in enumerate(centres):
+        log_p = 2 * np.log(grid) - pmf_kt(grid) - 0.5 * k_kt * (grid - c) ** 2
+        cdf = np.cumsum(np.exp(log_p - log_p.max()))
+        x = np.interp(rng.random(n) * cdf[-1], cdf, grid)
+        wdir = out / f"window_{i:03d}"
+        wdir.mkdir(parents=True)
+        np.savetxt(wdir / "cv.csv", np.stack([0.1 * np.arange(1, n + 1), x], 1), delimiter=",", header="time_ps,cv",
+                   comments="")
+        (wdir / "result.json").write_text(json.dumps({"index": i, "centre": float(c)}))
+        plan.append({"index": i, "centre": float(c)})
+    (out / "umbrella.json").write_text(json.dumps({
+        "format": "biomd-umbrella", "plan": plan,
+        "settings": {"temperature_k": 300.0, "force_constant": k_kt * kt, "sample_interval_ps": 0.1},
+        "cv": [{"name": "distance", "unit": "nm", "jacobian_exponent": 2}]}))
+
+
+def test_pymbar_analysis_recovers_a_known_profile(tmp_path):
+    """Known answer: a 3 kT deep well at 0.3 nm, flat beyond ~0.6 nm (no MD, exact samples)."""
+    def pmf(x):
+        return 3.0 * (1.0 - np.exp(-(((x - 0.3) / 0.12) ** 2)))
+
+    _synthetic_umbrella(tmp_path, pmf, np.linspace(0.15, 1.0, 12), k_kt=400.0)
+    fes = analyze_umbrella(tmp_path, n_bins=30, cv_range=(0.2, 0.95), plateau_from=0.75)
+    ok = np.isfinite(fes["f_kt"])
+    assert ok.sum() == 30
+    assert fes["bound_minimum"] == pytest.approx(0.3, abs=0.03)
+    truth = pmf(fes["x"]) - pmf(fes["bound_minimum"])
+    err = np.abs(fes["f_kt"] - truth)
+    # Within the statistical error (plus a little histogram bias) everywhere.
+    assert np.all(err < 4 * fes["df_kt"] + 0.15), (err, fes["df_kt"])
+    b = fes["binding"]
+    assert b["delta_f_kt"] == pytest.approx(3.0 - pmf(fes["bound_minimum"]), abs=max(0.2, 4 * b["d_delta_f_kt"]))
+    assert 0 < b["d_delta_f_kt"] < 0.2
+    assert fes["min_overlap"] > 0.03 and fes["warnings"] == []
+
+
+def test_path_cv_windows(host_guest, pulled, tmp_path):
+    loaded, ligand, pocket, _ = host_guest
+    frames = pulled[1]
+    cv = PathCV1D.from_path(frames, np.union1d(ligand, pocket), n_nodes=8, which="s")
+    s = cv.values(frames)
+    assert s[0] < 0.1 and s[-1] > 0.9  # progress runs from the bound end to the unbound end
+    settings = UmbrellaSettings(centres=(0.2, 0.5, 0.8), force_constant=20000.0, equilibration_ps=0.2,
+                                production_ps=0.6, sample_interval_ps=0.02, **FAST)
+    summary = seed_umbrella_windows(loaded, frames, cv, settings, tmp_path)
+    assert json.loads((tmp_path / "umbrella.json").read_text())["cv"][0]["name"] == "path_s"
+    assert (tmp_path / "path_nodes_path_s.npy").exists()
+    for w in summary["windows"]:
+        assert w["start_frame"] == int(np.argmin(np.abs(s - w["centre"])))
+        assert w["start_cv_openmm"] == pytest.approx(w["start_cv"], abs=1e-3)  # RMSDForce path CV == numpy twin
+        assert abs(w["mean_cv"] - w["centre"]) < 0.15
+    fes = analyze_umbrella(tmp_path, n_bins=15)
+    assert fes["jacobian_exponent"] == 0 and fes["unit"] == "1"
+    filled = fes["counts"] > 0
+    assert np.all(np.isfinite(fes["f_kt"][filled])) and np.all(np.isfinite(fes["df_kt"][filled]))
+
+
+def test_bad_inputs_are_refused(host_guest, pulled, tmp_path):
+    loaded, _, _, cv = host_guest
+    frames = pulled[1]
+    top = float(cv.values(frames).max())
+    with pytest.raises(ValueError, match="outside the path's CV range"):
+        seed_umbrella_windows(loaded, frames, cv, UmbrellaSettings(centres=(0.1, top + 1.0), **FAST), tmp_path)
+    values = np.sort(cv.values(frames))
+    gap = int(np.argmax(np.diff(values)))
+    with pytest.raises(ValueError, match="gap"):
+        seed_umbrella_windows(loaded, frames, cv, UmbrellaSettings(
+            centres=(0.5 * (values[gap] + values[gap + 1]),), max_start_offset=1e-3, **FAST), tmp_path)
+    with pytest.raises(ValueError, match="empty"):
+        seed_umbrella_windows(loaded, frames[:0], cv, UmbrellaSettings(**FAST), tmp_path)
+    with pytest.raises(ValueError, match="156 particles"):
+        seed_umbrella_windows(loaded, frames[:, :100], cv, UmbrellaSettings(**FAST), tmp_path)
+    with pytest.raises(ValueError, match="whole"):
+        UmbrellaSettings(sample_interval_ps=0.003)
+    with pytest.raises(ValueError, match="overlap"):
+        DistanceCV([0, 1], [1, 2])
+    with pytest.raises(FileNotFoundError, match="umbrella.json"):
+        analyze_umbrella(tmp_path / "nothing")
+    assert not any(tmp_path.glob("window_*"))
+
+
+def _parse(module, argv):
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_command_lines(host_guest, pulled, distance_run, tmp_path, capsys):
+    _, ligand, pocket, _ = host_guest
+    steer_dir, _ = pulled
+    out, _ = distance_run
+    # A biomd unbind-style directory (the steered path as attempt 0): system, atoms and topology from it.
+    unbind = tmp_path / "unbind"
+    (unbind / "attempt_000").mkdir(parents=True)
+    shutil.copy(steer_dir / "path.dcd", unbind / "attempt_000" / "path.dcd")
+    shutil.copy(steer_dir / "topology.pdb", unbind / "topology.pdb")
+    (unbind / "summary.json").write_text(json.dumps({
+        "ligand_atoms": ligand.tolist(), "pocket_atoms": pocket[:20].tolist(), "first_success_attempt": 0,
+        "system": {"name": "host-guest", "inputs": {"bundled": "host-guest"}}}))
+    argv = ["--unbind", str(unbind), "--centres", "0.5", "0.55", "--k", "2000", "--time", "0.2ps",
+            "--sample-interval", "0.02ps", "--equilibration", "0ps", "--threads", "1", "--bins", "10",
+            "--out", str(tmp_path / "cli"), "--quiet"]
+    assert umbrella.main(_parse(umbrella, argv)) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["unit"] == "nm" and (tmp_path / "cli" / "fes.png").exists()
+    run = json.loads((tmp_path / "cli" / "umbrella.json").read_text())
+    assert len(run["windows"]) == 2 and run["system"] == "host-guest"
+    assert run["cv"][0]["pocket_atoms"] == pocket[:20].tolist()  # the unbind run's atoms, not the default pocket
+    with pytest.raises(FileNotFoundError, match="attempt_000"):
+        umbrella.main(_parse(umbrella, [*argv[:2], "--attempt", "7", "--out", str(tmp_path / "z")]))
+    # --analyze-only needs nothing but the run directory.
+    assert umbrella.main(_parse(umbrella, ["--analyze-only", "--out", str(out), "--bins", "20"])) == 0
+    assert json.loads(capsys.readouterr().out)["bound_minimum"] > 0
+    # An unknown selection is a clear error, before any MD.
+    with pytest.raises(ValueError, match="matches no atom"):
+        umbrella.main(_parse(umbrella, ["--path", str(steer_dir / "path.dcd"), "--system", "host-guest",
+                                        "--ligand", "resname NOPE", "--out", str(tmp_path / "x")]))
+    with pytest.raises(ValueError, match="give the path"):
+        umbrella.main(_parse(umbrella, ["--system", "host-guest", "--out", str(tmp_path / "y")]))
+    # biomd steer: a tiny pull from the system's own (bound) pose.
+    argv = ["--system", "host-guest", "--by", "0.3", "--time", "0.2ps", "--k", "3000", "--frame-interval", "0.02ps",
+            "--equilibration", "0ps", "--threads", "1", "--out", str(tmp_path / "steer"), "--quiet"]
+    assert steered.main(_parse(steered, argv)) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["frames"] == 11 and report["final_cv"] > report["start_cv"]
+    data = load_steered(tmp_path / "steer")
+    assert data["centre"][-1] == pytest.approx(data["record"]["settings"]["from_value"] + 0.3)

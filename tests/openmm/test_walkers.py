@@ -1,0 +1,197 @@
+"""Well-tempered metadynamics walkers sharing one bias directory (real OpenMM, CB7–B2).
+
+The path is synthetic (the guest slid rigidly out of the host along its axis,
+no MD): the walkers only need frames to start from.  Runs are a few hundred
+steps per walker; the tests check the exchange of hills through the bias
+directory, resume after a kill, single-walker jobs and the free-energy output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+import numpy as np
+import pytest
+from openmm import unit
+
+from openmm_biomd.data import RunMismatchError, get_system
+from openmm_biomd.data.metadynamics import select_atoms
+from openmm_biomd.enhanced import walkers
+from openmm_biomd.enhanced.seeding_common import DistanceCV, read_csv
+from openmm_biomd.enhanced.walkers import WalkerSettings, bias_dir_free_energy, run_walkers
+
+GAMMA = 10.0
+# 3 exchanges of 0.2 ps per walker, a hill every 0.02 ps, a CV row every 0.02 ps.
+SETTINGS = dict(n_walkers=2, time_ps=0.6, height_kj_mol=2.0, bias_factor=GAMMA, deposit_interval_ps=0.02,
+                save_interval_ps=0.2, frame_interval_ps=0.02, equilibration_ps=0.1, threads=1, seed=3)
+
+
+@pytest.fixture(scope="module")
+def host_guest():
+    loaded = get_system("host-guest").load()
+    ligand = select_atoms(loaded.topology, "resname B2")
+    pocket = np.setdiff1d(select_atoms(loaded.topology, "resname CUC and not element H"), ligand)
+    return loaded, ligand, pocket, DistanceCV(ligand, pocket)
+
+
+@pytest.fixture(scope="module")
+def path(host_guest):
+    """``[11, 156, 3]`` nm: the guest moved 0 … 1 nm along the host's symmetry axis."""
+    loaded, ligand, pocket, _ = host_guest
+    host = loaded.positions[pocket]
+    # CB7 is a flat ring: its axis is the direction of least spread of its atoms.
+    axis = np.linalg.eigh(np.cov((host - host.mean(0)).T))[1][:, 0]
+    frames = np.repeat(loaded.positions[None], 11, axis=0)
+    frames[:, ligand] += np.linspace(0.0, 1.0, 11)[:, None, None] * axis
+    return frames
+
+
+@pytest.fixture(scope="module")
+def shared_run(host_guest, path, tmp_path_factory):
+    loaded, _, _, cv = host_guest
+    out = tmp_path_factory.mktemp("walkers")
+    return out, run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS), out)
+
+
+def _bias_files(out):
+    return sorted(p.name for p in (out / "bias").iterdir())
+
+
+def test_walkers_read_each_others_hills(host_guest, path, shared_run):
+    _, _, _, cv = host_guest
+    out, run = shared_run
+    assert run.summary["status"] == "complete"
+    # Walkers start from frames spread along the path: the bound end and the unbound end.
+    values = cv.values(path)
+    plan = json.loads((out / "walkers.json").read_text())["walkers"]
+    assert [w["start_frame"] for w in plan] == [0, 10]
+    assert [w["start_cv"][0] for w in plan] == pytest.approx([values[0], values[10]])
+
+    # One bias directory, OpenMM's file format, one newest file per walker (3 saves each).
+    assert _bias_files(out) == ["bias_0_3.npy", "bias_1_3.npy"]
+    own = {i: np.load(out / "bias" / f"bias_{i}_3.npy") for i in (0, 1)}
+    meta = run.metadynamics
+    for i in (0, 1):
+        np.testing.assert_array_equal(meta[i].self_bias(), own[i])
+        assert own[i].max() > 0  # each walker deposited hills
+    # Walker 1 saved last: its bias is its own hills plus walker 0's newest ones ...
+    np.testing.assert_allclose(meta[1].total_bias(), own[0] + own[1])
+    # ... and walker 0's holds walker 1's hills from the previous exchange (non-zero, not its own).
+    others = meta[0].total_bias() - meta[0].self_bias()
+    assert others.max() > 0 and np.all(others <= own[1] + 1e-9)
+    # The two walkers sit at opposite ends of the path, so their hills do not coincide.
+    assert np.argmax(own[0]) < np.argmax(own[1])
+
+    # Free energy = Metadynamics.getFreeEnergy() of the walker that loaded everyone's hills.
+    f1 = meta[1].getFreeEnergy().value_in_unit(unit.kilojoule_per_mole)
+    np.testing.assert_allclose(f1, -GAMMA / (GAMMA - 1) * (own[0] + own[1]))
+    np.testing.assert_allclose(run.free_energy_kj_mol, f1 - f1.min())
+    np.testing.assert_allclose(bias_dir_free_energy(out / "bias", 300.0, GAMMA), f1)
+    assert np.all(np.isfinite(run.free_energy_kj_mol)) and run.free_energy_kj_mol.min() == 0
+    header, table = read_csv(out / "free_energy.csv")
+    assert header == ["distance", "f_kj_mol", "f_kt"] and len(table) == len(run.axes[0]) == own[0].shape[0]
+    assert (out / "free_energy.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Per-walker CV trajectories: a row every 0.02 ps up to 0.6 ps.
+    for i in (0, 1):
+        header, rows = read_csv(out / f"walker_{i:03d}" / "cv.csv")
+        assert header == ["time_ps", "step", "distance", "bias_kj_mol"]
+        np.testing.assert_allclose(rows[:, 0], 0.02 * np.arange(1, 31), atol=1e-9)
+        assert np.all(rows[:, 3] >= 0) and rows[-1, 3] > 0
+
+
+def test_resume_after_kill_matches_uninterrupted_run(host_guest, path, shared_run, tmp_path):
+    loaded, _, _, cv = host_guest
+    out, _ = shared_run
+    partial = run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS), tmp_path, max_chunks=2)
+    assert partial.summary["status"] == "incomplete"
+    assert {i: p["step"] for i, p in partial.summary["progress"].items()} == {0: 200, 1: 200}
+    # Simulate a kill in the middle of walker 0's third chunk: rows and a saved bias file that
+    # were never committed, and a half-written state file.
+    with open(tmp_path / "walker_000" / "cv.csv", "a") as fh:
+        fh.write("0.5,250,0.5,1.0\n")
+    np.save(tmp_path / "bias" / "bias_0_3.npy", np.full_like(np.load(tmp_path / "bias" / "bias_0_2.npy"), 99.0))
+    (tmp_path / "walker_000" / "state_000000000250.chk").write_bytes(b"torn")
+    resumed = run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS), tmp_path)
+    assert resumed.summary["status"] == "complete"
+    assert _bias_files(tmp_path) == _bias_files(out)
+    # Same platform, same seeds, same exchange order: the resumed run is the uninterrupted one.
+    for i in (0, 1):
+        np.testing.assert_allclose(np.load(tmp_path / "bias" / f"bias_{i}_3.npy"),
+                                   np.load(out / "bias" / f"bias_{i}_3.npy"), rtol=1e-6, atol=1e-9)
+        a = read_csv(tmp_path / f"walker_{i:03d}" / "cv.csv")[1]
+        b = read_csv(out / f"walker_{i:03d}" / "cv.csv")[1]
+        assert a.shape == b.shape == (30, 4)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        assert sorted(p.name for p in (tmp_path / f"walker_{i:03d}").glob("state_*")) == \
+            ["state_000000000300.chk", "state_000000000300.npz"]
+    # Finished: a rerun does no MD and rebuilds the same free energy; a longer time extends it.
+    again = run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS), tmp_path)
+    np.testing.assert_allclose(again.free_energy_kj_mol, resumed.free_energy_kj_mol)
+    with pytest.raises(RunMismatchError, match="height_kj_mol"):
+        run_walkers(loaded, path, cv, WalkerSettings(**{**SETTINGS, "height_kj_mol": 1.0}), tmp_path)
+
+
+def test_single_walker_jobs_share_through_files(host_guest, path, tmp_path):
+    """``walker_index``: walkers as separate jobs (here one after the other) still exchange hills."""
+    loaded, _, _, cv = host_guest
+    settings = WalkerSettings(**{**SETTINGS, "time_ps": 0.2})
+    first = run_walkers(loaded, path, cv, settings, tmp_path, walker_index=1)
+    assert list(first.metadynamics) == [1] and not (tmp_path / "walker_000").exists()
+    assert _bias_files(tmp_path) == ["bias_1_1.npy"]
+    second = run_walkers(loaded, path, cv, settings, tmp_path, walker_index=0)
+    m0 = second.metadynamics[0]
+    np.testing.assert_allclose(m0.total_bias() - m0.self_bias(), np.load(tmp_path / "bias" / "bias_1_1.npy"), atol=1e-9)
+    assert _bias_files(tmp_path) == ["bias_0_1.npy", "bias_1_1.npy"]
+
+
+def test_bad_walker_inputs(host_guest, path, tmp_path):
+    loaded, _, _, cv = host_guest
+    settings = WalkerSettings(**SETTINGS)
+    with pytest.raises(ValueError, match="walker_index"):
+        run_walkers(loaded, path, cv, settings, tmp_path, walker_index=2)
+    with pytest.raises(ValueError, match="one or two CVs"):
+        run_walkers(loaded, path, [cv, cv, cv], settings, tmp_path)
+    with pytest.raises(ValueError, match="leaves the bias grid"):
+        run_walkers(loaded, path, cv, WalkerSettings(**{**SETTINGS, "cv_min": (0.0,), "cv_max": (0.5,)}), tmp_path)
+    with pytest.raises(ValueError, match="empty"):
+        run_walkers(loaded, path[:0], cv, settings, tmp_path)
+    with pytest.raises(ValueError, match="hill"):
+        WalkerSettings(**{**SETTINGS, "deposit_interval_ps": 0.03})
+    with pytest.raises(ValueError, match="bias_factor"):
+        WalkerSettings(**{**SETTINGS, "bias_factor": 1.0})
+    assert not (tmp_path / "bias").exists()
+
+
+def test_command_line_two_cvs(path, tmp_path, capsys):
+    """``biomd walkers`` with a 2-D bias (distance and path progress s) from a DCD path."""
+    from openmm import app
+
+    loaded = get_system("host-guest").load()
+    with open(tmp_path / "path.dcd", "wb") as fh:
+        dcd = app.DCDFile(fh, loaded.topology, 0.002)
+        for frame in path:
+            dcd.writeModel(frame * unit.nanometer)
+    app.PDBFile.writeFile(loaded.topology, path[0] * unit.nanometer, str(tmp_path / "topology.pdb"))
+    parser = argparse.ArgumentParser()
+    walkers.add_arguments(parser)
+    args = parser.parse_args([
+        "--path", str(tmp_path / "path.dcd"), "--system", "host-guest", "--cv", "distance", "--cv2", "path",
+        "--path-nodes", "6", "--walkers", "2", "--time", "0.1ps", "--save-interval", "0.1ps",
+        "--deposit-interval", "0.02ps", "--frame-interval", "0.02ps", "--equilibration", "0ps",
+        "--threads", "1", "--out", str(tmp_path / "run"), "--quiet",
+    ])
+    assert walkers.main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "complete" and report["progress_ps"] == {"0": 0.1, "1": 0.1}
+    grid = json.loads((tmp_path / "run" / "walkers.json").read_text())["bias_grid"]
+    assert [g["name"] for g in grid] == ["distance", "path_s"]
+    fe = json.loads((tmp_path / "run" / "free_energy.json").read_text())
+    f = np.array(fe["f_kj_mol"])
+    assert f.shape == (grid[1]["grid_width"], grid[0]["grid_width"]) and np.all(np.isfinite(f))
+    header, table = read_csv(tmp_path / "run" / "free_energy.csv")
+    assert header == ["distance", "path_s", "f_kj_mol", "f_kt"] and len(table) == f.size
+    names = sorted(p.name for p in (tmp_path / "run" / "bias").iterdir())
+    assert all(re.fullmatch(r"bias_[01]_1\.npy", n) for n in names) and len(names) == 2
