@@ -17,13 +17,19 @@ alanine model, against 0.014 nm at most in MD); the relaxation puts them back
 without moving torsions measurably.  The relaxed frame must pass:
 
 4. ``relaxed_bond``: every bond within ``relaxed_bond_deviation_nm``;
+   ``relaxed_clash``: no pair closer than ``relaxed_clash_fraction`` × the
+   radii sum (an overlap the relaxation did not resolve; with a decoupled
+   scoring energy, below, the energy check cannot see one between partners);
 5. ``chirality``: every stereocentre (four bonded neighbours, at most one a
    hydrogen, clearly non-planar in the reference) keeps its handedness; a
    methyl or methylene "inversion" only permutes equivalent hydrogens and is
    not tested;
 6. ``energy``: the relaxed frame's energy is below ``mean + energy_z · std``
    of the same quantity over equilibrium MD frames (:class:`EnergyReference`,
-   stored with the model or calibrated from MD).
+   stored with the model or calibrated from MD).  With a *scoring* System
+   (:func:`~.solute_system.build_solute_system` ``decoupled=``, used for ligand
+   unbinding) the frame is relaxed with the full energy but scored with the
+   partners' own energies.
 
 Relaxed frames are what reaches OpenMM.  The energy model runs on OpenMM's
 Reference platform for small solutes (0.4 ms a frame for alanine dipeptide
@@ -67,6 +73,7 @@ class GateConfig:
 
     max_bond_deviation_nm: float = 0.1
     clash_fraction: float = 0.5
+    relaxed_clash_fraction: float = 0.5
     relaxed_bond_deviation_nm: float = 0.03
     check_chirality: bool = True
     check_energy: bool = True
@@ -74,8 +81,9 @@ class GateConfig:
     energy_z: float = 6.0
 
     def __post_init__(self) -> None:
-        if min(self.max_bond_deviation_nm, self.relaxed_bond_deviation_nm) <= 0 or not 0 < self.clash_fraction < 1:
-            raise ValueError("bond deviations must be > 0 and clash_fraction in (0, 1)")
+        if min(self.max_bond_deviation_nm, self.relaxed_bond_deviation_nm) <= 0 or not (
+                0 < self.clash_fraction < 1 and 0 < self.relaxed_clash_fraction < 1):
+            raise ValueError("bond deviations must be > 0 and the clash fractions in (0, 1)")
         if self.minimize_iterations < 0 or self.energy_z <= 0:
             raise ValueError("minimize_iterations must be >= 0 and energy_z > 0")
 
@@ -186,10 +194,11 @@ class PhysicsGate:
         all_bonds = self._bond_pairs
         self._near = _near_pairs(n, all_bonds)
         self._clash_nm = _clash_thresholds(np.asarray(elements), config.clash_fraction)
-        self._clash_cutoff = float(self._clash_nm.max()) if n else 0.0
+        self._relaxed_clash_nm = _clash_thresholds(np.asarray(elements), config.relaxed_clash_fraction)
         self._centres, self._chiral_nb, self._chiral_sign = self._stereocentres(all_bonds, reference_nm)
         self.energy_reference = energy_reference
         self._context: openmm.Context | None = None
+        self._scoring: openmm.Context | None = None
 
     # -- set-up -------------------------------------------------------------
     def _stereocentres(self, bonds: np.ndarray, reference_nm: np.ndarray):
@@ -212,13 +221,22 @@ class PhysicsGate:
     def n_stereocentres(self) -> int:
         return int(len(self._centres))
 
+    def _new_context(self, system: openmm.System) -> openmm.Context:
+        small = self.n_atoms <= REFERENCE_PLATFORM_MAX_ATOMS
+        platform = openmm.Platform.getPlatformByName("Reference" if small else "CPU")
+        return openmm.Context(system, openmm.VerletIntegrator(0.001), platform, {} if small else {"Threads": "1"})
+
     def _energy_context(self) -> openmm.Context:
         if self._context is None:
-            small = self.n_atoms <= REFERENCE_PLATFORM_MAX_ATOMS
-            platform = openmm.Platform.getPlatformByName("Reference" if small else "CPU")
-            self._context = openmm.Context(self.solute.system, openmm.VerletIntegrator(0.001), platform,
-                                           {} if small else {"Threads": "1"})
+            self._context = self._new_context(self.solute.system)
         return self._context
+
+    def _scoring_context(self) -> openmm.Context | None:
+        if self.solute.scoring_system is None:
+            return None
+        if self._scoring is None:
+            self._scoring = self._new_context(self.solute.scoring_system)
+        return self._scoring
 
     # -- checks ---------------------------------------------------------------
     def relax(self, frame_nm: np.ndarray) -> tuple[float, np.ndarray]:
@@ -229,7 +247,13 @@ class PhysicsGate:
             openmm.LocalEnergyMinimizer.minimize(context, 10.0, self.config.minimize_iterations)
         state = context.getState(getEnergy=True, getPositions=True)
         energy = float(state.getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole))
-        return energy, state.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
+        relaxed = state.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
+        scoring = self._scoring_context()
+        if scoring is not None:  # relaxed with the full energy, scored with the decoupled one
+            scoring.setPositions(relaxed)
+            energy = float(scoring.getState(getEnergy=True).getPotentialEnergy()
+                           .value_in_unit(openmm.unit.kilojoule_per_mole))
+        return energy, relaxed
 
     def energy(self, frame_nm: np.ndarray) -> float:
         """Gate energy of one frame ``[N, 3]`` nm: intramolecular, after the relaxation, kJ/mol."""
@@ -268,14 +292,21 @@ class PhysicsGate:
         failed = self._bond_check(frames, self.config.max_bond_deviation_nm, "bond")
         if failed is not None:
             return failed
+        return self._clash_check(frames, self._clash_nm, "clash")
+
+    def _clash_check(self, frames: np.ndarray, thresholds: np.ndarray, reason: str) -> GateVerdict | None:
+        """First pair of atoms ≥ 3 bonds apart closer than ``thresholds[i, j]`` nm, if any."""
+        if not self.n_atoms:
+            return None
+        cutoff = float(thresholds.max())
         for t, frame in enumerate(frames):
-            for i, j in cKDTree(frame).query_pairs(self._clash_cutoff):
+            for i, j in cKDTree(frame).query_pairs(cutoff):
                 i, j = min(i, j), max(i, j)
                 if (i, j) in self._near:
                     continue
                 d = float(np.linalg.norm(frame[i] - frame[j]))
-                if d < self._clash_nm[i, j]:
-                    return GateVerdict(False, "clash", t, f"frame {t}: atoms {i} and {j} are {d:.3f} nm apart")
+                if d < thresholds[i, j]:
+                    return GateVerdict(False, reason, t, f"frame {t}: atoms {i} and {j} are {d:.3f} nm apart")
         return None
 
     def check(self, frames_nm: np.ndarray) -> GateVerdict:
@@ -296,6 +327,7 @@ class PhysicsGate:
                                    f"exceeds {limit:.1f} (equilibrium {self.energy_reference.mean:.1f} "
                                    f"± {self.energy_reference.std:.1f})", energies)
         failed = self._bond_check(relaxed, self.config.relaxed_bond_deviation_nm, "relaxed_bond")
+        failed = failed or self._clash_check(relaxed, self._relaxed_clash_nm, "relaxed_clash")
         failed = failed or self._chirality_check(relaxed)
         if failed is not None:
             failed.energies = energies

@@ -42,15 +42,18 @@ class SoluteSystem:
     bond_lengths_nm : ``{(i, j): r0}`` equilibrium length of every bonded or
         constrained pair, local indices with ``i < j``
     skipped_forces : names of forces of the full System that were not copied
-    key : sha256 of the serialised System: identifies the energy model, so
-        stored energy statistics are only used with the energy model they were
-        measured with
+    key : sha256 of the serialised System (and scoring System): identifies the
+        energy model, so stored energy statistics are only used with the energy
+        model they were measured with
+    scoring_system : when set, the gate *relaxes* a frame with ``system`` but
+        *scores* it with this one (the same atoms with some partners decoupled)
     """
 
     system: openmm.System
     bond_lengths_nm: dict
     skipped_forces: tuple
     key: str
+    scoring_system: openmm.System | None = None
 
 
 def _local(atom_indices: np.ndarray) -> dict[int, int]:
@@ -142,16 +145,27 @@ def build_solute_system(system: openmm.System, atom_indices: np.ndarray,
     """The vacuum, constraint-free System of the atoms ``atom_indices`` (see the module docstring).
 
     ``decoupled`` (atom indices of the full System, a subset of ``atom_indices``)
-    removes every nonbonded interaction between those atoms and the other
-    modelled atoms.  Ligand unbinding uses it for the ligand: the energy is then
-    the sum of the two partners' own energies, which does not change when the
-    ligand leaves (the binding energy would otherwise fail the energy check of
-    every unbound frame).
+    adds a *scoring* System in which those atoms have no nonbonded interaction
+    with the other modelled atoms.  Ligand unbinding uses it for the ligand:
+    frames are still relaxed with the full energy (so a ligand pressed into the
+    receptor is pushed out), but scored by the two partners' own energies, which
+    do not change when the ligand leaves (the binding energy would otherwise
+    fail the energy check of every unbound frame).
     """
     atom_indices = np.asarray(atom_indices, dtype=np.int64)
     local = _local(atom_indices)
     if decoupled is not None and not set(int(a) for a in decoupled) <= set(local):
         raise ValueError("decoupled atoms must be modelled atoms")
+    out, lengths, skipped = _build(system, atom_indices, local, None)
+    xml = openmm.XmlSerializer.serialize(out)
+    scoring = None
+    if decoupled is not None:
+        scoring = _build(system, atom_indices, local, decoupled)[0]
+        xml += openmm.XmlSerializer.serialize(scoring)
+    return SoluteSystem(out, lengths, tuple(skipped), hashlib.sha256(xml.encode()).hexdigest()[:16], scoring)
+
+
+def _build(system: openmm.System, atom_indices: np.ndarray, local: dict, decoupled) -> tuple:
     out = openmm.System()
     for a in atom_indices:
         out.addParticle(system.getParticleMass(int(a)))
@@ -174,5 +188,4 @@ def build_solute_system(system: openmm.System, atom_indices: np.ndarray,
             bonds.addBond(local[i], local[j], d, CONSTRAINT_BOND_K)
             lengths[tuple(sorted((local[i], local[j])))] = d.value_in_unit(openmm.unit.nanometer)
     out.addForce(bonds)
-    xml = openmm.XmlSerializer.serialize(out)
-    return SoluteSystem(out, lengths, tuple(skipped), hashlib.sha256(xml.encode()).hexdigest()[:16])
+    return out, lengths, skipped

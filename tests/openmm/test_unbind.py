@@ -59,25 +59,42 @@ def test_success_at_k_is_the_unbiased_estimator():
 
 
 def test_decoupled_gate_energy_ignores_where_the_ligand_is(host_guest):
-    from openmm_biomd.propagator.solute_system import build_solute_system
     import openmm
+
+    from openmm_biomd.propagator.gate import GateConfig, PhysicsGate
+    from openmm_biomd.propagator.solute_system import build_solute_system
 
     ligand = _atoms(host_guest, "resname B2")
     everything = np.arange(host_guest.system.getNumParticles())
     coupled = build_solute_system(host_guest.system, everything)
     decoupled = build_solute_system(host_guest.system, everything, decoupled=ligand)
-    assert coupled.key != decoupled.key
+    assert coupled.scoring_system is None and decoupled.key != coupled.key
+    # relaxation uses the same full energy; only the score differs
+    assert openmm.XmlSerializer.serialize(coupled.system) == openmm.XmlSerializer.serialize(decoupled.system)
 
-    def energy(solute, frame):
-        ctx = openmm.Context(solute.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    def energy(system, frame):
+        ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
         ctx.setPositions(frame)
         return ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole)
 
     bound = np.asarray(host_guest.positions)
     away = _moved_ligand(host_guest, ligand, [0.0, 0.0, 3.0])
-    assert energy(decoupled, bound) == pytest.approx(energy(decoupled, away), abs=1e-6)
+    assert energy(decoupled.scoring_system, bound) == pytest.approx(energy(decoupled.scoring_system, away), abs=1e-6)
     # with the coupling the energy moves by ~100 kJ/mol with the ligand: the gate must not judge that
-    assert abs(energy(coupled, bound) - energy(coupled, away)) > 50.0
+    assert abs(energy(coupled.system, bound) - energy(coupled.system, away)) > 50.0
+
+    # the gate relaxes with the coupled energy: a guest hydrogen pressed 0.13 nm into a host oxygen is pushed
+    # out (the decoupled energy alone would leave it there), and the frame is scored with the decoupled energy
+    gate = PhysicsGate(decoupled, np.zeros((0, 2), int), np.array([a.element.symbol for a in host_guest.topology.atoms()]),
+                       bound, GateConfig(minimize_iterations=50, check_energy=False))
+    atoms = list(host_guest.topology.atoms())
+    oxygen = next(a.index for a in atoms if a.element.symbol == "O")
+    hydrogen = next(int(i) for i in ligand if atoms[int(i)].element.symbol == "H")
+    pressed = bound.copy()
+    pressed[ligand] += bound[oxygen] + [0.13, 0.0, 0.0] - bound[hydrogen]
+    score, relaxed = gate.relax(pressed)
+    assert np.linalg.norm(relaxed[hydrogen] - relaxed[oxygen]) > 0.16
+    assert score == pytest.approx(energy(decoupled.scoring_system, relaxed), abs=1e-6)
     with pytest.raises(ValueError, match="modelled atoms"):
         build_solute_system(host_guest.system, everything[:10], decoupled=ligand)
 
