@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchmarks_md import replace_section
 
 REPO = Path(__file__).resolve().parents[1]
-MARK_BEGIN, MARK_END = "<!-- bench_hybrid:begin -->", "<!-- bench_hybrid:end -->"
 
 
 def plain_md(system: str, total_ps: float, report_ps: float, properties: dict, seed: int, out: Path) -> dict:
@@ -75,18 +75,6 @@ def table(result: dict) -> str:
         "",
         f"Wall time of the hybrid run by stage (s): {h['wall_breakdown_s']}.",
     ])
-
-
-def update_benchmarks_md(text: str) -> None:
-    path = REPO / "BENCHMARKS.md"
-    doc = path.read_text()
-    section = f"{MARK_BEGIN}\n{text}\n{MARK_END}"
-    if MARK_BEGIN in doc:
-        start, end = doc.index(MARK_BEGIN), doc.index(MARK_END) + len(MARK_END)
-        doc = doc[:start] + section + doc[end:]
-    else:
-        doc += "\n## Hybrid propagator vs plain MD (`benchmarks/bench_hybrid.py`)\n\n" + section + "\n"
-    path.write_text(doc)
 
 
 def main() -> None:
@@ -147,7 +135,7 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, default=str))
     text = table(result)
-    update_benchmarks_md(text)
+    replace_section("bench_hybrid", "Hybrid propagator vs plain MD (`benchmarks/bench_hybrid.py`)", text)
     print(text)
 
 

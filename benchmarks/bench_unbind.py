@@ -31,9 +31,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchmarks_md import replace_section
 
 REPO = Path(__file__).resolve().parents[1]
-MARK_BEGIN, MARK_END = "<!-- bench_unbind:begin -->", "<!-- bench_unbind:end -->"
 
 
 def generative(work: Path, heldout: Path, n_starts: int, attempts: int, max_time_ps: float) -> tuple[dict, object]:
@@ -81,7 +81,7 @@ def metadynamics(work: Path, name: str, n_seeds: int, max_time_ps: float, **bias
     }
 
 
-def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: float) -> dict:
+def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: float, k: float) -> dict:
     """Windows seeded from a generated path and from steered MD; ΔG(bound → plateau) of each."""
     import mdtraj
 
@@ -104,11 +104,12 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
     cv = DistanceCV(modelled[unbinder.pocket.ligand], modelled[unbinder.pocket.pocket])
     low = float(unbinder.pocket.bound_distance_nm)
     high = float(unbinder.pocket.exit_distance_nm)
-    settings = UmbrellaSettings(n_windows=n_windows, cv_min=max(low, 0.0), cv_max=high,
-                                production_ps=production_ps, max_start_offset=0.5)
+    settings = UmbrellaSettings(n_windows=n_windows, cv_min=max(low, 0.0), cv_max=high, force_constant=k,
+                                production_ps=production_ps)
     t0 = time.perf_counter()
     shutil.rmtree(work / "steered", ignore_errors=True)
-    steered_frames = steered_path(loaded, cv, work / "steered", to_value=high + 0.1, pull_ps=100.0, seed=11)
+    steered_frames = steered_path(loaded, cv, work / "steered", to_value=high + 0.1, pull_ps=100.0,
+                                  force_constant=k, seed=11)
     steer_s = time.perf_counter() - t0
     out = {}
     for name, frames in (("generated", path), ("steered", np.asarray(steered_frames))):
@@ -120,7 +121,7 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
     kt = kt_kj_mol(settings.temperature_k)
     diff_kt = out["generated"]["delta_f_kt"] - out["steered"]["delta_f_kt"]
     return {
-        "windows": n_windows, "production_ps": production_ps, "cv_range_nm": [low, high],
+        "windows": n_windows, "production_ps": production_ps, "cv_range_nm": [low, high], "k_kj_mol_nm2": k,
         "steered_pull_wall_s": steer_s,
         "generated": out["generated"], "steered": out["steered"],
         "difference_kt": diff_kt,
@@ -176,18 +177,6 @@ def _ratio(x):
     return f"{x:.0f}×" if not isinstance(x, str) else x
 
 
-def update_benchmarks_md(text: str) -> None:
-    path = REPO / "BENCHMARKS.md"
-    doc = path.read_text()
-    section = f"{MARK_BEGIN}\n{text}\n{MARK_END}"
-    if MARK_BEGIN in doc:
-        start, end = doc.index(MARK_BEGIN), doc.index(MARK_END) + len(MARK_END)
-        doc = doc[:start] + section + doc[end:]
-    else:
-        doc += "\n## Unbinding: generated paths vs metadynamics (`benchmarks/bench_unbind.py`)\n\n" + section + "\n"
-    path.write_text(doc)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--heldout", default=str(REPO / "runs/data/host-guest-heldout"))
@@ -197,8 +186,10 @@ def main() -> None:
     parser.add_argument("--max-time", type=float, default=400.0, help="longest generated path, ps")
     parser.add_argument("--metad-seeds", type=int, default=3)
     parser.add_argument("--metad-default-max-ps", type=float, default=1000.0)
-    parser.add_argument("--windows", type=int, default=10)
+    parser.add_argument("--windows", type=int, default=16)
     parser.add_argument("--window-ps", type=float, default=50.0)
+    parser.add_argument("--k", type=float, default=2000.0,
+                        help="umbrella force constant, kJ/mol/nm² (the guest is pulled back hard at the portal)")
     parser.add_argument("--skip-umbrella", action="store_true")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/unbind_host_guest_cpu.json"))
     args = parser.parse_args()
@@ -234,14 +225,14 @@ def main() -> None:
     result = {"benchmark": "bench_unbind", "machine": hardware(), "generative": gen, "metadynamics": metad,
               "speedup": speedup}
     if not args.skip_umbrella:
-        result["umbrella"] = umbrella_comparison(work, unbinder, args.windows, args.window_ps)
+        result["umbrella"] = umbrella_comparison(work, unbinder, args.windows, args.window_ps, args.k)
         u = result["umbrella"]
         targets["umbrella_1kt"] = "difference_kt" in u and abs(u["difference_kt"]) <= 1.0
     result["targets"] = targets
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, default=str))
     text = table(result)
-    update_benchmarks_md(text)
+    replace_section("bench_unbind", "Unbinding: generated paths vs metadynamics (`benchmarks/bench_unbind.py`)", text)
     print(text)
 
 
