@@ -23,6 +23,7 @@ from openmm_biomd.enhanced.unbind import UnbindSettings, unbind
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--attempts", type=int, default=3, help="generated paths (the first that leaves is used)")
+parser.add_argument("--max-time-ps", type=float, default=400.0, help="longest generated path, ps")
 parser.add_argument("--windows", type=int, default=12)
 parser.add_argument("--window-ps", type=float, default=100.0, help="production per window, ps")
 parser.add_argument("--equilibration-ps", type=float, default=10.0)
@@ -31,19 +32,24 @@ args = parser.parse_args()
 out = Path(args.out)
 
 complex_ = get_system("host-guest").load()
-paths = unbind(complex_, "host-guest", out / "unbind", settings=UnbindSettings(attempts=args.attempts, max_time_ps=400))
-left = [r for r in paths["results"] if r["success"]]
-if not left:
-    raise SystemExit(f"none of {paths['attempts']} generated paths left the pocket; try more --attempts")
-frames = mdtraj.load(str(out / "unbind" / f"attempt_{left[0]['attempt']:03d}" / "path.dcd"),
+paths = unbind(complex_, "host-guest", out / "unbind",
+               settings=UnbindSettings(attempts=args.attempts, max_time_ps=args.max_time_ps))
+# The first path that left the pocket; failing that, the one that got farthest (windows then cover only
+# the distances it reached: a partial profile, said so below).
+best = max(paths["results"], key=lambda r: (r["success"], r["max_distance_nm"]))
+frames = mdtraj.load(str(out / "unbind" / f"attempt_{best['attempt']:03d}" / "path.dcd"),
                      top=str(out / "unbind" / "topology.pdb")).xyz
-print(f"generated path: {len(frames)} frames, ligand out after {left[0]['exit_time_ps']:.0f} ps")
+if len(frames) < 2:
+    raise SystemExit("no generated path got past its first frame (the gate refused them): try more --attempts")
+reach = paths["pocket"]["exit_distance_nm"] if best["success"] else best["max_distance_nm"]
+print(f"generated path: {len(frames)} frames; "
+      + (f"ligand out after {best['exit_time_ps']:.0f} ps" if best["success"] else
+         f"no path left the pocket: windows up to {reach:.2f} nm only, the farthest a path reached"))
 
 # The paths hold every particle of this implicit-solvent complex, so their indices are the System's.
 cv = DistanceCV(paths["ligand_atoms"], paths["pocket_atoms"])
-settings = UmbrellaSettings(n_windows=args.windows, cv_min=paths["pocket"]["bound_distance_nm"],
-                            cv_max=paths["pocket"]["exit_distance_nm"], production_ps=args.window_ps,
-                            equilibration_ps=args.equilibration_ps)
+settings = UmbrellaSettings(n_windows=args.windows, cv_min=float(cv.values(frames[:1])[0]), cv_max=reach,
+                            production_ps=args.window_ps, equilibration_ps=args.equilibration_ps)
 seed_umbrella_windows(complex_, frames, cv, settings, out / "umbrella")
 profile = analyze_umbrella(out / "umbrella")
 print(json.dumps(profile["binding"], indent=2, default=str))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +56,11 @@ class UnbindingRecipe:
     train_campaigns: tuple[MetadynamicsPlan, ...]
     heldout_campaign: MetadynamicsPlan
     train_config: str
+    #: further training stages, each fine-tuning the previous stage's weights (their ``init_from`` is replaced)
+    finetune_configs: tuple[str, ...] = ()
+    n_eval_starts: int = 2
     attempts_per_start: int = 10
-    max_path_time_ps: float = 400.0
+    max_path_time_ps: float = 100.0
     margin_nm: float = 0.5
     notes: list[str] = field(default_factory=list)
 
@@ -126,15 +129,24 @@ def reproduce_unbinding(recipe: UnbindingRecipe, root: Path, progress: bool = Tr
     t0 = time.perf_counter()
     train_dir = root / "train" / recipe.name
     training = run_training(config, train_dir, progress=progress)
-    train_s = time.perf_counter() - t0
+    steps = [training["steps"]]
     model_path = train_dir / "model.safetensors"
+    for stage, stage_config in enumerate(recipe.finetune_configs, start=2):
+        stage_dir = root / "train" / f"{recipe.name}-stage{stage}"
+        stage_run = load_run_config(REPO / stage_config)
+        if Path(stage_run.init_from).resolve() != model_path.resolve():  # a --root other than the configs' runs/
+            stage_run = replace(stage_run, init_from=str(model_path.resolve()))
+        training = run_training(stage_run, stage_dir, progress=progress)
+        steps.append(training["steps"])
+        model_path = stage_dir / "model.safetensors"
+    train_s = time.perf_counter() - t0
 
     loaded = get_system(recipe.system).load()
     references = campaign_paths(heldout_dir)
     gate_reference = attach_unbind_gate_reference(
         model_path, loaded, np.concatenate(references),
         f"every frame of {len(references)} held-out metadynamics dissociation paths ({heldout_dir.name})")
-    starts = np.stack([ref[0] for ref in references])
+    starts = np.stack([ref[0] for ref in references[: recipe.n_eval_starts]])
     unbinder = Unbinder(loaded, str(model_path), settings=UnbindSettings(max_time_ps=recipe.max_path_time_ps,
                                                                           margin_nm=recipe.margin_nm))
     quality = evaluate_unbinding(unbinder, starts, references, root / "eval" / recipe.name / "unbind",
@@ -144,8 +156,8 @@ def reproduce_unbinding(recipe: UnbindingRecipe, root: Path, progress: bool = Tr
         "system": recipe.system,
         "train_campaigns": [asdict(p) for p in recipe.train_campaigns],
         "heldout_campaign": {**asdict(recipe.heldout_campaign), "dissociated": heldout.get("n_dissociated")},
-        "train_config": recipe.train_config,
-        "training": {"steps": training["steps"], "wall_s_last_session": round(train_s, 1),
+        "train_config": " then ".join((recipe.train_config, *recipe.finetune_configs)),
+        "training": {"steps": sum(steps), "steps_per_stage": steps, "wall_s_last_session": round(train_s, 1),
                      "samples_per_s": training.get("samples_per_s")},
         "md_generation_wall_s_last_session": round(md_s, 1),
         "hardware": hardware(),

@@ -147,25 +147,28 @@ class UnbindSettings:
     pocket_radius_nm : pocket = receptor heavy atoms this close to the ligand in the bound frame, nm
     solver, ode_steps : ODE integration of the flow
     retries : re-draws of a failing piece before the block is cut short
+    stall_limit : consecutive blocks of which nothing passes the gate before an attempt is given up
     seed : master seed (attempt ``i`` uses ``replica_seed(seed, i)``)
-    calibration_frames, calibration_interval_ps : short MD of the bound complex measuring the gate's
-        equilibrium energies when the model stores none for this energy model
+    calibration_frames, calibration_interval_ps, calibration_equilibration_ps : short MD of the bound
+        complex measuring the gate's equilibrium energies when the model stores none for this energy model
     """
 
     attempts: int = 10
-    max_time_ps: float = 2000.0
+    max_time_ps: float = 500.0
     margin_nm: float = 0.5
     pocket_radius_nm: float = 0.5
     solver: str = "heun"
     ode_steps: int = 10
-    retries: int = 3
+    retries: int = 6
+    stall_limit: int = 3
     seed: int = 0
     calibration_frames: int = 50
     calibration_interval_ps: float = 0.5
+    calibration_equilibration_ps: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("attempts must be at least 1")
+        if self.attempts < 1 or self.stall_limit < 1 or self.retries < 0:
+            raise ValueError("attempts and stall_limit must be at least 1, retries at least 0")
         for name in ("max_time_ps", "pocket_radius_nm", "calibration_interval_ps"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -179,10 +182,16 @@ class UnbindSettings:
 def _unbind_gate():
     from ..propagator.gate import GateConfig
 
-    # A generated guest often sits a little too close to the host (an H 0.12–0.14 nm from a portal O).
-    # Only severe overlaps are refused before the relaxation, which (with the full, coupled energy)
-    # pushes milder ones apart; what it cannot resolve fails the usual clash test afterwards.
-    return GateConfig(clash_fraction=0.3, relaxed_clash_fraction=0.5)
+    # A generated guest often sits a little too close to the host (an H 0.12–0.14 nm from a portal O),
+    # and a 156-atom frame has more bonds to get wrong than a dipeptide.  So only gross defects are
+    # refused before the relaxation (bonds off by > 0.15 nm, overlaps < 0.2 of the radii sum); the
+    # relaxation is longer (100 L-BFGS steps, full coupled energy: it pushes milder overlaps apart and
+    # restores bonds) and what it cannot repair fails the usual tests afterwards (bonds within 0.03 nm,
+    # overlaps, stereocentres, energy against statistics measured with the same 100-step relaxation).
+    # Measured with the shipped host-guest model: 10 of 32 raw coarse frames pass this gate, 1 of 32 the
+    # propagator's default one.
+    return GateConfig(max_bond_deviation_nm=0.15, clash_fraction=0.2, relaxed_clash_fraction=0.5,
+                      minimize_iterations=100)
 
 
 #: The unbinding gate's thresholds (:class:`~openmm_biomd.propagator.gate.GateConfig`).
@@ -267,7 +276,8 @@ class Unbinder:
                 return
         t0 = time.perf_counter()
         frames = bound_md_frames(self.loaded, self.settings.calibration_frames,
-                                 self.settings.calibration_interval_ps, seed=replica_seed(self.settings.seed, 10**6))
+                                 self.settings.calibration_interval_ps, seed=replica_seed(self.settings.seed, 10**6),
+                                 equilibration_ps=self.settings.calibration_equilibration_ps)
         self.gate.calibrate(frames[:, self.modelled],
                             f"{len(frames)} frames of MD of the bound complex, "
                             f"{self.settings.calibration_interval_ps} ps apart")
@@ -299,14 +309,20 @@ class Unbinder:
         rejections: Counter = Counter()
         retries = 0
         exit_index, stopped = None, "max_time"
+        stalls = 0
         while len(frames) - 1 < self.max_frames:
             jump = self.generator.generate(history, self.block_frames, [], generator)
             retries += jump.retries
             rejections.update(jump.rejections)
             if jump.n_frames == 0:
-                stopped = "gate"  # not even one interval passed the gate after its retries
-                break
+                stalls += 1
+                if stalls >= self.settings.stall_limit:
+                    stopped = "gate"  # block after block, nothing passed the gate
+                    break
+                continue
+            stalls = 0
             new = np.stack([jump.frames[s] for s in sorted(jump.frames)])
+            new = new[: self.max_frames - (len(frames) - 1)]  # shortened blocks must not overshoot the limit
             out = self.pocket.unbound(new)
             if out.any():
                 first = int(np.argmax(out))
@@ -351,11 +367,11 @@ def _bundled_pocket_selection(loaded: Any) -> str | None:
     return getattr(bundled, "pocket_selection", None) if bundled is not None else None
 
 
-def bound_md_frames(loaded: Any, n_frames: int, interval_ps: float, seed: int,
+def bound_md_frames(loaded: Any, n_frames: int, interval_ps: float, seed: int, equilibration_ps: float = 5.0,
                     temperature_k: float = 300.0, timestep_fs: float = 2.0) -> np.ndarray:
     """Short unbiased MD of the complex from its input positions → frames ``[n_frames, N, 3]`` nm.
 
-    Minimised, given velocities, 5 ps of equilibration, then a frame every ``interval_ps``.
+    Minimised, given velocities, ``equilibration_ps`` of MD, then a frame every ``interval_ps``.
     """
     import openmm
     from openmm import unit
@@ -372,7 +388,7 @@ def bound_md_frames(loaded: Any, n_frames: int, interval_ps: float, seed: int,
         context.setPositions(np.ascontiguousarray(loaded.positions, dtype=np.float64))
         openmm.LocalEnergyMinimizer.minimize(context, 10.0, 200)
         context.setVelocitiesToTemperature(temperature_k * unit.kelvin, int(seed))
-        integrator.step(whole_steps(5.0, timestep_fs))
+        integrator.step(whole_steps(equilibration_ps, timestep_fs))
         every = whole_steps(interval_ps, timestep_fs)
         frames = []
         for _ in range(n_frames):
@@ -475,12 +491,12 @@ def unbind(loaded: Any, model: Any, out_dir: str | os.PathLike, *, settings: Unb
 
     loaded = as_loaded_system(loaded)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     unbinder = unbinder or Unbinder(loaded, model, ligand_selection=ligand_selection,
                                     pocket_selection=pocket_selection, settings=settings,
                                     allow_transfer=allow_transfer, ligand_sdf=ligand_sdf)
     settings = unbinder.settings
     starts = _start_frames(unbinder, starts_nm)
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
     identity = {
         "format": SUMMARY_FORMAT,
         "system": loaded.description,
@@ -602,7 +618,7 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--starts", help="trajectory of bound starting frames (with --starts-topology unless PDB/H5)")
     p.add_argument("--starts-topology", help="topology of --starts")
     p.add_argument("--attempts", type=int, default=10, help="generated paths (default 10)")
-    p.add_argument("--max-time", default="2ns", help="longest path, e.g. 500ps (default 2ns)")
+    p.add_argument("--max-time", default="500ps", help="longest path, e.g. 1ns (default 500ps)")
     p.add_argument("--margin", type=float, default=0.5, help="exit margin beyond the pocket radius, nm (default 0.5)")
     p.add_argument("--pocket-radius", type=float, default=0.5, help="contact distance defining the pocket, nm")
     p.add_argument("--solver", default="heun", choices=("euler", "heun", "sde"))

@@ -159,3 +159,59 @@ def test_path_rmsd_compares_paths_at_equal_progress(host_guest):
     assert resampled.shape == (10, *slow.shape[1:])
     with pytest.raises(ValueError, match="never leaves"):
         resample_by_progress(slow[:5], criterion)
+
+
+@pytest.mark.slow
+def test_unbind_on_t4l_and_on_a_users_complex_from_files(host_guest, tmp_path):
+    """The pocket comes from contacts when the system names none; a user's files work like a bundled system."""
+    import openmm
+    from openmm import app
+
+    from openmm_biomd.cli import main
+
+    t4l = get_system("t4l-pxylene").load()
+    quick = UnbindSettings(attempts=1, max_time_ps=20.0, calibration_frames=3, calibration_interval_ps=0.02,
+                           calibration_equilibration_ps=0.02)
+    unbinder = Unbinder(t4l, "host-guest", settings=quick, allow_transfer=True)
+    assert unbinder.pocket_selection == "contacts" and unbinder.calibration_wall_s > 0
+    residues = {a.residue.name for a in np.array(list(t4l.topology.atoms()))[unbinder.modelled[unbinder.pocket.pocket]]}
+    assert "TMP" not in residues and len(unbinder.pocket.pocket) >= 10  # buried in the protein's C-terminal domain
+    summary = unbind(t4l, "host-guest", tmp_path / "t4l", unbinder=unbinder)
+    assert summary["attempts"] == 1 and summary["modelled_atoms"] == 2621
+    assert (tmp_path / "t4l" / "attempt_000" / "path.dcd").exists()
+
+    # the host-guest complex as a user's files: System XML + State XML + PDB
+    files = tmp_path / "inputs"
+    files.mkdir()
+    (files / "system.xml").write_text(openmm.XmlSerializer.serialize(host_guest.system))
+    context = openmm.Context(host_guest.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(host_guest.positions)
+    (files / "state.xml").write_text(openmm.XmlSerializer.serialize(context.getState(getPositions=True)))
+    with open(files / "complex.pdb", "w") as fh:
+        app.PDBFile.writeFile(host_guest.topology, host_guest.positions * openmm.unit.nanometer, fh, keepIds=True)
+    args = ["unbind", "--inputs", str(files / "system.xml"), str(files / "state.xml"), str(files / "complex.pdb"),
+            "--model", "host-guest", "--attempts", "1", "--max-time", "20ps", "--quiet"]
+    assert main(args + ["--ligand", "resname B2", "--out", str(tmp_path / "user")]) == 0
+    saved = json.loads((tmp_path / "user" / "summary.json").read_text())
+    assert saved["attempts"] == 1 and saved["pocket_selection"] == "contacts"
+    # no ligand named: a clear error, nothing written
+    assert main(args + ["--out", str(tmp_path / "user2")]) == 2
+    assert not (tmp_path / "user2").exists()
+
+
+@pytest.mark.slow
+def test_seed_umbrella_example_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "seed_umbrella.py"
+    out = tmp_path / "example"
+    run = subprocess.run([sys.executable, str(script), "--attempts", "1", "--max-time-ps", "20", "--windows", "3",
+                          "--window-ps", "2", "--equilibration-ps", "0.5", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "generated path" in run.stdout
+    for name in ("fes.json", "fes.csv", "fes.png"):
+        assert (out / "umbrella" / name).exists()
+    assert len(list((out / "umbrella").glob("window_*/cv.csv"))) == 3
