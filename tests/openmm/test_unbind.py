@@ -170,9 +170,16 @@ def test_unbind_on_t4l_and_on_a_users_complex_from_files(host_guest, tmp_path):
     from openmm_biomd.cli import main
 
     t4l = get_system("t4l-pxylene").load()
-    quick = UnbindSettings(attempts=1, max_time_ps=20.0, calibration_frames=3, calibration_interval_ps=0.02,
-                           calibration_equilibration_ps=0.02)
-    unbinder = Unbinder(t4l, "host-guest", settings=quick, allow_transfer=True)
+    # one block, no re-draws, a short relaxation: this checks the set-up on a 2621-atom protein, not the
+    # model (a 100-step relaxation of a T4L frame costs ~1 s on this CPU)
+    quick = UnbindSettings(attempts=1, max_time_ps=20.0, retries=0, stall_limit=1, calibration_frames=3,
+                           calibration_interval_ps=0.02, calibration_equilibration_ps=0.02)
+    from dataclasses import replace
+
+    from openmm_biomd.enhanced.unbind import UNBIND_GATE
+
+    unbinder = Unbinder(t4l, "host-guest", settings=quick, allow_transfer=True,
+                        gate_config=replace(UNBIND_GATE, minimize_iterations=5))
     assert unbinder.pocket_selection == "contacts" and unbinder.calibration_wall_s > 0
     residues = {a.residue.name for a in np.array(list(t4l.topology.atoms()))[unbinder.modelled[unbinder.pocket.pocket]]}
     assert "TMP" not in residues and len(unbinder.pocket.pocket) >= 10  # buried in the protein's C-terminal domain
@@ -207,7 +214,7 @@ def test_seed_umbrella_example_runs(tmp_path):
 
     script = Path(__file__).resolve().parents[2] / "examples" / "seed_umbrella.py"
     out = tmp_path / "example"
-    run = subprocess.run([sys.executable, str(script), "--attempts", "1", "--max-time-ps", "20", "--windows", "3",
+    run = subprocess.run([sys.executable, str(script), "--attempts", "3", "--max-time-ps", "20", "--windows", "3",
                           "--window-ps", "2", "--equilibration-ps", "0.5", "--out", str(out)],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
