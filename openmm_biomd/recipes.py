@@ -5,7 +5,9 @@ seeds), trains with a config from ``examples/configs/``, samples pure
 generative rollouts, evaluates them against the reference, and writes a model
 card.  Every step resumes where it stopped, so a killed reproduction is
 simply run again.  ``--install`` copies the weights and card into
-``biomd_core/weights/`` (what ``load_model(NAME)`` finds).
+``biomd_core/weights/`` (what ``load_model(NAME)`` finds).  Unbinding models
+(``host-guest``) follow :mod:`openmm_biomd.enhanced.recipe` instead: metadynamics
+exits as data, held-out exits for the evaluation.
 """
 
 from __future__ import annotations
