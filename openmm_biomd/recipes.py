@@ -119,7 +119,7 @@ def _unbinding_recipes() -> dict:
 
 def reproduce(name: str, root: str | Path = "runs", install: bool = False, progress: bool = True) -> dict:
     """Run a recipe end to end into ``root``; returns the model card's facts."""
-    from biomd_core.training.run import load_run_config, run_training
+    from biomd_core.training.run import load_run_config
 
     from .evaluate import EvaluateRequest, run_evaluate
     from .propagator.calibration import attach_gate_reference
@@ -139,26 +139,15 @@ def reproduce(name: str, root: str | Path = "runs", install: bool = False, progr
     except KeyError:
         raise KeyError(f"no weights recipe {name!r}; recipes: {sorted([*RECIPES, *unbinding])}") from None
     data_dir, ref_dir = root / "data" / name, root / "data" / f"{name}-reference"
-    train_dir, eval_dir = root / "train" / name, root / "eval" / name
+    eval_dir = root / "eval" / name
 
     t0 = time.perf_counter()
     train_meta = _md(recipe, recipe.train_data, data_dir)
     ref_meta = _md(recipe, recipe.reference_data, ref_dir)
     md_s = time.perf_counter() - t0
 
-    config = load_run_config(REPO / recipe.train_config)
     t0 = time.perf_counter()
-    summary = run_training(config, train_dir, progress=progress)
-    steps = [summary["steps"]]
-    model_path = train_dir / "model.safetensors"
-    for stage, stage_config in enumerate(recipe.finetune_configs, start=2):
-        stage_dir = root / "train" / f"{name}-stage{stage}"
-        config = load_run_config(REPO / stage_config)
-        if Path(config.init_from).resolve() != model_path.resolve():  # a --root other than the configs' runs/
-            config = replace(config, init_from=str(model_path.resolve()))
-        summary = run_training(config, stage_dir, progress=progress)
-        steps.append(summary["steps"])
-        model_path = stage_dir / "model.safetensors"
+    model_path, steps, summary = train_stages(name, recipe.train_config, recipe.finetune_configs, root, progress)
     train_s = time.perf_counter() - t0
     gate_reference = attach_gate_reference(model_path, recipe.system, ref_dir)
 
@@ -195,6 +184,30 @@ def _install(name: str, model_path: Path, card: str) -> None:
     weights.mkdir(exist_ok=True)
     shutil.copyfile(model_path, weights / f"{name}.safetensors")
     (weights / f"{name}.md").write_text(card)
+
+
+def train_stages(name: str, train_config: str, finetune_configs: tuple[str, ...], root: Path,
+                 progress: bool) -> tuple[Path, list[int], dict]:
+    """Train ``root/train/NAME`` with ``train_config``, then each fine-tune stage in ``root/train/NAME-stageK``.
+
+    Each stage starts from the previous stage's weights (its config's ``init_from`` is replaced when
+    ``root`` is not the configs' ``runs/``).  Returns the final weights, steps per stage and the last
+    stage's training summary.
+    """
+    from biomd_core.training.run import load_run_config, run_training
+
+    model_path = root / "train" / name / "model.safetensors"
+    summary = run_training(load_run_config(REPO / train_config), model_path.parent, progress=progress)
+    steps = [summary["steps"]]
+    for stage, stage_config in enumerate(finetune_configs, start=2):
+        stage_dir = root / "train" / f"{name}-stage{stage}"
+        config = load_run_config(REPO / stage_config)
+        if Path(config.init_from).resolve() != model_path.resolve():
+            config = replace(config, init_from=str(model_path.resolve()))
+        summary = run_training(config, stage_dir, progress=progress)
+        steps.append(summary["steps"])
+        model_path = stage_dir / "model.safetensors"
+    return model_path, steps, summary
 
 
 def _ns(meta: dict) -> float:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -111,11 +111,11 @@ def evaluate_unbinding(unbinder, starts: np.ndarray, references: list[np.ndarray
 
 def reproduce_unbinding(recipe: UnbindingRecipe, root: Path, progress: bool = True) -> dict:
     """Run an :class:`UnbindingRecipe` into ``root``; returns the model card's facts."""
-    from biomd_core.training.run import load_run_config, run_training
+    from biomd_core.training.run import load_run_config
 
     from ..data import generate_dissociation
     from ..data.systems import get_system
-    from ..recipes import REPO, hardware
+    from ..recipes import REPO, hardware, train_stages
     from .unbind import UnbindSettings, Unbinder, attach_unbind_gate_reference
 
     t0 = time.perf_counter()
@@ -127,18 +127,8 @@ def reproduce_unbinding(recipe: UnbindingRecipe, root: Path, progress: bool = Tr
 
     config = load_run_config(REPO / recipe.train_config)
     t0 = time.perf_counter()
-    train_dir = root / "train" / recipe.name
-    training = run_training(config, train_dir, progress=progress)
-    steps = [training["steps"]]
-    model_path = train_dir / "model.safetensors"
-    for stage, stage_config in enumerate(recipe.finetune_configs, start=2):
-        stage_dir = root / "train" / f"{recipe.name}-stage{stage}"
-        stage_run = load_run_config(REPO / stage_config)
-        if Path(stage_run.init_from).resolve() != model_path.resolve():  # a --root other than the configs' runs/
-            stage_run = replace(stage_run, init_from=str(model_path.resolve()))
-        training = run_training(stage_run, stage_dir, progress=progress)
-        steps.append(training["steps"])
-        model_path = stage_dir / "model.safetensors"
+    model_path, steps, training = train_stages(recipe.name, recipe.train_config, recipe.finetune_configs, root,
+                                               progress)
     train_s = time.perf_counter() - t0
 
     loaded = get_system(recipe.system).load()
