@@ -48,7 +48,7 @@ import math
 import os
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +210,8 @@ class Unbinder:
     settings : :class:`UnbindSettings`
     allow_transfer : use a model on a system it was not trained on
     ligand_sdf : ligand chemistry for featurisation
+    gate_config : the gate's thresholds (default :data:`UNBIND_GATE`); stored energy statistics are
+        used only when they were measured with the same relaxation
     device : torch device of the network
     """
 
@@ -405,8 +407,6 @@ def attach_unbind_gate_reference(model_path: str | os.PathLike, loaded: Any, fra
     """Measure the unbinding gate's energy statistics on MD frames ``[T, N, 3]`` nm (whole system) and store
     them in the checkpoint (``gate_reference[key]``), so :class:`Unbinder` needs no calibration MD."""
     from biomd_core.io import load_model, save_model
-
-    from dataclasses import replace
 
     unbinder = Unbinder(loaded, load_model(model_path), ligand_selection=ligand_selection,
                         gate_config=replace(UNBIND_GATE, check_energy=False))
