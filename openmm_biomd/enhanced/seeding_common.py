@@ -18,6 +18,8 @@ Units: nm, ps, K, kJ/mol; a CV's own unit is :attr:`CVSpec.unit`.
 
 from __future__ import annotations
 
+import abc
+
 import argparse
 import hashlib
 import json
@@ -70,8 +72,8 @@ def kt_kj_mol(temperature_k: float) -> float:
 # --------------------------------------------------------------------------- CVs
 
 
-class CVSpec:
-    """A collective variable: fresh OpenMM forces plus a numpy twin.
+class CVSpec(abc.ABC):
+    """A collective variable: fresh OpenMM forces plus a numpy twin (abstract).
 
     Subclasses set :attr:`name`, :attr:`unit` and :attr:`jacobian_exponent`
     and implement :meth:`force`, :meth:`values` and :meth:`record`.
@@ -90,17 +92,17 @@ class CVSpec:
     unit: str = ""
     jacobian_exponent: int = 0
 
+    @abc.abstractmethod
     def force(self) -> Any:
         """A new OpenMM ``Force`` whose energy (kJ/mol) is numerically the CV value."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def values(self, frames_nm: np.ndarray) -> np.ndarray:
         """CV values ``[T]`` of frames ``[T, N, 3]`` nm (numpy twin of :meth:`force`)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def record(self) -> dict:
         """JSON-serialisable description; equal records mean the same CV (used for resume checks)."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,8 +16,7 @@ import shutil
 import numpy as np
 import pytest
 
-from openmm_biomd.data import RunMismatchError, get_system
-from openmm_biomd.data.metadynamics import select_atoms
+from openmm_biomd.data import RunMismatchError
 from openmm_biomd.enhanced import steered, umbrella
 from openmm_biomd.enhanced.seeding_common import DistanceCV, PathCV1D, read_csv
 from openmm_biomd.enhanced.steered import load_steered, steered_path
@@ -34,17 +33,9 @@ FAST = {"threads": 1, "temperature_k": 300.0, "timestep_fs": 2.0}
 
 
 @pytest.fixture(scope="module")
-def host_guest():
-    loaded = get_system("host-guest").load()
-    ligand = select_atoms(loaded.topology, "resname B2")
-    pocket = np.setdiff1d(select_atoms(loaded.topology, "resname CUC and not element H"), ligand)
-    return loaded, ligand, pocket, DistanceCV(ligand, pocket)
-
-
-@pytest.fixture(scope="module")
-def pulled(host_guest, tmp_path_factory):
+def pulled(host_guest_cv, tmp_path_factory):
     """A 3 ps pull of the guest by PULL_NM: ``(out_dir, frames [31, 156, 3] nm)``."""
-    loaded, _, _, cv = host_guest
+    loaded, _, _, cv = host_guest_cv
     out = tmp_path_factory.mktemp("steer")
     start = float(cv.values(loaded.positions)[0])
     frames = steered_path(loaded, cv, out, to_value=start + PULL_NM, pull_ps=3.0, force_constant=3000.0,
@@ -52,8 +43,8 @@ def pulled(host_guest, tmp_path_factory):
     return out, frames
 
 
-def test_steered_path_pulls_at_constant_velocity(host_guest, pulled):
-    loaded, _, _, cv = host_guest
+def test_steered_path_pulls_at_constant_velocity(host_guest_cv, pulled):
+    loaded, _, _, cv = host_guest_cv
     out, frames = pulled
     assert frames.shape == (31, loaded.system.getNumParticles(), 3)
     data = load_steered(out)
@@ -86,15 +77,15 @@ DIST = dict(n_windows=6, cv_min=0.4, cv_max=0.7, force_constant=3000.0, equilibr
 
 
 @pytest.fixture(scope="module")
-def distance_run(host_guest, pulled, tmp_path_factory):
-    loaded, _, _, cv = host_guest
+def distance_run(host_guest_cv, pulled, tmp_path_factory):
+    loaded, _, _, cv = host_guest_cv
     out = tmp_path_factory.mktemp("umbrella")
     summary = seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**DIST), out)
     return out, summary
 
 
-def test_windows_start_from_nearest_frame_and_sample_near_centre(host_guest, pulled, distance_run):
-    _, _, _, cv = host_guest
+def test_windows_start_from_nearest_frame_and_sample_near_centre(host_guest_cv, pulled, distance_run):
+    _, _, _, cv = host_guest_cv
     frames = pulled[1]
     out, summary = distance_run
     values = cv.values(frames)
@@ -115,8 +106,8 @@ def test_windows_start_from_nearest_frame_and_sample_near_centre(host_guest, pul
         assert 0 < w["std_cv"] < 0.1
 
 
-def test_resume_skips_finished_windows(host_guest, pulled, distance_run):
-    loaded, _, _, cv = host_guest
+def test_resume_skips_finished_windows(host_guest_cv, pulled, distance_run):
+    loaded, _, _, cv = host_guest_cv
     out, first = distance_run
     results = {i: out / f"window_{i:03d}" / "result.json" for i in range(6)}
     stamps = {i: os.stat(p).st_mtime_ns for i, p in results.items()}
@@ -242,8 +233,8 @@ def test_pymbar_analysis_recovers_a_known_profile(tmp_path):
     assert fes["min_overlap"] > 0.03 and fes["warnings"] == []
 
 
-def test_path_cv_windows(host_guest, pulled, tmp_path):
-    loaded, ligand, pocket, _ = host_guest
+def test_path_cv_windows(host_guest_cv, pulled, tmp_path):
+    loaded, ligand, pocket, _ = host_guest_cv
     frames = pulled[1]
     cv = PathCV1D.from_path(frames, np.union1d(ligand, pocket), n_nodes=8, which="s")
     s = cv.values(frames)
@@ -263,8 +254,8 @@ def test_path_cv_windows(host_guest, pulled, tmp_path):
     assert np.all(np.isfinite(fes["f_kt"][filled])) and np.all(np.isfinite(fes["df_kt"][filled]))
 
 
-def test_bad_inputs_are_refused(host_guest, pulled, tmp_path):
-    loaded, _, _, cv = host_guest
+def test_bad_inputs_are_refused(host_guest_cv, pulled, tmp_path):
+    loaded, _, _, cv = host_guest_cv
     frames = pulled[1]
     top = float(cv.values(frames).max())
     with pytest.raises(ValueError, match="outside the path's CV range"):
@@ -293,8 +284,8 @@ def _parse(module, argv):
     return parser.parse_args(argv)
 
 
-def test_command_lines(host_guest, pulled, distance_run, tmp_path, capsys):
-    _, ligand, pocket, _ = host_guest
+def test_command_lines(host_guest_cv, pulled, distance_run, tmp_path, capsys):
+    _, ligand, pocket, _ = host_guest_cv
     steer_dir, _ = pulled
     out, _ = distance_run
     # A biomd unbind-style directory (the steered path as attempt 0): system, atoms and topology from it.

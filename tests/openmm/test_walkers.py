@@ -17,9 +17,8 @@ import pytest
 from openmm import unit
 
 from openmm_biomd.data import RunMismatchError, get_system
-from openmm_biomd.data.metadynamics import select_atoms
 from openmm_biomd.enhanced import walkers
-from openmm_biomd.enhanced.seeding_common import DistanceCV, read_csv
+from openmm_biomd.enhanced.seeding_common import read_csv
 from openmm_biomd.enhanced.walkers import WalkerSettings, bias_dir_free_energy, run_walkers
 
 GAMMA = 10.0
@@ -29,17 +28,9 @@ SETTINGS = dict(n_walkers=2, time_ps=0.6, height_kj_mol=2.0, bias_factor=GAMMA, 
 
 
 @pytest.fixture(scope="module")
-def host_guest():
-    loaded = get_system("host-guest").load()
-    ligand = select_atoms(loaded.topology, "resname B2")
-    pocket = np.setdiff1d(select_atoms(loaded.topology, "resname CUC and not element H"), ligand)
-    return loaded, ligand, pocket, DistanceCV(ligand, pocket)
-
-
-@pytest.fixture(scope="module")
-def path(host_guest):
+def path(host_guest_cv):
     """``[11, 156, 3]`` nm: the guest moved 0 … 1 nm along the host's symmetry axis."""
-    loaded, ligand, pocket, _ = host_guest
+    loaded, ligand, pocket, _ = host_guest_cv
     host = loaded.positions[pocket]
     # CB7 is a flat ring: its axis is the direction of least spread of its atoms.
     axis = np.linalg.eigh(np.cov((host - host.mean(0)).T))[1][:, 0]
@@ -49,8 +40,8 @@ def path(host_guest):
 
 
 @pytest.fixture(scope="module")
-def shared_run(host_guest, path, tmp_path_factory):
-    loaded, _, _, cv = host_guest
+def shared_run(host_guest_cv, path, tmp_path_factory):
+    loaded, _, _, cv = host_guest_cv
     out = tmp_path_factory.mktemp("walkers")
     return out, run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS), out)
 
@@ -59,8 +50,8 @@ def _bias_files(out):
     return sorted(p.name for p in (out / "bias").iterdir())
 
 
-def test_walkers_read_each_others_hills(host_guest, path, shared_run):
-    _, _, _, cv = host_guest
+def test_walkers_read_each_others_hills(host_guest_cv, path, shared_run):
+    _, _, _, cv = host_guest_cv
     out, run = shared_run
     assert run.summary["status"] == "complete"
     # Walkers start from frames spread along the path: the bound end and the unbound end.
@@ -102,8 +93,8 @@ def test_walkers_read_each_others_hills(host_guest, path, shared_run):
         assert np.all(rows[:, 3] >= 0) and rows[-1, 3] > 0
 
 
-def test_resume_after_kill_matches_uninterrupted_run(host_guest, path, shared_run, tmp_path):
-    loaded, _, _, cv = host_guest
+def test_resume_after_kill_matches_uninterrupted_run(host_guest_cv, path, shared_run, tmp_path):
+    loaded, _, _, cv = host_guest_cv
     out, _ = shared_run
     partial = run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS), tmp_path, max_chunks=2)
     assert partial.summary["status"] == "incomplete"
@@ -134,9 +125,9 @@ def test_resume_after_kill_matches_uninterrupted_run(host_guest, path, shared_ru
         run_walkers(loaded, path, cv, WalkerSettings(**{**SETTINGS, "height_kj_mol": 1.0}), tmp_path)
 
 
-def test_single_walker_jobs_share_through_files(host_guest, path, tmp_path):
+def test_single_walker_jobs_share_through_files(host_guest_cv, path, tmp_path):
     """``walker_index``: walkers as separate jobs (here one after the other) still exchange hills."""
-    loaded, _, _, cv = host_guest
+    loaded, _, _, cv = host_guest_cv
     settings = WalkerSettings(**{**SETTINGS, "time_ps": 0.2})
     first = run_walkers(loaded, path, cv, settings, tmp_path, walker_index=1)
     assert list(first.metadynamics) == [1] and not (tmp_path / "walker_000").exists()
@@ -147,8 +138,8 @@ def test_single_walker_jobs_share_through_files(host_guest, path, tmp_path):
     assert _bias_files(tmp_path) == ["bias_0_1.npy", "bias_1_1.npy"]
 
 
-def test_bad_walker_inputs(host_guest, path, tmp_path):
-    loaded, _, _, cv = host_guest
+def test_bad_walker_inputs(host_guest_cv, path, tmp_path):
+    loaded, _, _, cv = host_guest_cv
     settings = WalkerSettings(**SETTINGS)
     with pytest.raises(ValueError, match="walker_index"):
         run_walkers(loaded, path, cv, settings, tmp_path, walker_index=2)
