@@ -38,7 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def generative(work: Path, heldout: Path, n_starts: int, attempts: int, max_time_ps: float) -> tuple[dict, object]:
     from openmm_biomd.data.systems import get_system
-    from openmm_biomd.enhanced.recipe import campaign_paths, evaluate_unbinding
+    from openmm_biomd.enhanced.path_metrics import campaign_paths
+    from openmm_biomd.enhanced.recipe import evaluate_unbinding
     from openmm_biomd.enhanced.unbind import UnbindSettings, Unbinder
 
     references = campaign_paths(heldout)

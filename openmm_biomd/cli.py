@@ -70,7 +70,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from openmm_biomd.evaluate import EvaluateRequest, run_evaluate
 
     request = EvaluateRequest(
-        generated=args.generated, reference=args.reference, system=args.system,
+        generated=args.generated, reference=args.reference, paths=args.paths, reference_paths=args.reference_paths,
+        system=args.system,
         energy_frames=args.energy_frames, minimise_iterations=args.minimise_iterations,
     )
     print(json.dumps(run_evaluate(request, Path(args.out)), indent=2))
@@ -250,7 +251,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "export": (cmd_export, "export a model to TorchScript (network + sampler step)"),
     "train": (cmd_train, "train or fine-tune a model from a run config (resumable; torchrun for DDP)"),
     "sample": (cmd_sample, "generate trajectories with a model alone (no OpenMM relaxation)"),
-    "evaluate": (cmd_evaluate, "metrics of generated trajectories against reference MD (JSON, report, plots)"),
+    "evaluate": (cmd_evaluate, "metrics of generated trajectories or unbinding paths against reference MD (JSON, report, plots)"),
     "reproduce-weights": (cmd_reproduce_weights, "reproduce a shipped model from scratch (resumable)"),
     "demo": (cmd_demo, "train a tiny model on the fly and sample from it (engine demo)"),
     "generate-data": (cmd_generate_data, "plain-MD or metadynamics-dissociation training data (chunked, resumable)"),
@@ -292,8 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--ode-steps", type=int, default=20, help="integration steps per window")
             p.add_argument("--out", required=True, help="output directory")
         elif name == "evaluate":
-            p.add_argument("--generated", required=True, help="a biomd sample output directory")
-            p.add_argument("--reference", required=True, help="a biomd generate-data run directory (MD the model never saw)")
+            p.add_argument("--generated", help="a biomd sample output directory")
+            p.add_argument("--reference", help="a biomd generate-data run directory (MD the model never saw)")
+            p.add_argument("--paths", help="a biomd unbind output directory (generated dissociation paths)")
+            p.add_argument("--reference-paths",
+                           help="a biomd generate-data --dissociation directory (reference paths for --paths)")
             p.add_argument("--system", help="bundled system for energies (default: the reference run's)")
             p.add_argument("--energy-frames", type=int, default=40, help="frames minimised for the energy comparison")
             p.add_argument("--minimise-iterations", type=int, default=50)

@@ -8,6 +8,12 @@ energy of frames after a short minimisation (OpenMM), and writes
 
 Where the reference has several replicas, the same metrics between its two
 halves give the *floor*: what two independent MD runs of that length differ by.
+
+Generated dissociation paths (a ``biomd unbind`` output) are judged against
+reference paths (a ``biomd generate-data --dissociation`` campaign): Success@1,
+Success@10 and the path RMSD to the nearest reference path
+(:mod:`openmm_biomd.enhanced.path_metrics`), with a plot of the ligand–pocket
+distance along every path.  Either kind of input, or both, in one call.
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ from biomd_core.evaluation import metrics as M
 class EvaluateRequest:
     """Inputs of an evaluation (paths as strings)."""
 
-    generated: str
-    reference: str
+    generated: str | None = None
+    reference: str | None = None
+    paths: str | None = None
+    reference_paths: str | None = None
     system: str | None = None
     energy_frames: int = 40
     minimise_iterations: int = 50
@@ -205,6 +213,25 @@ def plot(out: Path, results: dict, gen_xyz: np.ndarray, ref_xyz: np.ndarray) -> 
 
 def run_evaluate(request: EvaluateRequest, out: Path) -> dict:
     """Compute all metrics and write ``metrics.json``, ``report.md`` and plots."""
+    if bool(request.generated) != bool(request.reference) or bool(request.paths) != bool(request.reference_paths):
+        raise ValueError("give generated trajectories with their reference MD (--generated with --reference) "
+                         "and/or generated paths with reference paths (--paths with --reference-paths)")
+    if not (request.generated or request.paths):
+        raise ValueError("nothing to evaluate: give --generated/--reference and/or --paths/--reference-paths")
+    out.mkdir(parents=True, exist_ok=True)
+    public: dict = {"plots": []}
+    if request.generated:
+        public.update(trajectory_evaluation(request, out))
+    if request.paths:
+        public["unbinding"] = path_evaluation(Path(request.paths), Path(request.reference_paths), out)
+        public["plots"].append("unbinding_distance.png")
+    (out / "metrics.json").write_text(json.dumps(public, indent=2))
+    (out / "report.md").write_text(report_markdown(public))
+    return public
+
+
+def trajectory_evaluation(request: EvaluateRequest, out: Path) -> dict:
+    """Distribution, geometry and energy metrics of a ``biomd sample`` output against reference MD; plots."""
     gen = load_generated(Path(request.generated))
     ref, meta, atoms = load_reference(Path(request.reference), gen[0].n_atoms)
     gen_xyz, ref_xyz = stacked_xyz(gen), stacked_xyz(ref)
@@ -215,24 +242,89 @@ def run_evaluate(request: EvaluateRequest, out: Path) -> dict:
         results.update(
             energy_metrics(system_name, atoms, gen_xyz, ref_xyz, request.energy_frames, request.minimise_iterations)
         )
-    out.mkdir(parents=True, exist_ok=True)
     plots = plot(out, results, gen_xyz, ref_xyz)
     public = {k: v for k, v in results.items() if not k.startswith("_")}
     public.update({"generated": request.generated, "reference": request.reference, "system": system_name, "plots": plots})
-    (out / "metrics.json").write_text(json.dumps(public, indent=2))
-    (out / "report.md").write_text(report_markdown(public))
     return public
 
 
+def path_evaluation(paths_dir: Path, reference_dir: Path, out: Path) -> dict:
+    """Success@k and path RMSD of a ``biomd unbind`` run against a dissociation campaign; distance plot."""
+    import mdtraj
+
+    from biomd_core.featurize import featurize
+
+    from .enhanced.path_metrics import campaign_paths, generated_paths, pocket_of, read_unbind_summary, unbinding_metrics
+
+    summary = read_unbind_summary(paths_dir)
+    if not (reference_dir / "topology.pdb").exists():
+        raise FileNotFoundError(f"{reference_dir} is not a dissociation campaign (biomd generate-data --dissociation)")
+    references = campaign_paths(reference_dir)
+    if not references:
+        raise ValueError(f"no path in {reference_dir} left the pocket: nothing to compare with")
+    n_modelled = mdtraj.load_topology(str(paths_dir / "topology.pdb")).n_atoms
+    if references[0].shape[1] != n_modelled:  # whole-system references: keep the modelled (solute) atoms
+        atoms = featurize(mdtraj.load_topology(str(reference_dir / "topology.pdb")).to_openmm()).atom_indices
+        if len(atoms) != n_modelled:
+            raise ValueError(f"the reference paths model {len(atoms)} atoms, the generated paths {n_modelled}: "
+                             "not the same system")
+        references = [r[:, atoms] for r in references]
+    metrics = unbinding_metrics(paths_dir, references)
+    metrics.update({"paths": str(paths_dir), "reference_paths": str(reference_dir)})
+    plot_path_distances(out / "unbinding_distance.png", pocket_of(summary), generated_paths(paths_dir, summary),
+                        references, summary)
+    return metrics
+
+
+def plot_path_distances(png: Path, pocket, generated: dict, references: list, summary: dict) -> None:
+    """Ligand–pocket centroid distance against path time: reference paths grey, generated ones coloured."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dt = float(summary.get("frame_interval_ps", 1.0))
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for i, ref in enumerate(references):
+        d = pocket.distances(ref)
+        ax.plot(np.arange(len(d)) * dt, d, color="0.6", lw=1, label="reference paths" if i == 0 else None)
+    for attempt, path in generated.items():
+        d = pocket.distances(path)
+        ax.plot(np.arange(len(d)) * dt, d, lw=1.2, label=f"generated #{attempt}")
+    ax.axhline(pocket.exit_distance_nm, color="k", ls="--", lw=0.8, label="exit distance")
+    ax.set(xlabel="time along path (ps)", ylabel="ligand–pocket distance (nm)",
+           title=f"{summary.get('successes', 0)}/{summary.get('attempts', 0)} generated paths left the pocket")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
 def report_markdown(m: dict) -> str:
-    lines = [
-        "# BioMD evaluation", "",
-        f"Generated: `{m['generated']}` ({m['generated_frames']} frames); reference MD: `{m['reference']}` "
-        f"({m['reference_frames']} frames).", "",
-        "| metric | value |", "|---|---:|",
-    ]
-    for key, value in m.items():
-        if isinstance(value, float):
-            lines.append(f"| {key} | {value:.4g} |")
+    lines = ["# BioMD evaluation", ""]
+    if "generated" in m:
+        lines += [
+            f"Generated: `{m['generated']}` ({m['generated_frames']} frames); reference MD: `{m['reference']}` "
+            f"({m['reference_frames']} frames).", "",
+            "| metric | value |", "|---|---:|",
+        ]
+        lines += [f"| {key} | {value:.4g} |" for key, value in m.items() if isinstance(value, float)]
+        lines.append("")
+    if "unbinding" in m:
+        u = m["unbinding"]
+        rmsd = u["path_rmsd_to_nearest_reference_nm"]
+        fmt = lambda x, spec=".3f": "n/a" if x is None else format(x, spec)  # noqa: E731
+        lines += [
+            f"Generated paths: `{u['paths']}`; reference paths: `{u['reference_paths']}` ({u['n_reference_paths']}).", "",
+            "| metric | value |", "|---|---:|",
+            f"| paths that left the pocket | {u['successes']}/{u['attempts']} ({u['n_starts']} starts) |",
+            f"| Success@1 | {fmt(u['success_at_1'], '.2f')} |",
+            f"| Success@10 | {fmt(u['success_at_10'], '.2f')} |",
+            f"| path RMSD to nearest reference path, mean / median (nm, n={rmsd['n']}) | "
+            f"{fmt(rmsd['mean'])} / {fmt(rmsd['median'])} |",
+            f"| largest ligand–pocket distance reached (nm; exit at {u['exit_distance_nm']:.2f}) | "
+            f"{max(u['max_distance_nm'], default=float('nan')):.2f} |",
+            "",
+        ]
     lines += ["", *[f"![{p}]({p})" for p in m["plots"]], ""]
     return "\n".join(lines)

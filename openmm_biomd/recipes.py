@@ -40,6 +40,8 @@ class WeightsRecipe:
     train_data: MDPlan
     reference_data: MDPlan
     train_config: str
+    #: more training MD for later stages, each into ``data/NAME-seedSEED`` (see :func:`extra_data_dir`)
+    extra_train_data: tuple[MDPlan, ...] = ()
     #: further training stages, each fine-tuning the previous stage's weights (their ``init_from`` is replaced)
     finetune_configs: tuple[str, ...] = ()
     sample_time: str = "10ns"
@@ -53,8 +55,15 @@ RECIPES = {
         system="alanine-dipeptide",
         train_data=MDPlan(replicas=2, time="5ns", frame_interval="1ps", seed=100),
         reference_data=MDPlan(replicas=2, time="5ns", frame_interval="1ps", seed=200),
+        extra_train_data=(
+            MDPlan(replicas=2, time="5ns", frame_interval="1ps", seed=300),
+            MDPlan(replicas=2, time="5ns", frame_interval="1ps", seed=400),
+        ),
         train_config="examples/configs/alanine-dipeptide-tiny.yaml",
-        finetune_configs=("examples/configs/alanine-dipeptide-tiny-stage2.yaml",),
+        finetune_configs=(
+            "examples/configs/alanine-dipeptide-tiny-stage2.yaml",
+            "examples/configs/alanine-dipeptide-tiny-stage3.yaml",
+        ),
         notes=[
             "Trained on the CPU of the project's 2-core machine (no GPU was available): 10 ns of training MD, "
             "a `tiny` (0.45 M parameter) model, 10,000 steps on 5 ps-strided frames, then 10,000 more on every "
@@ -77,6 +86,11 @@ def _md(recipe: WeightsRecipe, plan: MDPlan, out: Path) -> dict:
         recipe.system, out, time_ps=parse_time_ps(plan.time), frame_interval_ps=parse_time_ps(plan.frame_interval),
         replicas=plan.replicas, seed=plan.seed, chunk_frames=500,
     )
+
+
+def extra_data_dir(root: Path, name: str, plan: MDPlan) -> Path:
+    """Where a recipe's extra training MD goes (the stage configs read it from there)."""
+    return root / "data" / f"{name}-seed{plan.seed}"
 
 
 def hardware() -> str:
@@ -143,6 +157,7 @@ def reproduce(name: str, root: str | Path = "runs", install: bool = False, progr
 
     t0 = time.perf_counter()
     train_meta = _md(recipe, recipe.train_data, data_dir)
+    extra_metas = [_md(recipe, plan, extra_data_dir(root, name, plan)) for plan in recipe.extra_train_data]
     ref_meta = _md(recipe, recipe.reference_data, ref_dir)
     md_s = time.perf_counter() - t0
 
@@ -161,6 +176,7 @@ def reproduce(name: str, root: str | Path = "runs", install: bool = False, progr
         "name": name,
         "system": recipe.system,
         "train_data": {**recipe.train_data.__dict__, "ns_total": _ns(train_meta)},
+        "extra_train_data": [{**plan.__dict__, "ns_total": _ns(meta)} for plan, meta in zip(recipe.extra_train_data, extra_metas)],
         "reference_data": {**recipe.reference_data.__dict__, "ns_total": _ns(ref_meta)},
         "train_config": " then ".join((recipe.train_config, *recipe.finetune_configs)),
         "training": {"steps": sum(steps), "steps_per_stage": steps, "wall_s_last_session": round(train_s, 1),
@@ -215,6 +231,15 @@ def _ns(meta: dict) -> float:
     return frames * float(meta["frame_interval_ps"]) / 1000.0
 
 
+def _extra_data_line(f: dict) -> str:
+    extra = f.get("extra_train_data") or []
+    if not extra:
+        return ""
+    parts = [f"{e['replicas']} × {e['time']} (master seed {e['seed']})" for e in extra]
+    total = f["train_data"]["ns_total"] + sum(e["ns_total"] for e in extra)
+    return f"; for the later stages also {' and '.join(parts)}, same settings: {total:.1f} ns in all"
+
+
 def model_card(f: dict, config, notes: list[str] | None = None) -> str:
     q = f["quality"]
     g = f["gate_reference"]
@@ -250,7 +275,7 @@ Load with `biomd_core.io.load_model("{f['name']}")`. Reproduce from scratch with
 ## Data
 - Training MD: OpenMM, bundled system `{f['system']}` (openmmtools AlanineDipeptideImplicit, OBC1 implicit
   solvent), {f['train_data']['replicas']} replicas × {f['train_data']['time']}, frames every
-  {f['train_data']['frame_interval']}, master seed {f['train_data']['seed']}: {f['train_data']['ns_total']:.1f} ns.
+  {f['train_data']['frame_interval']}, master seed {f['train_data']['seed']}: {f['train_data']['ns_total']:.1f} ns{_extra_data_line(f)}.
 - Reference MD (never seen in training): {f['reference_data']['replicas']} replicas × {f['reference_data']['time']},
   master seed {f['reference_data']['seed']}: {f['reference_data']['ns_total']:.1f} ns.
 

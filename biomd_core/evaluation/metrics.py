@@ -170,27 +170,3 @@ def clash_score(frames_nm: np.ndarray, pairs: np.ndarray, elements: list[str], t
     limit = radii[pairs[:, 0]] + radii[pairs[:, 1]] - tolerance_nm
     d = np.linalg.norm(frames_nm[:, pairs[:, 0]] - frames_nm[:, pairs[:, 1]], axis=-1)
     return float((d < limit).any(axis=1).mean())
-
-
-def path_rmsd(path_a: np.ndarray, path_b: np.ndarray, ligand: np.ndarray, receptor: np.ndarray, n_points: int = 50) -> float:
-    """RMSD (nm) between two unbinding paths of the ligand, compared at equal progress.
-
-    Both paths ``[F, N, 3]`` are aligned on the receptor of their first frame,
-    resampled to ``n_points`` by arc length of the ligand centroid, and the
-    ligand heavy-atom RMSD is averaged over the resampled points.
-    """
-    def resample(path: np.ndarray) -> np.ndarray:
-        aligned = superpose(path, path_a[0], receptor)
-        centroid = aligned[:, ligand].mean(1)
-        arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(centroid, axis=0), axis=-1))])
-        arc = arc / arc[-1] if arc[-1] > 0 else np.linspace(0, 1, len(arc))
-        idx = np.searchsorted(arc, np.linspace(0, 1, n_points)).clip(0, len(path) - 1)
-        return aligned[idx][:, ligand]
-
-    a, b = resample(path_a), resample(path_b)
-    return float(np.sqrt(((a - b) ** 2).sum(-1).mean()))
-
-
-def success_at_k(successes: list[list[bool]], k: int) -> float:
-    """Share of starting frames whose first ``k`` attempts contain a success."""
-    return float(np.mean([any(s[:k]) for s in successes])) if successes else float("nan")

@@ -13,9 +13,12 @@ is the mean over levels.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
-from .unbind import Pocket
+from .unbind import Pocket, mean_success_at_k
 
 
 def resample_by_progress(frames_nm: np.ndarray, pocket: Pocket, n_points: int = 20) -> np.ndarray:
@@ -61,3 +64,90 @@ def nearest_path_rmsd_nm(path: np.ndarray, references: list[np.ndarray], pocket:
     if not references:
         raise ValueError("no reference paths to compare with")
     return min(path_rmsd_nm(path, ref, pocket, n_points) for ref in references)
+
+
+def campaign_paths(directory: str | Path) -> list[np.ndarray]:
+    """The paths ``[T, N, 3]`` nm of a finished dissociation campaign that left the pocket."""
+    import mdtraj
+
+    directory = Path(directory)
+    top = mdtraj.load_topology(str(directory / "topology.pdb"))
+    paths = []
+    for result in sorted(directory.glob("seed_*/result.json")):
+        if json.loads(result.read_text())["dissociated"]:
+            paths.append(mdtraj.load(str(result.parent / "path.dcd"), top=top).xyz.astype(np.float64))
+    return paths
+
+
+def read_unbind_summary(directory: str | Path) -> dict:
+    """``summary.json`` of a ``biomd unbind`` run, refused with a clear message if it is not one."""
+    path = Path(directory) / "summary.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{directory} is not a biomd unbind output (no summary.json); run `biomd unbind` first")
+    summary = json.loads(path.read_text())
+    if summary.get("format") != "biomd-unbind":
+        raise ValueError(f"{path} is not a biomd unbind summary (format {summary.get('format')!r})")
+    return summary
+
+
+def pocket_of(summary: dict) -> Pocket:
+    """The success criterion an unbind run used (from its ``summary.json``)."""
+    p = summary["pocket"]
+    return Pocket(np.asarray(p["ligand_atoms"], dtype=int), np.asarray(p["pocket_atoms"], dtype=int),
+                  float(p["pocket_radius_nm"]), float(p["margin_nm"]), float(p["bound_distance_nm"]))
+
+
+def generated_paths(directory: str | Path, summary: dict) -> dict[int, np.ndarray]:
+    """Successful attempts of an unbind run: ``{attempt: [T, N_modelled, 3] nm}``."""
+    import mdtraj
+
+    directory = Path(directory)
+    top = mdtraj.load_topology(str(directory / "topology.pdb"))
+    return {
+        r["attempt"]: mdtraj.load(str(directory / f"attempt_{r['attempt']:03d}" / "path.dcd"), top=top).xyz.astype(np.float64)
+        for r in summary["results"] if r["success"]
+    }
+
+
+def unbinding_metrics(directory: str | Path, references: list[np.ndarray], n_points: int = 20) -> dict:
+    """Success@1/@10 and path RMSD to the nearest reference path of a ``biomd unbind`` run.
+
+    Parameters
+    ----------
+    directory : the unbind output (``summary.json``, ``attempt_*/path.dcd``)
+    references : reference dissociation paths ``[T, N_modelled, 3]`` nm on the same atoms
+        (e.g. :func:`campaign_paths` restricted to the modelled atoms)
+
+    Success@k is the unbiased estimate over each start's attempts (see
+    :func:`~openmm_biomd.enhanced.unbind.success_at_k`), averaged over starts;
+    ``None`` where no start has ``k`` attempts.
+    """
+    summary = read_unbind_summary(directory)
+    pocket = pocket_of(summary)
+    paths = generated_paths(directory, summary)
+    if references and paths:
+        n_gen, n_ref = next(iter(paths.values())).shape[1], references[0].shape[1]
+        if n_gen != n_ref:
+            raise ValueError(f"the generated paths have {n_gen} atoms but the reference paths {n_ref}: "
+                             "restrict the references to the modelled atoms")
+    rmsd = {a: nearest_path_rmsd_nm(p, references, pocket, n_points) for a, p in paths.items()} if references else {}
+    values = list(rmsd.values())
+    results = summary["results"]
+    return {
+        **{k: summary.get(k) for k in ("time_to_first_path_s", "mean_exit_time_ps", "generation_wall_s",
+                                         "gate_retries", "gate_rejections")},
+        "attempts": len(results),
+        "successes": int(sum(r["success"] for r in results)),
+        "n_starts": len({r["start_index"] for r in results}),
+        "success_at_1": mean_success_at_k(results, 1),
+        "success_at_10": mean_success_at_k(results, 10),
+        "exit_distance_nm": pocket.exit_distance_nm,
+        "max_distance_nm": [r["max_distance_nm"] for r in summary["results"]],
+        "n_reference_paths": len(references),
+        "path_rmsd_to_nearest_reference_nm": {
+            "mean": float(np.mean(values)) if values else None,
+            "median": float(np.median(values)) if values else None,
+            "n": len(values),
+            "per_attempt": {str(a): v for a, v in rmsd.items()},
+        },
+    }

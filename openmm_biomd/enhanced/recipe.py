@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .path_metrics import campaign_paths
+
 
 @dataclass(frozen=True)
 class MetadynamicsPlan:
@@ -65,48 +67,23 @@ class UnbindingRecipe:
     notes: list[str] = field(default_factory=list)
 
 
-def campaign_paths(directory: str | Path) -> list[np.ndarray]:
-    """The paths ``[T, N, 3]`` nm of a finished dissociation campaign that left the pocket."""
-    import mdtraj
-
-    directory = Path(directory)
-    top = mdtraj.load_topology(str(directory / "topology.pdb"))
-    paths = []
-    for result in sorted(directory.glob("seed_*/result.json")):
-        if json.loads(result.read_text())["dissociated"]:
-            paths.append(mdtraj.load(str(result.parent / "path.dcd"), top=top).xyz.astype(np.float64))
-    return paths
-
-
 def evaluate_unbinding(unbinder, starts: np.ndarray, references: list[np.ndarray], out: Path,
                        attempts_per_start: int, seed: int = 1) -> dict:
-    """Generated paths from held-out starts → success, Success@k, timing, path RMSD to metadynamics."""
-    import mdtraj
+    """Generated paths from held-out starts → success, Success@k, timing, path RMSD to metadynamics.
 
-    from .path_metrics import nearest_path_rmsd_nm
+    ``references`` are whole-system paths (:func:`campaign_paths`); they are compared on the modelled atoms.
+    """
+    from .path_metrics import unbinding_metrics
     from .unbind import UnbindSettings, unbind
 
     settings = UnbindSettings(**{**asdict(unbinder.settings), "attempts": attempts_per_start * len(starts),
                                  "seed": seed})
     unbinder.settings = settings
     summary = unbind(unbinder.loaded, unbinder.model, out, unbinder=unbinder, starts_nm=starts)
-    top = mdtraj.load_topology(str(out / "topology.pdb"))
-    rmsd = []
-    for r in summary["results"]:
-        if r["success"]:
-            path = mdtraj.load(str(out / f"attempt_{r['attempt']:03d}" / "path.dcd"), top=top).xyz.astype(np.float64)
-            rmsd.append(nearest_path_rmsd_nm(path, [ref[:, unbinder.modelled] for ref in references],
-                                             unbinder.pocket))
-    return {
-        **{k: summary.get(k) for k in ("attempts", "successes", "success_at_1", "success_at_10",
-                                         "time_to_first_path_s", "mean_exit_time_ps", "generation_wall_s",
-                                         "gate_retries", "gate_rejections")},
-        "n_starts": int(len(starts)),
-        "mean_wall_s_per_attempt": summary["generation_wall_s"] / max(summary["attempts"], 1),
-        "path_rmsd_to_nearest_metad_nm": {"mean": float(np.mean(rmsd)) if rmsd else None,
-                                          "median": float(np.median(rmsd)) if rmsd else None,
-                                          "n": len(rmsd)},
-    }
+    metrics = unbinding_metrics(out, [ref[:, unbinder.modelled] for ref in references])
+    metrics["path_rmsd_to_nearest_metad_nm"] = metrics.pop("path_rmsd_to_nearest_reference_nm")
+    return {**metrics, "n_starts": int(len(starts)),
+            "mean_wall_s_per_attempt": summary["generation_wall_s"] / max(summary["attempts"], 1)}
 
 
 def reproduce_unbinding(recipe: UnbindingRecipe, root: Path, progress: bool = True) -> dict:

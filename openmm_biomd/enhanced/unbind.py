@@ -132,6 +132,17 @@ def success_at_k(n_attempts: int, n_successes: int, k: int) -> float | None:
     return 1.0 - math.comb(n_attempts - n_successes, k) / math.comb(n_attempts, k)
 
 
+def mean_success_at_k(results: list[dict], k: int) -> float | None:
+    """:func:`success_at_k` of each start's attempts (``results``: ``start_index``, ``success``), averaged
+    over the starts with at least ``k`` attempts; ``None`` when none has."""
+    by_start: dict[int, list[bool]] = {}
+    for r in results:
+        by_start.setdefault(r["start_index"], []).append(bool(r["success"]))
+    values = [success_at_k(len(v), sum(v), k) for v in by_start.values()]
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -563,15 +574,6 @@ def _array_hash(a: np.ndarray) -> str:
 def _summary(identity: dict, unbinder: Unbinder, results: list[dict], first_path_s: float | None,
              settings: UnbindSettings) -> dict:
     successes = sum(r["success"] for r in results)
-    by_start: dict[int, list[bool]] = {}
-    for r in results:
-        by_start.setdefault(r["start_index"], []).append(bool(r["success"]))
-
-    def mean_success_at(k: int) -> float | None:
-        values = [success_at_k(len(v), sum(v), k) for v in by_start.values()]
-        values = [v for v in values if v is not None]
-        return float(np.mean(values)) if values else None
-
     rejections: Counter = Counter()
     for r in results:
         rejections.update(r["gate_rejections"])
@@ -598,7 +600,7 @@ def _summary(identity: dict, unbinder: Unbinder, results: list[dict], first_path
         "results": results,
     }
     if len(results) >= 10:
-        summary["success_at_10"] = mean_success_at(10)
+        summary["success_at_10"] = mean_success_at_k(results, 10)
     return summary
 
 

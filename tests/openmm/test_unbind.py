@@ -1,4 +1,5 @@
-"""`biomd unbind`: the success criterion, Success@k, the decoupled gate energy, and an end-to-end run."""
+"""`biomd unbind`: the success criterion, Success@k, the decoupled gate energy, an end-to-end run, and
+`biomd evaluate --paths` (Success@k and path RMSD against reference paths)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,33 @@ def _moved_ligand(loaded, ligand, shift_nm):
     frame = np.array(loaded.positions, dtype=np.float64)
     frame[ligand] += np.asarray(shift_nm)
     return frame
+
+
+def _straight_path(loaded, ligand, criterion, direction, n_frames):
+    """The ligand pulled rigidly out of the host along ``direction``, 0.2 nm past the exit distance."""
+    steps = np.linspace(0.0, criterion.exit_distance_nm + 0.2, n_frames)
+    return np.stack([_moved_ligand(loaded, ligand, s * np.asarray(direction, dtype=float)) for s in steps])
+
+
+def _save_path(directory, loaded, frames_nm):
+    directory.mkdir(parents=True, exist_ok=True)
+    mdtraj.Trajectory(frames_nm.astype(np.float32), mdtraj.Topology.from_openmm(loaded.topology)).save_dcd(
+        str(directory / "path.dcd"))
+
+
+def _save_topology(directory, loaded):
+    directory.mkdir(parents=True, exist_ok=True)
+    mdtraj.Trajectory(np.asarray(loaded.positions, dtype=np.float32)[None],
+                      mdtraj.Topology.from_openmm(loaded.topology)).save_pdb(str(directory / "topology.pdb"))
+
+
+def _reference_campaign(directory, loaded, ligand, criterion):
+    """A dissociation campaign in ``generate-data --dissociation`` layout: two exits (+z, −z), one failure."""
+    _save_topology(directory, loaded)
+    for seed, (direction, n, left) in enumerate((([0, 0, 1], 40, True), ([0, 0, -1], 30, True), ([0, 0, 0], 5, False))):
+        seed_dir = directory / f"seed_{seed:03d}"
+        _save_path(seed_dir, loaded, _straight_path(loaded, ligand, criterion, direction, n))
+        (seed_dir / "result.json").write_text(json.dumps({"dissociated": left}))
 
 
 def test_success_criterion_on_hand_made_bound_and_unbound_frames(host_guest):
@@ -135,6 +163,14 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path):
     # another margin is another run: refused, nothing touched
     assert main(args + ["--attempts", "3", "--margin", "0.8"]) == 2
     assert (out / "attempt_000" / "result.json").read_bytes() == before
+    # the real run's paths evaluate against reference paths (hand-made exits through both portals)
+    reference = tmp_path / "campaign"
+    _reference_campaign(reference, host_guest, unbinder.pocket.ligand, unbinder.pocket)
+    assert main(["evaluate", "--paths", str(out), "--reference-paths", str(reference), "--out", str(tmp_path / "ev")]) == 0
+    scored = json.loads((tmp_path / "ev" / "metrics.json").read_text())["unbinding"]
+    assert scored["attempts"] == 3 and scored["successes"] == saved["successes"] and scored["n_reference_paths"] == 2
+    assert scored["path_rmsd_to_nearest_reference_nm"]["n"] == saved["successes"]
+    assert (tmp_path / "ev" / "unbinding_distance.png").stat().st_size > 0
 
 
 def test_path_rmsd_compares_paths_at_equal_progress(host_guest):
@@ -159,6 +195,45 @@ def test_path_rmsd_compares_paths_at_equal_progress(host_guest):
     assert resampled.shape == (10, *slow.shape[1:])
     with pytest.raises(ValueError, match="never leaves"):
         resample_by_progress(slow[:5], criterion)
+
+
+def test_evaluate_paths_scores_success_at_k_and_path_rmsd(host_guest, tmp_path):
+    """`biomd evaluate --paths`: known answers on paths laid out as `biomd unbind` writes them."""
+    from openmm_biomd.cli import main
+
+    ligand, pocket = _atoms(host_guest, "resname B2"), _atoms(host_guest, "resname CUC and not element H")
+    criterion = Pocket.from_bound_frame(np.asarray(host_guest.positions), ligand, pocket, margin_nm=0.5)
+    reference, generated = tmp_path / "campaign", tmp_path / "unbind"
+    _reference_campaign(reference, host_guest, ligand, criterion)
+    _save_topology(generated, host_guest)
+    # start 0: 12 attempts, one out through +z (another speed), one through +x (no reference took it);
+    # start 1: 3 attempts, none out
+    routes = {0: ([0, 0, 1], 17), 1: ([1, 0, 0], 25)}
+    results = []
+    for attempt in range(15):
+        direction, n = routes.get(attempt, ([0, 0, 0], 4))
+        frames = _straight_path(host_guest, ligand, criterion, direction, n)
+        _save_path(generated / f"attempt_{attempt:03d}", host_guest, frames)
+        results.append({"attempt": attempt, "start_index": 0 if attempt < 12 else 1, "success": attempt in routes,
+                        "max_distance_nm": float(criterion.distances(frames).max())})
+    (generated / "summary.json").write_text(json.dumps({
+        "format": "biomd-unbind", "pocket": criterion.to_dict(), "results": results, "frame_interval_ps": 1.0}))
+
+    out = tmp_path / "evaluation"
+    assert main(["evaluate", "--paths", str(generated), "--reference-paths", str(reference), "--out", str(out)]) == 0
+    u = json.loads((out / "metrics.json").read_text())["unbinding"]
+    assert (u["attempts"], u["successes"], u["n_starts"], u["n_reference_paths"]) == (15, 2, 2, 2)
+    assert u["success_at_1"] == pytest.approx((2 / 12 + 0 / 3) / 2)
+    assert u["success_at_10"] == pytest.approx(1 - 1 / 66)  # start 1 has fewer than 10 attempts
+    rmsd = u["path_rmsd_to_nearest_reference_nm"]
+    assert rmsd["per_attempt"]["0"] < 0.05  # the +z reference path, at another speed
+    assert rmsd["per_attempt"]["1"] > 0.3  # a portal no reference path used
+    assert rmsd["n"] == 2 and rmsd["mean"] == pytest.approx(np.mean(list(rmsd["per_attempt"].values())))
+    report = (out / "report.md").read_text()
+    assert "Success@10" in report and "unbinding_distance.png" in report
+    # incomplete requests are refused with a message, and so are inputs of the wrong kind
+    assert main(["evaluate", "--paths", str(generated), "--out", str(tmp_path / "x")]) == 2
+    assert main(["evaluate", "--paths", str(reference), "--reference-paths", str(reference), "--out", str(tmp_path / "x")]) == 2
 
 
 @pytest.mark.slow
