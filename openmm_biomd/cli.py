@@ -94,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     request = RunRequest(
         system=args.system, model=args.model, time=args.time, platform=args.platform, seed=args.seed,
         report_interval_ps=args.report_interval, jump_ps=args.jump, md_benchmark_ps=args.md_benchmark,
-        reference=args.reference, allow_transfer=args.allow_transfer,
+        md_interleave_ps=args.md_interleave, reference=args.reference, allow_transfer=args.allow_transfer,
     )
     summary = run_hybrid(request, Path(args.out), progress=not args.quiet)
     keys = ("system", "platform", "simulated_ps", "wall_s", "hybrid_ns_per_day", "md_ns_per_day", "speedup",
@@ -316,7 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--report-interval", type=float, help="ps between written frames (default: the model's Δt)")
             p.add_argument("--jump", type=float, help="ps per generative jump (default: one autoregressive block)")
-            p.add_argument("--md-benchmark", type=float, default=10.0, help="ps of plain MD timed per setting (default 10)")
+            p.add_argument("--md-benchmark", type=float, default=10.0,
+                           help="ps of plain MD timed per thread setting before the run, to pick the fastest (default 10)")
+            p.add_argument("--md-interleave", type=float, default=2.0,
+                           help="ps of plain MD timed after every hybrid cycle: the speed-up's denominator, measured "
+                                "over the same stretch of time as the hybrid run (default 2; 0 = use the timing "
+                                "before the run)")
             p.add_argument("--reference", help="generate-data directory of reference MD: adds the Ramachandran JSD")
             p.add_argument("--allow-transfer", action="store_true",
                            help="use a model on a system it was not trained on (otherwise refused)")

@@ -53,6 +53,12 @@ def test_biomd_run_writes_everything(tmp_path, capsys):
     assert summary["generated_ps"] + summary["fallback_md_ps"] + summary["handback_md_ps"] \
         + summary["remainder_md_ps"] == pytest.approx(200.0)
     assert summary["speedup"] == pytest.approx(summary["hybrid_ns_per_day"] / summary["md_ns_per_day"])
+    # the denominator is plain MD timed in 2 ps slices after each of the hybrid cycles (200 ps: one 400 ps jump,
+    # cut to 200), not the one-off timing before the run
+    assert summary["md_timing_method"].startswith("interleaved: 2 ps")
+    progress = json.loads((out / "progress.json").read_text())
+    assert progress["md_interleaved"]["steps"] == 1000
+    assert summary["md_ns_per_day"] == pytest.approx(progress["md_interleaved"]["ns_per_day"])
     _check_trajectory(out, 40, 5.0)
     for name in ("report.md", "energy.png", "gate.png", "ramachandran.png", "topology.pdb", "jumps.jsonl"):
         assert (out / name).stat().st_size > 0, name
