@@ -269,10 +269,10 @@ def path_evaluation(paths_dir: Path, reference_dir: Path, out: Path) -> dict:
             raise ValueError(f"the reference paths model {len(atoms)} atoms, the generated paths {n_modelled}: "
                              "not the same system")
         references = [r[:, atoms] for r in references]
-    metrics = unbinding_metrics(paths_dir, references)
+    generated = generated_paths(paths_dir, summary)
+    metrics = unbinding_metrics(paths_dir, references, paths=generated)
     metrics.update({"paths": str(paths_dir), "reference_paths": str(reference_dir)})
-    plot_path_distances(out / "unbinding_distance.png", pocket_of(summary), generated_paths(paths_dir, summary),
-                        references, summary)
+    plot_path_distances(out / "unbinding_distance.png", pocket_of(summary), generated, references, summary)
     return metrics
 
 

@@ -109,7 +109,8 @@ def generated_paths(directory: str | Path, summary: dict) -> dict[int, np.ndarra
     }
 
 
-def unbinding_metrics(directory: str | Path, references: list[np.ndarray], n_points: int = 20) -> dict:
+def unbinding_metrics(directory: str | Path, references: list[np.ndarray], n_points: int = 20,
+                      paths: dict[int, np.ndarray] | None = None) -> dict:
     """Success@1/@10 and path RMSD to the nearest reference path of a ``biomd unbind`` run.
 
     Parameters
@@ -117,6 +118,7 @@ def unbinding_metrics(directory: str | Path, references: list[np.ndarray], n_poi
     directory : the unbind output (``summary.json``, ``attempt_*/path.dcd``)
     references : reference dissociation paths ``[T, N_modelled, 3]`` nm on the same atoms
         (e.g. :func:`campaign_paths` restricted to the modelled atoms)
+    paths : the run's :func:`generated_paths` when the caller has read them already
 
     Success@k is the unbiased estimate over each start's attempts (see
     :func:`~openmm_biomd.enhanced.unbind.success_at_k`), averaged over starts;
@@ -124,7 +126,7 @@ def unbinding_metrics(directory: str | Path, references: list[np.ndarray], n_poi
     """
     summary = read_unbind_summary(directory)
     pocket = pocket_of(summary)
-    paths = generated_paths(directory, summary)
+    paths = generated_paths(directory, summary) if paths is None else paths
     if references and paths:
         n_gen, n_ref = next(iter(paths.values())).shape[1], references[0].shape[1]
         if n_gen != n_ref:
@@ -142,7 +144,7 @@ def unbinding_metrics(directory: str | Path, references: list[np.ndarray], n_poi
         "success_at_1": mean_success_at_k(results, 1),
         "success_at_10": mean_success_at_k(results, 10),
         "exit_distance_nm": pocket.exit_distance_nm,
-        "max_distance_nm": [r["max_distance_nm"] for r in summary["results"]],
+        "max_distance_nm": [r["max_distance_nm"] for r in results],
         "n_reference_paths": len(references),
         "path_rmsd_to_nearest_reference_nm": {
             "mean": float(np.mean(values)) if values else None,
