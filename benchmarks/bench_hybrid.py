@@ -59,15 +59,12 @@ def plain_md(system: str, total_ps: float, report_ps: float, properties: dict, s
     return {"wall_s": wall, "ns_per_day": total_ps / 1000.0 / (wall / 86400.0), "properties": properties}
 
 
-def jsd_of_md_runs(directories: list[str], report_ps: float, total_ps: float, reference: Path) -> list[float]:
-    """Ramachandran JSD vs ``reference`` of every replica in ``directories`` (plain MD), cut to
+def jsd_of_md_runs(directories: list[str], report_ps: float, total_ps: float, ref: np.ndarray) -> list[float]:
+    """Ramachandran JSD vs reference angles ``ref`` of every replica in ``directories`` (plain MD), cut to
     ``total_ps`` and read every ``report_ps`` like the hybrid trajectory."""
-    import mdtraj
-
     from biomd_core.evaluation.metrics import ramachandran_angles, ramachandran_jsd
     from openmm_biomd.data.md import iter_replica_trajectories, read_metadata
 
-    ref = ramachandran_angles(mdtraj.join(list(iter_replica_trajectories(reference))))
     values = []
     for directory in directories:
         interval = float(read_metadata(directory)["frame_interval_ps"])
@@ -126,7 +123,7 @@ def main() -> None:
 
     from openmm_biomd.data.md import parse_time_ps
     from openmm_biomd.recipes import hardware
-    from openmm_biomd.run import RunRequest, ramachandran_jsd_vs_reference, run_hybrid
+    from openmm_biomd.run import RunRequest, ramachandran_jsd_vs_reference, reference_ramachandran, run_hybrid
 
     reference = Path(args.reference)
     if not (reference / "metadata.json").exists():
@@ -152,9 +149,10 @@ def main() -> None:
                       args.seed + 1, work / "md")
     else:
         md = {**previous["plain_md"], "reused_from_earlier_run": True}
-    jsd_hybrid_runs = [ramachandran_jsd_vs_reference(d, reference) for d, _ in runs]
-    jsd_md_runs = [ramachandran_jsd_vs_reference(work / "md", reference)]
-    jsd_md_runs += jsd_of_md_runs(args.md_runs, hybrid["frame_interval_ps"], total_ps, reference)
+    ref_angles = reference_ramachandran(reference)  # read once for every comparison
+    jsd_hybrid_runs = [ramachandran_jsd_vs_reference(d, ref_angles) for d, _ in runs]
+    jsd_md_runs = [ramachandran_jsd_vs_reference(work / "md", ref_angles)]
+    jsd_md_runs += jsd_of_md_runs(args.md_runs, hybrid["frame_interval_ps"], total_ps, ref_angles)
     jsd_hybrid, jsd_md = float(np.mean(jsd_hybrid_runs)), float(np.mean(jsd_md_runs))
     hybrid["shortened_note"] = f"{hybrid['jumps_shortened']} shortened"
     result = {

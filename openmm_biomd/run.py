@@ -276,17 +276,30 @@ def _summary(request: RunRequest, propagator, done: dict, total_ps: float, repor
     }
 
 
-def ramachandran_jsd_vs_reference(run_dir: Path, reference: str | Path) -> float:
-    """Ramachandran JSD of ``run_dir/trajectory.dcd`` against reference MD (a generate-data directory)."""
+def reference_ramachandran(reference: str | Path) -> np.ndarray:
+    """(φ, ψ) of every frame of reference MD (a generate-data directory), ``[F, R, 2]`` rad."""
+    import mdtraj
+
+    from biomd_core.evaluation.metrics import ramachandran_angles
+
+    from .data.md import iter_replica_trajectories
+
+    return ramachandran_angles(mdtraj.join(list(iter_replica_trajectories(reference))))
+
+
+def ramachandran_jsd_vs_reference(run_dir: Path, reference: str | Path | np.ndarray) -> float:
+    """Ramachandran JSD of ``run_dir/trajectory.dcd`` against reference MD.
+
+    ``reference``: a generate-data directory, or its :func:`reference_ramachandran` angles when
+    several runs are compared with the same reference (read once).
+    """
     import mdtraj
 
     from biomd_core.evaluation.metrics import ramachandran_angles, ramachandran_jsd
 
-    from .data.md import iter_replica_trajectories
-
     traj = mdtraj.load(str(run_dir / "trajectory.dcd"), top=str(run_dir / "topology.pdb"))
-    ref = mdtraj.join(list(iter_replica_trajectories(reference)))
-    return ramachandran_jsd(ramachandran_angles(traj), ramachandran_angles(ref))
+    ref = reference if isinstance(reference, np.ndarray) else reference_ramachandran(reference)
+    return ramachandran_jsd(ramachandran_angles(traj), ref)
 
 
 def _write_json(path: Path, data: dict) -> None:
