@@ -60,6 +60,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         model=args.model, system=args.system, structure=args.structure, time=args.time, task=args.task,
         end=args.end, reference=args.reference, reference_topology=args.reference_topology, known=args.known,
         replicas=args.replicas, seed=args.seed, solver=args.solver, ode_steps=args.ode_steps,
+        constraints=args.constraints,
     )
     print(json.dumps(run_sample(request, Path(args.out)), indent=2))
     return 0
@@ -80,9 +81,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_reproduce_weights(args: argparse.Namespace) -> int:
     """Reproduce a shipped model from scratch: MD data, training, rollouts, evaluation, model card."""
-    from openmm_biomd.recipes import reproduce
+    from openmm_biomd.recipes import reevaluate, reproduce
 
-    facts = reproduce(args.name, args.root, install=args.install, progress=not args.quiet)
+    if args.reevaluate:
+        facts = reevaluate(args.name, args.root, install=args.install)
+    else:
+        facts = reproduce(args.name, args.root, install=args.install, progress=not args.quiet)
     print(json.dumps(facts["quality"], indent=2, default=str))
     return 0
 
@@ -291,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--solver", default="heun", choices=("euler", "heun", "sde"))
             p.add_argument("--ode-steps", type=int, default=20, help="integration steps per window")
+            p.add_argument("--constraints", default="auto", choices=("auto", "hbonds", "none"),
+                           help="bond lengths generated frames are projected onto: auto (a bundled system's own "
+                                "constraints; for --structure, bonds to H as in that structure), hbonds, or "
+                                "none (raw network output)")
             p.add_argument("--out", required=True, help="output directory")
         elif name == "evaluate":
             p.add_argument("--generated", help="a biomd sample output directory")
@@ -306,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("name", help="shipped model name (see biomd_core/weights)")
             p.add_argument("--root", default="runs", help="working directory for data, training and evaluation")
             p.add_argument("--install", action="store_true", help="copy weights and card into biomd_core/weights")
+            p.add_argument("--reevaluate", action="store_true",
+                           help="only measure the installed weights again (rollouts, evaluation) and rewrite "
+                                "their card; with --install the installed card is replaced")
             p.add_argument("--quiet", action="store_true")
         elif name == "run":
             p.add_argument("--system", default="alanine-dipeptide", help="bundled system (default alanine-dipeptide)")

@@ -248,6 +248,17 @@ def trajectory_evaluation(request: EvaluateRequest, out: Path) -> dict:
     return public
 
 
+def geometry_evaluation(generated: Path, reference: Path) -> dict:
+    """Bond and angle errors alone (:func:`~biomd_core.evaluation.metrics.geometry_errors`) of a
+    ``biomd sample`` output against reference MD, e.g. for raw network output beside the full evaluation."""
+    from biomd_core.featurize import featurize
+
+    gen = load_generated(Path(generated))
+    ref, _, _ = load_reference(Path(reference), gen[0].n_atoms)
+    bonds = np.asarray(featurize(ref[0].topology).bonds)
+    return M.geometry_errors(stacked_xyz(gen), stacked_xyz(ref), bonds)
+
+
 def path_evaluation(paths_dir: Path, reference_dir: Path, out: Path) -> dict:
     """Success@k and path RMSD of a ``biomd unbind`` run against a dissociation campaign; distance plot."""
     import mdtraj

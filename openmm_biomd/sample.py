@@ -1,5 +1,10 @@
 """``biomd sample``: generative trajectories with a model alone (no OpenMM relaxation).
 
+Generated frames are projected onto constrained bond lengths, as an MD
+integrator does after every step (``--constraints``): a bundled system's own
+constraints, or for a structure file every bond to a hydrogen at its length
+in that structure (OpenMM's ``HBonds``); ``none`` keeps the raw network output.
+
 Writes into the output directory ``topology.pdb`` (modelled atoms),
 ``trajectory.dcd`` (replica 0 at full resolution, frames ``Δt`` apart),
 ``replica_001.dcd``… for further replicas, and ``summary.json``.
@@ -17,6 +22,7 @@ import torch
 
 from biomd_core.io import load_model
 from biomd_core.sampling import HierarchicalSampler, SolverConfig, tasks
+from biomd_core.sampling.constraints import RigidBonds
 
 from .trajectory_io import subset_topology, write_dcd, write_pdb
 
@@ -38,19 +44,38 @@ class SampleRequest:
     seed: int = 0
     solver: str = "heun"
     ode_steps: int = 20
+    #: ``auto`` (the bundled System's constraints; for a structure, bonds to H), ``hbonds`` or ``none``
+    constraints: str = "auto"
+
+
+CONSTRAINT_CHOICES = ("auto", "hbonds", "none")
 
 
 def load_start(request: SampleRequest):
-    """``(openmm topology, positions [N_total, 3] nm)`` of the start structure."""
+    """``(openmm topology, positions [N_total, 3] nm, openmm System or None)`` of the start structure."""
     if request.system:
         from .data.systems import get_system
 
         loaded = get_system(request.system).load()
-        return loaded.topology, np.asarray(loaded.positions)
+        return loaded.topology, np.asarray(loaded.positions), loaded.system
     import mdtraj
 
     traj = mdtraj.load(request.structure)
-    return traj.topology.to_openmm(), traj.xyz[0].astype(np.float64)
+    return traj.topology.to_openmm(), traj.xyz[0].astype(np.float64), None
+
+
+def sampling_constraints(request: SampleRequest, graph, positions_nm: np.ndarray, system) -> RigidBonds | None:
+    """The bond lengths generated frames are projected onto (``None`` for ``--constraints none``)."""
+    if request.constraints not in CONSTRAINT_CHOICES:
+        raise ValueError(f"--constraints must be one of {CONSTRAINT_CHOICES}, not {request.constraints!r}")
+    if request.constraints == "none":
+        return None
+    if request.constraints == "auto" and system is not None:
+        from .propagator.solute_system import rigid_bonds
+
+        return rigid_bonds(system, graph.atom_indices)
+    return RigidBonds.hydrogen_bonds(graph.bonds, graph.element_labels, graph.masses,
+                                     positions_nm[graph.atom_indices])
 
 
 def _structure_nm(path: str, atom_indices: np.ndarray, n_total: int) -> np.ndarray:
@@ -67,15 +92,16 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
     from .data.md import parse_time_ps
 
     model = load_model(request.model)
-    topology, positions = load_start(request)
+    topology, positions, system = load_start(request)
     graph = model.featurize(topology, positions_nm=positions)
+    constraints = sampling_constraints(request, graph, positions, system)
     atoms = graph.atom_indices
     duration_ps = parse_time_ps(request.time)
     replicas = request.replicas
     start = torch.from_numpy(positions[atoms]).unsqueeze(0).expand(replicas, -1, -1).contiguous()
     solver = SolverConfig(request.solver, request.ode_steps)
     bound = model.bind(graph)
-    sampler = HierarchicalSampler(bound, model.time, solver)
+    sampler = HierarchicalSampler(bound, model.time, solver, constraints=constraints)
     generator = torch.Generator().manual_seed(request.seed)
     n_total = topology.getNumAtoms()
 
@@ -89,7 +115,7 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
         if request.task == "tps":
             frames = tasks.transition_path(sampler, start, end, duration_ps, generator)
         else:
-            frames = tasks.interpolate(bound, model.time, start, end, duration_ps, solver, generator)
+            frames = tasks.interpolate(sampler, start, end, duration_ps, generator)
     elif request.task == "inpaint":
         frames = _inpaint(request, model, graph, sampler, start, generator)
     else:
@@ -122,6 +148,8 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
         "n_atoms": int(graph.n_atoms),
         "solver": request.solver,
         "ode_steps": request.ode_steps,
+        "constraints": request.constraints,
+        "constrained_bonds": constraints.n_constraints if constraints is not None else 0,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

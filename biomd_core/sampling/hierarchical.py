@@ -4,7 +4,9 @@ Coarse frames every ``k``-th frame come first, block by block
 (autoregressive, ``history`` known frames → ``block`` new ones); then the
 ``k − 1`` frames between each consecutive coarse pair are filled in by
 interpolation, all pairs in batches.  Transition paths replace the coarse
-rollout by one window joining two given end states.
+rollout by one window joining two given end states.  With ``constraints``
+every generated frame is projected onto the system's constrained bond lengths
+before it is used as history or returned (:mod:`.constraints`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import torch
 
 from ..config import TimeConfig
 from . import schedules
+from .constraints import RigidBonds
+from .schedules import WindowPlan
 from .solvers import SolverConfig
 from .window import TrajectoryModel, sample_window
 
@@ -29,12 +33,26 @@ class HierarchicalSampler:
     time : Δt, stride k, history h and block j the model was trained for
     solver : ODE/SDE settings
     max_batch : windows integrated at once in the fine stage (bounds memory)
+    constraints : bond lengths every generated frame is projected onto (``None``: raw network output)
     """
 
     model: TrajectoryModel
     time: TimeConfig
     solver: SolverConfig = SolverConfig()
     max_batch: int = 64
+    constraints: RigidBonds | None = None
+
+    def sample_window(
+        self, plan: WindowPlan, frames_nm: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """:func:`~.window.sample_window` with this sampler's model and solver, generated frames projected
+        onto ``constraints``; known entries are returned bit-exact."""
+        out = sample_window(self.model, plan, frames_nm, self.solver, generator)
+        if self.constraints is None:
+            return out
+        generated = [f for f in range(plan.n_frames) if f not in set(plan.known_frames)]
+        out[:, generated] = self.constraints.project(out[:, generated], fixed_atoms=plan.known_atoms)
+        return out
 
     def coarse(
         self, start_nm: torch.Tensor, n_coarse: int, generator: torch.Generator | None = None
@@ -58,7 +76,7 @@ class HierarchicalSampler:
             block = min(self.time.block_frames, n_coarse - produced)
             plan = schedules.autoregressive_block(history, block, interval)
             window = torch.cat([frames[:, -history:], frames[:, -1:].expand(-1, block, -1, -1)], dim=1)
-            new = sample_window(self.model, plan, window, self.solver, generator)[:, history:]
+            new = self.sample_window(plan, window, generator)[:, history:]
             frames = torch.cat([frames, new], dim=1)
             produced += block
         return frames
@@ -78,7 +96,7 @@ class HierarchicalSampler:
         windows = windows.reshape(b * (tc - 1), k + 1, n, 3)
         filled = torch.cat(
             [
-                sample_window(self.model, plan, windows[i : i + self.max_batch], self.solver, generator)
+                self.sample_window(plan, windows[i : i + self.max_batch], generator)
                 for i in range(0, windows.shape[0], self.max_batch)
             ]
         ).view(b, tc - 1, k + 1, n, 3)
@@ -103,7 +121,7 @@ class HierarchicalSampler:
         """
         plan = schedules.transition_path(n_coarse - 1, self.time.coarse_interval_ps)
         window = torch.stack([start_nm] * n_coarse + [end_nm], dim=1)
-        coarse = sample_window(self.model, plan, window, self.solver, generator)
+        coarse = self.sample_window(plan, window, generator)
         return self.refine(coarse, generator)
 
     def n_coarse_for(self, duration_ps: float) -> int:

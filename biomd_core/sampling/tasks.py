@@ -18,8 +18,6 @@ import torch
 from ..config import TimeConfig
 from . import schedules
 from .hierarchical import HierarchicalSampler
-from .solvers import SolverConfig
-from .window import TrajectoryModel, sample_window
 
 
 def n_frames_for(duration_ps: float, time: TimeConfig) -> int:
@@ -52,10 +50,10 @@ def transition_path(
 
 
 def interpolate(
-    model: TrajectoryModel, time: TimeConfig, start_nm: torch.Tensor, end_nm: torch.Tensor, duration_ps: float,
-    solver: SolverConfig, generator=None,
+    sampler: HierarchicalSampler, start_nm: torch.Tensor, end_nm: torch.Tensor, duration_ps: float, generator=None,
 ) -> torch.Tensor:
     """Frames between two states at most ``k·Δt`` apart, in one fine window."""
+    time = sampler.time
     n = n_frames_for(duration_ps, time)
     if n > time.coarse_stride:
         raise ValueError(
@@ -63,7 +61,7 @@ def interpolate(
         )
     plan = schedules.interpolate(n - 1, time.frame_interval_ps)
     window = torch.stack([start_nm] * n + [end_nm], dim=1)
-    return sample_window(model, plan, window, solver, generator)
+    return sampler.sample_window(plan, window, generator)
 
 
 def inpaint(
@@ -95,7 +93,7 @@ def inpaint(
         base = schedules.autoregressive_block(history, block, interval)
         plan = schedules.WindowPlan(base.t_ps, base.known_frames, base.anchor_index, known)
         window = torch.cat([frames[:, -history:], coarse_ref[:, produced + 1 : produced + 1 + block]], dim=1)
-        frames = torch.cat([frames, sample_window(sampler.model, plan, window, sampler.solver, generator)[:, history:]], dim=1)
+        frames = torch.cat([frames, sampler.sample_window(plan, window, generator)[:, history:]], dim=1)
         produced += block
     fine_plan = schedules.WindowPlan(
         schedules.interpolate(k - 1, time.frame_interval_ps).t_ps, (0, k), 0, known
@@ -104,6 +102,6 @@ def inpaint(
     for c in range(n_coarse):
         window = reference_nm[:, c * k : (c + 1) * k + 1].clone()
         window[:, 0], window[:, -1] = frames[:, c], frames[:, c + 1]
-        out.append(sample_window(sampler.model, fine_plan, window, sampler.solver, generator)[:, 1:])
+        out.append(sampler.sample_window(fine_plan, window, generator)[:, 1:])
     return torch.cat(out, dim=1)
 

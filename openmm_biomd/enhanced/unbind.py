@@ -236,7 +236,7 @@ class Unbinder:
         from ..propagator.gate import GateConfig, PhysicsGate
         from ..propagator.generation import JumpGenerator
         from ..propagator.model_source import model_label, resolve_model
-        from ..propagator.solute_system import build_solute_system
+        from ..propagator.solute_system import build_solute_system, rigid_bonds
 
         t0 = time.perf_counter()
         self.loaded = loaded
@@ -271,8 +271,9 @@ class Unbinder:
         self.calibration_wall_s = 0.0
         if config.check_energy:
             self._set_energy_reference()
-        sampler = HierarchicalSampler(self.model.bind(self.graph), self.time, SolverConfig(settings.solver,
-                                                                                            settings.ode_steps))
+        sampler = HierarchicalSampler(self.model.bind(self.graph), self.time,
+                                      SolverConfig(settings.solver, settings.ode_steps),
+                                      constraints=rigid_bonds(loaded.system, self.modelled))
         # steps_per_frame = 1: a jump's step offsets are then model-frame indices
         self.generator = JumpGenerator(sampler, self.gate, 1, settings.retries)
         self.setup_wall_s = time.perf_counter() - t0

@@ -11,10 +11,12 @@ generated frame is first tested for being *repairable*:
    ``clash_fraction`` × the sum of their van der Waals radii.
 
 It is then *relaxed*: ``minimize_iterations`` L-BFGS steps on the modelled
-atoms' intramolecular energy (:mod:`.solute_system`).  Generated hydrogens are
-the noisiest atoms (a C–H off by 0.05 nm in 3 % of frames of the shipped
-alanine model, against 0.014 nm at most in MD); the relaxation puts them back
-without moving torsions measurably.  The relaxed frame must pass:
+atoms' intramolecular energy (:mod:`.solute_system`).  Bonds the System
+constrains (to hydrogens, usually) reach the gate already at their lengths:
+the sampler projects every generated frame onto them
+(:mod:`biomd_core.sampling.constraints`).  The relaxation removes the rest of
+the bond and angle noise without moving torsions measurably.  The relaxed
+frame must pass:
 
 4. ``relaxed_bond``: every bond within ``relaxed_bond_deviation_nm``;
    ``relaxed_clash``: no pair closer than ``relaxed_clash_fraction`` × the

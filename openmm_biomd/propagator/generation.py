@@ -36,7 +36,6 @@ import torch
 
 from biomd_core.sampling import HierarchicalSampler
 from biomd_core.sampling import schedules
-from biomd_core.sampling.window import sample_window
 
 from .gate import PhysicsGate
 
@@ -96,7 +95,7 @@ class JumpGenerator:
         return self.sampler.time
 
     def _sample(self, plan, window, generator) -> np.ndarray:
-        return sample_window(self.sampler.model, plan, window, self.sampler.solver, generator).numpy()
+        return self.sampler.sample_window(plan, window, generator).numpy()
 
     # -- coarse ---------------------------------------------------------------
     def _coarse(self, history: np.ndarray, n_coarse: int, out: GeneratedJump, generator) -> np.ndarray:

@@ -58,7 +58,7 @@ from .handback import (
 )
 from .model_source import model_label, resolve_model
 from .reporting import emit_reports, plan_reports
-from .solute_system import build_solute_system
+from .solute_system import build_solute_system, rigid_bonds
 
 CHECKPOINT_FORMAT = "biomd-propagator-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -184,7 +184,9 @@ class GenerativePropagator:
         self.gate = PhysicsGate(solute, self.graph.bonds, self.graph.element_labels, positions[self.modelled], gate)
         self.gate.energy_reference = self._find_energy_reference(energy_reference)
         self._calibration = (calibration_frames, calibration_interval_steps)
-        sampler = HierarchicalSampler(self.model.bind(self.graph), self.time, SolverConfig(solver, ode_steps))
+        # generated frames already satisfy the System's constraints among modelled atoms (as after an MD step)
+        sampler = HierarchicalSampler(self.model.bind(self.graph), self.time, SolverConfig(solver, ode_steps),
+                                      constraints=rigid_bonds(simulation.system, self.modelled))
         self.generator = JumpGenerator(sampler, self.gate, self.steps_per_frame, retries)
         self._history = positions[self.modelled][None]
         unmodelled = _has_unmodelled_atoms(simulation.system, self.modelled)

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import openmm
 
+from biomd_core.sampling.constraints import RigidBonds
+
 #: Force constant replacing a constraint, kJ/mol/nm² (a stiff X–H bond is ~3e5).
 CONSTRAINT_BOND_K = 2.0e5
 
@@ -189,3 +191,20 @@ def _build(system: openmm.System, atom_indices: np.ndarray, local: dict, decoupl
             lengths[tuple(sorted((local[i], local[j])))] = d.value_in_unit(openmm.unit.nanometer)
     out.addForce(bonds)
     return out, lengths, skipped
+
+
+def rigid_bonds(system: openmm.System, atom_indices: np.ndarray) -> RigidBonds:
+    """The System's constraints between modelled atoms, as the sampler's :class:`RigidBonds`.
+
+    ``atom_indices`` ``[N]`` are the modelled atoms' indices in the System; constraints with an
+    atom outside them are left out (the hand-back's ``applyConstraints`` meets those).
+    """
+    local = _local(atom_indices)
+    pairs, lengths = [], []
+    for k in range(system.getNumConstraints()):
+        i, j, length = system.getConstraintParameters(k)
+        if i in local and j in local:
+            pairs.append((local[i], local[j]))
+            lengths.append(length.value_in_unit(openmm.unit.nanometer))
+    masses = [system.getParticleMass(int(a)).value_in_unit(openmm.unit.dalton) for a in atom_indices]
+    return RigidBonds.from_masses(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), lengths, masses)

@@ -146,10 +146,10 @@ def test_tasks_at_full_resolution_keep_what_is_given():
     assert out.shape == (4, 11, 2, 3) and torch.equal(out[:, 0], start)
     path = tasks.transition_path(sampler, start, end, duration_ps=12.0, generator=g)
     assert path.shape == (4, 7, 2, 3) and torch.equal(path[:, -1], end)
-    between = tasks.interpolate(field, time, start, end, 6.0, SolverConfig("heun", 6), g)
+    between = tasks.interpolate(sampler, start, end, 6.0, g)
     assert between.shape == (4, 4, 2, 3) and torch.equal(between[:, 0], start) and torch.equal(between[:, -1], end)
     with pytest.raises(ValueError, match="tps"):
-        tasks.interpolate(field, time, start, end, 8.0, SolverConfig("heun", 6), g)
+        tasks.interpolate(sampler, start, end, 8.0, g)
     with pytest.raises(ValueError, match="whole coarse"):
         tasks.transition_path(sampler, start, end, 8.0, g)
     with pytest.raises(ValueError, match="whole number"):

@@ -57,3 +57,46 @@ def test_a_duration_that_is_not_whole_frames_is_refused(tmp_path, checkpoint, ca
     assert main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--time", "2.5ps",
                  "--out", str(tmp_path / "x")]) == 2
     assert "whole number" in capsys.readouterr().err
+
+
+def test_generated_frames_satisfy_the_systems_constraints_unless_asked_not_to(tmp_path, checkpoint, capsys):
+    import torch
+
+    from openmm_biomd.data.systems import get_system
+    from openmm_biomd.propagator.solute_system import rigid_bonds
+
+    rigid = rigid_bonds(get_system("alanine-dipeptide").load().system, np.arange(22))
+    frames = {}
+    for mode in ("auto", "none"):
+        out = tmp_path / mode
+        assert main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--time", "20ps",
+                     "--out", str(out), "--ode-steps", "3", "--constraints", mode]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["constraints"] == mode and summary["constrained_bonds"] == (12 if mode == "auto" else 0)
+        frames[mode] = torch.from_numpy(mdtraj.load(str(out / "trajectory.dcd"), top=str(out / "topology.pdb")).xyz)
+    assert rigid.max_relative_error(frames["none"]) > 0.01  # an untrained network's X–H bonds are off
+    assert rigid.max_relative_error(frames["auto"]) < 1e-4  # float32 DCD
+
+
+def test_the_projection_agrees_with_openmms_own_constraint_solver():
+    import openmm
+    import torch
+    from openmm import unit
+
+    from openmm_biomd.data.systems import get_system
+    from openmm_biomd.propagator.solute_system import rigid_bonds
+
+    loaded = get_system("alanine-dipeptide").load()
+    rigid = rigid_bonds(loaded.system, np.arange(loaded.system.getNumParticles()))
+    assert rigid.n_constraints == loaded.system.getNumConstraints() == 12
+    noisy = np.asarray(loaded.positions) + np.random.default_rng(1).normal(0.0, 0.01, (22, 3))
+    context = openmm.Context(loaded.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(noisy)
+    context.applyConstraints(1e-10)
+    theirs = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    ours = rigid.project(torch.from_numpy(noisy)[None])[0].numpy()
+    assert np.abs(theirs - noisy).max() > 0.01  # the atoms did have to move
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    # only the modelled atoms' constraints are taken: a subset drops the ones that leave it
+    assert rigid_bonds(loaded.system, np.arange(5)).n_constraints == sum(
+        1 for k in range(12) if max(loaded.system.getConstraintParameters(k)[:2]) < 5)
