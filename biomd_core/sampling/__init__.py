@@ -1,11 +1,12 @@
-"""Samplers: schedules, ODE/SDE solvers, window sampling, hierarchical rollouts."""
+"""Samplers: schedules, ODE/SDE solvers, window sampling, hierarchical rollouts, bond constraints."""
 
+from .constraints import RigidBonds
 from .hierarchical import HierarchicalSampler
 from .schedules import SCHEDULES, WindowPlan, autoregressive_block, forecast, inpaint, interpolate, transition_path
 from .solvers import SolverConfig, integrate
 from .window import sample_window
 
 __all__ = [
-    "HierarchicalSampler", "SCHEDULES", "SolverConfig", "WindowPlan", "autoregressive_block", "forecast",
+    "HierarchicalSampler", "RigidBonds", "SCHEDULES", "SolverConfig", "WindowPlan", "autoregressive_block", "forecast",
     "inpaint", "integrate", "interpolate", "sample_window", "transition_path",
 ]

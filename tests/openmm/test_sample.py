@@ -76,6 +76,11 @@ def test_generated_frames_satisfy_the_systems_constraints_unless_asked_not_to(tm
         frames[mode] = torch.from_numpy(mdtraj.load(str(out / "trajectory.dcd"), top=str(out / "topology.pdb")).xyz)
     assert rigid.max_relative_error(frames["none"]) > 0.01  # an untrained network's X–H bonds are off
     assert rigid.max_relative_error(frames["auto"]) < 1e-4  # float32 DCD
+    # a structure file has no System: its own bonds to hydrogen are held at their lengths in it
+    out = tmp_path / "structure"
+    assert main(["sample", "--model", checkpoint, "--structure", str(tmp_path / "auto" / "topology.pdb"),
+                 "--time", "10ps", "--out", str(out), "--ode-steps", "2"]) == 0
+    assert json.loads((out / "summary.json").read_text())["constrained_bonds"] == 12
 
 
 def test_the_projection_agrees_with_openmms_own_constraint_solver():
