@@ -63,6 +63,11 @@ class RigidBonds:
         object.__setattr__(self, "pairs", pairs)
         object.__setattr__(self, "lengths_nm", lengths)
         object.__setattr__(self, "inverse_masses", inverse)
+        # torch views made once: project() runs on every generated window
+        object.__setattr__(self, "_i", torch.from_numpy(pairs[:, 0].copy()))
+        object.__setattr__(self, "_j", torch.from_numpy(pairs[:, 1].copy()))
+        object.__setattr__(self, "_d0", torch.from_numpy(lengths))
+        object.__setattr__(self, "_w", torch.from_numpy(inverse))
 
     @classmethod
     def from_masses(cls, pairs, lengths_nm, masses_da, max_sweeps: int = 100) -> "RigidBonds":
@@ -101,9 +106,8 @@ class RigidBonds:
             return frames_nm
         shape, dtype = frames_nm.shape, frames_nm.dtype
         x = frames_nm.reshape(-1, shape[-2], 3).to(torch.float64).clone()
-        i, j = (torch.from_numpy(self.pairs[:, k]).to(x.device) for k in (0, 1))
-        d0 = torch.from_numpy(self.lengths_nm).to(x.device)
-        w = torch.from_numpy(self.inverse_masses).to(x.device).clone()
+        i, j, d0 = self._i.to(x.device), self._j.to(x.device), self._d0.to(x.device)
+        w = self._w.to(x.device).clone()
         w[list(fixed_atoms)] = 0.0
         w_sum = (w[i] + w[j]).clamp_min(1e-12)
         for _ in range(self.max_sweeps):
@@ -122,6 +126,5 @@ class RigidBonds:
         if not self.n_constraints:
             return 0.0
         x = frames_nm.to(torch.float64)
-        r = x[..., self.pairs[:, 1], :] - x[..., self.pairs[:, 0], :]
-        d0 = torch.from_numpy(self.lengths_nm)
-        return float(((r.norm(dim=-1) - d0).abs() / d0).max())
+        r = x[..., self._j, :] - x[..., self._i, :]
+        return float(((r.norm(dim=-1) - self._d0).abs() / self._d0).max())

@@ -50,7 +50,8 @@ class HierarchicalSampler:
         out = sample_window(self.model, plan, frames_nm, self.solver, generator)
         if self.constraints is None:
             return out
-        generated = [f for f in range(plan.n_frames) if f not in set(plan.known_frames)]
+        known = set(plan.known_frames)
+        generated = [f for f in range(plan.n_frames) if f not in known]
         out[:, generated] = self.constraints.project(out[:, generated], fixed_atoms=plan.known_atoms)
         return out
 
