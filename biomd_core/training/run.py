@@ -39,6 +39,8 @@ class RunConfig:
     log_every, validate_every, checkpoint_every : in steps
     device : ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``
     amp : bfloat16 autocast on CUDA
+    amp_on_cpu : the same autocast when training on the CPU (bfloat16 matmuls there are slower on most
+        CPUs; it exists so that the mixed-precision path can be tested and used without a GPU)
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -51,6 +53,7 @@ class RunConfig:
     checkpoint_every: int = 200
     device: str = "auto"
     amp: bool = True
+    amp_on_cpu: bool = False
 
 
 def load_run_config(path: str | Path) -> RunConfig:
@@ -123,7 +126,8 @@ def run_training(config: RunConfig, out_dir: str | Path, progress: bool = True) 
         )
         model.provenance = {**model.provenance, "data": data.provenance, "training": to_dict(config.training)}
         trainer = Trainer(
-            model, batch_systems(data.graphs), data.train, config.training, data.validation, ctx, config.amp
+            model, batch_systems(data.graphs), data.train, config.training, data.validation, ctx, config.amp,
+            amp_on_cpu=config.amp_on_cpu,
         )
         step_dir = checkpointing.latest_checkpoint(out / "checkpoints")
         if step_dir is not None:

@@ -41,7 +41,8 @@ class Trainer:
     ----------
     history : one dict of floats per step (``step``, ``lr``, ``grad_norm``, loss terms)
     ctx : data-parallel context (single process by default)
-    amp : bfloat16 autocast when training on CUDA
+    amp : bfloat16 autocast when training on CUDA (parameters, optimiser state and EMA stay float32)
+    amp_on_cpu : the same autocast on the CPU (tests the mixed-precision path without a GPU)
     """
 
     model: BioMDModel
@@ -51,6 +52,7 @@ class Trainer:
     validation: TrajectorySet | None = None
     ctx: distributed.DistributedContext = field(default_factory=distributed.DistributedContext)
     amp: bool = True
+    amp_on_cpu: bool = False
     history: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -82,8 +84,8 @@ class Trainer:
             return None
 
     def _autocast(self):
-        if self.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.amp and (self.device.type == "cuda" or self.amp_on_cpu):
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
     def train_step(self) -> dict:

@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import generate_dissociation
 from .path_metrics import campaign_paths
+from .unbind import attach_unbind_gate_reference
 
 
 @dataclass(frozen=True)
@@ -87,37 +89,26 @@ def evaluate_unbinding(unbinder, starts: np.ndarray, references: list[np.ndarray
 
 
 def reproduce_unbinding(recipe: UnbindingRecipe, root: Path, progress: bool = True) -> dict:
-    """Run an :class:`UnbindingRecipe` into ``root``; returns the model card's facts."""
-    from biomd_core.training.run import load_run_config
-
-    from ..data import generate_dissociation
+    """Run an :class:`UnbindingRecipe` into ``root``; returns the model card's facts, plus
+    ``model_path`` and the rendered ``card``."""
     from ..data.systems import get_system
-    from ..recipes import REPO, hardware, train_stages
-    from .unbind import UnbindSettings, Unbinder, attach_unbind_gate_reference
+    from ..recipes import hardware, train_stages
 
     t0 = time.perf_counter()
     for plan in recipe.train_campaigns:
         generate_dissociation(recipe.system, root / "data" / f"{recipe.name}-diss-{plan.seed}", **plan.kwargs())
-    heldout_dir = root / "data" / f"{recipe.name}-heldout"
-    heldout = generate_dissociation(recipe.system, heldout_dir, **recipe.heldout_campaign.kwargs())
+    heldout = _heldout_campaign(recipe, root)
     md_s = time.perf_counter() - t0
 
-    config = load_run_config(REPO / recipe.train_config)
     t0 = time.perf_counter()
     model_path, steps, training = train_stages(recipe.name, recipe.train_config, recipe.finetune_configs, root,
                                                progress)
     train_s = time.perf_counter() - t0
 
-    loaded = get_system(recipe.system).load()
-    references = campaign_paths(heldout_dir)
+    references = campaign_paths(_heldout_dir(recipe, root))
     gate_reference = attach_unbind_gate_reference(
-        model_path, loaded, np.concatenate(references),
-        f"every frame of {len(references)} held-out metadynamics dissociation paths ({heldout_dir.name})")
-    starts = np.stack([ref[0] for ref in references[: recipe.n_eval_starts]])
-    unbinder = Unbinder(loaded, str(model_path), settings=UnbindSettings(max_time_ps=recipe.max_path_time_ps,
-                                                                          margin_nm=recipe.margin_nm))
-    quality = evaluate_unbinding(unbinder, starts, references, root / "eval" / recipe.name / "unbind",
-                                 recipe.attempts_per_start)
+        model_path, get_system(recipe.system).load(), np.concatenate(references),
+        f"every frame of {len(references)} held-out metadynamics dissociation paths ({_heldout_dir(recipe, root).name})")
     facts = {
         "name": recipe.name,
         "system": recipe.system,
@@ -128,16 +119,58 @@ def reproduce_unbinding(recipe: UnbindingRecipe, root: Path, progress: bool = Tr
                      "samples_per_s": training.get("samples_per_s")},
         "md_generation_wall_s_last_session": round(md_s, 1),
         "hardware": hardware(),
-        "quality": quality,
+        "quality": measure_unbinding(recipe, model_path, references, root),
         "gate_reference": gate_reference.to_dict(),
         "notes": recipe.notes,
     }
+    return write_unbinding_card(recipe, facts, model_path, root)
+
+
+def reevaluate_unbinding(recipe: UnbindingRecipe, facts: dict, model_path: Path, root: Path) -> dict:
+    """Measure installed weights again (new unbinding attempts from the held-out starts) and re-render
+    their card; the training facts and the gate statistics stored in the weights are kept.  The held-out
+    campaign is regenerated if missing (resumable, same seeds)."""
+    heldout = _heldout_campaign(recipe, root)
+    facts = {**facts, "heldout_campaign": {**asdict(recipe.heldout_campaign), "dissociated": heldout.get("n_dissociated")},
+             "notes": recipe.notes,
+             "quality": measure_unbinding(recipe, model_path, campaign_paths(_heldout_dir(recipe, root)), root)}
+    return write_unbinding_card(recipe, facts, model_path, root)
+
+
+def measure_unbinding(recipe: UnbindingRecipe, model_path: Path, references: list[np.ndarray], root: Path) -> dict:
+    """The card's quality facts: ``attempts_per_start`` gated paths from each of the first ``n_eval_starts``
+    held-out bound poses (:func:`evaluate_unbinding`)."""
+    from ..data.systems import get_system
+    from .unbind import UnbindSettings, Unbinder
+
+    starts = np.stack([ref[0] for ref in references[: recipe.n_eval_starts]])
+    unbinder = Unbinder(get_system(recipe.system).load(), str(model_path),
+                        settings=UnbindSettings(max_time_ps=recipe.max_path_time_ps, margin_nm=recipe.margin_nm))
+    return evaluate_unbinding(unbinder, starts, references, root / "eval" / recipe.name / "unbind",
+                              recipe.attempts_per_start)
+
+
+def write_unbinding_card(recipe: UnbindingRecipe, facts: dict, model_path: Path, root: Path) -> dict:
+    """Write ``card.json`` (the facts) and ``MODEL_CARD.md`` into ``root/eval/NAME``; returns the facts
+    with ``model_path`` and ``card`` added (what :func:`~openmm_biomd.recipes.reproduce` installs)."""
+    from biomd_core.training.run import load_run_config
+
+    from ..recipes import REPO
+
     eval_dir = root / "eval" / recipe.name
     eval_dir.mkdir(parents=True, exist_ok=True)
     (eval_dir / "card.json").write_text(json.dumps(facts, indent=2, default=str))
-    card = unbinding_model_card(facts, config)
+    card = unbinding_model_card(facts, load_run_config(REPO / recipe.train_config))
     (eval_dir / "MODEL_CARD.md").write_text(card)
     return {**facts, "model_path": str(model_path), "card": card}
+
+
+def _heldout_dir(recipe: UnbindingRecipe, root: Path) -> Path:
+    return root / "data" / f"{recipe.name}-heldout"
+
+
+def _heldout_campaign(recipe: UnbindingRecipe, root: Path) -> dict:
+    return generate_dissociation(recipe.system, _heldout_dir(recipe, root), **recipe.heldout_campaign.kwargs())
 
 
 def unbinding_model_card(f: dict, config) -> str:

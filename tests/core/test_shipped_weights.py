@@ -35,16 +35,20 @@ def test_host_guest_unbinding_model_is_shipped_with_its_gate_statistics():
     assert "Success@10" in (WEIGHTS_DIR / "host-guest.md").read_text()
 
 
-@pytest.mark.parametrize("name", [n for n in SHIPPED if (WEIGHTS_DIR / f"{n}.card.json").exists()])
-def test_a_card_with_facts_is_what_the_recipe_renders_from_them(name):
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_card_is_what_the_recipe_renders_from_its_facts(name):
     """The card's numbers come from its facts file (what ``--reevaluate`` updates), never typed in by hand."""
     import json
 
     from biomd_core.training.run import load_run_config
-    from openmm_biomd.recipes import REPO, RECIPES, model_card
+    from openmm_biomd.enhanced.recipe import unbinding_model_card
+    from openmm_biomd.recipes import REPO, RECIPES, _unbinding_recipes, model_card
 
-    recipe = RECIPES[name]
     facts = json.loads((WEIGHTS_DIR / f"{name}.card.json").read_text())
-    rendered = model_card(facts, load_run_config(REPO / recipe.train_config), recipe.notes)
+    unbinding = _unbinding_recipes()
+    if name in unbinding:
+        rendered = unbinding_model_card(facts, load_run_config(REPO / unbinding[name].train_config))
+    else:
+        rendered = model_card(facts, load_run_config(REPO / RECIPES[name].train_config), RECIPES[name])
     assert rendered == (WEIGHTS_DIR / f"{name}.md").read_text()
     assert load_model(name).provenance["gate_reference"][facts["gate_reference"]["key"]] == facts["gate_reference"]

@@ -12,6 +12,7 @@ import time
 import mdtraj
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from biomd_core.config import ConfigError
@@ -222,3 +223,30 @@ def test_generate_data_layout_is_read_as_whole_trajectories(tmp_path, dataset_di
     np.testing.assert_array_equal(data.train.frames[0], full.xyz[::3])
     with pytest.raises(ValueError, match="frame_interval_ps is not set"):
         load_dataset([DataSpec(trajectories=(str(dataset_dir / "traj_0.dcd"),), topology=top)], 1.0)
+
+
+def test_mixed_precision_path_trains_in_bfloat16_and_keeps_float32_weights(tmp_path, dataset_dir):
+    """``amp`` (bf16 autocast, on CUDA by default) exercised on the CPU with ``amp_on_cpu``: the loss is
+    computed in bfloat16 (so it differs from the float32 loss of the same first step, by little), the run
+    still learns, and the saved weights stay float32."""
+    from biomd_core.training.run import build_model, run_training
+
+    def first_step_loss(amp_on_cpu: bool) -> float:
+        from biomd_core.model.system import batch_systems
+        from biomd_core.training import Trainer
+
+        config = load_run_config(write_config(tmp_path / f"c{amp_on_cpu}.yaml", dataset_dir, amp_on_cpu=amp_on_cpu))
+        data = load_dataset(list(config.data), 1.0, config.validation_fraction, config.training.seed)
+        trainer = Trainer(build_model(config), batch_systems(data.graphs), data.train, config.training,
+                          amp=config.amp, amp_on_cpu=config.amp_on_cpu)
+        return trainer.train_step()["loss"]
+
+    full, mixed = first_step_loss(False), first_step_loss(True)
+    assert full != mixed and abs(mixed - full) < 0.05 * abs(full), (full, mixed)
+
+    config = write_config(tmp_path / "amp.yaml", dataset_dir, steps=30, amp_on_cpu=True)
+    summary = run_training(load_run_config(config), tmp_path / "amp", progress=False)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "amp" / "metrics.jsonl").read_text().splitlines()]
+    assert np.isfinite(losses).all() and np.mean(losses[-10:]) < np.mean(losses[:10]), losses
+    assert summary["steps"] == 30
+    assert all(v.dtype == torch.float32 for v in weights(tmp_path / "amp" / "model.safetensors").values())
