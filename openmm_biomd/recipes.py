@@ -94,9 +94,9 @@ RECIPES = {
     "t4l-pxylene": WeightsRecipe(
         name="t4l-pxylene",
         system="t4l-pxylene",
-        # ~1 ns/day per core on the project's CPU: tens of ps are what a session can make (GPU: ns)
-        train_data=MDPlan(replicas=1, time="60ps", frame_interval="1ps", seed=100, equilibration="2ps"),
-        reference_data=MDPlan(replicas=1, time="30ps", frame_interval="1ps", seed=200, equilibration="2ps"),
+        # ~0.7-1 ns/day per core on the project's CPU: tens of ps are what a session can make (GPU: ns)
+        train_data=MDPlan(replicas=1, time="30ps", frame_interval="1ps", seed=100, equilibration="2ps"),
+        reference_data=MDPlan(replicas=1, time="15ps", frame_interval="1ps", seed=200, equilibration="2ps"),
         train_config="examples/configs/t4l-pxylene-tiny.yaml",
         sample_time="20ps",
         sample_replicas=1,

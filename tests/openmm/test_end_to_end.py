@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -58,3 +59,18 @@ def test_generate_train_sample_evaluate(tmp_path, reference_md, capsys):
     assert (tmp_path / "recipe" / "samples-raw" / "trajectory.dcd").exists()
     # the projection holds the 12 X–H bonds at their constrained lengths: the raw output's error is larger
     assert measured["quality"]["bond_mae_A"] < measured["raw_geometry"]["bond_mae_A"]
+
+    # ... and the model card rendered from them: a recipe without #3's targets reports without them
+    from biomd_core.training.run import load_run_config
+    from openmm_biomd.recipes import model_card
+
+    facts = {"name": "toy", "system": "alanine-dipeptide", "train_config": "train.yaml", "hardware": "CPU",
+             "train_data": {**plan.__dict__, "ns_total": 0.04}, "reference_data": {**plan.__dict__, "ns_total": 0.04},
+             "training": {"steps": 12, "wall_s_last_session": 1.0, "samples_per_s": 1.0},
+             "gate_reference": {"minimize_iterations": 20, "n_frames": 5, "mean": 0.0, "std": 1.0, "maximum": 1.0},
+             **measured}
+    card = model_card(facts, load_run_config(tmp_path / "train.yaml"), replace(recipe, quality_targets=False))
+    assert "no quality targets are set" in card and "≤ 0.10" not in card
+    assert "2 replicas × 8 ps\n= 16 ps" in card and "master seed 1: 40 ps" in card
+    assert f"| bond-length MAE (Å) | {measured['quality']['bond_mae_A']:.3f} | — |" in card
+    assert "Status: **" in model_card(facts, load_run_config(tmp_path / "train.yaml"), recipe)  # targets missed
