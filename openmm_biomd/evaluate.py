@@ -80,6 +80,17 @@ def _halves(per_replica: list) -> tuple[list, list]:
     return [x[: len(x) // 2]], [x[len(x) // 2 :]]
 
 
+def _tica_jsd(ref_features: np.ndarray, gen_features: np.ndarray, lag: int) -> dict:
+    """``{"tica_jsd": value}``, or ``{"tica_jsd": None, "tica_skipped": why}`` when the reference is too
+    short for its feature count (a rank-deficient covariance gives arbitrary components: e.g. 15 ps of
+    T4 lysozyme against 648 torsion features)."""
+    frames, n_features = ref_features.shape
+    if frames <= lag + n_features:
+        return {"tica_jsd": None, "tica_skipped": f"the reference has {frames} frames; TICA on {n_features} "
+                                                  f"features at lag {lag} needs more than {lag + n_features}"}
+    return {"tica_jsd": M.tica_jsd(ref_features, gen_features, lag)}
+
+
 def stacked_xyz(trajs: list) -> np.ndarray:
     """All frames of mdtraj trajectories, ``[F, N, 3]`` float64 nm."""
     return np.concatenate([t.xyz for t in trajs]).astype(np.float64)
@@ -113,11 +124,11 @@ def structural_metrics(gen: list, ref: list, gen_xyz: np.ndarray, ref_xyz: np.nd
         ref_per_traj = [M.ramachandran_angles(t) for t in ref]
     except ValueError:
         features = lambda x: _distance_features(x, heavy)  # noqa: E731  (no backbone: TICA on distances)
-        out["tica_jsd"] = M.tica_jsd(features(ref_xyz), features(gen_xyz), tica_lag)
+        out.update(_tica_jsd(features(ref_xyz), features(gen_xyz), tica_lag))
         return out
     ref_angles = np.concatenate(ref_per_traj)
     out["ramachandran_jsd"] = M.ramachandran_jsd(gen_angles, ref_angles)
-    out["tica_jsd"] = M.tica_jsd(M.torsion_features(ref_angles), M.torsion_features(gen_angles), tica_lag)
+    out.update(_tica_jsd(M.torsion_features(ref_angles), M.torsion_features(gen_angles), tica_lag))
     half_a, half_b = _halves(ref_per_traj)
     out["ramachandran_jsd_md_floor"] = M.ramachandran_jsd(np.concatenate(half_a), np.concatenate(half_b))
     out["_angles"] = (gen_angles, ref_angles)

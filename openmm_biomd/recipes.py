@@ -95,7 +95,7 @@ RECIPES = {
         name="t4l-pxylene",
         system="t4l-pxylene",
         # ~0.7-1 ns/day per core on the project's CPU: tens of ps are what a session can make (GPU: ns)
-        train_data=MDPlan(replicas=1, time="30ps", frame_interval="1ps", seed=100, equilibration="2ps"),
+        train_data=MDPlan(replicas=1, time="25ps", frame_interval="1ps", seed=100, equilibration="2ps"),
         reference_data=MDPlan(replicas=1, time="15ps", frame_interval="1ps", seed=200, equilibration="2ps"),
         train_config="examples/configs/t4l-pxylene-tiny.yaml",
         sample_time="20ps",
@@ -145,9 +145,9 @@ def _unbinding_recipes() -> dict:
                 "1,500 + 2,000 steps of batch 4 (validation velocity loss 0.105 → 0.082; still falling slowly).",
                 "Quality is the limit. About a third of raw generated coarse frames pass the unbinding gate (the "
                 "rest: severe host–guest overlaps, strained frames, inverted stereocentres), and the model has not "
-                "learnt the exit: in the measured 100 ps rollouts from held-out starts no guest left (17 of 20 "
-                "paths ran the full 100 ps, the guest at most 0.59 nm from the host centre against a 1.10 nm "
-                "exit; 3 stalled at the gate), whereas the training exits take 34–70 ps. The tool chain works; "
+                "learnt the exit: in the measured 100 ps rollouts from held-out starts no guest left (13 of 20 "
+                "paths ran the full 100 ps, the guest at most 0.65 nm from the host centre against a 1.10 nm "
+                "exit; 7 stalled at the gate), whereas the training exits take 34–70 ps. The tool chain works; "
                 "the weights are a CPU-sized placeholder. A GPU-trained `small` model on many more paths is "
                 "the next step.",
                 "The data are biased dynamics: generated paths are fast, metadynamics-like exits, not unbiased "
@@ -347,6 +347,10 @@ def _duration(ps: float) -> str:
     return f"{ps / 1000:.1f} ns" if ps >= 1000 else f"{ps:.0f} ps"
 
 
+def _replicas(n: int) -> str:
+    return f"{n} replica" + ("s" if n != 1 else "")
+
+
 def _quality_rows(q: dict, raw_geometry: dict, coarse_ps: float, targets: bool) -> list[tuple[str, str, str]]:
     """(metric, value, target) rows of the card's quality table; rows a system has no value for
     (ligand rows of a peptide) are left out, targets shown only where the recipe has them."""
@@ -418,16 +422,16 @@ Load with `biomd_core.io.load_model("{f['name']}")`. Reproduce from scratch with
 
 ## Data
 - Training MD: OpenMM, bundled system `{f['system']}` ({bundled.source}; {bundled.force_field}),
-  {train['replicas']} replicas × {train['time']}, frames every {train['frame_interval']},
+  {_replicas(train['replicas'])} × {train['time']}, frames every {train['frame_interval']},
   master seed {train['seed']}: {_duration(train['ns_total'] * 1000)}{_extra_data_line(f)}.
-- Reference MD (never seen in training): {ref['replicas']} replicas × {ref['time']},
+- Reference MD (never seen in training): {_replicas(ref['replicas'])} × {ref['time']},
   master seed {ref['seed']}: {_duration(ref['ns_total'] * 1000)}.
 
 ## Training
 - Hardware: {f['hardware']}. {_training_time_line(f['training'])}
 
 ## Measured quality (pure generative rollouts, no OpenMM relaxation)
-Rollouts (`biomd sample`, seed 1, {sampling.get('solver', 'heun')} {sampling.get('ode_steps', 20)} steps): {sampling['replicas']} replicas × {_duration(sampling['simulated_ps'])}
+Rollouts (`biomd sample`, seed 1, {sampling.get('solver', 'heun')} {sampling.get('ode_steps', 20)} steps): {_replicas(sampling['replicas'])} × {_duration(sampling['simulated_ps'])}
 = {_duration(sampling['simulated_ps_all_replicas'])}, generated at {sampling['ns_per_day']:.0f} ns/day.
 Every generated frame is projected onto the system's constrained bond lengths (its `HBonds`
 constraints, as an MD integrator does each step; `--constraints none` turns this off); the last rows
@@ -441,4 +445,9 @@ give the raw network output of the same rollouts for comparison.
 Stored in the checkpoint's provenance (`gate_reference`) for `GenerativePropagator`: the intramolecular
 energy of the modelled atoms after {g['minimize_iterations']} L-BFGS steps over {g['n_frames']} evenly spaced
 reference-MD frames: {g['mean']:.1f} ± {g['std']:.1f} kJ/mol (largest {g['maximum']:.1f}).
-""" + ("\n## Notes\n" + "\n".join(f"- {n}" for n in recipe.notes) + "\n" if recipe.notes else "")
+""" + ("\n## Notes\n" + "\n".join(f"- {n}" for n in recipe.notes) + "\n" if recipe.notes else "") + facts_history(f)
+
+
+def facts_history(f: dict) -> str:
+    """The card's closing section on where its numbers come from, when the facts file says (``facts_history``)."""
+    return f"\n## Where these numbers come from\n{f['facts_history']}\n" if f.get("facts_history") else ""

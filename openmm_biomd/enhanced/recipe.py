@@ -174,6 +174,8 @@ def _heldout_campaign(recipe: UnbindingRecipe, root: Path) -> dict:
 
 
 def unbinding_model_card(f: dict, config) -> str:
+    from ..recipes import facts_history
+
     q, g, t = f["quality"], f["gate_reference"], config.model.time
     rmsd = q["path_rmsd_to_nearest_metad_nm"]
 
@@ -224,4 +226,4 @@ Reproduce from scratch with `biomd reproduce-weights {f['name']} --install` (eve
 ## Physics-gate statistics
 Decoupled-ligand intramolecular energy after {g['minimize_iterations']} L-BFGS steps over {g['n_frames']} frames
 ({g['source']}): {g['mean']:.1f} ± {g['std']:.1f} kJ/mol (largest {g['maximum']:.1f}).
-""" + ("\n## Notes\n" + "\n".join(f"- {n}" for n in f["notes"]) + "\n" if f["notes"] else "")
+""" + ("\n## Notes\n" + "\n".join(f"- {n}" for n in f["notes"]) + "\n" if f["notes"] else "") + facts_history(f)
