@@ -147,13 +147,16 @@ def minimised_energies(system_name: str, atoms: np.ndarray, frames_nm: np.ndarra
     import openmm
     from openmm import unit
 
+    from .data.md import select_platform
     from .data.systems import get_system
 
     loaded = get_system(system_name).load()
     if len(atoms) != loaded.system.getNumParticles():
         raise ValueError("energies need every particle modelled (implicit solvent); this system has unmodelled atoms")
+    # CPU: one thread for a dipeptide, every core for a protein (select_platform's rule)
+    platform, properties = select_platform("CPU", n_atoms=len(atoms))
     integrator = openmm.VerletIntegrator(0.001)
-    context = openmm.Context(loaded.system, integrator, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+    context = openmm.Context(loaded.system, integrator, platform, properties)
     energies = []
     for frame in frames_nm:
         context.setPositions(np.ascontiguousarray(frame, dtype=np.float64))

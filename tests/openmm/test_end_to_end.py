@@ -74,3 +74,15 @@ def test_generate_train_sample_evaluate(tmp_path, reference_md, capsys):
     assert "2 replicas × 8 ps\n= 16 ps" in card and "master seed 1: 40 ps" in card
     assert f"| bond-length MAE (Å) | {measured['quality']['bond_mae_A']:.3f} | — |" in card
     assert "Status: **" in model_card(facts, load_run_config(tmp_path / "train.yaml"), recipe)  # targets missed
+
+
+def test_tica_is_skipped_with_a_reason_when_the_reference_has_fewer_frames_than_features():
+    import numpy as np
+
+    from openmm_biomd.evaluate import _tica_jsd
+
+    rng = np.random.default_rng(0)
+    short = _tica_jsd(rng.normal(size=(15, 648)), rng.normal(size=(20, 648)), lag=10)  # 15 ps of T4L torsions
+    assert short["tica_jsd"] is None and "15 frames" in short["tica_skipped"]
+    walk = np.cumsum(rng.normal(size=(400, 4)), axis=0)  # slow features: TICA is defined
+    assert _tica_jsd(walk, walk, lag=10) == {"tica_jsd": 0.0}
