@@ -96,7 +96,7 @@ RECIPES = {
     "t4l-pxylene": WeightsRecipe(
         name="t4l-pxylene",
         system="t4l-pxylene",
-        # ~0.7-1 ns/day per core on the project's CPU: tens of ps are what a session can make (GPU: ns)
+        # 0.6–1 ns/day per core on the project's CPU: tens of ps are what a session can make (GPU: ns)
         train_data=MDPlan(replicas=1, time="25ps", frame_interval="1ps", seed=100, equilibration="2ps"),
         reference_data=MDPlan(replicas=1, time="15ps", frame_interval="1ps", seed=200, equilibration="2ps"),
         train_config="examples/configs/t4l-pxylene-tiny.yaml",
