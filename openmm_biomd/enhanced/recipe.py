@@ -97,7 +97,7 @@ def reproduce_unbinding(recipe: UnbindingRecipe, root: Path, progress: bool = Tr
     t0 = time.perf_counter()
     for plan in recipe.train_campaigns:
         generate_dissociation(recipe.system, root / "data" / f"{recipe.name}-diss-{plan.seed}", **plan.kwargs())
-    heldout = _heldout_campaign(recipe, root)
+    heldout_dir, heldout = _heldout_campaign(recipe, root)
     md_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -105,15 +105,15 @@ def reproduce_unbinding(recipe: UnbindingRecipe, root: Path, progress: bool = Tr
                                                progress)
     train_s = time.perf_counter() - t0
 
-    references = campaign_paths(_heldout_dir(recipe, root))
+    references = campaign_paths(heldout_dir)
     gate_reference = attach_unbind_gate_reference(
         model_path, get_system(recipe.system).load(), np.concatenate(references),
-        f"every frame of {len(references)} held-out metadynamics dissociation paths ({_heldout_dir(recipe, root).name})")
+        f"every frame of {len(references)} held-out metadynamics dissociation paths ({heldout_dir.name})")
     facts = {
         "name": recipe.name,
         "system": recipe.system,
         "train_campaigns": [asdict(p) for p in recipe.train_campaigns],
-        "heldout_campaign": {**asdict(recipe.heldout_campaign), "dissociated": heldout.get("n_dissociated")},
+        "heldout_campaign": heldout,
         "train_config": " then ".join((recipe.train_config, *recipe.finetune_configs)),
         "training": {"steps": sum(steps), "steps_per_stage": steps, "wall_s_last_session": round(train_s, 1),
                      "samples_per_s": training.get("samples_per_s")},
@@ -130,10 +130,9 @@ def reevaluate_unbinding(recipe: UnbindingRecipe, facts: dict, model_path: Path,
     """Measure installed weights again (new unbinding attempts from the held-out starts) and re-render
     their card; the training facts and the gate statistics stored in the weights are kept.  The held-out
     campaign is regenerated if missing (resumable, same seeds)."""
-    heldout = _heldout_campaign(recipe, root)
-    facts = {**facts, "heldout_campaign": {**asdict(recipe.heldout_campaign), "dissociated": heldout.get("n_dissociated")},
-             "notes": recipe.notes,
-             "quality": measure_unbinding(recipe, model_path, campaign_paths(_heldout_dir(recipe, root)), root)}
+    heldout_dir, heldout = _heldout_campaign(recipe, root)
+    facts = {**facts, "heldout_campaign": heldout, "notes": recipe.notes,
+             "quality": measure_unbinding(recipe, model_path, campaign_paths(heldout_dir), root)}
     return write_unbinding_card(recipe, facts, model_path, root)
 
 
@@ -165,12 +164,11 @@ def write_unbinding_card(recipe: UnbindingRecipe, facts: dict, model_path: Path,
     return {**facts, "model_path": str(model_path), "card": card}
 
 
-def _heldout_dir(recipe: UnbindingRecipe, root: Path) -> Path:
-    return root / "data" / f"{recipe.name}-heldout"
-
-
-def _heldout_campaign(recipe: UnbindingRecipe, root: Path) -> dict:
-    return generate_dissociation(recipe.system, _heldout_dir(recipe, root), **recipe.heldout_campaign.kwargs())
+def _heldout_campaign(recipe: UnbindingRecipe, root: Path) -> tuple[Path, dict]:
+    """Generate (or resume) the held-out campaign; returns its directory and its card facts."""
+    heldout_dir = root / "data" / f"{recipe.name}-heldout"
+    run = generate_dissociation(recipe.system, heldout_dir, **recipe.heldout_campaign.kwargs())
+    return heldout_dir, {**asdict(recipe.heldout_campaign), "dissociated": run.get("n_dissociated")}
 
 
 def unbinding_model_card(f: dict, config) -> str:
