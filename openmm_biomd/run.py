@@ -98,8 +98,7 @@ class InterleavedMD:
     over the same stretch of wall time.
     """
 
-    def __init__(self, loaded, platform_name: str | None, properties: dict, seed: int, slice_ps: float) -> None:
-        platform, _ = select_platform(platform_name, n_atoms=loaded.topology.getNumAtoms())
+    def __init__(self, loaded, platform, properties: dict, seed: int, slice_ps: float) -> None:
         self.simulation = simulation_for(loaded, platform, properties, seed)
         self.simulation.minimizeEnergy(maxIterations=100)
         self.simulation.step(200)  # warm-up, untimed
@@ -183,7 +182,7 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
         done["md"] = time_plain_md(loaded, request.platform, request.md_benchmark_ps, request.seed)
     interleaved = None
     if request.md_interleave_ps > 0:
-        interleaved = InterleavedMD(loaded, request.platform, done["md"]["best"]["properties"], request.seed + 2,
+        interleaved = InterleavedMD(loaded, platform, done["md"]["best"]["properties"], request.seed + 2,
                                     request.md_interleave_ps)
         done.setdefault("md_interleaved", {})
     write_pdb(out / "topology.pdb", loaded.topology, np.asarray(loaded.positions))

@@ -41,6 +41,8 @@ class RunConfig:
     amp : bfloat16 autocast on CUDA
     amp_on_cpu : the same autocast when training on the CPU (bfloat16 matmuls there are slower on most
         CPUs; it exists so that the mixed-precision path can be tested and used without a GPU)
+    objective : when fine-tuning, flow settings of the training objective to change from the
+        checkpoint's (only :data:`OBJECTIVE_KEYS`: they shape the loss, not the network or how it samples)
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -54,6 +56,15 @@ class RunConfig:
     device: str = "auto"
     amp: bool = True
     amp_on_cpu: bool = False
+    objective: dict = field(default_factory=dict)
+
+
+#: ``FlowConfig`` settings a fine-tuning run may change: loss weights and how τ is drawn in training.
+#: (``parameterization`` and ``coord_scale_nm`` define what the network predicts and stay the checkpoint's.)
+OBJECTIVE_KEYS = (
+    "tau_sampling", "per_atom_tau_prob", "sync_tau_prob", "bond_weight", "clash_weight", "centroid_weight",
+    "clash_distance_nm",
+)
 
 
 def load_run_config(path: str | Path) -> RunConfig:
@@ -71,7 +82,11 @@ def load_run_config(path: str | Path) -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a run config is a mapping of sections")
     if raw.get("init_from") and "model" in raw:
-        raise ConfigError(f"{path}: fine-tuning (init_from) keeps the checkpoint's model; remove the model section")
+        raise ConfigError(
+            f"{path}: fine-tuning (init_from) keeps the checkpoint's model; remove the model section "
+            f"(an `objective` section may change {', '.join(OBJECTIVE_KEYS)})"
+        )
+    _check_objective(path, raw)
     model = raw.get("model")
     if isinstance(model, dict) and "network" not in model:
         try:
@@ -97,8 +112,26 @@ def load_run_config(path: str | Path) -> RunConfig:
     return RunConfig(**{**config.__dict__, "data": specs, "init_from": init_from})
 
 
+def _check_objective(path: Path, raw: dict) -> None:
+    objective = raw.get("objective")
+    if not objective:
+        return
+    if not raw.get("init_from"):
+        raise ConfigError(f"{path}: `objective` changes a fine-tuned checkpoint's loss; for a new model set "
+                          "these keys in model.flow")
+    if not isinstance(objective, dict):
+        raise ConfigError(f"{path}: `objective` is a mapping of flow settings")
+    unknown = sorted(set(objective) - set(OBJECTIVE_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: objective.{unknown[0]} cannot change when fine-tuning; "
+                          f"allowed: {', '.join(OBJECTIVE_KEYS)}")
+
+
 def build_model(config: RunConfig):
-    """A new model, or the ``init_from`` checkpoint for fine-tuning."""
+    """A new model, or the ``init_from`` checkpoint for fine-tuning (with ``objective`` applied)."""
+    from dataclasses import replace
+
+    from ..config import FlowConfig
     from ..featurize import DEFAULT_VOCABULARIES
     from ..io.checkpoint import load_model
     from ..model.biomd import BioMDModel
@@ -106,6 +139,10 @@ def build_model(config: RunConfig):
     if config.init_from:
         model = load_model(config.init_from)
         model.provenance = {**model.provenance, "fine_tuned_from": config.init_from}
+        if config.objective:
+            flow = from_dict(FlowConfig, {**to_dict(model.config.flow), **config.objective}, "objective")
+            model.config = replace(model.config, flow=flow)
+            model.provenance["objective_changed"] = dict(config.objective)
         return model
     torch.manual_seed(config.training.seed)
     return BioMDModel(config.model, DEFAULT_VOCABULARIES)
@@ -148,7 +185,10 @@ def _check_run_dir(out: Path, config: RunConfig, ctx) -> None:
             )
     elif ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        saved.write_text(json.dumps(to_dict(config), indent=2))
+        written = to_dict(config)
+        if config.init_from:  # the model is the checkpoint's: a default model section here would mislead
+            del written["model"]
+        saved.write_text(json.dumps(written, indent=2))
     distributed.barrier(ctx)
 
 

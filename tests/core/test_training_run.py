@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import mdtraj
 import numpy as np
@@ -200,12 +201,36 @@ def test_fine_tuning_starts_from_a_checkpoint(tmp_path, dataset_dir):
     cfg.pop("model")
     cfg["init_from"] = str(tmp_path / "base" / "model.safetensors")
     cfg["training"]["steps"] = 3
+    cfg["objective"] = {"bond_weight": 0.5}
     (tmp_path / "ft.yaml").write_text(yaml.safe_dump(cfg))
     run_biomd("train", "--config", str(tmp_path / "ft.yaml"), "--out", str(tmp_path / "ft"), "--quiet")
     base, tuned = load_model(tmp_path / "base" / "model.safetensors"), load_model(tmp_path / "ft" / "model.safetensors")
-    assert tuned.config == base.config
+    assert tuned.config.flow.bond_weight == 0.5 != base.config.flow.bond_weight
+    assert tuned.config == replace(base.config, flow=replace(base.config.flow, bond_weight=0.5))
     assert tuned.provenance["fine_tuned_from"].endswith("model.safetensors")
+    assert tuned.provenance["objective_changed"] == {"bond_weight": 0.5}
     assert tuned.weights_hash() != base.weights_hash()
+    # the run's config.json shows no model section (the model is the checkpoint's), and the run resumes
+    assert "model" not in json.loads((tmp_path / "ft" / "config.json").read_text())
+    run_biomd("train", "--config", str(tmp_path / "ft.yaml"), "--out", str(tmp_path / "ft"), "--quiet")
+
+
+def test_objective_changes_only_loss_settings_and_only_when_fine_tuning(tmp_path, dataset_dir):
+    path = write_config(tmp_path / "c.yaml", dataset_dir)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["objective"] = {"bond_weight": 0.5}
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="model.flow"):
+        load_run_config(path)
+    cfg.pop("model")
+    cfg["init_from"] = "alanine-dipeptide"
+    cfg["objective"] = {"coord_scale_nm": 0.5}
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="coord_scale_nm cannot change"):
+        load_run_config(path)
+    cfg["objective"] = {"clash_weight": 0.2}
+    path.write_text(yaml.safe_dump(cfg))
+    assert load_run_config(path).objective == {"clash_weight": 0.2}
 
 
 def test_generate_data_layout_is_read_as_whole_trajectories(tmp_path, dataset_dir):
