@@ -81,10 +81,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_reproduce_weights(args: argparse.Namespace) -> int:
     """Reproduce a shipped model from scratch: MD data, training, rollouts, evaluation, model card."""
-    from openmm_biomd.recipes import reevaluate, reproduce
+    from openmm_biomd.recipes import extend, reevaluate, reproduce
 
+    if args.reevaluate and args.extend:
+        raise ValueError("--reevaluate and --extend are alternatives (--extend measures the new weights anyway)")
     if args.reevaluate:
         facts = reevaluate(args.name, args.root, install=args.install)
+    elif args.extend:
+        facts = extend(args.name, args.root, install=args.install, progress=not args.quiet)
     else:
         facts = reproduce(args.name, args.root, install=args.install, progress=not args.quiet)
     print(json.dumps(facts["quality"], indent=2, default=str))
@@ -317,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--reevaluate", action="store_true",
                            help="only measure the installed weights again (rollouts, evaluation) and rewrite "
                                 "their card; with --install the installed card is replaced")
+            p.add_argument("--extend", action="store_true",
+                           help="train only the recipe's stages the installed weights lack, starting from them, "
+                                "then measure and write the card (for a recipe that gained a stage)")
             p.add_argument("--quiet", action="store_true")
         elif name == "run":
             p.add_argument("--system", default="alanine-dipeptide", help="bundled system (default alanine-dipeptide)")

@@ -5,7 +5,9 @@ seeds), trains with a config from ``examples/configs/``, samples pure
 generative rollouts, evaluates them against the reference, and writes a model
 card.  Every step resumes where it stopped, so a killed reproduction is
 simply run again.  ``--install`` copies the weights and card into
-``biomd_core/weights/`` (what ``load_model(NAME)`` finds).  Unbinding models
+``biomd_core/weights/`` (what ``load_model(NAME)`` finds); ``--reevaluate`` measures the
+installed weights again, ``--extend`` trains only stages a recipe gained since the installed
+weights were made, starting from them.  Unbinding models
 (``host-guest``) follow :mod:`openmm_biomd.enhanced.recipe` instead: metadynamics
 exits as data, held-out exits for the evaluation.
 """
@@ -225,12 +227,8 @@ def reevaluate(name: str, root: str | Path = "runs", install: bool = False) -> d
     root = Path(root)
     unbinding = _unbinding_recipes()
     recipe = unbinding.get(name) or _recipe(name, unbinding)  # a clear error for an unknown name
-    weights = REPO / "biomd_core" / "weights"
-    facts_file, model_path = weights / f"{name}.card.json", weights / f"{name}.safetensors"
-    if not facts_file.exists():
-        raise FileNotFoundError(f"{facts_file} is missing: re-evaluation keeps the installed card's training facts; "
-                                f"run `biomd reproduce-weights {name}` to make everything from scratch")
-    facts = json.loads(facts_file.read_text())
+    model_path = REPO / "biomd_core" / "weights" / f"{name}.safetensors"
+    facts = _installed_facts(name)
     if name in unbinding:
         from .enhanced.recipe import reevaluate_unbinding
 
@@ -239,6 +237,88 @@ def reevaluate(name: str, root: str | Path = "runs", install: bool = False) -> d
     facts["reference_data"]["ns_total"] = _ns(_md(recipe, recipe.reference_data, ref_dir))
     facts.update(evaluate_weights(recipe, model_path, ref_dir, root / "eval" / name))
     return _write_card(recipe, facts, model_path, root, install)
+
+
+def extend(name: str, root: str | Path = "runs", install: bool = False, progress: bool = True) -> dict:
+    """Train the recipe's stages that the *installed* weights lack, starting from them, and measure the result.
+
+    For a recipe that gained a fine-tuning stage: instead of retraining every stage from scratch, the
+    installed weights (the output of the stages their card lists) are copied to that stage's run
+    directory and the new stages continue from there.  The earlier stages' training facts are kept
+    from the installed ``NAME.card.json``; the new weights get a new gate reference, rollouts and
+    evaluation.  The card is rewritten (installed with ``install``).  Returns the new facts.
+    """
+    from .propagator.calibration import attach_gate_reference
+
+    root = Path(root)
+    unbinding = _unbinding_recipes()
+    if name in unbinding:
+        raise ValueError(f"{name} is an unbinding model: --extend continues equilibrium recipes only; "
+                         f"run `biomd reproduce-weights {name}`")
+    recipe = _recipe(name, unbinding)
+    weights = REPO / "biomd_core" / "weights"
+    facts = _installed_facts(name)
+    stages = (recipe.train_config, *recipe.finetune_configs)
+    done = len(facts["training"]["steps_per_stage"])
+    if done >= len(stages):
+        raise ValueError(f"the installed {name} weights already have all {len(stages)} stages of the recipe; "
+                         "add a stage to its finetune_configs first")
+    _md(recipe, recipe.train_data, root / "data" / name)  # what the stages read (resumable generation)
+    for plan in recipe.extra_train_data:
+        _md(recipe, plan, extra_data_dir(root, name, plan))
+    ref_dir = _reference_dir(root, name)
+    _md(recipe, recipe.reference_data, ref_dir)
+    model_path = _installed_as_stage(name, done, weights / f"{name}.safetensors", root)
+
+    t0 = time.perf_counter()
+    new_steps = []
+    for stage in range(done + 1, len(stages) + 1):
+        model_path, summary = _finetune_stage(name, stage, stages[stage - 1], model_path, root, progress)
+        new_steps.append(summary["steps"])
+    wall = time.perf_counter() - t0
+    training = facts["training"]
+    training["steps_per_stage"] = [*training["steps_per_stage"], *new_steps]
+    training["steps"] = sum(training["steps_per_stage"])
+    training["wall_s_last_session"], training["samples_per_s"] = round(wall, 1), summary["samples_per_s"]
+    added = f"stage{'s' if len(new_steps) > 1 else ''} {', '.join(str(k) for k in range(done + 1, len(stages) + 1))}"
+    if training.get("wall_time_note"):
+        training["wall_time_note"] += (f" Then {added}: {sum(new_steps):,} steps in {wall:.0f} s "
+                                       f"({summary['samples_per_s'] or 0:.0f} windows/s), {time.strftime('%Y-%m-%d')}.")
+    facts["train_config"] = " then ".join(stages)
+    facts["hardware"] = hardware()
+    facts["gate_reference"] = attach_gate_reference(model_path, recipe.system, ref_dir).to_dict()
+    facts["facts_history"] = (facts.get("facts_history", "") + f" {added[0].upper()}{added[1:]} added on "
+                              f"{time.strftime('%Y-%m-%d')} by `biomd reproduce-weights {name} --extend`, starting "
+                              f"from the installed stage-{done} weights; quality, sampling and raw_geometry "
+                              "re-measured then.").strip()
+    facts.update(evaluate_weights(recipe, model_path, ref_dir, root / "eval" / name))
+    return _write_card(recipe, facts, model_path, root, install)
+
+
+def _installed_facts(name: str) -> dict:
+    """The installed card's facts (``biomd_core/weights/NAME.card.json``)."""
+    facts_file = REPO / "biomd_core" / "weights" / f"{name}.card.json"
+    if not facts_file.exists():
+        raise FileNotFoundError(f"{facts_file} is missing: re-evaluating or extending keeps the installed card's training facts; "
+                                f"run `biomd reproduce-weights {name}` to make everything from scratch")
+    return json.loads(facts_file.read_text())
+
+
+def _installed_as_stage(name: str, stage: int, installed: Path, root: Path) -> Path:
+    """Stage ``stage``'s weights for a continuation: the installed file, copied into the run directory
+    where a from-scratch reproduction puts that stage's output (installing later overwrites the
+    installed file).  An existing different file there is refused."""
+    from biomd_core.io import load_model
+
+    target = root / "train" / (name if stage == 1 else f"{name}-stage{stage}") / "model.safetensors"
+    if target.exists():
+        if load_model(target).weights_hash() != load_model(installed).weights_hash():
+            raise ValueError(f"{target} holds other weights than the installed {name}; move it away to "
+                             "continue from the installed weights")
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(installed, target)
+    return target
 
 
 def evaluate_weights(recipe: WeightsRecipe, model_path: Path, ref_dir: Path, eval_dir: Path) -> dict:
@@ -325,14 +405,22 @@ def train_stages(name: str, train_config: str, finetune_configs: tuple[str, ...]
     summary = run_training(load_run_config(REPO / train_config), model_path.parent, progress=progress)
     steps = [summary["steps"]]
     for stage, stage_config in enumerate(finetune_configs, start=2):
-        stage_dir = root / "train" / f"{name}-stage{stage}"
-        config = load_run_config(REPO / stage_config)
-        if Path(config.init_from).resolve() != model_path.resolve():
-            config = replace(config, init_from=str(model_path.resolve()))
-        summary = run_training(config, stage_dir, progress=progress)
+        model_path, summary = _finetune_stage(name, stage, stage_config, model_path, root, progress)
         steps.append(summary["steps"])
-        model_path = stage_dir / "model.safetensors"
     return model_path, steps, summary
+
+
+def _finetune_stage(name: str, stage: int, stage_config: str, previous: Path, root: Path,
+                    progress: bool) -> tuple[Path, dict]:
+    """Train stage ``stage`` (config ``stage_config``) from the weights ``previous`` into
+    ``root/train/NAME-stageK``; returns its weights and training summary."""
+    from biomd_core.training.run import load_run_config, run_training
+
+    stage_dir = root / "train" / f"{name}-stage{stage}"
+    config = load_run_config(REPO / stage_config)
+    if Path(config.init_from).resolve() != previous.resolve():
+        config = replace(config, init_from=str(previous.resolve()))
+    return stage_dir / "model.safetensors", run_training(config, stage_dir, progress=progress)
 
 
 def _ns(meta: dict) -> float:
