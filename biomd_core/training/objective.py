@@ -43,12 +43,16 @@ def flow_matching_loss(
     rotation = random_rotations(b, generator) if augment else torch.eye(3).expand(b, 3, 3)
     tau = sample_tau(plan.known_mask(n).expand(b, t, n), cfg, generator)
     noise = torch.randn(b, t, n, 3, generator=generator)
+    # frames made known beyond the task's (drawn only when enabled, so other runs keep their random stream)
+    extra_known = (torch.rand(b, t, 1, generator=generator) < cfg.known_frame_prob) if cfg.known_frame_prob > 0 else None
     frames_nm, rotation, tau, noise = frames_nm[rows], rotation[rows].to(device), tau[rows].to(device), noise[rows].to(device)
     system = system.select(list(range(b))[rows]) if system.batch_size == b else system
     b = frames_nm.shape[0]
     atom_mask = system.atom_mask
     # Padding atoms count as known: fixed, and outside every loss.
     known = plan.known_mask(n).to(device).expand(b, t, n) | ~atom_mask.unsqueeze(1)
+    if extra_known is not None:
+        known = known | extra_known[rows].to(device)
     tau = torch.where(known, torch.ones_like(tau), tau)
     frames_nm, anchor = rotate_about_anchor(frames_nm, frames_nm[:, plan.anchor_index], rotation, atom_mask)
 

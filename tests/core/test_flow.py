@@ -90,3 +90,28 @@ def test_auxiliary_losses_vanish_on_truth_and_grow_with_error():
     pm = torch.ones(1, 4, 1, dtype=torch.bool)
     assert auxiliary.clash_loss(far, pairs, pm, 0.2, tau, known, mask) == 0
     assert auxiliary.clash_loss(close, pairs, pm, 0.2, tau, known, mask) > 0
+
+
+def test_known_frame_prob_makes_extra_frames_known(alanine, alanine_graph, tiny_model):
+    """``known_frame_prob`` marks frames beyond the task's as given: at 1 every frame is known and nothing is
+    left to learn (all loss terms 0); at 0 the same draw (same generator seed) has unknown frames to learn."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from biomd_core.model import batch_systems
+    from biomd_core.sampling.schedules import forecast
+    from biomd_core.training.objective import flow_matching_loss
+
+    system = batch_systems([alanine_graph, alanine_graph])
+    start = torch.as_tensor(alanine[1], dtype=torch.float32)
+    frames = start + 0.01 * torch.randn(2, 4, *start.shape, generator=torch.Generator().manual_seed(0))
+    plan = forecast(3, 1.0)
+
+    def terms(p: float) -> dict:
+        tiny_model.config = replace(tiny_model.config, flow=replace(tiny_model.config.flow, known_frame_prob=p))
+        with torch.no_grad():
+            return flow_matching_loss(tiny_model, system, frames, plan, torch.Generator().manual_seed(1))
+
+    assert all(float(v) == 0.0 for v in terms(1.0).values())
+    assert float(terms(0.0)["velocity"]) > 0.0 and float(terms(0.0)["bond"]) > 0.0
