@@ -62,8 +62,8 @@ class RunConfig:
 #: ``FlowConfig`` settings a fine-tuning run may change: loss weights and how τ is drawn in training.
 #: (``parameterization`` and ``coord_scale_nm`` define what the network predicts and stay the checkpoint's.)
 OBJECTIVE_KEYS = (
-    "tau_sampling", "per_atom_tau_prob", "sync_tau_prob", "bond_weight", "clash_weight", "centroid_weight",
-    "clash_distance_nm",
+    "tau_sampling", "per_atom_tau_prob", "sync_tau_prob", "known_frame_prob", "bond_weight", "clash_weight",
+    "centroid_weight", "clash_distance_nm",
 )
 
 
