@@ -299,8 +299,8 @@ def _installed_facts(name: str) -> dict:
     """The installed card's facts (``biomd_core/weights/NAME.card.json``)."""
     facts_file = REPO / "biomd_core" / "weights" / f"{name}.card.json"
     if not facts_file.exists():
-        raise FileNotFoundError(f"{facts_file} is missing: re-evaluating or extending keeps the installed card's training facts; "
-                                f"run `biomd reproduce-weights {name}` to make everything from scratch")
+        raise FileNotFoundError(f"{facts_file} is missing: re-evaluating or extending keeps the installed card's "
+                                f"training facts; run `biomd reproduce-weights {name}` to make everything from scratch")
     return json.loads(facts_file.read_text())
 
 
