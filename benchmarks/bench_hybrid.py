@@ -81,7 +81,8 @@ def table(result: dict) -> str:
     ok = {True: "✓", False: "✗"}
     return "\n".join([
         f"Alanine dipeptide (implicit solvent), {result['time_ps'] / 1000:g} ns each, CPU platform, "
-        f"{result['machine']}; model `{h['model']}`; report interval {h['frame_interval_ps']} ps.",
+        f"{result['machine']}; model `{h['model']}` ({h['solver']}, {h['ode_steps']} steps per window); "
+        f"report interval {h['frame_interval_ps']} ps.",
         "",
         "| quantity | hybrid (`biomd run`) | plain OpenMM MD | target |",
         "|---|---:|---:|---|",
@@ -114,13 +115,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", help="checkpoint or model name to try (default: the shipped alanine-dipeptide weights, "
                              "whose table replaces BENCHMARKS.md's; another model's goes to --out only)")
+    parser.add_argument("--solver", default="heun", choices=("heun", "euler", "sde"))
+    parser.add_argument("--ode-steps", type=int, default=10, help="solver steps per generated window")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/hybrid_alanine_cpu.json"))
     parser.add_argument("--seeds", type=int, default=1, help="hybrid runs with seeds 0..N-1 (the first is the one timed in the table)")
     parser.add_argument("--md-runs", nargs="*", default=[],
                         help="generate-data directories of further independent plain MD (same settings) for the JSD yardstick")
     parser.add_argument("--reuse-md", action="store_true",
-                        help="keep the plain-MD run (trajectory and timing) of the previous result in --work/--out "
-                             "(it does not depend on the model); only the hybrid run is redone")
+                        help="keep the plain-MD run (its timing and JSD) of the previous result in --out "
+                             "(it does not depend on the model); only the hybrid runs are redone")
     args = parser.parse_args()
 
     from openmm_biomd.data.md import parse_time_ps
@@ -134,8 +137,8 @@ def main() -> None:
     work = Path(args.work)
     total_ps = parse_time_ps(args.time)
     previous = json.loads(Path(args.out).read_text()) if args.reuse_md else None
-    if previous is not None and previous["time_ps"] != total_ps:
-        raise SystemExit("--reuse-md needs a previous result of the same --time")
+    if previous is not None and (previous["time_ps"] != total_ps or previous["reference"] != str(reference)):
+        raise SystemExit("--reuse-md needs a previous result of the same --time and --reference")
     shutil.rmtree(work / "hybrid", ignore_errors=True)
     if previous is None:
         shutil.rmtree(work / "md", ignore_errors=True)
@@ -144,6 +147,7 @@ def main() -> None:
         run_dir = work / ("hybrid" if k == 0 else f"hybrid_seed{args.seed + k}")
         shutil.rmtree(run_dir, ignore_errors=True)
         runs.append((run_dir, run_hybrid(RunRequest(model=args.model, time=args.time, seed=args.seed + k,
+                                                    solver=args.solver, ode_steps=args.ode_steps,
                                                     md_benchmark_ps=20.0),
                                          run_dir, progress=True)))
     hybrid = runs[0][1]
@@ -154,7 +158,9 @@ def main() -> None:
         md = {**previous["plain_md"], "reused_from_earlier_run": True}
     ref_angles = reference_ramachandran(reference)  # read once for every comparison
     jsd_hybrid_runs = [ramachandran_jsd_vs_reference(d, ref_angles) for d, _ in runs]
-    jsd_md_runs = [ramachandran_jsd_vs_reference(work / "md", ref_angles)]
+    # the benchmark's own plain-MD run: measured now, or its JSD from the previous result (same reference)
+    jsd_md_runs = [ramachandran_jsd_vs_reference(work / "md", ref_angles) if previous is None
+                   else previous["jsd_md_runs"][0]]
     jsd_md_runs += jsd_of_md_runs(args.md_runs, hybrid["frame_interval_ps"], total_ps, ref_angles)
     jsd_hybrid, jsd_md = float(np.mean(jsd_hybrid_runs)), float(np.mean(jsd_md_runs))
     hybrid["shortened_note"] = f"{hybrid['jumps_shortened']} shortened"

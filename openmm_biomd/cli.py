@@ -101,7 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     request = RunRequest(
         system=args.system, model=args.model, time=args.time, platform=args.platform, seed=args.seed,
-        report_interval_ps=args.report_interval, jump_ps=args.jump, md_benchmark_ps=args.md_benchmark,
+        report_interval_ps=args.report_interval, jump_ps=args.jump, solver=args.solver, ode_steps=args.ode_steps,
+        md_benchmark_ps=args.md_benchmark,
         md_interleave_ps=args.md_interleave, reference=args.reference, allow_transfer=args.allow_transfer,
     )
     summary = run_hybrid(request, Path(args.out), progress=not args.quiet)
@@ -334,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--report-interval", type=float, help="ps between written frames (default: the model's Δt)")
             p.add_argument("--jump", type=float, help="ps per generative jump (default: one autoregressive block)")
+            p.add_argument("--solver", default="heun", choices=("heun", "euler", "sde"),
+                           help="how generated windows are integrated (default heun)")
+            p.add_argument("--ode-steps", type=int, default=10,
+                           help="solver steps per generated window (default 10; more: slower, closer to the model)")
             p.add_argument("--md-benchmark", type=float, default=10.0,
                            help="ps of plain MD timed per thread setting before the run, to pick the fastest (default 10)")
             p.add_argument("--md-interleave", type=float, default=2.0,

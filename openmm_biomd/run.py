@@ -52,6 +52,8 @@ class RunRequest:
     seed: int = 0
     report_interval_ps: float | None = None
     jump_ps: float | None = None
+    solver: str = "heun"
+    ode_steps: int = 10
     md_benchmark_ps: float = 10.0
     md_interleave_ps: float = 2.0
     reference: str | None = None
@@ -153,7 +155,7 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
     equilibrate(simulation, np.asarray(loaded.positions), TEMPERATURE_K, request.seed + 1, EQUILIBRATION_STEPS)
 
     propagator = GenerativePropagator(simulation, request.resolved_model(), jump_ps=request.jump_ps,
-                                      seed=request.seed, log_file=out / "jumps.jsonl",
+                                      solver=request.solver, ode_steps=request.ode_steps, seed=request.seed, log_file=out / "jumps.jsonl",
                                       allow_transfer=request.allow_transfer)
     dt_model = propagator.time.frame_interval_ps
     report_ps = request.report_interval_ps or dt_model
@@ -267,6 +269,8 @@ def _summary(request: RunRequest, propagator, done: dict, total_ps: float, repor
         "retries": stats["retries"],
         "rejections": stats["rejections"],
         "jump_ps": stats["jump_ps"],
+        "solver": request.solver,
+        "ode_steps": request.ode_steps,
         "model_frame_interval_ps": stats["frame_interval_ps"],
         "wall_breakdown_s": {"generation_and_gate": stats["generation_wall_s"],
                              "handback": stats["handback_wall_s"], "md": stats["md_wall_s"]},
