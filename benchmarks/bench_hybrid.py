@@ -13,7 +13,8 @@ One 5 ns trajectory gives a noisy JSD, so ``--seeds N`` runs N hybrid
 trajectories (seeds 0..N−1) and ``--md-runs`` adds independent plain-MD runs
 of the same length that already exist (``generate-data`` directories, e.g.
 the recipe's training MD, read at the report interval): the target compares
-the means, and the table shows every value.
+the means, and the table shows every value.  ``--hybrid-runs`` adds hybrid
+runs made earlier with the same settings (other seeds; checked).
 
 Targets (issue #4): speed-up ≥ 50×; JSD(hybrid) − JSD(plain MD) ≤ 0.05;
 ≥ 90 % of jumps accepted without falling back to MD.  Writes JSON and
@@ -75,6 +76,19 @@ def jsd_of_md_runs(directories: list[str], report_ps: float, total_ps: float, re
     return values
 
 
+def _check_same_settings(runs: list[tuple[Path, dict]]) -> None:
+    """Refuse hybrid runs (``--hybrid-runs``) that differ from the first in anything but the seed."""
+    keys = ("system", "model_sha256", "solver", "ode_steps", "simulated_ps", "frame_interval_ps", "jump_ps")
+    first_dir, first = runs[0]
+    seeds = [summary["seed"] for _, summary in runs]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"hybrid runs repeat a seed: {sorted(seeds)}")
+    for run_dir, summary in runs[1:]:
+        differ = [k for k in keys if summary.get(k) != first.get(k)]
+        if differ:
+            raise SystemExit(f"{run_dir} differs from {first_dir} in {', '.join(differ)}")
+
+
 def table(result: dict) -> str:
     h, m = result["hybrid"], result["plain_md"]
     t = result["targets"]
@@ -116,11 +130,14 @@ def main() -> None:
     parser.add_argument("--model", help="checkpoint or model name to try (default: the shipped alanine-dipeptide weights, "
                              "whose table replaces BENCHMARKS.md's; another model's goes to --out only)")
     parser.add_argument("--solver", default="heun", choices=("heun", "euler", "sde"))
-    parser.add_argument("--ode-steps", type=int, default=10, help="solver steps per generated window")
+    parser.add_argument("--ode-steps", type=int, default=20, help="solver steps per generated window (biomd run's default)")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/hybrid_alanine_cpu.json"))
     parser.add_argument("--seeds", type=int, default=1, help="hybrid runs with seeds 0..N-1 (the first is the one timed in the table)")
     parser.add_argument("--md-runs", nargs="*", default=[],
                         help="generate-data directories of further independent plain MD (same settings) for the JSD yardstick")
+    parser.add_argument("--hybrid-runs", nargs="*", default=[],
+                        help="further `biomd run` directories of the same settings (other seeds) to include in the "
+                             "JSD, speed-up and acceptance statistics")
     parser.add_argument("--reuse-md", action="store_true",
                         help="keep the plain-MD run (its timing and JSD) of the previous result in --out "
                              "(it does not depend on the model); only the hybrid runs are redone")
@@ -151,6 +168,8 @@ def main() -> None:
                                                     md_benchmark_ps=20.0),
                                          run_dir, progress=True)))
     hybrid = runs[0][1]
+    runs += [(Path(d), json.loads((Path(d) / "summary.json").read_text())) for d in args.hybrid_runs]
+    _check_same_settings(runs)
     if previous is None:
         md = plain_md("alanine-dipeptide", total_ps, hybrid["frame_interval_ps"], hybrid["platform_properties"],
                       args.seed + 1, work / "md")
@@ -176,6 +195,7 @@ def main() -> None:
         "jsd_hybrid_runs": jsd_hybrid_runs,
         "jsd_md_runs": jsd_md_runs,
         "md_runs": args.md_runs,
+        "hybrid_runs": args.hybrid_runs,
         "speedup_runs": [h["speedup"] for _, h in runs],
         "acceptance_runs": [h["jumps_accepted"] / max(h["jumps_attempted"], 1) for _, h in runs],
         "reference": str(reference),

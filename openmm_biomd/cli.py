@@ -337,8 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--jump", type=float, help="ps per generative jump (default: one autoregressive block)")
             p.add_argument("--solver", default="heun", choices=("heun", "euler", "sde"),
                            help="how generated windows are integrated (default heun)")
-            p.add_argument("--ode-steps", type=int, default=10,
-                           help="solver steps per generated window (default 10; more: slower, closer to the model)")
+            p.add_argument("--ode-steps", type=int, default=20,
+                           help="solver steps per generated window (default 20, as in the model cards; fewer: faster, "
+                                "further from the model)")
             p.add_argument("--md-benchmark", type=float, default=10.0,
                            help="ps of plain MD timed per thread setting before the run, to pick the fastest (default 10)")
             p.add_argument("--md-interleave", type=float, default=2.0,

@@ -52,8 +52,10 @@ class RunRequest:
     seed: int = 0
     report_interval_ps: float | None = None
     jump_ps: float | None = None
+    #: the sampler the shipped weights' model cards are measured with (the propagator's own default is 10
+    #: steps: faster, and for alanine dipeptide 0.003 higher hybrid Ramachandran JSD over 8 seeds)
     solver: str = "heun"
-    ode_steps: int = 10
+    ode_steps: int = 20
     md_benchmark_ps: float = 10.0
     md_interleave_ps: float = 2.0
     reference: str | None = None
