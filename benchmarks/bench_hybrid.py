@@ -91,9 +91,11 @@ def _check_same_settings(runs: list[tuple[Path, dict]]) -> None:
 
 def _gap_standard_error(result: dict) -> float:
     """Standard error of mean(hybrid JSD) − mean(plain-MD JSD) over the runs."""
-    h, m = np.asarray(result["jsd_hybrid_runs"]), np.asarray(result["jsd_md_runs"])
-    var = lambda x: x.var(ddof=1) / len(x) if len(x) > 1 else 0.0  # noqa: E731
-    return float(np.sqrt(var(h) + var(m)))
+
+    def squared_error_of_mean(values: list[float]) -> float:
+        return float(np.var(values, ddof=1)) / len(values) if len(values) > 1 else 0.0
+
+    return float(np.sqrt(squared_error_of_mean(result["jsd_hybrid_runs"]) + squared_error_of_mean(result["jsd_md_runs"])))
 
 
 def table(result: dict) -> str:
@@ -138,7 +140,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", help="checkpoint or model name to try (default: the shipped alanine-dipeptide weights, "
                              "whose table replaces BENCHMARKS.md's; another model's goes to --out only)")
-    parser.add_argument("--solver", default="heun", choices=("heun", "euler", "sde"))
+    parser.add_argument("--solver", default="heun", help="heun (biomd run's default), euler or sde")
     parser.add_argument("--ode-steps", type=int, default=20, help="solver steps per generated window (biomd run's default)")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/hybrid_alanine_cpu.json"))
     parser.add_argument("--seeds", type=int, default=1, help="hybrid runs with seeds 0..N-1 (the first is the one timed in the table)")

@@ -335,8 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--report-interval", type=float, help="ps between written frames (default: the model's Δt)")
             p.add_argument("--jump", type=float, help="ps per generative jump (default: one autoregressive block)")
-            p.add_argument("--solver", default="heun", choices=("heun", "euler", "sde"),
-                           help="how generated windows are integrated (default heun)")
+            p.add_argument("--solver", default="heun", help="how generated windows are integrated: heun (default), "
+                                                               "euler or sde")
             p.add_argument("--ode-steps", type=int, default=20,
                            help="solver steps per generated window (default 20, as in the model cards; fewer: faster, "
                                 "further from the model)")

@@ -157,8 +157,8 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
     equilibrate(simulation, np.asarray(loaded.positions), TEMPERATURE_K, request.seed + 1, EQUILIBRATION_STEPS)
 
     propagator = GenerativePropagator(simulation, request.resolved_model(), jump_ps=request.jump_ps,
-                                      solver=request.solver, ode_steps=request.ode_steps, seed=request.seed, log_file=out / "jumps.jsonl",
-                                      allow_transfer=request.allow_transfer)
+                                      solver=request.solver, ode_steps=request.ode_steps, seed=request.seed,
+                                      log_file=out / "jumps.jsonl", allow_transfer=request.allow_transfer)
     dt_model = propagator.time.frame_interval_ps
     report_ps = request.report_interval_ps or dt_model
     report_steps = int(round(report_ps / TIMESTEP_PS))
