@@ -227,8 +227,7 @@ def reevaluate(name: str, root: str | Path = "runs", install: bool = False) -> d
     root = Path(root)
     unbinding = _unbinding_recipes()
     recipe = unbinding.get(name) or _recipe(name, unbinding)  # a clear error for an unknown name
-    model_path = REPO / "biomd_core" / "weights" / f"{name}.safetensors"
-    facts = _installed_facts(name)
+    model_path, facts = _installed(name)
     if name in unbinding:
         from .enhanced.recipe import reevaluate_unbinding
 
@@ -256,8 +255,7 @@ def extend(name: str, root: str | Path = "runs", install: bool = False, progress
         raise ValueError(f"{name} is an unbinding model: --extend continues equilibrium recipes only; "
                          f"run `biomd reproduce-weights {name}`")
     recipe = _recipe(name, unbinding)
-    weights = REPO / "biomd_core" / "weights"
-    facts = _installed_facts(name)
+    installed, facts = _installed(name)
     stages = (recipe.train_config, *recipe.finetune_configs)
     done = len(facts["training"]["steps_per_stage"])
     if done >= len(stages):
@@ -268,7 +266,7 @@ def extend(name: str, root: str | Path = "runs", install: bool = False, progress
         _md(recipe, plan, extra_data_dir(root, name, plan))
     ref_dir = _reference_dir(root, name)
     _md(recipe, recipe.reference_data, ref_dir)
-    model_path = _installed_as_stage(name, done, weights / f"{name}.safetensors", root)
+    model_path = _installed_as_stage(name, done, installed, root)
 
     t0 = time.perf_counter()
     new_steps = []
@@ -295,13 +293,18 @@ def extend(name: str, root: str | Path = "runs", install: bool = False, progress
     return _write_card(recipe, facts, model_path, root, install)
 
 
-def _installed_facts(name: str) -> dict:
-    """The installed card's facts (``biomd_core/weights/NAME.card.json``)."""
-    facts_file = REPO / "biomd_core" / "weights" / f"{name}.card.json"
+def _weights_dir() -> Path:
+    """Where shipped weights live (what ``load_model(NAME)`` finds)."""
+    return REPO / "biomd_core" / "weights"
+
+
+def _installed(name: str) -> tuple[Path, dict]:
+    """The installed weights' file and their card's facts (``NAME.safetensors``, ``NAME.card.json``)."""
+    facts_file = _weights_dir() / f"{name}.card.json"
     if not facts_file.exists():
         raise FileNotFoundError(f"{facts_file} is missing: re-evaluating or extending keeps the installed card's "
                                 f"training facts; run `biomd reproduce-weights {name}` to make everything from scratch")
-    return json.loads(facts_file.read_text())
+    return _weights_dir() / f"{name}.safetensors", json.loads(facts_file.read_text())
 
 
 def _installed_as_stage(name: str, stage: int, installed: Path, root: Path) -> Path:
@@ -381,7 +384,7 @@ def _install_unbinding(result: dict, install: bool) -> dict:
 
 def _install(name: str, model_path: Path, card: str, facts: dict | None = None) -> None:
     """Copy weights and card (and the card's facts, which :func:`reevaluate` reads) into the package."""
-    weights = REPO / "biomd_core" / "weights"
+    weights = _weights_dir()
     weights.mkdir(exist_ok=True)
     target = weights / f"{name}.safetensors"
     if Path(model_path).resolve() != target.resolve():
