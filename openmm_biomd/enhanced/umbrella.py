@@ -39,6 +39,13 @@ Layout of ``OUT``::
 Resuming is per window: rerunning the same call keeps finished windows and
 reruns the window in flight from its seed frame (windows are short compared
 with a campaign; a finished window is never touched again).
+
+:func:`refine_umbrella_windows` closes sampling gaps: where two windows
+neighbouring in CV overlap too little for MBAR (``neighbour_overlap`` below
+``min_overlap``), it adds a window midway, seeded like the others from the path
+frame nearest its centre, and repeats for a few rounds.  Added windows come
+after the existing ones (same directory, new indices), so finished windows are
+kept and a refined run resumes like any other.
 """
 
 from __future__ import annotations
@@ -51,13 +58,14 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..data.md import (
+    RunMismatchError,
     _atomic_write_bytes,
     _atomic_write_json,
     equilibrate,
@@ -95,6 +103,7 @@ __all__ = [
     "main",
     "profile_difference",
     "read_windows",
+    "refine_umbrella_windows",
     "seed_umbrella_windows",
 ]
 
@@ -102,6 +111,11 @@ FORMAT = "biomd-umbrella"
 
 #: Settings that do not change the data (left out of resume checks).
 _NON_DATA = ("platform", "threads")
+#: Settings that place the windows: a resume may change them when it only adds windows after the existing ones.
+_PLACEMENT = ("n_windows", "centres", "cv_min", "cv_max")
+#: MBAR overlap of neighbouring windows below which the profile between them is unreliable
+#: (Klimovich, Shirts & Mobley, JCAMD 29, 397, 2015).
+MIN_OVERLAP = 0.03
 
 
 @dataclass(frozen=True)
@@ -281,8 +295,7 @@ def seed_umbrella_windows(
     }
     old_path = out / "umbrella.json"
     if old_path.exists():
-        old = json.loads(old_path.read_text())
-        check_resumable(old, summary, ("system_sha256", "cv", "path_sha256", "windows_key"), out)
+        _check_resumable(json.loads(old_path.read_text()), summary, out)
     write_common_files(out, loaded, [cv])
     plat, properties = select_platform(settings.platform, settings.threads, n_atoms)
     summary["platform"] = {"name": plat.getName(), "properties": properties}
@@ -309,6 +322,95 @@ def seed_umbrella_windows(
     summary["status"] = "complete"
     summary["wall_s"] = time.perf_counter() - started
     _atomic_write_json(old_path, summary)
+    return summary
+
+
+def _check_resumable(old: dict, new: dict, out: Path) -> None:
+    """The same windows, or the same windows followed by new ones (a refinement).
+
+    Only the windows define the data, so the settings that place them
+    (``_PLACEMENT``) may differ when the windows on disk begin the new plan.
+    """
+    old_key, new_key = old.get("windows_key", []), new["windows_key"]
+    if new_key[: len(old_key)] == old_key:
+        placement = {k: new["settings"][k] for k in _PLACEMENT}
+        old = {**old, "windows_key": new_key, "settings": {**old.get("settings", {}), **placement}}
+    elif old_key[: len(new_key)] == new_key:
+        raise RunMismatchError(
+            f"{out} holds these {len(new_key)} windows and {len(old_key) - len(new_key)} more added by a refinement: "
+            "resume it with the same refinement (refine_umbrella_windows, biomd umbrella --refine) or give all "
+            "the centres in its umbrella.json"
+        )
+    check_resumable(old, new, ("system_sha256", "cv", "path_sha256", "windows_key"), out)
+
+
+def refine_umbrella_windows(
+    loaded: Any,
+    path_frames_nm: np.ndarray,
+    cv: CVSpec,
+    settings: UmbrellaSettings,
+    out_dir: str | os.PathLike,
+    *,
+    min_overlap: float = MIN_OVERLAP,
+    max_rounds: int = 2,
+    log: Any = None,
+    **analysis: Any,
+) -> dict:
+    """Run (or resume) the windows of ``settings``, then add windows where neighbours overlap too little.
+
+    Each round analyses the finished windows with :func:`analyze_umbrella` and
+    puts a new window midway between every pair of windows neighbouring in CV
+    whose MBAR overlap is below ``min_overlap``, seeded from the path frame
+    nearest its centre; it stops when no pair is below it or after
+    ``max_rounds`` rounds in all.  Each round is recorded in ``OUT/refinement.json``
+    before its windows run, so a killed refinement resumes with the same call.
+    Arguments as :func:`seed_umbrella_windows`; ``analysis`` goes to
+    :func:`analyze_umbrella` (``discard_ps``, ``n_bins``, ...).
+
+    Returns
+    -------
+    dict
+        The run's summary (as :func:`seed_umbrella_windows`) with ``refinement``:
+        ``rounds`` (per round the lowest neighbour overlap before it and the
+        centres added), ``min_overlap`` after the last round and ``converged``
+        (every neighbouring pair at or above ``threshold``).
+    """
+    if not 0 < min_overlap < 1:
+        raise ValueError(f"min_overlap is an MBAR overlap in (0, 1), not {min_overlap}")
+    if max_rounds < 0:
+        raise ValueError("max_rounds must not be negative")
+    out = Path(out_dir)
+    record_path = out / "refinement.json"
+    record = {"threshold": min_overlap, "base_centres": None, "rounds": []}
+    if record_path.exists():
+        record = json.loads(record_path.read_text())
+        if record["threshold"] != min_overlap:
+            raise RunMismatchError(f"{out} was refined to an overlap of {record['threshold']}, not {min_overlap}: "
+                                   "use the same min_overlap or a new output directory")
+        if record["base_centres"] is not None:  # go on from the windows the recorded rounds added
+            added = [c for r in record["rounds"] for c in r["added_centres"]]
+            settings = replace(settings, centres=tuple(record["base_centres"]) + tuple(added), n_windows=None,
+                               cv_min=None, cv_max=None)
+    summary = seed_umbrella_windows(loaded, path_frames_nm, cv, settings, out, log=log)
+    while True:
+        fes = analyze_umbrella(out, write=False, **analysis)
+        gaps = [p["centres"] for p in fes["neighbour_overlap"] if p["overlap"] < min_overlap]
+        if not gaps or len(record["rounds"]) >= max_rounds:
+            break
+        added = [0.5 * (a + b) for a, b in gaps]
+        centres = [w["centre"] for w in summary["plan"]]
+        if record["base_centres"] is None:
+            record["base_centres"] = centres
+        record["rounds"].append({"min_overlap_before": fes["min_overlap"], "added_centres": added})
+        _atomic_write_json(record_path, record)
+        if log is not None:
+            print(f"refinement {len(record['rounds'])}: {len(added)} window(s) at "
+                  f"{', '.join(f'{c:.4g}' for c in added)} {cv.unit} (lowest overlap {fes['min_overlap']:.3f})",
+                  file=log, flush=True)
+        settings = replace(settings, centres=tuple(centres + added), n_windows=None, cv_min=None, cv_max=None)
+        summary = seed_umbrella_windows(loaded, path_frames_nm, cv, settings, out, log=log)
+    summary["refinement"] = {**record, "min_overlap": fes["min_overlap"], "converged": not gaps}
+    _atomic_write_json(out / "umbrella.json", summary)
     return summary
 
 
@@ -534,9 +636,10 @@ def analyze_umbrella(
     df_kt[filled] = rel["df_i"]
     overlap = _neighbour_overlap(fes.get_mbar(), centres)
     warnings = [
-        f"windows at {a:.4g} and {b:.4g} {cv_record.get('unit')} overlap by {o:.3f} (< 0.03): the profile between "
-        "them is unreliable; add windows there or lower the force constant"
-        for a, b, o in overlap if o < 0.03
+        f"windows at {a:.4g} and {b:.4g} {cv_record.get('unit')} overlap by {o:.3f} (< {MIN_OVERLAP}): the profile "
+        "between them is unreliable; add windows there (refine_umbrella_windows, biomd umbrella --refine) or lower "
+        "the force constant"
+        for a, b, o in overlap if o < MIN_OVERLAP
     ]
     try:
         binding = _binding(fes.get_mbar(), x_n, edges, j, n_exp, plateau_from, f_kt, kt)
@@ -771,6 +874,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--sample-interval", default="0.1ps", help="time between CV samples (default 0.1ps)")
     w.add_argument("--max-start-offset", type=float,
                    help="largest |CV(seed frame) - centre| (default: no limit; centres must lie in the path's range)")
+    w.add_argument("--refine", type=int, default=0, metavar="ROUNDS",
+                   help="up to ROUNDS rounds that add a window midway between neighbours whose MBAR overlap is "
+                        "below --min-overlap (default 0: no refinement)")
+    w.add_argument("--min-overlap", type=float, default=MIN_OVERLAP,
+                   help=f"neighbour overlap that --refine aims for (default {MIN_OVERLAP})")
     a = p.add_argument_group("analysis (pymbar)")
     a.add_argument("--analyze-only", action="store_true", help="only analyse the finished windows in --out")
     a.add_argument("--bins", type=int, default=50, help="histogram bins (default 50)")
@@ -800,8 +908,13 @@ def main(args: argparse.Namespace) -> int:
             sample_interval_ps=parse_time_ps(args.sample_interval), max_start_offset=args.max_start_offset,
             platform=args.platform, threads=args.threads, **md_kwargs(args),
         )
-        seed_umbrella_windows(inputs.loaded, inputs.frames_nm, cv, settings, args.out,
-                              log=None if args.quiet else sys.stderr)
+        log = None if args.quiet else sys.stderr
+        if args.refine:
+            refine_umbrella_windows(inputs.loaded, inputs.frames_nm, cv, settings, args.out, log=log,
+                                    min_overlap=args.min_overlap, max_rounds=args.refine,
+                                    discard_ps=parse_time_ps(args.discard))
+        else:
+            seed_umbrella_windows(inputs.loaded, inputs.frames_nm, cv, settings, args.out, log=log)
     fes = analyze_umbrella(args.out, n_bins=args.bins, cv_range=args.bin_range, fes_type=args.fes,
                            n_bootstraps=args.bootstraps,
                            jacobian=not args.no_jacobian, plateau_from=args.plateau_from,

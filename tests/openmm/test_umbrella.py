@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from openmm_biomd.enhanced.umbrella import (
     analyze_umbrella,
     binding_free_energy,
     profile_difference,
+    refine_umbrella_windows,
     seed_umbrella_windows,
 )
 
@@ -120,6 +122,47 @@ def test_resume_skips_finished_windows(host_guest_cv, pulled, distance_run):
     assert [w["mean_cv"] for w in again["windows"][:5]] == [w["mean_cv"] for w in first["windows"][:5]]
     with pytest.raises(RunMismatchError, match="force_constant"):
         seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**{**DIST, "force_constant": 100.0}), out)
+
+
+def test_refinement_adds_windows_where_neighbours_do_not_overlap(host_guest_cv, pulled, tmp_path):
+    loaded, _, _, cv = host_guest_cv
+    # Two windows 0.3 nm apart at σ ≈ 0.03 nm share no sample: MBAR overlap ~0.
+    sparse = UmbrellaSettings(**{**DIST, "n_windows": 2})
+    first = seed_umbrella_windows(loaded, pulled[1], cv, sparse, tmp_path)
+    before = analyze_umbrella(tmp_path, write=False)["min_overlap"]
+    assert before < 0.03
+    stamps = [os.stat(tmp_path / f"window_{i:03d}" / "result.json").st_mtime_ns for i in range(2)]
+    refined = refine_umbrella_windows(loaded, pulled[1], cv, sparse, tmp_path, max_rounds=1)
+    # One round: one window midway, appended (index 2) and seeded from the path frame nearest its centre.
+    assert refined["refinement"]["rounds"] == [{"min_overlap_before": before, "added_centres": [pytest.approx(0.55)]}]
+    added = refined["windows"][2]
+    assert added["index"] == 2 and added["centre"] == pytest.approx(0.55)
+    assert added["start_frame"] == int(np.argmin(np.abs(cv.values(pulled[1]) - 0.55)))
+    # The two finished windows are kept as they were.
+    assert [os.stat(tmp_path / f"window_{i:03d}" / "result.json").st_mtime_ns for i in range(2)] == stamps
+    assert refined["windows"][:2] == first["windows"]
+    assert refined["refinement"]["min_overlap"] > before
+    assert json.loads((tmp_path / "umbrella.json").read_text())["refinement"] == refined["refinement"]
+    # Resuming: the same call reruns nothing; the windows alone (all centres) resume too, whatever placed them;
+    # the original two windows alone, changed settings or other windows are refused.
+    assert refine_umbrella_windows(loaded, pulled[1], cv, sparse, tmp_path, max_rounds=1)["windows"] == refined["windows"]
+    (tmp_path / "window_002" / "result.json").unlink()  # killed while the added window ran
+    resumed = refine_umbrella_windows(loaded, pulled[1], cv, sparse, tmp_path, max_rounds=1)
+    assert len(resumed["windows"]) == 3 and resumed["windows"][2]["centre"] == pytest.approx(0.55)
+    assert resumed["refinement"]["rounds"] == refined["refinement"]["rounds"]
+    every = replace(sparse, centres=(0.4, 0.7, 0.55), n_windows=None, cv_min=None, cv_max=None)
+    assert seed_umbrella_windows(loaded, pulled[1], cv, every, tmp_path)["windows"] == resumed["windows"]
+    assert [os.stat(tmp_path / f"window_{i:03d}" / "result.json").st_mtime_ns for i in range(2)] == stamps
+    with pytest.raises(RunMismatchError, match="added by a refinement"):
+        seed_umbrella_windows(loaded, pulled[1], cv, sparse, tmp_path)
+    with pytest.raises(RunMismatchError, match="windows_key"):
+        seed_umbrella_windows(loaded, pulled[1], cv, replace(every, centres=(0.4, 0.6)), tmp_path)
+    with pytest.raises(RunMismatchError, match="production_ps"):
+        refine_umbrella_windows(loaded, pulled[1], cv, replace(sparse, production_ps=2.0), tmp_path, max_rounds=1)
+    with pytest.raises(RunMismatchError, match="refined to an overlap"):
+        refine_umbrella_windows(loaded, pulled[1], cv, sparse, tmp_path, min_overlap=0.1)
+    with pytest.raises(ValueError, match="min_overlap"):
+        refine_umbrella_windows(loaded, pulled[1], cv, sparse, tmp_path, min_overlap=0.0)
 
 
 def test_pymbar_profile_with_uncertainties_and_plot(distance_run):
@@ -305,6 +348,13 @@ def test_command_lines(host_guest_cv, pulled, distance_run, tmp_path, capsys):
     run = json.loads((tmp_path / "cli" / "umbrella.json").read_text())
     assert len(run["windows"]) == 2 and run["system"] == "host-guest"
     assert run["cv"][0]["pocket_atoms"] == pocket[:20].tolist()  # the unbind run's atoms, not the default pocket
+    # --refine: a window is added between two that do not overlap.
+    refine_argv = [*argv[:2], "--centres", "0.45", "0.65", "--k", "3000", "--refine", "1", *argv[7:-3],
+                   "--out", str(tmp_path / "refined"), "--quiet"]
+    assert umbrella.main(_parse(umbrella, refine_argv)) == 0
+    refined = json.loads((tmp_path / "refined" / "umbrella.json").read_text())
+    assert [w["centre"] for w in refined["windows"]] == pytest.approx([0.45, 0.65, 0.55])
+    capsys.readouterr()
     with pytest.raises(FileNotFoundError, match="attempt_000"):
         umbrella.main(_parse(umbrella, [*argv[:2], "--attempt", "7", "--out", str(tmp_path / "z")]))
     # --analyze-only needs nothing but the run directory.
