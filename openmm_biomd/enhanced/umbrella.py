@@ -546,7 +546,8 @@ def analyze_umbrella(
         ``bound_minimum``; ``f_raw_kt`` (no Jacobian term); ``counts`` ``[B]``
         uncorrelated samples per bin; ``windows`` (per window ``g``,
         ``n_uncorrelated``); ``neighbour_overlap`` / ``min_overlap`` (MBAR
-        overlap of windows adjacent in CV) and ``warnings`` (gaps below 0.03);
+        overlap of windows adjacent in CV); ``empty_bins`` (centres of bins without
+        a sample between sampled ones) and ``warnings`` (overlaps below 0.03, empty bins);
         ``binding`` (see :func:`binding_free_energy`; ``{"error": ...}`` when the
         sampled range has no plateau above the minimum).
     """
@@ -641,6 +642,13 @@ def analyze_umbrella(
         "the force constant"
         for a, b, o in overlap if o < MIN_OVERLAP
     ]
+    holes = _empty_interior_bins(x, counts)
+    if len(holes):
+        warnings.append(
+            f"{len(holes)} bin(s) between sampled ones hold no sample (at {', '.join(f'{h:.4g}' for h in holes)} "
+            f"{cv_record.get('unit')}): the profile has holes; where it is steep the restraint cannot hold the CV "
+            "near its centre, so raise the force constant there (adding windows alone does not fill them)"
+        )
     try:
         binding = _binding(fes.get_mbar(), x_n, edges, j, n_exp, plateau_from, f_kt, kt)
     except ValueError as exc:
@@ -672,6 +680,7 @@ def analyze_umbrella(
         "windows": windows,
         "neighbour_overlap": [{"centres": [a, b], "overlap": o} for a, b, o in overlap],
         "min_overlap": min((o for _, _, o in overlap), default=None),
+        "empty_bins": holes,
         "warnings": warnings,
         "binding": binding,
     }
@@ -768,6 +777,15 @@ def profile_difference(a: dict, b: dict) -> dict:
     }
 
 
+def _empty_interior_bins(x: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Centres ``[H]`` of the bins without a sample that lie between the first and the last filled bin."""
+    filled = np.flatnonzero(counts)
+    if len(filled) == 0:
+        return x[:0]
+    inside = slice(filled[0], filled[-1] + 1)
+    return x[inside][counts[inside] == 0]
+
+
 def _neighbour_overlap(mbar: Any, centres: np.ndarray) -> list[tuple[float, float, float]]:
     """MBAR overlap ``O[k, l]`` of windows neighbouring in CV (sorted by centre).
 
@@ -796,12 +814,14 @@ def binding_free_energy(out_dir: str | os.PathLike, *, plateau_from: float | Non
     -------
     dict
         ``delta_f_kt``, ``d_delta_f_kt``, ``delta_f_kj_mol``, ``d_delta_f_kj_mol``
-        (positive: the bound state is lower), ``bound_bin`` and ``plateau`` (CV ranges).
+        (positive: the bound state is lower), ``bound_bin`` and ``plateau`` (CV ranges),
+        and the analysis' ``warnings`` (poorly overlapping windows, holes in the sampled range).
     """
-    binding = analyze_umbrella(out_dir, plateau_from=plateau_from, write=False, **analysis)["binding"]
+    fes = analyze_umbrella(out_dir, plateau_from=plateau_from, write=False, **analysis)
+    binding = fes["binding"]
     if "error" in binding:
         raise ValueError(f"no binding free energy from {out_dir}: {binding['error']}")
-    return binding
+    return {**binding, "warnings": fes["warnings"]}
 
 
 def _jsonable(value: Any) -> Any:

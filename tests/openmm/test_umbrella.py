@@ -198,6 +198,7 @@ def test_pymbar_profile_with_uncertainties_and_plot(distance_run):
 
     same = binding_free_energy(out, n_bins=25)
     assert same["delta_f_kt"] == pytest.approx(b["delta_f_kt"])
+    assert same["warnings"] == fes["warnings"]  # the caller of the one number is told what the analysis found
     assert same["d_delta_f_kt"] == pytest.approx(b["d_delta_f_kt"])
     # An explicit plateau works the same way (and is refused where there is none).
     explicit = binding_free_energy(out, n_bins=25, plateau_from=b["plateau"][0])
@@ -273,7 +274,17 @@ def test_pymbar_analysis_recovers_a_known_profile(tmp_path):
     b = fes["binding"]
     assert b["delta_f_kt"] == pytest.approx(3.0 - pmf(fes["bound_minimum"]), abs=max(0.2, 4 * b["d_delta_f_kt"]))
     assert 0 < b["d_delta_f_kt"] < 0.2
-    assert fes["min_overlap"] > 0.03 and fes["warnings"] == []
+    assert fes["min_overlap"] > 0.03 and fes["warnings"] == [] and len(fes["empty_bins"]) == 0
+
+
+def test_holes_in_the_sampled_range_are_reported(tmp_path):
+    """Two stiff windows far apart: no overlap and empty bins between them, each a warning."""
+    _synthetic_umbrella(tmp_path, lambda x: 0.0 * x, [0.3, 0.8], k_kt=4000.0, n=500)
+    fes = analyze_umbrella(tmp_path, n_bins=20, cv_range=(0.2, 0.9), write=False)
+    assert fes["min_overlap"] < 0.03
+    assert len(fes["empty_bins"]) >= 10 and np.all((fes["empty_bins"] > 0.3) & (fes["empty_bins"] < 0.8))
+    assert np.all(np.isnan(fes["f_kt"][np.isin(fes["x"], fes["empty_bins"])]))
+    assert any("overlap" in w for w in fes["warnings"]) and any("hold no sample" in w for w in fes["warnings"])
 
 
 def test_path_cv_windows(host_guest_cv, pulled, tmp_path):
