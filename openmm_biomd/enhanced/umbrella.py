@@ -388,6 +388,12 @@ def refine_umbrella_windows(
             raise RunMismatchError(f"{out} was refined to an overlap of {record['threshold']}, not {min_overlap}: "
                                    "use the same min_overlap or a new output directory")
         if record["base_centres"] is not None:  # go on from the windows the recorded rounds added
+            loaded = as_loaded_system(loaded)
+            frames = check_frames(path_frames_nm, loaded.system.getNumParticles())
+            requested = settings.window_centres(np.asarray(cv.values(frames), dtype=np.float64))
+            if [f"{c:.9g}" for c in requested] != [f"{c:.9g}" for c in record["base_centres"]]:
+                raise RunMismatchError(f"{out} refined other windows (centres {record['base_centres']}) than "
+                                       f"these ({requested.tolist()}): use the same windows or a new output directory")
             added = [c for r in record["rounds"] for c in r["added_centres"]]
             settings = replace(settings, centres=tuple(record["base_centres"]) + tuple(added), n_windows=None,
                                cv_min=None, cv_max=None)

@@ -159,6 +159,8 @@ def test_refinement_adds_windows_where_neighbours_do_not_overlap(host_guest_cv, 
         seed_umbrella_windows(loaded, pulled[1], cv, replace(every, centres=(0.4, 0.6)), tmp_path)
     with pytest.raises(RunMismatchError, match="production_ps"):
         refine_umbrella_windows(loaded, pulled[1], cv, replace(sparse, production_ps=2.0), tmp_path, max_rounds=1)
+    with pytest.raises(RunMismatchError, match="refined other windows"):
+        refine_umbrella_windows(loaded, pulled[1], cv, replace(sparse, n_windows=3), tmp_path, max_rounds=1)
     with pytest.raises(RunMismatchError, match="refined to an overlap"):
         refine_umbrella_windows(loaded, pulled[1], cv, sparse, tmp_path, min_overlap=0.1)
     with pytest.raises(ValueError, match="min_overlap"):
