@@ -128,13 +128,41 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
     kt = kt_kj_mol(settings.temperature_k)
     diff_kt = out["generated"]["delta_f_kt"] - out["steered"]["delta_f_kt"]
     return {
-        "windows": n_windows, "refine_rounds": refine_rounds, "production_ps": production_ps, "cv_range_nm": [low, high], "k_kj_mol_nm2": k,
+        "windows": n_windows, "refine_rounds": refine_rounds, "production_ps": production_ps,
+        "cv_range_nm": [low, high], "k_kj_mol_nm2": k,
         "partial_range": not best["success"], "seed_path_attempt": best["attempt"],
         "steered_pull_wall_s": steer_s,
         "generated": out["generated"], "steered": out["steered"],
         "difference_kt": diff_kt,
         "difference_uncertainty_kt": float(np.hypot(out["generated"]["d_delta_f_kt"], out["steered"]["d_delta_f_kt"])),
         "kt_kj_mol": kt,
+        "profiles": compare_profiles(work, high),
+    }
+
+
+def compare_profiles(work: Path, cv_max: float, bin_nm: float = 0.025, tolerance_kt: float = 1.0) -> dict:
+    """The two umbrella profiles bin by bin (each zeroed at its bound minimum) from 0 to ``cv_max``.
+
+    Besides :func:`~openmm_biomd.enhanced.umbrella.profile_difference`'s summary: ``agree_up_to_nm``, the
+    upper edge of the last bin before the first one that differs by more than ``tolerance_kt``, the first
+    such bin, and the profiles themselves; ``fes.png`` is written into each umbrella directory.
+    """
+    from openmm_biomd.enhanced.umbrella import analyze_umbrella, profile_difference
+
+    n_bins = int(np.ceil(cv_max / bin_nm))
+    fes = {name: analyze_umbrella(work / f"umbrella-{name}", n_bins=n_bins, cv_range=(0.0, n_bins * bin_nm))
+           for name in ("generated", "steered")}
+    x = fes["generated"]["x"]
+    diff = fes["generated"]["f_kt"] - fes["steered"]["f_kt"]  # [B] kT, NaN where a bin is empty in either
+    off = np.flatnonzero(np.isfinite(diff) & (np.abs(diff) > tolerance_kt))
+    first_off = int(off[0]) if len(off) else None
+    return {
+        **profile_difference(fes["generated"], fes["steered"]),
+        "bin_nm": bin_nm, "tolerance_kt": tolerance_kt,
+        "agree_up_to_nm": float(x[-1] + bin_nm / 2) if first_off is None else float(x[first_off] - bin_nm / 2),
+        "first_bin_beyond_tolerance_nm": None if first_off is None else float(x[first_off]),
+        "x_nm": x.tolist(),
+        "f_kt": {name: [None if not np.isfinite(v) else float(v) for v in f["f_kt"]] for name, f in fes.items()},
     }
 
 
@@ -201,6 +229,11 @@ def table(r: dict) -> str:
                         + " | ≥ 0.03; 0 |")
         rows.append(f"| difference (kT) | {u['difference_kt']:+.2f} ± {u['difference_uncertainty_kt']:.2f} | "
                     f"≤ 1 kT {ok[r['targets']['umbrella_1kt']]} |")
+        if "profiles" in u:
+            p = u["profiles"]
+            rows.append(f"| profiles bin by bin ({p['bin_nm']} nm bins, each zeroed at its bound minimum): within "
+                        f"{p['tolerance_kt']:g} kT from 0 to | {p['agree_up_to_nm']:.3f} nm (largest difference "
+                        f"{p['max_abs_kt']:.2f} kT over all {p['n_bins']} bins) | |")
     elif u:
         rows.append(f"| umbrella comparison | {u.get('error')} | ≤ 1 kT ✗ |")
     return "\n".join(rows)
@@ -228,6 +261,8 @@ def main() -> None:
     parser.add_argument("--skip-umbrella", action="store_true")
     parser.add_argument("--umbrella-only", action="store_true",
                         help="redo only the umbrella comparison, on the generated paths of the previous result")
+    parser.add_argument("--reanalyse", action="store_true",
+                        help="only compare the previous result's umbrella profiles bin by bin again (no MD)")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/unbind_host_guest_cpu.json"))
     args = parser.parse_args()
 
@@ -236,6 +271,11 @@ def main() -> None:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    if args.reanalyse:
+        result = json.loads(Path(args.out).read_text())
+        result["umbrella"]["profiles"] = compare_profiles(work, result["umbrella"]["cv_range_nm"][1])
+        publish(result, Path(args.out))
+        return
     if args.umbrella_only:
         from openmm_biomd.data.systems import get_system
         from openmm_biomd.enhanced.unbind import UnbindSettings, Unbinder
@@ -248,10 +288,7 @@ def main() -> None:
         result["umbrella"] = umbrella_comparison(work, unbinder, args.windows, args.window_ps, args.k, args.refine)
         u = result["umbrella"]
         result["targets"]["umbrella_1kt"] = "difference_kt" in u and abs(u["difference_kt"]) <= 1.0
-        Path(args.out).write_text(json.dumps(result, indent=2, default=str))
-        text = table(result)
-        replace_section("bench_unbind", "Unbinding: generated paths vs metadynamics (`benchmarks/bench_unbind.py`)", text)
-        print(text)
+        publish(result, Path(args.out))
         return
     gen, unbinder = generative(work, Path(args.heldout), args.starts, args.attempts, args.max_time)
     print(json.dumps(gen, indent=1, default=str), flush=True)
@@ -270,8 +307,13 @@ def main() -> None:
         u = result["umbrella"]
         targets["umbrella_1kt"] = "difference_kt" in u and abs(u["difference_kt"]) <= 1.0
     result["targets"] = targets
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2, default=str))
+    publish(result, Path(args.out))
+
+
+def publish(result: dict, out: Path) -> None:
+    """Write the result JSON, replace the BENCHMARKS.md section with its table and print it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
     text = table(result)
     replace_section("bench_unbind", "Unbinding: generated paths vs metadynamics (`benchmarks/bench_unbind.py`)", text)
     print(text)
