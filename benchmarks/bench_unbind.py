@@ -222,11 +222,12 @@ def table(r: dict) -> str:
                     f"{u['generated']['delta_f_kt']:.2f} ± {u['generated']['d_delta_f_kt']:.2f} / "
                     f"{u['steered']['delta_f_kt']:.2f} ± {u['steered']['d_delta_f_kt']:.2f} | |")
         if "refinement" in u["generated"]:  # results before window refinement existed lack it
+            def windows(side: dict) -> str:
+                n_warnings = len(side["warnings"]) if "warnings" in side else "n/a"
+                return f"{side['windows']} ({side['refinement']['min_overlap']:.3f}; {n_warnings})"
+
             rows.append("| umbrella windows after refinement (lowest neighbour MBAR overlap; analysis warnings), "
-                        "generated / steered | "
-                        + " / ".join(f"{u[s]['windows']} ({u[s]['refinement']['min_overlap']:.3f}; "
-                                     f"{len(u[s]['warnings']) if 'warnings' in u[s] else 'n/a'})" for s in ("generated", "steered"))
-                        + " | ≥ 0.03; 0 |")
+                        f"generated / steered | {windows(u['generated'])} / {windows(u['steered'])} | ≥ 0.03; 0 |")
         rows.append(f"| difference (kT) | {u['difference_kt']:+.2f} ± {u['difference_uncertainty_kt']:.2f} | "
                     f"≤ 1 kT {ok[r['targets']['umbrella_1kt']]} |")
         if "profiles" in u:
