@@ -145,7 +145,8 @@ def test_refinement_adds_windows_where_neighbours_do_not_overlap(host_guest_cv, 
     assert json.loads((tmp_path / "umbrella.json").read_text())["refinement"] == refined["refinement"]
     # Resuming: the same call reruns nothing; the windows alone (all centres) resume too, whatever placed them;
     # the original two windows alone, changed settings or other windows are refused.
-    assert refine_umbrella_windows(loaded, pulled[1], cv, sparse, tmp_path, max_rounds=1)["windows"] == refined["windows"]
+    again = refine_umbrella_windows(loaded, pulled[1], cv, sparse, tmp_path, max_rounds=1)
+    assert again["windows"] == refined["windows"]
     (tmp_path / "window_002" / "result.json").unlink()  # killed while the added window ran
     resumed = refine_umbrella_windows(loaded, pulled[1], cv, sparse, tmp_path, max_rounds=1)
     assert len(resumed["windows"]) == 3 and resumed["windows"][2]["centre"] == pytest.approx(0.55)
@@ -362,7 +363,8 @@ def test_command_lines(host_guest_cv, pulled, distance_run, tmp_path, capsys):
     assert len(run["windows"]) == 2 and run["system"] == "host-guest"
     assert run["cv"][0]["pocket_atoms"] == pocket[:20].tolist()  # the unbind run's atoms, not the default pocket
     # --refine: a window is added between two that do not overlap.
-    refine_argv = [*argv[:2], "--centres", "0.45", "0.65", "--k", "3000", "--refine", "1", *argv[7:-3],
+    refine_argv = [*argv[:2], "--centres", "0.45", "0.65", "--k", "3000", "--refine", "1", "--time", "0.2ps",
+                   "--sample-interval", "0.02ps", "--equilibration", "0ps", "--threads", "1",
                    "--out", str(tmp_path / "refined"), "--quiet"]
     assert umbrella.main(_parse(umbrella, refine_argv)) == 0
     refined = json.loads((tmp_path / "refined" / "umbrella.json").read_text())
