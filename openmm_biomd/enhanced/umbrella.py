@@ -289,7 +289,7 @@ def seed_umbrella_windows(
         "path_cv_range": [float(values.min()), float(values.max())],
         "plan": windows,
         # What a resume must match: centres (9 digits) and seed frames.
-        "windows_key": [[w["index"], f"{w['centre']:.9g}", w["start_frame"]] for w in windows],
+        "windows_key": [[w["index"], _centre_key(w["centre"]), w["start_frame"]] for w in windows],
         "windows": [],
         "versions": package_versions(),
     }
@@ -323,6 +323,12 @@ def seed_umbrella_windows(
     summary["wall_s"] = time.perf_counter() - started
     _atomic_write_json(old_path, summary)
     return summary
+
+
+def _centre_key(centre: float) -> str:
+    """A window centre as resume checks compare it (9 significant digits: JSON round trips and re-spaced
+    ``linspace`` centres compare equal)."""
+    return f"{centre:.9g}"
 
 
 def _check_resumable(old: dict, new: dict, out: Path) -> None:
@@ -391,7 +397,7 @@ def refine_umbrella_windows(
             loaded = as_loaded_system(loaded)
             frames = check_frames(path_frames_nm, loaded.system.getNumParticles())
             requested = settings.window_centres(np.asarray(cv.values(frames), dtype=np.float64))
-            if [f"{c:.9g}" for c in requested] != [f"{c:.9g}" for c in record["base_centres"]]:
+            if list(map(_centre_key, requested)) != list(map(_centre_key, record["base_centres"])):
                 raise RunMismatchError(f"{out} refined other windows (centres {record['base_centres']}) than "
                                        f"these ({requested.tolist()}): use the same windows or a new output directory")
             added = [c for r in record["rounds"] for c in r["added_centres"]]
