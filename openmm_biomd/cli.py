@@ -173,7 +173,8 @@ def cmd_generate_data(args: argparse.Namespace) -> int:
             system, out, ligand_selection=args.ligand, pocket_selection=args.pocket, n_seeds=args.n_seeds,
             max_time_ps=parse_time_ps(args.time), height_kj_mol=args.height, bias_factor=args.bias_factor,
             sigma_nm=args.sigma, deposit_interval_ps=parse_time_ps(args.deposit_interval),
-            exit_distance_nm=args.exit_distance, pocket_radius_nm=args.pocket_radius, **settings, **common,
+            exit_distance_nm=args.exit_distance, pocket_radius_nm=args.pocket_radius,
+            after_exit_ps=parse_time_ps(args.after_exit), **settings, **common,
         )
         keys = ("status", "n_dissociated", "mean_time_to_dissociation_ps", "wall_s")
         print(json.dumps({"out": str(out), **{k: summary[k] for k in keys}, "seeds": len(summary["results"])}, indent=2))
@@ -228,6 +229,8 @@ def _add_generate_data_arguments(p: argparse.ArgumentParser) -> None:
     meta.add_argument("--sigma", type=float, default=0.05, help="hill width, nm (default 0.05)")
     meta.add_argument("--deposit-interval", default="1ps", help="time between hills (default 1ps)")
     meta.add_argument("--exit-distance", type=float, default=1.0, help="stop once CV > bound CV + this, nm (default 1)")
+    meta.add_argument("--after-exit", default="0ps",
+                      help="unbiased MD kept after the exit (training data: exits inside windows), e.g. 20ps (default 0)")
     meta.add_argument("--pocket-radius", type=float, default=0.5, help="pocket = heavy atoms this close to the ligand, nm")
 
 

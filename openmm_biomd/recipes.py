@@ -153,10 +153,13 @@ def _unbinding_recipes() -> dict:
         "host-guest": UnbindingRecipe(
             name="host-guest",
             system="host-guest",
-            train_campaigns=(MetadynamicsPlan(seed=0, n_seeds=12), MetadynamicsPlan(seed=1, n_seeds=12)),
+            # 25 ps after each exit: exits at every position of a training window (data/metadynamics.py)
+            train_campaigns=(MetadynamicsPlan(seed=0, n_seeds=12, after_exit_ps=25.0),
+                             MetadynamicsPlan(seed=1, n_seeds=12, after_exit_ps=25.0)),
             heldout_campaign=MetadynamicsPlan(seed=2, n_seeds=10),
             train_config="examples/configs/host-guest-unbind-tiny.yaml",
-            finetune_configs=("examples/configs/host-guest-unbind-tiny-stage2.yaml",),
+            finetune_configs=("examples/configs/host-guest-unbind-tiny-stage2.yaml",
+                              "examples/configs/host-guest-unbind-tiny-stage3.yaml"),
             notes=[
                 "Trained on the CPU of the project's 2-core machine (no GPU was available in this task): "
                 "24 strongly biased metadynamics exits of ~30–100 ps each (a small data set), a `tiny` model, "
@@ -244,28 +247,53 @@ def extend(name: str, root: str | Path = "runs", install: bool = False, progress
     For a recipe that gained a fine-tuning stage: instead of retraining every stage from scratch, the
     installed weights (the output of the stages their card lists) are copied to that stage's run
     directory and the new stages continue from there.  The earlier stages' training facts are kept
-    from the installed ``NAME.card.json``; the new weights get a new gate reference, rollouts and
-    evaluation.  The card is rewritten (installed with ``install``).  Returns the new facts.
+    from the installed ``NAME.card.json``; the new weights get a new gate reference and a new
+    evaluation (rollouts for an equilibrium model, gated unbinding attempts for an unbinding model).
+    The card is rewritten (installed with ``install``).  Returns the new facts.
     """
     from .propagator.calibration import attach_gate_reference
 
     root = Path(root)
     unbinding = _unbinding_recipes()
-    if name in unbinding:
-        raise ValueError(f"{name} is an unbinding model: --extend continues equilibrium recipes only; "
-                         f"run `biomd reproduce-weights {name}`")
-    recipe = _recipe(name, unbinding)
     installed, facts = _installed(name)
+    if name in unbinding:
+        from .enhanced.recipe import make_training_campaigns, measure_new_stages
+
+        recipe = unbinding[name]
+        stages = (recipe.train_config, *recipe.finetune_configs)
+        model_path, facts = _train_new_stages(name, stages, installed, facts, root, progress,
+                                              lambda: make_training_campaigns(recipe, root))
+        return _install_unbinding(measure_new_stages(recipe, facts, model_path, root), install)
+
+    recipe = _recipe(name, unbinding)
+    ref_dir = _reference_dir(root, name)
+
+    def prepare_data() -> None:  # what the stages read, and the evaluation's reference (resumable generation)
+        _md(recipe, recipe.train_data, root / "data" / name)
+        for plan in recipe.extra_train_data:
+            _md(recipe, plan, extra_data_dir(root, name, plan))
+        _md(recipe, recipe.reference_data, ref_dir)
+
     stages = (recipe.train_config, *recipe.finetune_configs)
+    model_path, facts = _train_new_stages(name, stages, installed, facts, root, progress, prepare_data)
+    facts["gate_reference"] = attach_gate_reference(model_path, recipe.system, ref_dir).to_dict()
+    facts.update(evaluate_weights(recipe, model_path, ref_dir, root / "eval" / name))
+    return _write_card(recipe, facts, model_path, root, install)
+
+
+def _train_new_stages(name: str, stages: tuple[str, ...], installed: Path, facts: dict, root: Path, progress: bool,
+                      prepare_data) -> tuple[Path, dict]:
+    """The stages of ``stages`` the installed weights lack, trained from them (see :func:`extend`).
+
+    ``prepare_data()`` makes (or resumes) the data the stages read; it runs only once the stages are
+    known to be missing.  Returns the final weights and ``facts`` with the training facts, the training
+    configs, the hardware and the history updated.
+    """
     done = len(facts["training"]["steps_per_stage"])
     if done >= len(stages):
         raise ValueError(f"the installed {name} weights already have all {len(stages)} stages of the recipe; "
                          "add a stage to its finetune_configs first")
-    _md(recipe, recipe.train_data, root / "data" / name)  # what the stages read (resumable generation)
-    for plan in recipe.extra_train_data:
-        _md(recipe, plan, extra_data_dir(root, name, plan))
-    ref_dir = _reference_dir(root, name)
-    _md(recipe, recipe.reference_data, ref_dir)
+    prepare_data()
     model_path = _installed_as_stage(name, done, installed, root)
 
     t0 = time.perf_counter()
@@ -284,13 +312,10 @@ def extend(name: str, root: str | Path = "runs", install: bool = False, progress
                                        f"({summary['samples_per_s'] or 0:.0f} windows/s), {time.strftime('%Y-%m-%d')}.")
     facts["train_config"] = " then ".join(stages)
     facts["hardware"] = hardware()
-    facts["gate_reference"] = attach_gate_reference(model_path, recipe.system, ref_dir).to_dict()
     facts["facts_history"] = (facts.get("facts_history", "") + f" {added[0].upper()}{added[1:]} added on "
                               f"{time.strftime('%Y-%m-%d')} by `biomd reproduce-weights {name} --extend`, starting "
-                              f"from the installed stage-{done} weights; quality, sampling and raw_geometry "
-                              "re-measured then.").strip()
-    facts.update(evaluate_weights(recipe, model_path, ref_dir, root / "eval" / name))
-    return _write_card(recipe, facts, model_path, root, install)
+                              f"from the installed stage-{done} weights; the measured quality re-measured then.").strip()
+    return model_path, facts
 
 
 def _weights_dir() -> Path:

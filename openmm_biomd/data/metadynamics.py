@@ -4,7 +4,18 @@ In the style of published unbinding data sets: many independent seeds, each
 starting from the bound pose, biased along one collective variable — the
 distance between the ligand's centroid and the pocket's centroid — with
 OpenMM's :class:`openmm.app.Metadynamics`, and stopped as soon as the ligand
-has left (CV above its bound value plus ``exit_distance_nm``).
+has left (CV above its bound value plus ``exit_distance_nm``) — or, with
+``after_exit_ps``, that much later.
+
+Why go on after the exit: a model trained on windows of consecutive frames
+only sees an exit where a window fits, and when every path ends at its exit
+the exit is always a window's *last* frame and no window ever starts from a
+ligand that has left.  The model then learns an exit only at the end of an
+autoregressive block, and the next block, conditioned on an unbound frame it
+never saw, pulls the ligand back.  A few ps of the unbound ligand after the
+exit put the exit at every position of a window.  Those ps are unbiased MD:
+no hill is added after the exit (the hills already deposited stay, at CV
+values the ligand has left behind).
 
 Layout of ``OUT``::
 
@@ -32,7 +43,7 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +87,7 @@ class DissociationSettings:
     temperature_k, timestep_fs, friction_per_ps : Langevin integrator
     seed : master seed (seed ``i`` uses ``replica_seed(seed, i)``)
     equilibration_ps : unbiased MD after minimisation, before t = 0, ps
+    after_exit_ps : MD kept after the exit, no new hills, ps (see the module docstring)
     """
 
     n_seeds: int = 10
@@ -92,6 +104,7 @@ class DissociationSettings:
     friction_per_ps: float = 1.0
     seed: int = 0
     equilibration_ps: float = 10.0
+    after_exit_ps: float = 0.0
 
     def __post_init__(self) -> None:
         require_positive(self, ("max_time_ps", "frame_interval_ps", "height_kj_mol", "sigma_nm", "deposit_interval_ps",
@@ -103,6 +116,10 @@ class DissociationSettings:
         whole_steps(self.frame_interval_ps, self.timestep_fs, "frame interval")
         whole_steps(self.deposit_interval_ps, self.timestep_fs, "hill deposition interval")
         whole_steps(self.equilibration_ps, self.timestep_fs, "equilibration time")
+        frames = self.after_exit_ps / self.frame_interval_ps
+        if self.after_exit_ps < 0 or abs(frames - round(frames)) > 1e-6 * max(1.0, frames):
+            raise ValueError(f"after_exit_ps must be a whole number (>= 0) of {self.frame_interval_ps:g} ps frame "
+                             f"intervals, got {self.after_exit_ps:g} ps")
 
     @property
     def steps_per_frame(self) -> int:
@@ -112,6 +129,11 @@ class DissociationSettings:
     def max_frames(self) -> int:
         """Frame intervals in ``max_time_ps`` (rounded down)."""
         return int(self.max_time_ps / self.frame_interval_ps + 1e-9)
+
+    @property
+    def after_exit_frames(self) -> int:
+        """Frame intervals kept after the exit."""
+        return int(round(self.after_exit_ps / self.frame_interval_ps))
 
 
 # --------------------------------------------------------------------------- atoms and CV
@@ -232,23 +254,32 @@ def _run_seed(
     bound_cv = float(meta.getCollectiveVariables(simulation)[0])
     threshold = bound_cv + settings.exit_distance_nm
     rows = [(0.0, 0, bound_cv, 0.0)]
-    dissociated_at = None
+    dissociated_at = exit_frame = None
     seed_dir.mkdir(parents=True, exist_ok=True)
     path = seed_dir / "path.dcd"
     tmp = seed_dir / "path.dcd.tmp"
+
+    def record() -> float:
+        value = float(meta.getCollectiveVariables(simulation)[0])
+        bias = simulation.context.getState(getEnergy=True, groups={group}).getPotentialEnergy()
+        step = int(simulation.currentStep)
+        rows.append((step * settings.timestep_fs / 1000.0, step, value, bias.value_in_unit(unit.kilojoule_per_mole)))
+        dcd.writeModel(*_frame(simulation, periodic))
+        return value
+
     with open(tmp, "wb") as fh:
         dcd = app.DCDFile(fh, simulation.topology, simulation.integrator.getStepSize(), firstStep=0, interval=spf)
         dcd.writeModel(*_frame(simulation, periodic))
         for _ in range(settings.max_frames):
             meta.step(simulation, spf)  # the only way hills get deposited
-            value = float(meta.getCollectiveVariables(simulation)[0])
-            bias = simulation.context.getState(getEnergy=True, groups={group}).getPotentialEnergy()
-            step = int(simulation.currentStep)
-            rows.append((step * settings.timestep_fs / 1000.0, step, value, bias.value_in_unit(unit.kilojoule_per_mole)))
-            dcd.writeModel(*_frame(simulation, periodic))
-            if value > threshold:
-                dissociated_at = rows[-1][0]
+            if record() > threshold:
+                dissociated_at, exit_frame = rows[-1][0], len(rows) - 1
                 break
+        biased_steps = int(simulation.currentStep)
+        if exit_frame is not None:
+            for _ in range(settings.after_exit_frames):
+                simulation.step(spf)  # unbiased beyond the exit: no new hills
+                record()
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -259,13 +290,14 @@ def _run_seed(
         "seed": seed,
         "dissociated": dissociated_at is not None,
         "time_to_dissociation_ps": dissociated_at,
+        "exit_frame": exit_frame,
         "simulated_ps": rows[-1][0],
         "bound_cv_nm": bound_cv,
         "exit_cv_nm": threshold,
         "final_cv_nm": rows[-1][2],
         "max_cv_nm": max(r[2] for r in rows),
         "n_frames": len(rows),
-        "n_hills": int(simulation.currentStep) // whole_steps(settings.deposit_interval_ps, settings.timestep_fs),
+        "n_hills": biased_steps // whole_steps(settings.deposit_interval_ps, settings.timestep_fs),
         "bias_force_group": group,
         "wall_s": time.perf_counter() - t0,
     }
@@ -301,6 +333,7 @@ def generate_dissociation(
     friction_per_ps: float = 1.0,
     seed: int = 0,
     equilibration_ps: float = 10.0,
+    after_exit_ps: float = 0.0,
     platform: str | None = None,
     threads: int | None = None,
     log: Any = None,
@@ -319,7 +352,8 @@ def generate_dissociation(
     n_seeds, max_time_ps, frame_interval_ps : seeds; longest run and frame spacing, ps
     height_kj_mol, bias_factor, sigma_nm, deposit_interval_ps : well-tempered
         metadynamics hills (initial height kJ/mol, γ, width nm, spacing ps)
-    exit_distance_nm : a seed stops, dissociated, once CV > bound CV + this (nm)
+    exit_distance_nm : a seed stops, dissociated, once CV > bound CV + this (nm) ...
+    after_exit_ps : ... plus this much unbiased MD after the exit (ps; see the module docstring)
     temperature_k, timestep_fs, friction_per_ps, seed, equilibration_ps : as in
         :func:`~openmm_biomd.data.generate_md`
     platform, threads : OpenMM platform and CPU threads (default CUDA, else CPU)
@@ -340,6 +374,7 @@ def generate_dissociation(
         deposit_interval_ps=float(deposit_interval_ps), exit_distance_nm=float(exit_distance_nm),
         pocket_radius_nm=float(pocket_radius_nm), temperature_k=float(temperature_k), timestep_fs=float(timestep_fs),
         friction_per_ps=float(friction_per_ps), seed=int(seed), equilibration_ps=float(equilibration_ps),
+        after_exit_ps=float(after_exit_ps),
     )
     bundled = BUNDLED_SYSTEMS.get(system) if isinstance(system, str) else None
     loaded = as_loaded_system(system)
@@ -426,10 +461,11 @@ def _check_resumable(old: dict, new: dict, out: Path) -> None:
         for k in ("system", "system_sha256", "ligand_atoms", "pocket_atoms")
         if old.get(k) != new.get(k)
     ]
+    defaults = {f.name: f.default for f in fields(DissociationSettings)}  # settings added since a run was made
     diffs += [
-        f"{k}: {old['settings'].get(k)!r} on disk, {v!r} now"
+        f"{k}: {old['settings'].get(k, defaults[k])!r} on disk, {v!r} now"
         for k, v in new["settings"].items()
-        if k != "n_seeds" and old["settings"].get(k) != v
+        if k != "n_seeds" and old["settings"].get(k, defaults[k]) != v
     ]
     if diffs:
         raise RunMismatchError(

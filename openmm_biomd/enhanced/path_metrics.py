@@ -67,15 +67,19 @@ def nearest_path_rmsd_nm(path: np.ndarray, references: list[np.ndarray], pocket:
 
 
 def campaign_paths(directory: str | Path) -> list[np.ndarray]:
-    """The paths ``[T, N, 3]`` nm of a finished dissociation campaign that left the pocket."""
+    """The paths ``[T, N, 3]`` nm of a finished dissociation campaign that left the pocket, each up to its
+    exit frame (a campaign run with ``after_exit_ps`` has frames after it)."""
     import mdtraj
 
     directory = Path(directory)
     top = mdtraj.load_topology(str(directory / "topology.pdb"))
     paths = []
-    for result in sorted(directory.glob("seed_*/result.json")):
-        if json.loads(result.read_text())["dissociated"]:
-            paths.append(mdtraj.load(str(result.parent / "path.dcd"), top=top).xyz.astype(np.float64))
+    for result_path in sorted(directory.glob("seed_*/result.json")):
+        result = json.loads(result_path.read_text())
+        if result["dissociated"]:
+            xyz = mdtraj.load(str(result_path.parent / "path.dcd"), top=top).xyz.astype(np.float64)
+            end = result.get("exit_frame")  # absent in campaigns made before after_exit_ps existed: path ends there
+            paths.append(xyz if end is None else xyz[: end + 1])
     return paths
 
 

@@ -42,13 +42,14 @@ class MetadynamicsPlan:
     height_kj_mol: float = 5.0
     bias_factor: float = 30.0
     deposit_interval_ps: float = 0.5
+    after_exit_ps: float = 0.0
 
     def kwargs(self) -> dict:
         from ..data.md import parse_time_ps
 
         return {"n_seeds": self.n_seeds, "max_time_ps": parse_time_ps(self.max_time), "seed": self.seed,
                 "height_kj_mol": self.height_kj_mol, "bias_factor": self.bias_factor,
-                "deposit_interval_ps": self.deposit_interval_ps}
+                "deposit_interval_ps": self.deposit_interval_ps, "after_exit_ps": self.after_exit_ps}
 
 
 @dataclass(frozen=True)
@@ -91,34 +92,56 @@ def evaluate_unbinding(unbinder, starts: np.ndarray, references: list[np.ndarray
 def reproduce_unbinding(recipe: UnbindingRecipe, root: Path, progress: bool = True) -> dict:
     """Run an :class:`UnbindingRecipe` into ``root``; returns the model card's facts, plus
     ``model_path`` and the rendered ``card``."""
-    from ..data.systems import get_system
     from ..recipes import hardware, train_stages
 
     t0 = time.perf_counter()
-    for plan in recipe.train_campaigns:
-        generate_dissociation(recipe.system, root / "data" / f"{recipe.name}-diss-{plan.seed}", **plan.kwargs())
-    heldout_dir, heldout = _heldout_campaign(recipe, root)
+    make_training_campaigns(recipe, root)
+    _heldout_campaign(recipe, root)
     md_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     model_path, steps, training = train_stages(recipe.name, recipe.train_config, recipe.finetune_configs, root,
                                                progress)
     train_s = time.perf_counter() - t0
-
-    references = campaign_paths(heldout_dir)
-    gate_reference = attach_unbind_gate_reference(
-        model_path, get_system(recipe.system).load(), np.concatenate(references),
-        f"every frame of {len(references)} held-out metadynamics dissociation paths ({heldout_dir.name})")
     facts = {
         "name": recipe.name,
         "system": recipe.system,
-        "train_campaigns": [asdict(p) for p in recipe.train_campaigns],
-        "heldout_campaign": heldout,
         "train_config": " then ".join((recipe.train_config, *recipe.finetune_configs)),
         "training": {"steps": sum(steps), "steps_per_stage": steps, "wall_s_last_session": round(train_s, 1),
                      "samples_per_s": training.get("samples_per_s")},
         "md_generation_wall_s_last_session": round(md_s, 1),
         "hardware": hardware(),
+    }
+    return measure_new_stages(recipe, facts, model_path, root)
+
+
+def make_training_campaigns(recipe: UnbindingRecipe, root: Path) -> None:
+    """Generate (or resume) the recipe's training campaigns into ``root/data/NAME-diss-SEED``."""
+    for plan in recipe.train_campaigns:
+        generate_dissociation(recipe.system, root / "data" / f"{recipe.name}-diss-{plan.seed}", **plan.kwargs())
+
+
+def measure_new_stages(recipe: UnbindingRecipe, facts: dict, model_path: Path, root: Path) -> dict:
+    """New weights' gate statistics (stored in ``model_path``) and quality, and their card.
+
+    ``facts`` holds the training facts; the data, gate, quality and notes facts are set here.  Returns
+    what :func:`write_unbinding_card` returns.
+    """
+    from ..data.systems import get_system
+
+    heldout_dir, heldout = _heldout_campaign(recipe, root)
+    references = campaign_paths(heldout_dir)
+    if not references:
+        raise RuntimeError(f"no seed of the held-out campaign {heldout_dir} left the pocket, so there is no start "
+                           "or reference path to measure the weights with: give the recipe's held-out campaign "
+                           "more seeds, a longer max_time or stronger hills")
+    gate_reference = attach_unbind_gate_reference(
+        model_path, get_system(recipe.system).load(), np.concatenate(references),
+        f"every frame of {len(references)} held-out metadynamics dissociation paths ({heldout_dir.name})")
+    facts = {
+        **facts,
+        "train_campaigns": [asdict(p) for p in recipe.train_campaigns],
+        "heldout_campaign": heldout,
         "quality": measure_unbinding(recipe, model_path, references, root),
         "gate_reference": gate_reference.to_dict(),
         "notes": recipe.notes,
@@ -185,6 +208,8 @@ def unbinding_model_card(f: dict, config) -> str:
     status = "all quality targets met" if not failed else f"not met: {'; '.join(failed)}"
     campaigns = "; ".join(f"master seed {c['seed']}: {c['n_seeds']} seeds" for c in f["train_campaigns"])
     c0 = f["train_campaigns"][0]
+    after_exit = (f", then goes on for {c0['after_exit_ps']:g} ps of unbiased MD (no new hills)"
+                  if c0.get("after_exit_ps") else "")
     return f"""# Model card: `{f['name']}` (ligand unbinding)
 
 Status: {status}.
@@ -201,7 +226,7 @@ Reproduce from scratch with `biomd reproduce-weights {f['name']} --install` (eve
 ## Data
 - OpenMM well-tempered metadynamics on the guest–host centroid distance, bundled `{f['system']}` (CB7–B2,
   GAFF, OBC2 implicit solvent), 300 K, 2 fs; hills {c0['height_kj_mol']} kJ/mol, γ = {c0['bias_factor']},
-  σ = 0.05 nm every {c0['deposit_interval_ps']} ps; each seed stops once the CV exceeds its bound value + 1 nm.
+  σ = 0.05 nm every {c0['deposit_interval_ps']} ps; each seed stops once the CV exceeds its bound value + 1 nm{after_exit}.
   Campaigns: {campaigns}. The model therefore learns *biased, accelerated* exits.
 - Held-out campaign (master seed {f['heldout_campaign']['seed']}, {f['heldout_campaign']['n_seeds']} seeds):
   starting frames and reference paths for the evaluation below; never trained on.

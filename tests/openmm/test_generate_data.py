@@ -370,3 +370,37 @@ def test_dissociation_by_metadynamics_on_host_guest(tmp_path):
     assert [r["wall_s"] for r in again["results"]] == [r["wall_s"] for r in summary["results"]]
     with pytest.raises(RunMismatchError, match="height_kj_mol"):
         generate_dissociation("host-guest", out, **{**kwargs, "height_kj_mol": 5.0})
+
+
+def test_dissociation_keeps_unbiased_md_after_the_exit(tmp_path):
+    from openmm_biomd.enhanced.path_metrics import campaign_paths
+
+    out = tmp_path / "diss"
+    # A strong bias and a low exit line: the guest leaves within the first ps.
+    kwargs = dict(n_seeds=1, max_time_ps=5.0, frame_interval_ps=0.1, height_kj_mol=100.0, bias_factor=20.0,
+                  sigma_nm=0.05, deposit_interval_ps=0.02, exit_distance_nm=0.15, equilibration_ps=0.1,
+                  after_exit_ps=0.5, seed=3)
+    summary = generate_dissociation("host-guest", out, **kwargs)
+    result = summary["results"][0]
+    assert result["dissociated"], "the test bias is meant to push the guest out within 5 ps"
+    table = np.genfromtxt(out / "seed_000" / "cv.csv", delimiter=",", names=True)
+    exit_frame = result["exit_frame"]
+    # The exit is the first frame past the line; five more frames (0.5 ps) follow it, in the DCD too.
+    assert table["cv_nm"][exit_frame] > result["exit_cv_nm"] >= table["cv_nm"][:exit_frame].max()
+    assert result["n_frames"] == len(table) == exit_frame + 1 + 5 == read_dcd_header(out / "seed_000/path.dcd")["n_frames"]
+    assert result["time_to_dissociation_ps"] == pytest.approx(table["time_ps"][exit_frame])
+    assert result["simulated_ps"] == pytest.approx(table["time_ps"][exit_frame] + 0.5)
+    assert np.allclose(np.diff(table["time_ps"]), 0.1)
+    # Hills are counted up to the exit only (none is added after it).
+    assert result["n_hills"] == round(table["time_ps"][exit_frame] / 0.02)
+    # Reference paths stop at the exit.
+    (path,) = campaign_paths(out)
+    assert len(path) == exit_frame + 1
+    # A campaign made before this setting existed counts as after_exit_ps = 0 when resumed.
+    saved = json.loads((out / "summary.json").read_text())
+    del saved["settings"]["after_exit_ps"]
+    (out / "summary.json").write_text(json.dumps(saved))
+    with pytest.raises(RunMismatchError, match="after_exit_ps: 0.0 on disk, 0.5 now"):
+        generate_dissociation("host-guest", out, **kwargs)
+    with pytest.raises(ValueError, match="whole number"):
+        generate_dissociation("host-guest", tmp_path / "bad", **{**kwargs, "after_exit_ps": 0.25})

@@ -94,5 +94,73 @@ def test_extend_trains_only_the_new_stage_from_the_installed_weights(tmp_path, m
 
     with pytest.raises(ValueError, match="already have all 2 stages"):
         recipes.extend("toy", repo / "runs")
-    with pytest.raises(ValueError, match="unbinding model"):
-        recipes.extend("host-guest", repo / "runs")
+
+
+def test_extend_continues_an_unbinding_recipe_on_its_campaigns(tmp_path, monkeypatch):
+    """Toy scale, all real: metadynamics campaigns (hills strong enough to push the guest out within a
+    few ps, 3 ps kept after the exit), a stage trained from the installed weights, the new gate
+    statistics and one gated unbinding attempt from a held-out start, all written into the card."""
+    import openmm_biomd.recipes as recipes
+    from biomd_core.io import load_model
+    from openmm_biomd.enhanced.recipe import MetadynamicsPlan, UnbindingRecipe
+
+    repo = tmp_path / "repo"
+    weights, configs = repo / "biomd_core" / "weights", repo / "examples" / "configs"
+    weights.mkdir(parents=True)
+    configs.mkdir(parents=True)
+    grid = {"frame_interval_ps": 1.0, "coarse_stride": 2, "history_frames": 1, "block_frames": 2}
+    common = {
+        "data": [{"trajectories": ["../../runs/data/toyhg-diss-0/seed_*"],
+                  "topology": "../../runs/data/toyhg-diss-0/topology.pdb", "frame_interval_ps": 1.0}],
+        "validation_fraction": 0.0, "checkpoint_every": 2, "log_every": 1, "device": "cpu",
+    }
+    training = {"steps": 2, "batch_size": 2, "lr": 1e-3, "warmup_steps": 1, "seed": 0}
+    (configs / "toyhg.yaml").write_text(yaml.safe_dump({"model": {"preset": "tiny", "time": grid},
+                                                        "training": training, **common}))
+    (configs / "toyhg-stage2.yaml").write_text(yaml.safe_dump({
+        "init_from": "../../runs/train/toyhg/model.safetensors", "training": {**training, "seed": 1}, **common}))
+    shove = dict(max_time="30ps", height_kj_mol=20.0, bias_factor=30.0, deposit_interval_ps=0.1)
+    recipe = UnbindingRecipe(
+        name="toyhg", system="host-guest",
+        train_campaigns=(MetadynamicsPlan(seed=0, n_seeds=1, after_exit_ps=3.0, **shove),),
+        heldout_campaign=MetadynamicsPlan(seed=5, n_seeds=1, **shove),
+        train_config="examples/configs/toyhg.yaml", finetune_configs=("examples/configs/toyhg-stage2.yaml",),
+        n_eval_starts=1, attempts_per_start=1, max_path_time_ps=4.0, notes=["toy"],
+    )
+    monkeypatch.setattr(recipes, "REPO", repo)
+    monkeypatch.setattr(recipes, "_unbinding_recipes", lambda: {"toyhg": recipe})
+    import torch
+
+    from biomd_core.config import ModelConfig, TimeConfig
+    from biomd_core.featurize import DEFAULT_VOCABULARIES
+    from biomd_core.io import save_model
+    from biomd_core.model import BioMDModel
+    from biomd_core.model.presets import get_preset
+
+    torch.manual_seed(0)
+    stage_one = BioMDModel(ModelConfig(preset="tiny", network=get_preset("tiny"), time=TimeConfig(**grid)),
+                           DEFAULT_VOCABULARIES)
+    save_model(stage_one, weights / "toyhg.safetensors")
+    (weights / "toyhg.card.json").write_text(json.dumps({
+        "name": "toyhg", "system": "host-guest", "train_config": "examples/configs/toyhg.yaml", "hardware": "CPU",
+        "training": {"steps": 2, "steps_per_stage": [2], "wall_s_last_session": 1.0, "samples_per_s": 1.0},
+        "facts_history": "Stage 1 made by the first recipe run.",
+    }))
+
+    facts = recipes.extend("toyhg", repo / "runs", install=True, progress=False)
+
+    # the campaign went on 3 frames past its exit and the new stage trained on it from the installed weights
+    result = json.loads((repo / "runs/data/toyhg-diss-0/seed_000/result.json").read_text())
+    assert result["dissociated"] and result["n_frames"] == result["exit_frame"] + 1 + 3
+    assert load_model(repo / "runs/train/toyhg/model.safetensors").weights_hash() == stage_one.weights_hash()
+    new = load_model(weights / "toyhg.safetensors")
+    assert new.weights_hash() != stage_one.weights_hash()
+    assert new.provenance["fine_tuned_from"].endswith("runs/train/toyhg/model.safetensors")
+    key = facts["gate_reference"]["key"]
+    assert new.provenance["gate_reference"][key]["n_frames"] == facts["gate_reference"]["n_frames"] > 0
+    assert facts["training"]["steps_per_stage"] == [2, 2]
+    assert facts["train_campaigns"][0]["after_exit_ps"] == 3.0 and facts["heldout_campaign"]["dissociated"] == 1
+    assert facts["quality"]["attempts"] == 1 and facts["notes"] == ["toy"]
+    assert facts["facts_history"].startswith("Stage 1 made by the first recipe run. Stage 2 added on ")
+    card = (weights / "toyhg.md").read_text()
+    assert "then goes on for 3 ps of unbiased MD" in card and "--extend" in card
