@@ -5,7 +5,10 @@ frames (``Δt`` apart) and gates them *piece by piece*, so a bad frame costs a
 re-draw of its own piece, not of the whole jump:
 
 - **coarse frames** (every ``k``-th frame) come block by block; a block that
-  fails the gate is re-drawn with new noise up to ``retries`` times;
+  fails the gate is re-drawn with new noise up to ``retries`` times; when
+  every draw fails, the jump keeps the frames before the first failing one
+  of the draw that got furthest (not of the last draw, which may fail at
+  its first frame where an earlier one passed three);
 - **intervals** between consecutive coarse frames are filled by interpolation,
   all intervals in one batch, and every frame is gated on its own; a rejected
   frame (or run of frames) is re-drawn by a small interpolation window between
@@ -109,6 +112,7 @@ class JumpGenerator:
             plan = schedules.autoregressive_block(h, block, interval)
             past = torch.from_numpy(np.stack(frames[-h:]))
             window = torch.cat([past, past[-1:].expand(block, -1, -1)]).unsqueeze(0)
+            best, best_keep = None, 0  # the draw with the most frames before its first failing one
             for attempt in range(self.retries + 1):
                 drawn = self._sample(plan, window, generator)[0, h:]
                 verdict = self.gate.check(drawn)
@@ -116,10 +120,11 @@ class JumpGenerator:
                     break
                 out.reject(verdict)
                 out.retries += attempt < self.retries
+                if (verdict.frame or 0) > best_keep:
+                    best, best_keep = drawn, verdict.frame
             if not verdict.accepted:
-                # keep the block's frames before the failing one (re-checked as a unit)
-                keep = verdict.frame or 0
-                if keep and (prefix := self.gate.check(drawn[:keep])).accepted:
+                # keep the frames before the failing one of the draw that got furthest (re-checked as a unit)
+                if best_keep and (prefix := self.gate.check(best[:best_keep])).accepted:
                     new.extend(prefix.frames)
                 break
             frames.extend(verdict.frames)
