@@ -194,6 +194,10 @@ def _check_run_dir(out: Path, config: RunConfig, ctx) -> None:
 
 def _loop(trainer: Trainer, config: RunConfig, out: Path, ctx, progress: bool) -> dict:
     metrics = out / "metrics.jsonl"
+    finished = out / "summary.json"
+    if trainer.step_count >= config.training.steps and finished.exists():
+        # a finished run "resumed": its summary (wall time, throughput) and weights stay as they were
+        return json.loads(finished.read_text())
     if ctx.is_main:
         _truncate_metrics(metrics, trainer.step_count)
     bar = None

@@ -162,6 +162,11 @@ def test_kill_and_resume_loses_and_repeats_nothing(tmp_path, dataset_dir):
     a, b = weights(tmp_path / "straight" / "model.safetensors"), weights(tmp_path / "killed" / "model.safetensors")
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a), "resumed run must equal the uninterrupted one"
 
+    # "resuming" the finished run changes nothing: same weights file, same summary (its wall time included)
+    finished = {name: (tmp_path / "killed" / name).read_bytes() for name in ("model.safetensors", "summary.json")}
+    run_biomd("train", "--config", str(config), "--out", str(tmp_path / "killed"), "--quiet")
+    assert {name: (tmp_path / "killed" / name).read_bytes() for name in finished} == finished
+
 
 def test_different_config_in_existing_run_dir_is_refused(tmp_path, dataset_dir):
     config = write_config(tmp_path / "c.yaml", dataset_dir, steps=2)
