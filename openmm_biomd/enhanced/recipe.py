@@ -168,8 +168,9 @@ def measure_unbinding(recipe: UnbindingRecipe, model_path: Path, references: lis
     starts = np.stack([ref[0] for ref in references[: recipe.n_eval_starts]])
     unbinder = Unbinder(get_system(recipe.system).load(), str(model_path),
                         settings=UnbindSettings(max_time_ps=recipe.max_path_time_ps, margin_nm=recipe.margin_nm))
-    return evaluate_unbinding(unbinder, starts, references, root / "eval" / recipe.name / "unbind",
-                              recipe.attempts_per_start)
+    # one directory per weights: a re-run of the same weights resumes, other weights never meet their attempts
+    out = root / "eval" / recipe.name / f"unbind-{unbinder.model_hash[:12]}"
+    return evaluate_unbinding(unbinder, starts, references, out, recipe.attempts_per_start)
 
 
 def write_unbinding_card(recipe: UnbindingRecipe, facts: dict, model_path: Path, root: Path) -> dict:
