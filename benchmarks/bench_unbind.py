@@ -53,7 +53,8 @@ def generative(work: Path, heldout: Path, n_starts: int, attempts: int, max_time
     shutil.rmtree(work / "generated", ignore_errors=True)
     result = evaluate_unbinding(unbinder, starts, references, work / "generated", attempts)
     result.update(setup_wall_s=setup, calibration_wall_s=unbinder.calibration_wall_s,
-                  model=unbinder.model_label, max_time_ps=max_time_ps, n_reference_paths=len(references))
+                  model=unbinder.model_label, model_hash=unbinder.model_hash, max_time_ps=max_time_ps,
+                  n_reference_paths=len(references))
     return result, unbinder
 
 
@@ -218,6 +219,10 @@ def table(r: dict) -> str:
     if "difference_kt" in u:
         span = (f"{u['cv_range_nm'][0]:.2f}–{u['cv_range_nm'][1]:.2f} nm"
                  + (", only as far as the generated paths reached" if u.get("partial_range") else ""))
+        seeded_by = u.get("seed_path_model", {})
+        if seeded_by.get("model_hash") not in (None, g.get("model_hash")):
+            rows.append(f"| umbrella comparison below: kept from an earlier run, windows seeded from a path of "
+                        f"weights {seeded_by['model_hash'][:12]} (not those above) | | |")
         rows.append(f"| umbrella ΔG(bound→upper end of {span}), generated-seeded / steered-seeded (kT) | "
                     f"{u['generated']['delta_f_kt']:.2f} ± {u['generated']['d_delta_f_kt']:.2f} / "
                     f"{u['steered']['delta_f_kt']:.2f} ± {u['steered']['d_delta_f_kt']:.2f} | |")
@@ -260,6 +265,9 @@ def main() -> None:
     parser.add_argument("--k", type=float, default=2000.0,
                         help="umbrella force constant, kJ/mol/nm² (the guest is pulled back hard at the portal)")
     parser.add_argument("--skip-umbrella", action="store_true")
+    parser.add_argument("--keep-umbrella", action="store_true",
+                        help="redo generation and metadynamics, keep the previous result's umbrella comparison "
+                             "(its windows stay seeded from a path of the weights of that run)")
     parser.add_argument("--umbrella-only", action="store_true",
                         help="redo only the umbrella comparison, on the generated paths of the previous result")
     parser.add_argument("--reanalyse", action="store_true",
@@ -303,8 +311,15 @@ def main() -> None:
     speedup, targets = compare_speed(gen, metad)
     result = {"benchmark": "bench_unbind", "machine": hardware(), "generative": gen, "metadynamics": metad,
               "speedup": speedup}
-    if not args.skip_umbrella:
+    if args.keep_umbrella:
+        previous = json.loads(Path(args.out).read_text())
+        seeded_by = previous["umbrella"].get("seed_path_model") or {
+            "model": previous["generative"]["model"], "model_hash": previous["generative"].get("model_hash")}
+        result["umbrella"] = {**previous["umbrella"], "seed_path_model": seeded_by}
+        targets["umbrella_1kt"] = previous["targets"]["umbrella_1kt"]
+    elif not args.skip_umbrella:
         result["umbrella"] = umbrella_comparison(work, unbinder, args.windows, args.window_ps, args.k, args.refine)
+        result["umbrella"]["seed_path_model"] = {"model": gen["model"], "model_hash": gen["model_hash"]}
         u = result["umbrella"]
         targets["umbrella_1kt"] = "difference_kt" in u and abs(u["difference_kt"]) <= 1.0
     result["targets"] = targets
