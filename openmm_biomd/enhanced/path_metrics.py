@@ -21,19 +21,20 @@ import numpy as np
 from .unbind import Pocket, mean_success_at_k
 
 
-def resample_by_progress(frames_nm: np.ndarray, pocket: Pocket, n_points: int = 20) -> np.ndarray:
+def resample_by_progress(frames_nm: np.ndarray, pocket: Pocket, n_points: int = 20,
+                         upper_nm: float | None = None) -> np.ndarray:
     """Frames ``[n_points, N, 3]`` nm at evenly spaced first-passage levels of the centroid distance.
 
-    Levels run from the path's first-frame distance to ``pocket.exit_distance_nm``;
-    a path that never gets there is refused.
+    Levels run from the path's first-frame distance to ``upper_nm`` (default
+    ``pocket.exit_distance_nm``); a path that never gets there is refused.
     """
     frames = np.asarray(frames_nm, dtype=np.float64)
     d = pocket.distances(frames)
-    exit_nm = pocket.exit_distance_nm
-    if d.max() < exit_nm:
-        raise ValueError(f"the path never leaves the pocket (largest distance {d.max():.3f} nm < {exit_nm:.3f} nm)")
+    top = pocket.exit_distance_nm if upper_nm is None else float(upper_nm)
+    if d.max() < top:
+        raise ValueError(f"the path never leaves the pocket (largest distance {d.max():.3f} nm < {top:.3f} nm)")
     running = np.maximum.accumulate(d)
-    levels = np.linspace(d[0], exit_nm, n_points)
+    levels = np.linspace(d[0], top, n_points)
     index = np.searchsorted(running, levels, side="left")
     return frames[np.minimum(index, len(frames) - 1)]
 
@@ -49,9 +50,15 @@ def _superpose(mobile: np.ndarray, target: np.ndarray, on: np.ndarray) -> np.nda
 
 
 def path_rmsd_nm(path_a: np.ndarray, path_b: np.ndarray, pocket: Pocket, n_points: int = 20) -> float:
-    """Mean ligand RMSD (nm) between two dissociation paths at equal progress (see the module docstring)."""
-    a = resample_by_progress(path_a, pocket, n_points)
-    b = resample_by_progress(path_b, pocket, n_points)
+    """Mean ligand RMSD (nm) between two dissociation paths at equal progress (see the module docstring).
+
+    Progress runs to the exit distance, or to the farthest distance the shorter-reaching path got if that
+    is less: a metadynamics path stops once *its* CV is 1 nm past its bound value, which can fall a few
+    hundredths of a nm short of this pocket's exit distance.
+    """
+    top = min(pocket.exit_distance_nm, *(float(pocket.distances(np.asarray(p)).max()) for p in (path_a, path_b)))
+    a = resample_by_progress(path_a, pocket, n_points, top)
+    b = resample_by_progress(path_b, pocket, n_points, top)
     lig = pocket.ligand
     per_level = [np.sqrt(np.mean(np.sum((_superpose(x, y, pocket.pocket)[lig] - y[lig]) ** 2, axis=-1)))
                  for x, y in zip(a, b)]

@@ -195,6 +195,11 @@ def test_path_rmsd_compares_paths_at_equal_progress(host_guest):
     assert resampled.shape == (10, *slow.shape[1:])
     with pytest.raises(ValueError, match="never leaves"):
         resample_by_progress(slow[:5], criterion)
+    # a reference that stops a little short of the exit distance (a metadynamics seed stops at its own
+    # CV threshold) is compared as far as it got
+    short = np.stack([f for f in fast if criterion.distances(f[None])[0] < criterion.exit_distance_nm - 0.02])
+    assert criterion.distances(short).max() < criterion.exit_distance_nm
+    assert path_rmsd_nm(slow, short, criterion) < 0.05 and path_rmsd_nm(other_portal, short, criterion) > 0.5
 
 
 def test_evaluate_paths_scores_success_at_k_and_path_rmsd(host_guest, tmp_path):
