@@ -179,9 +179,9 @@ def compare_speed(gen: dict, metad: dict) -> tuple[dict, dict]:
     for name, m in metad.items():
         t, bound = m["time_to_first_path_s"], m["time_to_first_path_lower_bound_s"]
         if first is not None and t is not None:
-            speedup[name], ok = f"{t / first:.0f}×", t / first >= 100
+            speedup[name], ok = f"{_times(t / first)}×", t / first >= 100
         elif first is not None:
-            speedup[name], ok = f"> {bound / first:.0f}× (metadynamics found none)", bound / first >= 100
+            speedup[name], ok = f"> {_times(bound / first)}× (metadynamics found none)", bound / first >= 100
         elif t is not None:
             speedup[name], ok = f"< {t / spent:.2f}× (no generated path in {spent:.0f} s)", False
         else:
@@ -243,6 +243,11 @@ def table(r: dict) -> str:
     elif u:
         rows.append(f"| umbrella comparison | {u.get('error')} | ≤ 1 kT ✗ |")
     return "\n".join(rows)
+
+
+def _times(ratio: float) -> str:
+    """A speed-up factor with one decimal below 10 (1.4, not 1), whole above."""
+    return f"{ratio:.1f}" if ratio < 10 else f"{ratio:.0f}"
 
 
 def _f(x, spec):

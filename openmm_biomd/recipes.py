@@ -262,17 +262,16 @@ def extend(name: str, root: str | Path = "runs", install: bool = False, progress
 
     root = Path(root)
     unbinding = _unbinding_recipes()
+    recipe = unbinding.get(name) or _recipe(name, unbinding)  # a clear error for an unknown name
     installed, facts = _installed(name)
+    stages = (recipe.train_config, *recipe.finetune_configs)
     if name in unbinding:
         from .enhanced.recipe import make_training_campaigns, measure_new_stages
 
-        recipe = unbinding[name]
-        stages = (recipe.train_config, *recipe.finetune_configs)
         model_path, facts = _train_new_stages(name, stages, installed, facts, root, progress,
                                               lambda: make_training_campaigns(recipe, root))
         return _install_unbinding(measure_new_stages(recipe, facts, model_path, root), install)
 
-    recipe = _recipe(name, unbinding)
     ref_dir = _reference_dir(root, name)
 
     def prepare_data() -> None:  # what the stages read, and the evaluation's reference (resumable generation)
@@ -281,7 +280,6 @@ def extend(name: str, root: str | Path = "runs", install: bool = False, progress
             _md(recipe, plan, extra_data_dir(root, name, plan))
         _md(recipe, recipe.reference_data, ref_dir)
 
-    stages = (recipe.train_config, *recipe.finetune_configs)
     model_path, facts = _train_new_stages(name, stages, installed, facts, root, progress, prepare_data)
     facts["gate_reference"] = attach_gate_reference(model_path, recipe.system, ref_dir).to_dict()
     facts.update(evaluate_weights(recipe, model_path, ref_dir, root / "eval" / name))
