@@ -300,6 +300,7 @@ def main() -> None:
         unbinder = Unbinder(get_system("host-guest").load(), "host-guest",
                             settings=UnbindSettings(max_time_ps=result["generative"]["max_time_ps"]))
         result["umbrella"] = umbrella_comparison(work, unbinder, args.windows, args.window_ps, args.k, args.refine)
+        result["umbrella"]["seed_path_model"] = _weights_of(result["generative"])
         u = result["umbrella"]
         result["targets"]["umbrella_1kt"] = "difference_kt" in u and abs(u["difference_kt"]) <= 1.0
         publish(result, Path(args.out))
@@ -318,17 +319,21 @@ def main() -> None:
               "speedup": speedup}
     if args.keep_umbrella:
         previous = json.loads(Path(args.out).read_text())
-        seeded_by = previous["umbrella"].get("seed_path_model") or {
-            "model": previous["generative"]["model"], "model_hash": previous["generative"].get("model_hash")}
+        seeded_by = previous["umbrella"].get("seed_path_model") or _weights_of(previous["generative"])
         result["umbrella"] = {**previous["umbrella"], "seed_path_model": seeded_by}
         targets["umbrella_1kt"] = previous["targets"]["umbrella_1kt"]
     elif not args.skip_umbrella:
         result["umbrella"] = umbrella_comparison(work, unbinder, args.windows, args.window_ps, args.k, args.refine)
-        result["umbrella"]["seed_path_model"] = {"model": gen["model"], "model_hash": gen["model_hash"]}
+        result["umbrella"]["seed_path_model"] = _weights_of(gen)
         u = result["umbrella"]
         targets["umbrella_1kt"] = "difference_kt" in u and abs(u["difference_kt"]) <= 1.0
     result["targets"] = targets
     publish(result, Path(args.out))
+
+
+def _weights_of(generative: dict) -> dict:
+    """The weights that made a result's generated paths (what seeds its umbrella windows)."""
+    return {"model": generative["model"], "model_hash": generative.get("model_hash")}
 
 
 def publish(result: dict, out: Path) -> None:

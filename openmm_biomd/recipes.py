@@ -171,7 +171,7 @@ def _unbinding_recipes() -> dict:
                 "exit only at a block's last position (in ungated 100 ps rollouts the mean guest distance rose "
                 "at each block's last frame and fell back at the next block's first), and the gate, which keeps "
                 "the passing start of a refused block, cut those frames off: 0 of 20 gated attempts left the "
-                "host. After stage 3, 12 of 20 did (3 of 10 and 8 of 10 from the two held-out starts).",
+                "host. After stage 3, 11 of 20 did (3 of 10 and 8 of 10 from the two held-out starts).",
                 "Quality is still what limits it: 8 of 20 attempts stopped at the gate (three blocks in a row "
                 "without a passing frame), and most refusals are overlaps (641 of 733; with the stage-2 model "
                 "most overlaps were inside the generated guest itself, its rigid cage collapsing). The gate's "
