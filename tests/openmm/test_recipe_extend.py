@@ -29,8 +29,8 @@ def _write_configs(configs):
     }))
 
 
-def _installed_stage_one(weights, plan):
-    """Stand-in for weights a first recipe run installed: a tiny model on the toy time grid and its facts."""
+def _install_tiny_model(path, time_grid: dict) -> str:
+    """A freshly initialised tiny model on ``time_grid`` saved at ``path``; returns its weights hash."""
     import torch
 
     from biomd_core.config import ModelConfig, TimeConfig
@@ -40,9 +40,15 @@ def _installed_stage_one(weights, plan):
     from biomd_core.model.presets import get_preset
 
     torch.manual_seed(0)
-    model = BioMDModel(ModelConfig(preset="tiny", network=get_preset("tiny"), time=TimeConfig(**TIME_GRID)),
+    model = BioMDModel(ModelConfig(preset="tiny", network=get_preset("tiny"), time=TimeConfig(**time_grid)),
                        DEFAULT_VOCABULARIES)
-    save_model(model, weights / "toy.safetensors")
+    save_model(model, path)
+    return model.weights_hash()
+
+
+def _installed_stage_one(weights, plan):
+    """Stand-in for weights a first recipe run installed: a tiny model on the toy time grid and its facts."""
+    stage_one = _install_tiny_model(weights / "toy.safetensors", TIME_GRID)
     facts = {
         "name": "toy", "system": "alanine-dipeptide", "train_config": "examples/configs/toy.yaml", "hardware": "CPU",
         "train_data": {**plan.__dict__, "ns_total": 0.04}, "reference_data": {**plan.__dict__, "ns_total": 0.04},
@@ -51,7 +57,7 @@ def _installed_stage_one(weights, plan):
         "facts_history": "Stage 1 made by the first recipe run.",
     }
     (weights / "toy.card.json").write_text(json.dumps(facts))
-    return model.weights_hash()
+    return stage_one
 
 
 def test_extend_trains_only_the_new_stage_from_the_installed_weights(tmp_path, monkeypatch):
@@ -129,18 +135,7 @@ def test_extend_continues_an_unbinding_recipe_on_its_campaigns(tmp_path, monkeyp
     )
     monkeypatch.setattr(recipes, "REPO", repo)
     monkeypatch.setattr(recipes, "_unbinding_recipes", lambda: {"toyhg": recipe})
-    import torch
-
-    from biomd_core.config import ModelConfig, TimeConfig
-    from biomd_core.featurize import DEFAULT_VOCABULARIES
-    from biomd_core.io import save_model
-    from biomd_core.model import BioMDModel
-    from biomd_core.model.presets import get_preset
-
-    torch.manual_seed(0)
-    stage_one = BioMDModel(ModelConfig(preset="tiny", network=get_preset("tiny"), time=TimeConfig(**grid)),
-                           DEFAULT_VOCABULARIES)
-    save_model(stage_one, weights / "toyhg.safetensors")
+    stage_one = _install_tiny_model(weights / "toyhg.safetensors", grid)
     (weights / "toyhg.card.json").write_text(json.dumps({
         "name": "toyhg", "system": "host-guest", "train_config": "examples/configs/toyhg.yaml", "hardware": "CPU",
         "training": {"steps": 2, "steps_per_stage": [2], "wall_s_last_session": 1.0, "samples_per_s": 1.0},
@@ -152,9 +147,9 @@ def test_extend_continues_an_unbinding_recipe_on_its_campaigns(tmp_path, monkeyp
     # the campaign went on 3 frames past its exit and the new stage trained on it from the installed weights
     result = json.loads((repo / "runs/data/toyhg-diss-0/seed_000/result.json").read_text())
     assert result["dissociated"] and result["n_frames"] == result["exit_frame"] + 1 + 3
-    assert load_model(repo / "runs/train/toyhg/model.safetensors").weights_hash() == stage_one.weights_hash()
+    assert load_model(repo / "runs/train/toyhg/model.safetensors").weights_hash() == stage_one
     new = load_model(weights / "toyhg.safetensors")
-    assert new.weights_hash() != stage_one.weights_hash()
+    assert new.weights_hash() != stage_one
     assert new.provenance["fine_tuned_from"].endswith("runs/train/toyhg/model.safetensors")
     key = facts["gate_reference"]["key"]
     assert new.provenance["gate_reference"][key]["n_frames"] == facts["gate_reference"]["n_frames"] > 0
