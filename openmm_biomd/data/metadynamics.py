@@ -258,18 +258,20 @@ def _run_seed(
     seed_dir.mkdir(parents=True, exist_ok=True)
     path = seed_dir / "path.dcd"
     tmp = seed_dir / "path.dcd.tmp"
-
-    def record() -> float:
-        value = float(meta.getCollectiveVariables(simulation)[0])
-        bias = simulation.context.getState(getEnergy=True, groups={group}).getPotentialEnergy()
-        step = int(simulation.currentStep)
-        rows.append((step * settings.timestep_fs / 1000.0, step, value, bias.value_in_unit(unit.kilojoule_per_mole)))
-        dcd.writeModel(*_frame(simulation, periodic))
-        return value
-
     with open(tmp, "wb") as fh:
         dcd = app.DCDFile(fh, simulation.topology, simulation.integrator.getStepSize(), firstStep=0, interval=spf)
         dcd.writeModel(*_frame(simulation, periodic))
+
+        def record() -> float:
+            """Append the current frame to the DCD and its CV and bias to ``rows``; returns the CV, nm."""
+            value = float(meta.getCollectiveVariables(simulation)[0])
+            bias = simulation.context.getState(getEnergy=True, groups={group}).getPotentialEnergy()
+            step = int(simulation.currentStep)
+            rows.append((step * settings.timestep_fs / 1000.0, step, value,
+                         bias.value_in_unit(unit.kilojoule_per_mole)))
+            dcd.writeModel(*_frame(simulation, periodic))
+            return value
+
         for _ in range(settings.max_frames):
             meta.step(simulation, spf)  # the only way hills get deposited
             if record() > threshold:
