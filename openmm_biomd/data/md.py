@@ -496,6 +496,14 @@ def _compare(old: dict, new: dict) -> list[str]:
     return diffs
 
 
+def _finished(old: dict, loaded: LoadedSystem, settings: MDSettings) -> bool:
+    """Whether the run on disk already holds every frame these settings ask for (same system and settings)."""
+    same = _new_metadata(loaded, settings, old["platform"]["name"], old["platform"]["properties"])
+    frames = old["frames_per_replica"]
+    return (old.get("status") == "complete" and not _compare(old, same) and old["settings"] == same["settings"]
+            and len(frames) >= settings.replicas and all(f >= settings.n_frames for f in frames[:settings.replicas]))
+
+
 def _platform_for_resume(old: dict | None, name: str | None, threads: int | None, n_atoms: int):
     """The platform a run uses: the one it started on when resuming (checkpoints are platform-specific)."""
     if old is not None:
@@ -590,6 +598,9 @@ def generate_md(
     old = read_metadata(out) if (out / "metadata.json").exists() else None
     if old is None and out.is_dir() and any(out.glob("replica_*")):
         raise RunMismatchError(f"{out} holds replica directories but no metadata.json; use a new output directory")
+    if old is not None and _finished(old, loaded, settings):
+        # Nothing to run, so no platform is needed: data made on a GPU is used as is on a CPU-only machine.
+        return old
     plat, properties = _platform_for_resume(old, platform, threads, n_atoms)
 
     meta = _new_metadata(loaded, settings, plat.getName(), properties)

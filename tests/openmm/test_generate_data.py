@@ -273,6 +273,25 @@ def test_extending_a_finished_run_continues_it(tmp_path, small_reference):
     _assert_same_as_reference(out, small_reference, 30)
 
 
+def test_a_finished_run_made_on_another_platform_is_used_as_is(tmp_path, small_reference):
+    """GPU-made data on a CPU-only machine: a finished run needs no platform; extending it still does."""
+    out = tmp_path / "run"
+    generate_md("alanine-dipeptide", out, **SMALL)
+    meta_path = out / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    # made on a GPU platform this machine lacks (a name no OpenMM has, so that the test holds on a GPU machine too)
+    meta["platform"] = {"name": "ElsewhereGPU", "properties": {"Precision": "mixed"}}
+    meta_path.write_text(json.dumps(meta))
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "replica_000").iterdir()}
+
+    again = generate_md("alanine-dipeptide", out, **SMALL)
+
+    assert again["platform"]["name"] == "ElsewhereGPU" and again["frames_per_replica"] == [30]
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "replica_000").iterdir()} == before
+    with pytest.raises(ValueError, match="platform 'ElsewhereGPU' is not available here"):
+        generate_md("alanine-dipeptide", out, **{**SMALL, "time_ps": 8.0})
+
+
 def test_resume_with_different_settings_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     args = dict(time_ps=0.4, frame_interval_ps=0.2, equilibration_ps=0.0)
