@@ -46,6 +46,9 @@ class SampleRequest:
     ode_steps: int = 20
     #: ``auto`` (the bundled System's constraints; for a structure, bonds to H), ``hbonds`` or ``none``
     constraints: str = "auto"
+    #: where the network runs: ``auto`` (CUDA when PyTorch sees a GPU), ``cpu`` or ``cuda``; the solver's
+    #: state and random stream stay on the CPU, so a seed gives the same noise on either
+    device: str = "auto"
 
 
 CONSTRAINT_CHOICES = ("auto", "hbonds", "none")
@@ -78,6 +81,17 @@ def sampling_constraints(request: SampleRequest, graph, positions_nm: np.ndarray
                                      positions_nm[graph.atom_indices])
 
 
+def sampling_device(name: str) -> torch.device:
+    """The network's device for ``--device`` (``auto``: CUDA when available)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be auto, cpu or cuda, not {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: PyTorch sees no CUDA GPU here (use --device cpu or auto)")
+    return torch.device(name)
+
+
 def _structure_nm(path: str, atom_indices: np.ndarray, n_total: int) -> np.ndarray:
     import mdtraj
 
@@ -91,7 +105,7 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
     """Generate and write the files; returns the summary."""
     from .data.md import parse_time_ps
 
-    model = load_model(request.model)
+    model = load_model(request.model, device=sampling_device(request.device))
     topology, positions, system = load_start(request)
     graph = model.featurize(topology, positions_nm=positions)
     constraints = sampling_constraints(request, graph, positions, system)
@@ -150,6 +164,7 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
         "ode_steps": request.ode_steps,
         "constraints": request.constraints,
         "constrained_bonds": constraints.n_constraints if constraints is not None else 0,
+        "device": str(next(model.parameters()).device),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

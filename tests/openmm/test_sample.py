@@ -35,6 +35,30 @@ def test_forecast_writes_topology_trajectory_and_summary(tmp_path, checkpoint, c
     assert abs(header["timestep_ps"] * header["interval_steps"] - summary["frame_interval_ps"]) < 1e-3
     start = mdtraj.load(str(out / "topology.pdb"))
     np.testing.assert_allclose(traj.xyz[0], start.xyz[0], atol=1e-3)
+    import torch
+
+    assert summary["device"] == ("cuda:0" if torch.cuda.is_available() else "cpu")  # --device auto
+
+
+def test_the_network_device_is_chosen_and_checked(tmp_path, checkpoint):
+    """``--device``: the same seed gives the same frames wherever the network runs (noise stays on the CPU)."""
+    import torch
+
+    from openmm_biomd.sample import SampleRequest, run_sample, sampling_device
+
+    assert sampling_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="auto, cpu or cuda"):
+        sampling_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="PyTorch sees no CUDA GPU"):
+            sampling_device("cuda")
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu", "auto"]
+    runs = [run_sample(SampleRequest(model=checkpoint, system="alanine-dipeptide", time="10ps", seed=3, ode_steps=3,
+                                     device=d), tmp_path / d) for d in devices]
+    frames = [mdtraj.load(str(tmp_path / d / "trajectory.dcd"), top=str(tmp_path / d / "topology.pdb")).xyz
+              for d in devices]
+    np.testing.assert_allclose(frames[0], frames[1], atol=1e-3)
+    assert runs[0]["device"] == "cpu"
 
 
 def test_tps_needs_an_end_structure_and_keeps_it(tmp_path, checkpoint, capsys):
