@@ -60,7 +60,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         model=args.model, system=args.system, structure=args.structure, time=args.time, task=args.task,
         end=args.end, reference=args.reference, reference_topology=args.reference_topology, known=args.known,
         replicas=args.replicas, seed=args.seed, solver=args.solver, ode_steps=args.ode_steps,
-        constraints=args.constraints,
+        constraints=args.constraints, device=args.device,
     )
     print(json.dumps(run_sample(request, Path(args.out)), indent=2))
     return 0
@@ -90,8 +90,9 @@ def cmd_reproduce_weights(args: argparse.Namespace) -> int:
     elif args.extend:
         facts = extend(args.name, args.root, install=args.install, progress=not args.quiet)
     else:
-        facts = reproduce(args.name, args.root, install=args.install, progress=not args.quiet)
-    print(json.dumps(facts["quality"], indent=2, default=str))
+        facts = reproduce(args.name, args.root, install=args.install, progress=not args.quiet,
+                          parallel_md=args.parallel_md, stop_after_training=args.stop_after_training)
+    print(json.dumps(facts.get("quality", facts), indent=2, default=str))
     return 0
 
 
@@ -307,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="bond lengths generated frames are projected onto: auto (a bundled system's own "
                                 "constraints; for --structure, bonds to H as in that structure), hbonds, or "
                                 "none (raw network output)")
+            p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                           help="where the network runs (default: CUDA when PyTorch sees a GPU)")
             p.add_argument("--out", required=True, help="output directory")
         elif name == "evaluate":
             p.add_argument("--generated", help="a biomd sample output directory")
@@ -328,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--extend", action="store_true",
                            help="train only the recipe's stages the installed weights lack, starting from them, "
                                 "then measure and write the card (for a recipe that gained a stage)")
+            p.add_argument("--parallel-md", action="store_true",
+                           help="run the recipe's MD plans side by side, one process each (a GPU runs several "
+                                "small systems at once)")
+            p.add_argument("--stop-after-training", action="store_true",
+                           help="end after the training; a later run (another machine, with root/train/NAME*, "
+                                "root/data/NAME-reference and root/eval/NAME/training-facts.json copied) "
+                                "evaluates and writes the card")
             p.add_argument("--quiet", action="store_true")
         elif name == "run":
             p.add_argument("--system", default="alanine-dipeptide", help="bundled system (default alanine-dipeptide)")

@@ -98,13 +98,19 @@ RECIPES = {
     "t4l-pxylene": WeightsRecipe(
         name="t4l-pxylene",
         system="t4l-pxylene",
-        # 0.6–1 ns/day per core on the project's CPU: tens of ps are what a session can make (GPU: ns)
-        train_data=MDPlan(replicas=1, time="25ps", frame_interval="1ps", seed=100, equilibration="2ps"),
-        reference_data=MDPlan(replicas=1, time="15ps", frame_interval="1ps", seed=200, equilibration="2ps"),
-        train_config="examples/configs/t4l-pxylene-tiny.yaml",
-        sample_time="20ps",
-        sample_replicas=1,
-        energy_frames=8,  # a 50-step minimisation of 2,621 atoms in implicit solvent takes ~0.5 min on this CPU
+        # Made on one GPU (an H200) in one call of a few minutes: benchmarks/gpu_session.py sized the MD
+        # and the training to the rates it measured there (the config records the steps). The four
+        # training runs and the reference run side by side (`--parallel-md`); on a CPU (0.6–1 ns/day per
+        # core) this is days of MD.
+        train_data=MDPlan(replicas=1, time="400ps", frame_interval="1ps", seed=100),
+        extra_train_data=tuple(MDPlan(replicas=1, time="400ps", frame_interval="1ps", seed=seed)
+                               for seed in (300, 400, 500)),
+        reference_data=MDPlan(replicas=1, time="400ps", frame_interval="1ps", seed=200),
+        train_config="examples/configs/t4l-pxylene-tiny-gpu.yaml",
+        # evaluated on the project's 2-core CPU (the GPU call ended before its evaluation did)
+        sample_time="50ps",
+        sample_replicas=2,
+        energy_frames=10,
         quality_targets=False,
         notes=[
             "**Not usable for generation: a placeholder that records what a 2-core CPU could make.** T4 lysozyme "
@@ -186,31 +192,98 @@ def _unbinding_recipes() -> dict:
     }
 
 
-def reproduce(name: str, root: str | Path = "runs", install: bool = False, progress: bool = True) -> dict:
-    """Run a recipe end to end into ``root``; returns the model card's facts."""
-    from .propagator.calibration import attach_gate_reference
+def reproduce(name: str, root: str | Path = "runs", install: bool = False, progress: bool = True,
+              parallel_md: bool = False, stop_after_training: bool = False) -> dict:
+    """Run a recipe end to end into ``root``; returns the model card's facts.
 
+    ``parallel_md`` runs the recipe's MD plans side by side, one process each (on a GPU several
+    small systems share it well: ``benchmarks/bench_datagen.py --concurrent``).  ``stop_after_training``
+    ends after the training (see :func:`reproduce_recipe`).
+    """
     root = Path(root)
     unbinding = _unbinding_recipes()
     if name in unbinding:
         from .enhanced.recipe import reproduce_unbinding
 
         return _install_unbinding(reproduce_unbinding(unbinding[name], root, progress=progress), install)
-    recipe = _recipe(name, unbinding)
-    data_dir, ref_dir = root / "data" / name, _reference_dir(root, name)
+    return reproduce_recipe(_recipe(name, unbinding), root, install, progress, parallel_md, stop_after_training)
 
-    t0 = time.perf_counter()
-    train_meta = _md(recipe, recipe.train_data, data_dir)
-    extra_metas = [_md(recipe, plan, extra_data_dir(root, name, plan)) for plan in recipe.extra_train_data]
-    ref_meta = _md(recipe, recipe.reference_data, ref_dir)
-    md_s = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    model_path, steps, summary = train_stages(name, recipe.train_config, recipe.finetune_configs, root, progress)
-    train_s = time.perf_counter() - t0
+def reproduce_recipe(recipe: WeightsRecipe, root: Path, install: bool = False, progress: bool = True,
+                     parallel_md: bool = False, stop_after_training: bool = False) -> dict:
+    """:func:`reproduce` for a recipe object: MD, training, gate statistics, evaluation, card.
+
+    Data and training are recorded in ``root/eval/NAME/training-facts.json`` once the training is done.
+    A later call with the same recipe finds that record and the weights, and goes on from there without
+    the training MD: so a model can be trained on one machine (a GPU) and evaluated on another by copying
+    ``root/train/NAME*``, ``root/data/NAME-reference`` and that file (``stop_after_training`` ends the
+    first machine's part; the returned facts then have no quality measurements).
+    """
+    from .propagator.calibration import attach_gate_reference
+
+    facts = _trained(recipe, root)
+    if facts is None:
+        facts = _prepare_and_train(recipe, root, progress, parallel_md)
+    if stop_after_training:
+        return facts
+    ref_dir = _reference_dir(root, recipe.name)
+    facts["reference_data"]["ns_total"] = _ns(_md(recipe, recipe.reference_data, ref_dir))
+    model_path = root / facts.pop("model_path")
     gate_reference = attach_gate_reference(model_path, recipe.system, ref_dir)
     facts = {
-        "name": name,
+        **facts,
+        "gate_reference": gate_reference.to_dict(),
+        **evaluate_weights(recipe, model_path, ref_dir, root / "eval" / recipe.name),
+        "evaluation_hardware": hardware(),
+    }
+    return _write_card(recipe, facts, model_path, root, install)
+
+
+def _plans(recipe: WeightsRecipe) -> dict:
+    """What a training record must match to be reused: the recipe's MD plans and configs."""
+    return {"train_data": recipe.train_data.__dict__, "extra_train_data": [p.__dict__ for p in recipe.extra_train_data],
+            "reference_data": recipe.reference_data.__dict__, "train_config": recipe.train_config,
+            "finetune_configs": list(recipe.finetune_configs)}
+
+
+def _training_record(root: Path, name: str) -> Path:
+    return root / "eval" / name / "training-facts.json"
+
+
+def _trained(recipe: WeightsRecipe, root: Path) -> dict | None:
+    """The facts of a finished training of this very recipe in ``root``, or None (train then)."""
+    path = _training_record(root, recipe.name)
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("plans") != json.loads(json.dumps(_plans(recipe))) or not (root / record["facts"]["model_path"]).exists():
+        return None  # another recipe's, or the weights are gone: train again (each step resumes)
+    return record["facts"]
+
+
+def _prepare_and_train(recipe: WeightsRecipe, root: Path, progress: bool, parallel_md: bool) -> dict:
+    """Training MD, reference MD and the training stages; records and returns the facts so far."""
+    data_dir, ref_dir = root / "data" / recipe.name, _reference_dir(root, recipe.name)
+    jobs = [(recipe.train_data, data_dir), *[(plan, extra_data_dir(root, recipe.name, plan))
+                                            for plan in recipe.extra_train_data], (recipe.reference_data, ref_dir)]
+    t0 = time.perf_counter()
+    if parallel_md:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: a fresh interpreter per plan (no forked OpenMM or CUDA state)
+        with ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+            metas = list(pool.map(_md, [recipe] * len(jobs), *zip(*jobs)))
+    else:
+        metas = [_md(recipe, plan, out) for plan, out in jobs]
+    md_s = time.perf_counter() - t0
+    train_meta, extra_metas, ref_meta = metas[0], metas[1:-1], metas[-1]
+
+    t0 = time.perf_counter()
+    model_path, steps, summary = train_stages(recipe.name, recipe.train_config, recipe.finetune_configs, root, progress)
+    train_s = time.perf_counter() - t0
+    facts = {
+        "name": recipe.name,
         "system": recipe.system,
         "train_data": {**recipe.train_data.__dict__, "ns_total": _ns(train_meta)},
         "extra_train_data": [{**plan.__dict__, "ns_total": _ns(meta)} for plan, meta in zip(recipe.extra_train_data, extra_metas)],
@@ -219,11 +292,15 @@ def reproduce(name: str, root: str | Path = "runs", install: bool = False, progr
         "training": {"steps": sum(steps), "steps_per_stage": steps, "wall_s_last_session": round(train_s, 1),
                      "samples_per_s": summary["samples_per_s"]},
         "md_generation_wall_s_last_session": round(md_s, 1),
+        "md_ns_per_day": {str(out.name): meta.get("ns_per_day") for (_, out), meta in zip(jobs, metas)},
+        "md_in_parallel": parallel_md,
         "hardware": hardware(),
-        "gate_reference": gate_reference.to_dict(),
-        **evaluate_weights(recipe, model_path, ref_dir, root / "eval" / name),
+        "model_path": str(model_path.relative_to(root)),  # relative: the record travels with root
     }
-    return _write_card(recipe, facts, model_path, root, install)
+    record = _training_record(root, recipe.name)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"plans": _plans(recipe), "facts": facts}, indent=2, default=str) + "\n")
+    return dict(facts)
 
 
 def reevaluate(name: str, root: str | Path = "runs", install: bool = False) -> dict:
@@ -469,6 +546,22 @@ def _extra_data_line(f: dict) -> str:
     return f"; for the later stages also {' and '.join(parts)}, same settings: {total:.1f} ns in all"
 
 
+def _md_rate_line(f: dict) -> str:
+    """The MD's speed, where the facts record it (runs side by side: each run's own rate)."""
+    rates = [r for r in (f.get("md_ns_per_day") or {}).values() if r]
+    if not rates:
+        return ""
+    side = (f" per run, {len(rates)} runs side by side ({sum(rates):,.0f} ns/day in all)"
+            if f.get("md_in_parallel") else "")
+    return f"\n- MD speed on the training hardware: {min(rates):,.0f}–{max(rates):,.0f} ns/day{side}."
+
+
+def _evaluated_on(f: dict) -> str:
+    """Where the rollouts ran, when that differs from the training hardware."""
+    where = f.get("evaluation_hardware")
+    return f" on {where}" if where and where != f.get("hardware") else ""
+
+
 def _training_time_line(training: dict) -> str:
     """The card's training wall time: ``wall_time_note`` when stages ran in several sessions (the
     recipe then only saw the last one), else the last session's seconds and throughput."""
@@ -561,14 +654,14 @@ Load with `biomd_core.io.load_model("{f['name']}")`. Reproduce from scratch with
   {_replicas(train['replicas'])} × {train['time']}, frames every {train['frame_interval']},
   master seed {train['seed']}: {_duration(train['ns_total'] * 1000)}{_extra_data_line(f)}.
 - Reference MD (never seen in training): {_replicas(ref['replicas'])} × {ref['time']},
-  master seed {ref['seed']}: {_duration(ref['ns_total'] * 1000)}.
+  master seed {ref['seed']}: {_duration(ref['ns_total'] * 1000)}.{_md_rate_line(f)}
 
 ## Training
 - Hardware: {f['hardware']}. {_training_time_line(f['training'])}
 
 ## Measured quality (pure generative rollouts, no OpenMM relaxation)
 Rollouts (`biomd sample`, seed 1, {sampling.get('solver', 'heun')} {sampling.get('ode_steps', 20)} steps): {_replicas(sampling['replicas'])} × {_duration(sampling['simulated_ps'])}
-= {_duration(sampling['simulated_ps_all_replicas'])}, generated at {sampling['ns_per_day']:.0f} ns/day.
+= {_duration(sampling['simulated_ps_all_replicas'])}, generated at {sampling['ns_per_day']:.0f} ns/day{_evaluated_on(f)}.
 Every generated frame is projected onto the system's constrained bond lengths (its `HBonds`
 constraints, as an MD integrator does each step; `--constraints none` turns this off); the last rows
 give the raw network output of the same rollouts for comparison.
