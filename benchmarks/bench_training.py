@@ -4,9 +4,11 @@ Throughput depends on system size and window length, not on what the frames
 contain, so the windows are cut from a stand-in trajectory: the system's start
 structure with 0.02 nm Gaussian jitter per frame.  Each setting trains for a
 fixed number of steps after warm-up steps, on the CPU (or ``--device cuda``,
-with bf16 autocast).  Writes JSON and prints a markdown table.
+with bf16 autocast; ``--amp both`` times float32 and bf16 side by side).
+Writes JSON and prints a markdown table.
 
     python benchmarks/bench_training.py --out benchmarks/results/training_cpu.json
+    python benchmarks/bench_training.py --device cuda --amp both --gpu-settings --out benchmarks/results/training_cuda.json
 """
 
 from __future__ import annotations
@@ -21,9 +23,15 @@ SETTINGS = [  # (preset, system, batch size)
     ("tiny", "host-guest", 8),
     ("small", "alanine-dipeptide", 16),
 ]
+#: on a GPU also the protein–ligand system (first: benchmarks/gpu_session.py sizes its training from it)
+#: and the configs' GPU batch sizes
+GPU_SETTINGS = [("tiny", "t4l-pxylene", 4), ("small", "t4l-pxylene", 4)] + SETTINGS + [
+    ("small", "alanine-dipeptide", 64),
+    ("small", "host-guest", 16),
+]
 
 
-def measure(preset: str, system: str, batch: int, device: str, steps: int, warmup: int) -> dict:
+def measure(preset: str, system: str, batch: int, device: str, steps: int, warmup: int, amp: bool = True) -> dict:
     import numpy as np
     import torch
 
@@ -35,6 +43,8 @@ def measure(preset: str, system: str, batch: int, device: str, steps: int, warmu
     from biomd_core.training.distributed import DistributedContext
     from openmm_biomd.data import get_system
 
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     loaded = get_system(system).load()
     model = BioMDModel(
         ModelConfig(preset=preset, network=get_preset(preset), time=TimeConfig(5.0, 20, 1, 4)), DEFAULT_VOCABULARIES
@@ -45,7 +55,7 @@ def measure(preset: str, system: str, batch: int, device: str, steps: int, warmu
     frames = (start + 0.02 * rng.standard_normal((200, *start.shape))).astype(np.float32)
     config = TrainingConfig(steps=steps + warmup, batch_size=batch, seed=0)
     trainer = Trainer(model, batch_systems([graph]), TrajectorySet([frames], [0]), config,
-                      ctx=DistributedContext(device=torch.device(device)))
+                      ctx=DistributedContext(device=torch.device(device)), amp=amp)
     trainer.fit(warmup)
     if device == "cuda":
         torch.cuda.synchronize()
@@ -54,26 +64,48 @@ def measure(preset: str, system: str, batch: int, device: str, steps: int, warmu
     if device == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
     return {"preset": preset, "system": system, "n_atoms": graph.n_atoms, "batch_size": batch, "device": device,
-            "steps": steps, "wall_s": wall, "samples_per_s": steps * batch / wall, "threads": torch.get_num_threads()}
+            "precision": "bf16 autocast" if amp and device == "cuda" else "float32",
+            "steps": steps, "wall_s": wall, "samples_per_s": steps * batch / wall, "threads": torch.get_num_threads(),
+            "peak_memory_mib": peak}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--amp", choices=("on", "off", "both"), default="on",
+                        help="bf16 autocast on CUDA: on (the trainer's default), off (float32) or both")
+    parser.add_argument("--gpu-settings", action="store_true", help="also the larger batches and T4 lysozyme")
     parser.add_argument("--out", default="benchmarks/results/training_cpu.json")
     args = parser.parse_args()
-    rows = []
-    for preset, system, batch in SETTINGS:
-        row = measure(preset, system, batch, args.device, args.steps, warmup=3)
-        print(json.dumps(row), flush=True)
-        rows.append(row)
+    import torch
+
+    amps = {"on": [True], "off": [False], "both": [False, True]}[args.amp] if args.device == "cuda" else [False]
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"rows": rows, "date": time.strftime("%Y-%m-%d")}, indent=2))
-    print("\n| preset | system | atoms | batch | device | windows/s |\n|---|---|---:|---:|---|---:|")
+    rows = []
+    for preset, system, batch in GPU_SETTINGS if args.gpu_settings else SETTINGS:
+        for amp in amps:
+            try:
+                row = measure(preset, system, batch, args.device, args.steps, warmup=3, amp=amp)
+            except torch.cuda.OutOfMemoryError as exc:  # a result too: this setting does not fit the GPU
+                torch.cuda.empty_cache()
+                row = {"preset": preset, "system": system, "batch_size": batch, "device": args.device,
+                       "precision": "bf16 autocast" if amp else "float32", "samples_per_s": None,
+                       "out_of_memory": str(exc).splitlines()[0]}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+            # after every row: a run stopped at a time limit keeps what it measured
+            Path(args.out).write_text(json.dumps({"rows": rows, "device_name": device_name, "torch": torch.__version__,
+                                                  "date": time.strftime("%Y-%m-%d")}, indent=2))
+    print(f"\n{device_name}, torch {torch.__version__}")
+    print("\n| preset | system | atoms | batch | device | precision | windows/s |\n|---|---|---:|---:|---|---|---:|")
     for r in rows:
-        print(f"| {r['preset']} | {r['system']} | {r['n_atoms']} | {r['batch_size']} | {r['device']} | {r['samples_per_s']:.1f} |")
+        rate = "out of memory" if r.get("out_of_memory") else f"{r['samples_per_s']:.1f}"
+        print(f"| {r['preset']} | {r['system']} | {r.get('n_atoms', '')} | {r['batch_size']} | {r['device']} "
+              f"| {r['precision']} | {rate} |")
 
 
 if __name__ == "__main__":
