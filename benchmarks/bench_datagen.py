@@ -8,7 +8,7 @@ achieves with its automatic choice (frames, DCD chunks and checkpoints
 included).  The best raw setting is the honest baseline for any speed-up claim
 (DESIGN.md §4).  ``--concurrent N`` also runs N simulations of each system side
 by side, one process each, and reports their summed rate: what several replicas
-(``biomd reproduce-weights --parallel-md``) get from one GPU.  Writes JSON and
+(``biomd reproduce-weights --parallel-md``) get from one machine.  Writes JSON and
 prints a markdown table for ``BENCHMARKS.md``.
 
     python benchmarks/bench_datagen.py                       # 2 ps per system and setting
@@ -29,10 +29,12 @@ import time
 from pathlib import Path
 
 
-def raw_rate(loaded, threads: int | None, time_ps: float, timestep_fs: float = 2.0, platform_name: str = "CPU") -> dict:
+def raw_rate(loaded, threads: int | None, time_ps: float, timestep_fs: float = 2.0, platform_name: str = "CPU",
+             start=None) -> dict:
     """ns/day of bare ``simulation.step`` after a short warm-up (no reporters, no frames).
 
-    ``threads`` is the CPU platform's thread count (ignored on a GPU platform).
+    ``threads`` is the CPU platform's thread count (ignored on a GPU platform); ``start``, a barrier that
+    side-by-side runs pass after their warm-up, so that their timed steps coincide.
     """
     from openmm import unit
 
@@ -46,6 +48,8 @@ def raw_rate(loaded, threads: int | None, time_ps: float, timestep_fs: float = 2
     simulation.context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
     steps = int(round(time_ps * 1000 / timestep_fs))
     simulation.step(max(10, steps // 20))  # warm-up: first steps build neighbour lists and caches
+    if start is not None:
+        start.wait()
     t0 = time.perf_counter()
     simulation.step(steps)
     simulation.context.getState(getEnergy=True)  # make sure all work has finished
@@ -59,15 +63,15 @@ def _concurrent_worker(name: str, time_ps: float, platform_name: str, threads: i
     from openmm_biomd.data import BUNDLED_SYSTEMS
 
     loaded = BUNDLED_SYSTEMS[name].load()
-    start.wait()  # contexts are built (and kernels compiled) before anyone's clock starts
-    results.put(raw_rate(loaded, threads, time_ps, platform_name=platform_name))
+    results.put(raw_rate(loaded, threads, time_ps, platform_name=platform_name, start=start))
 
 
 def concurrent_rate(name: str, n: int, time_ps: float, platform_name: str, threads: int | None) -> dict:
     """Summed ns/day of ``n`` simulations of one system running side by side, one process each.
 
-    Each process warms up and times its own ``raw_rate``; the sum over processes is the throughput of
-    ``n`` replicas run at once (on a GPU: whether it is shared well; on a CPU: threads split ``n`` ways).
+    Each process builds its context and warms up, then all start their clocks together; the sum over
+    processes is the throughput of ``n`` replicas run at once (on a GPU: whether it is shared well; on a
+    CPU: threads split ``n`` ways).
     """
     ctx = multiprocessing.get_context("spawn")
     start, results = ctx.Barrier(n), ctx.Queue()

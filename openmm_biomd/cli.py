@@ -332,8 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="train only the recipe's stages the installed weights lack, starting from them, "
                                 "then measure and write the card (for a recipe that gained a stage)")
             p.add_argument("--parallel-md", action="store_true",
-                           help="run the recipe's MD plans side by side, one process each (a GPU runs several "
-                                "small systems at once)")
+                           help="run the recipe's MD plans side by side, one process each (for several CPU "
+                                "cores or GPUs)")
             p.add_argument("--stop-after-training", action="store_true",
                            help="end after the training; a later run (another machine, with root/train/NAME*, "
                                 "root/data/NAME-reference and root/eval/NAME/training-facts.json copied) "
