@@ -497,11 +497,9 @@ def _compare(old: dict, new: dict) -> list[str]:
 
 
 def _finished(old: dict, loaded: LoadedSystem, settings: MDSettings) -> bool:
-    """Whether the run on disk already holds every frame these settings ask for (same system and settings)."""
+    """Whether the run on disk is complete with these very settings (same system, seeds and lengths)."""
     same = _new_metadata(loaded, settings, old["platform"]["name"], old["platform"]["properties"])
-    frames = old["frames_per_replica"]
-    return (old.get("status") == "complete" and not _compare(old, same) and old["settings"] == same["settings"]
-            and len(frames) >= settings.replicas and all(f >= settings.n_frames for f in frames[:settings.replicas]))
+    return old.get("status") == "complete" and old["settings"] == same["settings"] and not _compare(old, same)
 
 
 def _platform_for_resume(old: dict | None, name: str | None, threads: int | None, n_atoms: int):
