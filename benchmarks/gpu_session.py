@@ -119,6 +119,30 @@ amp: true
 """)
 
 
+def sized_recipe(system: str, time_ps: int, config: Path):
+    """The system's recipe at the chosen size: 4 training runs and a reference (at most 400 ps) of ``time_ps``."""
+    from dataclasses import replace
+
+    from openmm_biomd.recipes import RECIPES, MDPlan
+
+    def plan(seed: int, ps: int) -> MDPlan:
+        return MDPlan(replicas=1, time=f"{ps}ps", frame_interval="1ps", seed=seed, equilibration="10ps")
+
+    return replace(RECIPES[system], train_data=plan(100, time_ps),
+                   extra_train_data=tuple(plan(seed, time_ps) for seed in (300, 400, 500)),
+                   reference_data=plan(200, min(time_ps, 400)), train_config=os.path.relpath(config, REPO),
+                   finetune_configs=())
+
+
+def train_sized(system: str, time_ps: int, config: Path, root: Path, out: Path) -> None:
+    """Stage 3's own process: the MD side by side and the training, stopping there (evaluation elsewhere)."""
+    from openmm_biomd.recipes import reproduce_recipe
+
+    facts = reproduce_recipe(sized_recipe(system, time_ps, config), root, progress=False, parallel_md=True,
+                             stop_after_training=True)
+    (out / "training-facts.json").write_text(json.dumps(facts, indent=2, default=str))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.environ.get("OUT", "runs/gpu-session"), help="results folder")
@@ -130,8 +154,12 @@ def main() -> int:
     parser.add_argument("--config-out", default="examples/configs/t4l-pxylene-tiny-gpu.yaml")
     parser.add_argument("--md-budget-s", type=float, default=100.0)
     parser.add_argument("--train-budget-s", type=float, default=120.0)
+    parser.add_argument("--train-sized", type=int, metavar="PS", help=argparse.SUPPRESS)  # stage 3's process
     args = parser.parse_args()
     out, root = Path(args.out).resolve(), (REPO / args.root).resolve()
+    if args.train_sized:
+        train_sized(args.system, args.train_sized, (REPO / args.config_out).resolve(), root, out)
+        return 0
     session = Session(out, args.deadline_s)
     py = sys.executable
     device = "cuda" if args.platform != "CPU" else "cpu"
@@ -163,18 +191,9 @@ def main() -> int:
     config = (REPO / args.config_out).resolve()
     data_dirs = [root / "data" / args.system, *[root / "data" / f"{args.system}-seed{s}" for s in (300, 400, 500)]]
     write_config(config, data_dirs, plan["steps"], batch)
-    recipe_code = (
-        "import json, sys; from dataclasses import replace; from pathlib import Path;"
-        "from openmm_biomd.recipes import RECIPES, MDPlan, reproduce_recipe;"
-        "plan = lambda seed, ps: MDPlan(replicas=1, time=f'{ps}ps', frame_interval='1ps', seed=seed, equilibration='10ps');"
-        f"t = {plan['time_ps']};"
-        f"recipe = replace(RECIPES['{args.system}'], train_data=plan(100, t),"
-        " extra_train_data=tuple(plan(s, t) for s in (300, 400, 500)), reference_data=plan(200, min(t, 400)),"
-        f" train_config='{os.path.relpath(config, REPO)}', finetune_configs=());"
-        f"facts = reproduce_recipe(recipe, Path('{root}'), progress=False, parallel_md=True, stop_after_training=True);"
-        f"Path('{out}/training-facts.json').write_text(json.dumps(facts, indent=2, default=str))"
-    )
-    session.run("t4l_recipe", [py, "-c", recipe_code], args.md_budget_s + args.train_budget_s + 60)
+    session.run("t4l_recipe", [py, __file__, "--train-sized", str(plan["time_ps"]), "--system", args.system,
+                                "--root", str(root), "--config-out", str(config), "--out", str(out)],
+                args.md_budget_s + args.train_budget_s + 60)
 
     # 4. the main job on the GPU: hybrid against plain MD, same platform, same run
     session.run("biomd_run", [py, "-m", "openmm_biomd.cli", "run", "--platform", args.platform, "--time",
