@@ -66,9 +66,14 @@ def measure(preset: str, system: str, batch: int, device: str, steps: int, warmu
     wall = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
     return {"preset": preset, "system": system, "n_atoms": graph.n_atoms, "batch_size": batch, "device": device,
-            "precision": "bf16 autocast" if amp and device == "cuda" else "float32",
+            "precision": _precision(amp, device),
             "steps": steps, "wall_s": wall, "samples_per_s": steps * batch / wall, "threads": torch.get_num_threads(),
             "peak_memory_mib": peak}
+
+
+def _precision(amp: bool, device: str) -> str:
+    """What a row's training ran in: the trainer autocasts to bf16 only on CUDA."""
+    return "bf16 autocast" if amp and device == "cuda" else "float32"
 
 
 def main() -> None:
@@ -93,7 +98,7 @@ def main() -> None:
             except torch.cuda.OutOfMemoryError as exc:  # a result too: this setting does not fit the GPU
                 torch.cuda.empty_cache()
                 row = {"preset": preset, "system": system, "batch_size": batch, "device": args.device,
-                       "precision": "bf16 autocast" if amp else "float32", "samples_per_s": None,
+                       "precision": _precision(amp, args.device), "samples_per_s": None,
                        "out_of_memory": str(exc).splitlines()[0]}
             print(json.dumps(row), flush=True)
             rows.append(row)

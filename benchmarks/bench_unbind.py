@@ -299,10 +299,7 @@ def main() -> None:
         result["targets"].update(speed_targets)
         unbinder = Unbinder(get_system("host-guest").load(), "host-guest",
                             settings=UnbindSettings(max_time_ps=result["generative"]["max_time_ps"]))
-        result["umbrella"] = umbrella_comparison(work, unbinder, args.windows, args.window_ps, args.k, args.refine)
-        result["umbrella"]["seed_path_model"] = _weights_of(result["generative"])
-        u = result["umbrella"]
-        result["targets"]["umbrella_1kt"] = "difference_kt" in u and abs(u["difference_kt"]) <= 1.0
+        result["umbrella"], result["targets"]["umbrella_1kt"] = run_umbrella(work, unbinder, args, result["generative"])
         publish(result, Path(args.out))
         return
     gen, unbinder = generative(work, Path(args.heldout), args.starts, args.attempts, args.max_time)
@@ -323,12 +320,17 @@ def main() -> None:
         result["umbrella"] = {**previous["umbrella"], "seed_path_model": seeded_by}
         targets["umbrella_1kt"] = previous["targets"]["umbrella_1kt"]
     elif not args.skip_umbrella:
-        result["umbrella"] = umbrella_comparison(work, unbinder, args.windows, args.window_ps, args.k, args.refine)
-        result["umbrella"]["seed_path_model"] = _weights_of(gen)
-        u = result["umbrella"]
-        targets["umbrella_1kt"] = "difference_kt" in u and abs(u["difference_kt"]) <= 1.0
+        result["umbrella"], targets["umbrella_1kt"] = run_umbrella(work, unbinder, args, gen)
     result["targets"] = targets
     publish(result, Path(args.out))
+
+
+def run_umbrella(work: Path, unbinder, args, generative: dict) -> tuple[dict, bool]:
+    """The umbrella comparison seeded from ``generative``'s path, labelled with its weights; and whether
+    the two profiles agree within 1 kT (the target)."""
+    umbrella = umbrella_comparison(work, unbinder, args.windows, args.window_ps, args.k, args.refine)
+    umbrella["seed_path_model"] = _weights_of(generative)
+    return umbrella, "difference_kt" in umbrella and abs(umbrella["difference_kt"]) <= 1.0
 
 
 def _weights_of(generative: dict) -> dict:

@@ -229,12 +229,14 @@ def reproduce_recipe(recipe: WeightsRecipe, root: Path, install: bool = False, p
     from .propagator.calibration import attach_gate_reference
 
     facts = _trained(recipe, root)
-    if facts is None:
+    trained_here = facts is None
+    if trained_here:
         facts = _prepare_and_train(recipe, root, progress, parallel_md)
     if stop_after_training:
         return facts
     ref_dir = _reference_dir(root, recipe.name)
-    facts["reference_data"]["ns_total"] = _ns(_md(recipe, recipe.reference_data, ref_dir))
+    if not trained_here:  # trained earlier or elsewhere: the reference MD may still have to be made (resumable)
+        facts["reference_data"]["ns_total"] = _ns(_md(recipe, recipe.reference_data, ref_dir))
     model_path = root / facts.pop("model_path")
     gate_reference = attach_gate_reference(model_path, recipe.system, ref_dir)
     facts = {
@@ -307,7 +309,7 @@ def _prepare_and_train(recipe: WeightsRecipe, root: Path, progress: bool, parall
     record = _training_record(root, recipe.name)
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"plans": _plans(recipe), "facts": facts}, indent=2, default=str) + "\n")
-    return dict(facts)
+    return facts
 
 
 def reevaluate(name: str, root: str | Path = "runs", install: bool = False) -> dict:
