@@ -12,7 +12,9 @@
    one has left (each seed includes its 10 ps equilibration).
 3. **Umbrella sampling**: windows along the ligand–pocket distance seeded (a)
    from a generated path and (b) from a steered-MD pull, same windows and
-   settings; the pymbar binding free-energy difference of the two.
+   settings; the pymbar binding free-energy difference of the two.  With
+   ``--exchange PS`` the same comparison with the windows run side by side
+   under Hamiltonian replica exchange (recorded beside the plain one).
 
 Targets (issue #5): time to first path ≥ 100× faster than metadynamics;
 Success@10 ≥ 90 %; the two umbrella profiles agree within 1 kT.  Writes
@@ -28,6 +30,7 @@ import argparse
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -84,11 +87,14 @@ def metadynamics(work: Path, name: str, n_seeds: int, max_time_ps: float, **bias
 
 
 def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: float, k: float,
-                        refine_rounds: int) -> dict:
+                        refine_rounds: int, exchange_ps: float | None = None, seed: int = 0) -> dict:
     """Windows seeded from a generated path and from steered MD; ΔG(bound → plateau) of each.
 
     Both sets start from the same evenly spaced centres; up to ``refine_rounds`` rounds then add windows
-    where neighbours overlap too little for MBAR (each set on its own samples).
+    where neighbours overlap too little for MBAR (each set on its own samples).  With ``exchange_ps`` the
+    windows instead run with Hamiltonian replica exchange, swaps every ``exchange_ps`` (no refinement).
+    ``seed`` seeds the windows' MD (the steered pull keeps its own).  Directories:
+    ``<comparison_key(...) with dashes>-generated`` / ``-steered``.
     """
     import mdtraj
 
@@ -112,7 +118,11 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
     low = float(cv.values(path[:1])[0])
     high = float(unbinder.pocket.exit_distance_nm) if best["success"] else float(cv.values(path).max())
     settings = UmbrellaSettings(n_windows=n_windows, cv_min=max(low, 0.0), cv_max=high, force_constant=k,
-                                production_ps=production_ps)
+                                production_ps=production_ps, seed=seed)
+    prefix = comparison_key(exchange_ps, seed).replace("_", "-")
+    if exchange_ps:
+        settings = replace(settings, replica_exchange=True, sample_interval_ps=exchange_ps)
+        refine_rounds = 0
     t0 = time.perf_counter()
     shutil.rmtree(work / "steered", ignore_errors=True)
     steered_frames = steered_path(loaded, cv, work / "steered", to_value=high + 0.1, pull_ps=100.0,
@@ -120,16 +130,20 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
     steer_s = time.perf_counter() - t0
     out = {}
     for name, frames in (("generated", path), ("steered", np.asarray(steered_frames))):
-        directory = work / f"umbrella-{name}"
+        directory = work / f"{prefix}-{name}"
         shutil.rmtree(directory, ignore_errors=True)
         t0 = time.perf_counter()
         run = refine_umbrella_windows(loaded, frames, cv, settings, directory, max_rounds=refine_rounds)
         out[name] = {**binding_free_energy(directory), "wall_s": time.perf_counter() - t0,
                      "windows": len(run["windows"]), "refinement": run["refinement"]}
+        if exchange_ps:
+            out[name]["exchange"] = {key: value for key, value in run["exchange"].items()
+                                     if key != "neighbour_acceptance"}
     kt = kt_kj_mol(settings.temperature_k)
     diff_kt = out["generated"]["delta_f_kt"] - out["steered"]["delta_f_kt"]
     return {
         "windows": n_windows, "refine_rounds": refine_rounds, "production_ps": production_ps,
+        "exchange_interval_ps": exchange_ps, "seed": seed,
         "cv_range_nm": [low, high], "k_kj_mol_nm2": k,
         "partial_range": not best["success"], "seed_path_attempt": best["attempt"],
         "steered_pull_wall_s": steer_s,
@@ -137,11 +151,26 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
         "difference_kt": diff_kt,
         "difference_uncertainty_kt": float(np.hypot(out["generated"]["d_delta_f_kt"], out["steered"]["d_delta_f_kt"])),
         "kt_kj_mol": kt,
-        "profiles": compare_profiles(work, high),
+        "profiles": compare_profiles(work, high, prefix),
     }
 
 
-def compare_profiles(work: Path, cv_max: float, bin_nm: float = 0.025, tolerance_kt: float = 1.0) -> dict:
+def comparison_key(exchange_ps: float | None, seed: int) -> str:
+    """Where a comparison goes in the result: ``umbrella``, ``umbrella_exchange``, ``umbrella_exchange_seed1``..."""
+    return "umbrella" + ("_exchange" if exchange_ps else "") + (f"_seed{seed}" if seed else "")
+
+
+def umbrella_keys(result: dict) -> list[str]:
+    """The umbrella comparisons a result holds, plain first."""
+    return sorted(key for key in result if key.startswith("umbrella"))
+
+
+def target_key(key: str) -> str:
+    return key.replace("umbrella", "umbrella_1kt", 1)
+
+
+def compare_profiles(work: Path, cv_max: float, prefix: str = "umbrella", bin_nm: float = 0.025,
+                     tolerance_kt: float = 1.0) -> dict:
     """The two umbrella profiles bin by bin (each zeroed at its bound minimum) from 0 to ``cv_max``.
 
     Besides :func:`~openmm_biomd.enhanced.umbrella.profile_difference`'s summary: ``agree_up_to_nm``, the
@@ -151,7 +180,7 @@ def compare_profiles(work: Path, cv_max: float, bin_nm: float = 0.025, tolerance
     from openmm_biomd.enhanced.umbrella import analyze_umbrella, profile_difference
 
     n_bins = int(np.ceil(cv_max / bin_nm))
-    fes = {name: analyze_umbrella(work / f"umbrella-{name}", n_bins=n_bins, cv_range=(0.0, n_bins * bin_nm))
+    fes = {name: analyze_umbrella(work / f"{prefix}-{name}", n_bins=n_bins, cv_range=(0.0, n_bins * bin_nm))
            for name in ("generated", "steered")}
     x = fes["generated"]["x"]
     diff = fes["generated"]["f_kt"] - fes["steered"]["f_kt"]  # [B] kT, NaN where a bin is empty in either
@@ -215,34 +244,51 @@ def table(r: dict) -> str:
         f"| path RMSD to nearest metadynamics path (nm, mean / median, n={rmsd['n']}) | "
         f"{_f(rmsd['mean'], '.2f')} / {_f(rmsd['median'], '.2f')} | reported |",
     ]
-    u = r.get("umbrella", {})
-    if "difference_kt" in u:
-        span = (f"{u['cv_range_nm'][0]:.2f}–{u['cv_range_nm'][1]:.2f} nm"
-                 + (", only as far as the generated paths reached" if u.get("partial_range") else ""))
-        seeded_by = u.get("seed_path_model", {})
-        if seeded_by.get("model_hash") not in (None, g.get("model_hash")):
-            rows.append(f"| umbrella comparison below: kept from an earlier run, windows seeded from a path of "
-                        f"weights {seeded_by['model_hash'][:12]} (not those above) | | |")
-        rows.append(f"| umbrella ΔG(bound→upper end of {span}), generated-seeded / steered-seeded (kT) | "
-                    f"{u['generated']['delta_f_kt']:.2f} ± {u['generated']['d_delta_f_kt']:.2f} / "
-                    f"{u['steered']['delta_f_kt']:.2f} ± {u['steered']['d_delta_f_kt']:.2f} | |")
-        if "refinement" in u["generated"]:  # results before window refinement existed lack it
-            def windows(side: dict) -> str:
-                n_warnings = len(side["warnings"]) if "warnings" in side else "n/a"
-                return f"{side['windows']} ({side['refinement']['min_overlap']:.3f}; {n_warnings})"
-
-            rows.append("| umbrella windows after refinement (lowest neighbour MBAR overlap; analysis warnings), "
-                        f"generated / steered | {windows(u['generated'])} / {windows(u['steered'])} | ≥ 0.03; 0 |")
-        rows.append(f"| difference (kT) | {u['difference_kt']:+.2f} ± {u['difference_uncertainty_kt']:.2f} | "
-                    f"≤ 1 kT {ok[r['targets']['umbrella_1kt']]} |")
-        if "profiles" in u:
-            p = u["profiles"]
-            rows.append(f"| profiles bin by bin ({p['bin_nm']} nm bins, each zeroed at its bound minimum): within "
-                        f"{p['tolerance_kt']:g} kT from 0 to | {p['agree_up_to_nm']:.3f} nm (largest difference "
-                        f"{p['max_abs_kt']:.2f} kT over all {p['n_bins']} bins) | |")
-    elif u:
-        rows.append(f"| umbrella comparison | {u.get('error')} | ≤ 1 kT ✗ |")
+    for key in umbrella_keys(r):
+        label = key.replace("_exchange", ", replica exchange").replace("_seed", ", MD seed ")
+        rows += umbrella_rows(r[key], g, ok[r["targets"].get(target_key(key))], label)
     return "\n".join(rows)
+
+
+def umbrella_rows(u: dict, g: dict, verdict: str, label: str) -> list[str]:
+    """Table rows of one umbrella comparison (plain or replica-exchange windows)."""
+    if not u:
+        return []
+    if "difference_kt" not in u:
+        return [f"| {label} comparison | {u.get('error')} | ≤ 1 kT ✗ |"]
+    rows = []
+    span = (f"{u['cv_range_nm'][0]:.2f}–{u['cv_range_nm'][1]:.2f} nm"
+            + (", only as far as the generated paths reached" if u.get("partial_range") else ""))
+    seeded_by = u.get("seed_path_model", {})
+    if seeded_by.get("model_hash") not in (None, g.get("model_hash")):
+        rows.append(f"| {label} comparison below: kept from an earlier run, windows seeded from a path of "
+                    f"weights {seeded_by['model_hash'][:12]} (not those above) | | |")
+    rows.append(f"| {label} ΔG(bound→upper end of {span}), generated-seeded / steered-seeded (kT) | "
+                f"{u['generated']['delta_f_kt']:.2f} ± {u['generated']['d_delta_f_kt']:.2f} / "
+                f"{u['steered']['delta_f_kt']:.2f} ± {u['steered']['d_delta_f_kt']:.2f} | |")
+    if u.get("exchange_interval_ps"):
+        def mixing(side: dict) -> str:
+            e = side["exchange"]
+            return (f"{e['lowest_neighbour_acceptance']:.2f} / {e['mean_neighbour_acceptance']:.2f}, "
+                    f"{e['round_trips']}")
+        rows.append(f"| {label}: {u['windows']} windows × {u['production_ps']:g} ps, swaps every "
+                    f"{u['exchange_interval_ps']:g} ps — neighbour swap acceptance lowest / mean, round trips; "
+                    f"generated / steered | {mixing(u['generated'])} / {mixing(u['steered'])} | |")
+    elif "refinement" in u["generated"]:  # results before window refinement existed lack it
+        def windows(side: dict) -> str:
+            n_warnings = len(side["warnings"]) if "warnings" in side else "n/a"
+            return f"{side['windows']} ({side['refinement']['min_overlap']:.3f}; {n_warnings})"
+
+        rows.append(f"| {label} windows after refinement (lowest neighbour MBAR overlap; analysis warnings), "
+                    f"generated / steered | {windows(u['generated'])} / {windows(u['steered'])} | ≥ 0.03; 0 |")
+    rows.append(f"| {label}: difference (kT) | {u['difference_kt']:+.2f} ± {u['difference_uncertainty_kt']:.2f} | "
+                f"≤ 1 kT {verdict} |")
+    if "profiles" in u:
+        p = u["profiles"]
+        rows.append(f"| {label}: profiles bin by bin ({p['bin_nm']} nm bins, each zeroed at its bound minimum): "
+                    f"within {p['tolerance_kt']:g} kT from 0 to | {p['agree_up_to_nm']:.3f} nm (largest difference "
+                    f"{p['max_abs_kt']:.2f} kT over all {p['n_bins']} bins) | |")
+    return rows
 
 
 def _times(ratio: float) -> str:
@@ -269,6 +315,12 @@ def main() -> None:
                         help="rounds of umbrella windows added where neighbours overlap too little (default 2)")
     parser.add_argument("--k", type=float, default=2000.0,
                         help="umbrella force constant, kJ/mol/nm² (the guest is pulled back hard at the portal)")
+    parser.add_argument("--exchange", type=float, metavar="PS",
+                        help="run the umbrella comparison with Hamiltonian replica exchange between the windows, "
+                             "swaps every PS (no refinement); recorded beside the plain comparison")
+    parser.add_argument("--umbrella-seed", type=int, default=0,
+                        help="seed of the umbrella windows' MD; a nonzero seed is a replicate, recorded beside the "
+                             "seed-0 comparison")
     parser.add_argument("--skip-umbrella", action="store_true")
     parser.add_argument("--keep-umbrella", action="store_true",
                         help="redo generation and metadynamics, keep the previous result's umbrella comparison "
@@ -287,7 +339,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     if args.reanalyse:
         result = json.loads(Path(args.out).read_text())
-        result["umbrella"]["profiles"] = compare_profiles(work, result["umbrella"]["cv_range_nm"][1])
+        for key in umbrella_keys(result):
+            if "cv_range_nm" in result[key]:
+                result[key]["profiles"] = compare_profiles(work, result[key]["cv_range_nm"][1], key.replace("_", "-"))
         publish(result, Path(args.out))
         return
     if args.umbrella_only:
@@ -299,7 +353,8 @@ def main() -> None:
         result["targets"].update(speed_targets)
         unbinder = Unbinder(get_system("host-guest").load(), "host-guest",
                             settings=UnbindSettings(max_time_ps=result["generative"]["max_time_ps"]))
-        result["umbrella"], result["targets"]["umbrella_1kt"] = run_umbrella(work, unbinder, args, result["generative"])
+        key = comparison_key(args.exchange, args.umbrella_seed)
+        result[key], result["targets"][target_key(key)] = run_umbrella(work, unbinder, args, result["generative"])
         publish(result, Path(args.out))
         return
     gen, unbinder = generative(work, Path(args.heldout), args.starts, args.attempts, args.max_time)
@@ -316,11 +371,13 @@ def main() -> None:
               "speedup": speedup}
     if args.keep_umbrella:
         previous = json.loads(Path(args.out).read_text())
-        seeded_by = previous["umbrella"].get("seed_path_model") or _weights_of(previous["generative"])
-        result["umbrella"] = {**previous["umbrella"], "seed_path_model": seeded_by}
-        targets["umbrella_1kt"] = previous["targets"]["umbrella_1kt"]
+        for key in umbrella_keys(previous):
+            seeded_by = previous[key].get("seed_path_model") or _weights_of(previous["generative"])
+            result[key] = {**previous[key], "seed_path_model": seeded_by}
+            targets[target_key(key)] = previous["targets"][target_key(key)]
     elif not args.skip_umbrella:
-        result["umbrella"], targets["umbrella_1kt"] = run_umbrella(work, unbinder, args, gen)
+        key = comparison_key(args.exchange, args.umbrella_seed)
+        result[key], targets[target_key(key)] = run_umbrella(work, unbinder, args, gen)
     result["targets"] = targets
     publish(result, Path(args.out))
 
@@ -328,7 +385,8 @@ def main() -> None:
 def run_umbrella(work: Path, unbinder, args, generative: dict) -> tuple[dict, bool]:
     """The umbrella comparison seeded from ``generative``'s path, labelled with its weights; and whether
     the two profiles agree within 1 kT (the target)."""
-    umbrella = umbrella_comparison(work, unbinder, args.windows, args.window_ps, args.k, args.refine)
+    umbrella = umbrella_comparison(work, unbinder, args.windows, args.window_ps, args.k, args.refine, args.exchange,
+                                   args.umbrella_seed)
     umbrella["seed_path_model"] = _weights_of(generative)
     return umbrella, "difference_kt" in umbrella and abs(umbrella["difference_kt"]) <= 1.0
 

@@ -8,10 +8,12 @@
    uncertainties, written as ``fes.json``/``fes.csv``/``fes.png``.
 
     python examples/seed_umbrella.py --windows 12 --window-ps 100
+    python examples/seed_umbrella.py --windows 30 --window-ps 30 --exchange-ps 0.5   # replica exchange
 """
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import mdtraj
@@ -27,6 +29,8 @@ parser.add_argument("--max-time-ps", type=float, default=400.0, help="longest ge
 parser.add_argument("--windows", type=int, default=12)
 parser.add_argument("--window-ps", type=float, default=100.0, help="production per window, ps")
 parser.add_argument("--equilibration-ps", type=float, default=10.0)
+parser.add_argument("--exchange-ps", type=float,
+                    help="run the windows side by side with replica exchange, swaps every this many ps")
 parser.add_argument("--out", default="runs/example-umbrella")
 args = parser.parse_args()
 out = Path(args.out)
@@ -50,6 +54,8 @@ print(f"generated path: {len(frames)} frames; "
 cv = DistanceCV(paths["ligand_atoms"], paths["pocket_atoms"])
 settings = UmbrellaSettings(n_windows=args.windows, cv_min=float(cv.values(frames[:1])[0]), cv_max=reach,
                             production_ps=args.window_ps, equilibration_ps=args.equilibration_ps)
+if args.exchange_ps:  # Hamiltonian replica exchange between the windows (openmmtools)
+    settings = replace(settings, replica_exchange=True, sample_interval_ps=args.exchange_ps)
 seed_umbrella_windows(complex_, frames, cv, settings, out / "umbrella")
 profile = analyze_umbrella(out / "umbrella")
 print(json.dumps(profile["binding"], indent=2, default=str))

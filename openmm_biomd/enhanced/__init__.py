@@ -11,6 +11,7 @@
   paths (RMSD at equal progress); :mod:`.recipe` makes the shipped unbinding weights.
 - :mod:`.seeding_common` — CV specifications (distance, path) and inputs shared by:
 - :mod:`.umbrella` — umbrella windows seeded from a path; pymbar free-energy profile;
+- :mod:`.umbrella_exchange` — the same windows side by side with Hamiltonian replica exchange;
 - :mod:`.steered` — constant-velocity steered MD (a physical path, for comparison);
 - :mod:`.walkers` — well-tempered metadynamics walkers sharing one bias directory.
 - :mod:`.interactions` — per-residue receptor–ligand interaction energies along a path.

@@ -40,6 +40,10 @@ Resuming is per window: rerunning the same call keeps finished windows and
 reruns the window in flight from its seed frame (windows are short compared
 with a campaign; a finished window is never touched again).
 
+With ``replica_exchange`` the windows run side by side and swap configurations
+(:mod:`.umbrella_exchange`; storage ``OUT/exchange.nc``, resumed from its last
+checkpoint); they write the same ``window_NNN`` files, so the analysis is the same.
+
 :func:`refine_umbrella_windows` closes sampling gaps: where two windows
 neighbouring in CV overlap too little for MBAR (``neighbour_overlap`` below
 ``min_overlap``), it adds a window midway, seeded like the others from the path
@@ -137,6 +141,9 @@ class UmbrellaSettings:
     max_start_offset : largest allowed |CV(seed frame) − centre|, CV units (also
         how far outside the path's CV range a centre may lie); None = no limit on
         the former, 5 % of the path's CV range for the latter
+    replica_exchange : run the windows side by side with Hamiltonian replica exchange
+        (:mod:`.umbrella_exchange`), swaps attempted every ``sample_interval_ps`` (then
+        0.5–1 ps is typical); needs at least two windows
     platform, threads : OpenMM platform and CPU threads (do not change the data)
     """
 
@@ -153,6 +160,7 @@ class UmbrellaSettings:
     friction_per_ps: float = 1.0
     seed: int = 0
     max_start_offset: float | None = None
+    replica_exchange: bool = False
     platform: str | None = None
     threads: int | None = None
 
@@ -180,6 +188,9 @@ class UmbrellaSettings:
             raise ValueError(f"cv_min ({self.cv_min}) must be below cv_max ({self.cv_max})")
         if self.max_start_offset is not None and not self.max_start_offset > 0:
             raise ValueError("max_start_offset must be positive")
+        n_windows = len(self.centres) if self.centres is not None else self.n_windows
+        if self.replica_exchange and n_windows < 2:
+            raise ValueError("replica exchange needs at least two windows")
 
     @property
     def steps_per_sample(self) -> int:
@@ -303,25 +314,33 @@ def seed_umbrella_windows(
         summary["windows"] = json.loads(old_path.read_text()).get("windows", [])
     _atomic_write_json(old_path, summary)  # the plan is on disk before the first window runs
 
-    results = []
-    for plan in windows:
-        wdir = out / f"window_{plan['index']:03d}"
-        done = wdir / "result.json"
-        if done.exists():
-            result = json.loads(done.read_text())
-        else:
-            result = _run_window(loaded, frames[plan["start_frame"]], cv, settings, plan, wdir, plat, properties)
-        results.append(result)
+    def report(result: dict) -> None:
         if log is not None:
-            print(f"window {plan['index']}: centre {plan['centre']:.3f}, seed frame {plan['start_frame']} "
-                  f"(CV {plan['start_cv']:.3f}) -> mean {result['mean_cv']:.3f} ± {result['std_cv']:.3f} {cv.unit}",
+            print(f"window {result['index']}: centre {result['centre']:.3f}, seed frame {result['start_frame']} "
+                  f"(CV {result['start_cv']:.3f}) -> mean {result['mean_cv']:.3f} ± {result['std_cv']:.3f} {cv.unit}",
                   file=log, flush=True)
-        summary["windows"] = results
-        summary["wall_s"] = time.perf_counter() - started
+
+    def save(**fields: Any) -> None:
+        summary.update(fields, wall_s=time.perf_counter() - started)
         _atomic_write_json(old_path, summary)
-    summary["status"] = "complete"
-    summary["wall_s"] = time.perf_counter() - started
-    _atomic_write_json(old_path, summary)
+
+    if settings.replica_exchange:
+        results = _exchange_windows(loaded, frames, cv, settings, windows, out, plat, properties, save, log)
+        for result in results:
+            report(result)
+    else:
+        results = []
+        for plan in windows:
+            wdir = out / f"window_{plan['index']:03d}"
+            done = wdir / "result.json"
+            if done.exists():
+                result = json.loads(done.read_text())
+            else:
+                result = _run_window(loaded, frames[plan["start_frame"]], cv, settings, plan, wdir, plat, properties)
+            results.append(result)
+            report(result)
+            save(windows=results)
+    save(windows=results, status="complete")
     return summary
 
 
@@ -381,6 +400,9 @@ def refine_umbrella_windows(
         centres added), ``min_overlap`` after the last round and ``converged``
         (every neighbouring pair at or above ``threshold``).
     """
+    if settings.replica_exchange and max_rounds > 0:
+        raise ValueError("refinement adds windows to finished ones, and replica-exchange windows run together: "
+                         "choose the windows up front (more windows or a lower force constant), without refinement")
     if not 0 < min_overlap < 1:
         raise ValueError(f"min_overlap is an MBAR overlap in (0, 1), not {min_overlap}")
     if max_rounds < 0:
@@ -426,19 +448,54 @@ def refine_umbrella_windows(
     return summary
 
 
-def _run_window(loaded: Any, start_nm: np.ndarray, cv: CVSpec, settings: UmbrellaSettings, plan: dict,
-                wdir: Path, platform: Any, properties: dict) -> dict:
-    """One window: restrained minimisation, equilibration, production; ``cv.csv`` then ``result.json``."""
+def _exchange_windows(loaded: Any, frames: np.ndarray, cv: CVSpec, settings: UmbrellaSettings, windows: list[dict],
+                      out: Path, platform: Any, properties: dict, save: Any, log: Any) -> list[dict]:
+    """The windows side by side with replica exchange (:mod:`.umbrella_exchange`); results as plain windows'."""
+    if all((out / f"window_{p['index']:03d}" / "result.json").exists() for p in windows):
+        return [json.loads((out / f"window_{p['index']:03d}" / "result.json").read_text()) for p in windows]
+    from .umbrella_exchange import run_exchange
+
+    def equilibrate_window(plan: dict) -> tuple:
+        simulation, restraint, record = _equilibrated_window(loaded, frames[plan["start_frame"]], cv, settings, plan,
+                                                             platform, properties)
+        from openmm import unit
+
+        state = simulation.context.getState(getPositions=True, getVelocities=True)
+        box = state.getPeriodicBoxVectors() if loaded.system.usesPeriodicBoundaryConditions() else None
+        positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        velocities = state.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond)
+        return positions, velocities, box, record
+
+    def progress(iteration: int, n_iterations: int, stats: dict) -> None:
+        save(exchange={**stats, "iteration": iteration, "n_iterations": n_iterations})
+
+    system = _umbrella_system(loaded, cv, settings.force_constant, float(windows[0]["centre"]))[0]
+    return run_exchange(windows, equilibrate_window, system, settings, out, platform, properties,
+                        progress=progress, log=log)
+
+
+def _umbrella_system(loaded: Any, cv: CVSpec, force_constant: float, centre: float) -> tuple[Any, Any]:
+    """A copy of the System with ``CustomCVForce("0.5*umbrella_k*(cv-umbrella_centre)^2")``; (system, restraint)."""
     import openmm
 
-    t0 = time.perf_counter()
-    seed = replica_seed(settings.seed, plan["index"])
     system = openmm.XmlSerializer.clone(loaded.system)
     restraint = openmm.CustomCVForce("0.5*umbrella_k*(cv-umbrella_centre)^2")
-    restraint.addGlobalParameter("umbrella_k", settings.force_constant)
-    restraint.addGlobalParameter("umbrella_centre", plan["centre"])
+    restraint.addGlobalParameter("umbrella_k", force_constant)
+    restraint.addGlobalParameter("umbrella_centre", centre)
     restraint.addCollectiveVariable("cv", cv.force())
     system.addForce(restraint)
+    return system, restraint
+
+
+def _equilibrated_window(loaded: Any, start_nm: np.ndarray, cv: CVSpec, settings: UmbrellaSettings, plan: dict,
+                         platform: Any, properties: dict) -> tuple[Any, Any, dict]:
+    """A window's Simulation after restrained minimisation and equilibration from its seed frame.
+
+    Returns ``(simulation, restraint force, record)``, ``record``: ``seed``, ``start_cv_openmm``
+    (the CV of the seed frame as OpenMM computes it) and ``equilibrated_cv``.
+    """
+    seed = replica_seed(settings.seed, plan["index"])
+    system, restraint = _umbrella_system(loaded, cv, settings.force_constant, plan["centre"])
     simulation = make_simulation(loaded, settings, seed, platform, properties, system=system)
     context = simulation.context
     context.setPositions(np.ascontiguousarray(start_nm))
@@ -446,6 +503,15 @@ def _run_window(loaded: Any, start_nm: np.ndarray, cv: CVSpec, settings: Umbrell
     equilibrate(simulation, start_nm, settings.temperature_k, seed,
                 whole_steps(settings.equilibration_ps, settings.timestep_fs))
     equilibrated_cv = float(restraint.getCollectiveVariableValues(context)[0])
+    return simulation, restraint, {"seed": seed, "start_cv_openmm": start_cv_openmm, "equilibrated_cv": equilibrated_cv}
+
+
+def _run_window(loaded: Any, start_nm: np.ndarray, cv: CVSpec, settings: UmbrellaSettings, plan: dict,
+                wdir: Path, platform: Any, properties: dict) -> dict:
+    """One window: restrained minimisation, equilibration, production; ``cv.csv`` then ``result.json``."""
+    t0 = time.perf_counter()
+    simulation, restraint, record = _equilibrated_window(loaded, start_nm, cv, settings, plan, platform, properties)
+    context = simulation.context
     sps = settings.steps_per_sample
     samples = np.empty(settings.n_samples)
     t_md = time.perf_counter()
@@ -458,10 +524,8 @@ def _run_window(loaded: Any, start_nm: np.ndarray, cv: CVSpec, settings: Umbrell
     write_csv(wdir / "cv.csv", ["time_ps", "cv"], np.stack([times, samples], axis=1))
     result = {
         **plan,
+        **record,
         "force_constant": settings.force_constant,
-        "seed": seed,
-        "start_cv_openmm": start_cv_openmm,
-        "equilibrated_cv": equilibrated_cv,
         "n_samples": int(settings.n_samples),
         "mean_cv": float(samples.mean()),
         "std_cv": float(samples.std()),
@@ -906,6 +970,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--sample-interval", default="0.1ps", help="time between CV samples (default 0.1ps)")
     w.add_argument("--max-start-offset", type=float,
                    help="largest |CV(seed frame) - centre| (default: no limit; centres must lie in the path's range)")
+    w.add_argument("--exchange", action="store_true",
+                   help="Hamiltonian replica exchange between the windows, swaps every --sample-interval "
+                        "(then 0.5ps-1ps is typical); not with --refine")
     w.add_argument("--refine", type=int, default=0, metavar="ROUNDS",
                    help="up to ROUNDS rounds that add a window midway between neighbours whose MBAR overlap is "
                         "below --min-overlap (default 0: no refinement)")
@@ -938,7 +1005,7 @@ def main(args: argparse.Namespace) -> int:
             n_windows=None if args.centres else args.windows, centres=tuple(args.centres) if args.centres else None,
             cv_min=r[0], cv_max=r[1], force_constant=args.k, production_ps=parse_time_ps(args.time),
             sample_interval_ps=parse_time_ps(args.sample_interval), max_start_offset=args.max_start_offset,
-            platform=args.platform, threads=args.threads, **md_kwargs(args),
+            replica_exchange=args.exchange, platform=args.platform, threads=args.threads, **md_kwargs(args),
         )
         log = None if args.quiet else sys.stderr
         if args.refine:

@@ -9,6 +9,7 @@ the machinery — seed frames, restraint centres, samples, resume, pymbar output
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from openmm_biomd.data import RunMismatchError
-from openmm_biomd.enhanced import steered, umbrella
+from openmm_biomd.enhanced import steered, umbrella, umbrella_exchange
 from openmm_biomd.enhanced.seeding_common import DistanceCV, PathCV1D, read_csv
 from openmm_biomd.enhanced.steered import load_steered, steered_path
 from openmm_biomd.enhanced.umbrella import (
@@ -166,6 +167,80 @@ def test_refinement_adds_windows_where_neighbours_do_not_overlap(host_guest_cv, 
         refine_umbrella_windows(loaded, pulled[1], cv, sparse, tmp_path, min_overlap=0.1)
     with pytest.raises(ValueError, match="min_overlap"):
         refine_umbrella_windows(loaded, pulled[1], cv, sparse, tmp_path, min_overlap=0.0)
+
+
+# Four windows 0.03 nm apart (σ ≈ 0.03 nm): neighbours overlap, so swaps are often accepted.
+EXCHANGE = dict(centres=(0.45, 0.48, 0.51, 0.54), force_constant=3000.0, equilibration_ps=0.1, production_ps=2.0,
+                sample_interval_ps=0.1, replica_exchange=True, **FAST)
+
+
+def test_cv_from_energies_inverts_the_umbrella_bias():
+    rng = np.random.default_rng(0)
+    centres = np.array([0.1, 0.35, 0.6, 0.85])
+    cv = rng.uniform(0.0, 1.0, size=(7, 5))  # [T, R]
+    unbiased = rng.normal(-4000.0, 50.0, size=(7, 5, 1))  # reduced energy without the bias, kT: it cancels
+    beta = 1.0 / umbrella.kt_kj_mol(300.0)
+    reduced = unbiased + beta * 0.5 * 2500.0 * (cv[..., None] - centres) ** 2  # [T, R, K]
+    np.testing.assert_allclose(umbrella_exchange.cv_from_energies(reduced, centres, 2500.0, 300.0), cv, atol=1e-9)
+
+
+def test_replica_exchange_windows_swap_sample_and_resume(host_guest_cv, pulled, tmp_path, monkeypatch):
+    """Windows side by side with swaps: samples per window from the stored energies, OpenMM's CV, resume."""
+    from openmmtools import multistate
+
+    loaded, _, _, cv = host_guest_cv
+    settings = UmbrellaSettings(**EXCHANGE)
+    # Killed after the first 10 iterations (a checkpoint): the storage is closed and the run resumes from it.
+    monkeypatch.setattr(umbrella_exchange, "PROGRESS_ITERATIONS", 10)
+    real_statistics = umbrella_exchange.exchange_statistics
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(umbrella_exchange, "exchange_statistics", killed)
+    with pytest.raises(KeyboardInterrupt):
+        seed_umbrella_windows(loaded, pulled[1], cv, settings, tmp_path)
+    assert not any(tmp_path.glob("window_*/result.json"))
+    records = tmp_path / "exchange_windows.json"
+    stamp = os.stat(records).st_mtime_ns
+    monkeypatch.setattr(umbrella_exchange, "exchange_statistics", real_statistics)
+    log = io.StringIO()
+    summary = seed_umbrella_windows(loaded, pulled[1], cv, settings, tmp_path, log=log)
+    assert "resuming at iteration 10 of 20" in log.getvalue()
+    assert os.stat(records).st_mtime_ns == stamp  # the windows were not equilibrated again
+
+    assert summary["status"] == "complete" and len(summary["windows"]) == 4
+    stats = summary["exchange"]
+    assert stats["iteration"] == stats["n_iterations"] == stats["iterations"] == 20
+    assert stats["mean_neighbour_acceptance"] > 0.1 and max(stats["windows_visited"]) > 1
+    values = cv.values(pulled[1])
+    for w, centre in zip(summary["windows"], EXCHANGE["centres"]):
+        assert w["centre"] == pytest.approx(centre) and w["replica_exchange"]
+        assert w["start_frame"] == int(np.argmin(np.abs(values - centre)))
+        header, table = read_csv(tmp_path / f"window_{w['index']:03d}" / "cv.csv")
+        assert header == ["time_ps", "cv"] and table.shape == (20, 2)
+        np.testing.assert_allclose(table[:, 0], 0.1 * np.arange(1, 21))
+        assert abs(w["mean_cv"] - centre) < 0.1 and 0 < w["std_cv"] < 0.1
+    # The samples recovered from the energies are the CV of the configurations OpenMM propagated.
+    reporter = multistate.MultiStateReporter(str(tmp_path / "exchange.nc"), open_mode="r")
+    try:
+        positions = np.array([s.positions.value_in_unit(s.positions.unit) for s in reporter.read_sampler_states(20)])
+        window_of = reporter.read_replica_thermodynamic_states(20)  # [R]
+    finally:
+        reporter.close()
+    last = np.array([read_csv(tmp_path / f"window_{k:03d}" / "cv.csv")[1][-1, 1] for k in window_of])
+    np.testing.assert_allclose(last, cv.values(positions), atol=1e-4)
+    # The profile is analysed like plain windows'; a finished run is not rerun; refinement is refused.
+    assert np.isfinite(analyze_umbrella(tmp_path, write=False)["f_kt"]).sum() > 5
+    stamps = [os.stat(p).st_mtime_ns for p in sorted(tmp_path.glob("window_*/result.json"))]
+    assert seed_umbrella_windows(loaded, pulled[1], cv, settings, tmp_path)["windows"] == summary["windows"]
+    assert [os.stat(p).st_mtime_ns for p in sorted(tmp_path.glob("window_*/result.json"))] == stamps
+    with pytest.raises(ValueError, match="refinement"):
+        refine_umbrella_windows(loaded, pulled[1], cv, settings, tmp_path)
+    with pytest.raises(ValueError, match="two windows"):
+        UmbrellaSettings(**{**EXCHANGE, "centres": (0.5,)})
+    with pytest.raises(RunMismatchError, match="replica_exchange"):
+        seed_umbrella_windows(loaded, pulled[1], cv, replace(settings, replica_exchange=False), tmp_path)
 
 
 def test_pymbar_profile_with_uncertainties_and_plot(distance_run):
@@ -362,6 +437,14 @@ def test_command_lines(host_guest_cv, pulled, distance_run, tmp_path, capsys):
     run = json.loads((tmp_path / "cli" / "umbrella.json").read_text())
     assert len(run["windows"]) == 2 and run["system"] == "host-guest"
     assert run["cv"][0]["pocket_atoms"] == pocket[:20].tolist()  # the unbind run's atoms, not the default pocket
+    # --exchange: the windows side by side with replica exchange (not with --refine).
+    exchange_argv = [*argv[:argv.index("--out")], "--exchange", "--sample-interval", "0.1ps", "--out",
+                     str(tmp_path / "exchange"), "--quiet"]
+    assert umbrella.main(_parse(umbrella, exchange_argv)) == 0
+    exchanged = json.loads((tmp_path / "exchange" / "umbrella.json").read_text())
+    assert exchanged["settings"]["replica_exchange"] and exchanged["exchange"]["iterations"] == 2
+    with pytest.raises(ValueError, match="refinement"):
+        umbrella.main(_parse(umbrella, [*exchange_argv, "--refine", "1"]))
     # --refine: a window is added between two that do not overlap.
     refine_argv = [*argv[:2], "--centres", "0.45", "0.65", "--k", "3000", "--refine", "1", "--time", "0.2ps",
                    "--sample-interval", "0.02ps", "--equilibration", "0ps", "--threads", "1",

@@ -1,0 +1,277 @@
+"""Replica exchange between umbrella windows (Hamiltonian replica exchange, openmmtools).
+
+Plain umbrella windows each sample their own stretch of the CV; a slow degree
+of freedom the CV does not describe (a guest's orientation at the portal of
+its host) then keeps whatever its seed frame had, and two seedings of the same
+windows can disagree by more than their error bars.  With replica exchange the
+windows run side by side and, every ``sample_interval_ps``, configurations are
+swapped between windows with the Metropolis criterion (openmmtools'
+``ReplicaExchangeSampler``, ``swap-all`` mixing), so a configuration relaxed in
+one window can travel to the others.
+
+The windows differ only in the restraint's centre, a global parameter of the
+``CustomCVForce`` (:class:`UmbrellaCentreState`), so all of them share one
+OpenMM Context for energies.  Each window is first minimised and equilibrated
+from its seed frame exactly as a plain window is (same seeds); then
+``production_ps`` of exchange MD.  Storage: ``OUT/exchange.nc``
+(``MultiStateReporter``: the reduced-energy matrix every iteration, full
+configurations every ``checkpoint_interval`` iterations); a killed run resumes
+from its last checkpoint with the same call.
+
+The CV samples come from the stored energies, not from positions: the reduced
+potential of a configuration in window ``l`` is ``u_l = a + β·½k(cv − c_l)²``,
+so ``u_l − β·½k·c_l² = a' − βk·cv·c_l`` is linear in the centre ``c_l`` with
+slope ``−βk·cv``.  The least-squares slope over all windows gives the CV value
+the bias acted on, as OpenMM computed it, for every configuration of every
+iteration, whatever the CV.  Each sample belongs to the window its replica was
+propagated in during that iteration; ``window_NNN/cv.csv`` holds them, so
+:func:`~.umbrella.analyze_umbrella` pools them with MBAR unchanged.
+
+Not bit-reproducible: openmmtools draws the swaps from a random state of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from openmmtools import cache, mcmc, multistate, states
+
+from ..data.md import _atomic_write_json, replica_seed, whole_steps
+from .seeding_common import kt_kj_mol, write_csv
+
+__all__ = ["UmbrellaCentreState", "cv_from_energies", "run_exchange"]
+
+#: Iterations between full checkpoints in ``exchange.nc`` (a resume repeats at most this many).
+CHECKPOINT_INTERVAL = 10
+#: Iterations per progress line (and per update of ``umbrella.json``).
+PROGRESS_ITERATIONS = 20
+
+
+class UmbrellaCentreState(states.GlobalParameterState):
+    """openmmtools composable state: the centre of the umbrella restraint (CV units)."""
+
+    umbrella_centre = states.GlobalParameterState.GlobalParameter("umbrella_centre", standard_value=0.0)
+
+
+class _SeededLangevinMove(mcmc.LangevinDynamicsMove):
+    """openmmtools' Langevin move with the integrator seeded (openmmtools leaves OpenMM's random seed)."""
+
+    def __init__(self, *args: Any, random_seed: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.random_seed = int(random_seed)
+
+    def _get_integrator(self, thermodynamic_state: Any) -> Any:
+        integrator = super()._get_integrator(thermodynamic_state)
+        integrator.setRandomNumberSeed(self.random_seed)
+        return integrator
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "random_seed": self.random_seed}
+
+    def __setstate__(self, serialization: dict) -> None:
+        super().__setstate__(serialization)
+        self.random_seed = int(serialization["random_seed"])
+
+
+def cv_from_energies(reduced: np.ndarray, centres: np.ndarray, force_constant: float, temperature_k: float) -> np.ndarray:
+    """The CV of each configuration from its reduced energies in every window.
+
+    Parameters
+    ----------
+    reduced : ``[..., K]`` reduced potentials of configurations in the K windows (kT)
+    centres : ``[K]`` window centres (CV units; at least two distinct)
+    force_constant : k, kJ/mol per CV unit²
+    temperature_k : temperature of the reduced potentials, K
+
+    Returns
+    -------
+    np.ndarray
+        ``[...]`` CV values: the least-squares slope of ``u_l − β·½k·c_l²``
+        against ``c_l`` is ``−βk·cv``.
+    """
+    beta = 1.0 / kt_kj_mol(temperature_k)
+    c = np.asarray(centres, dtype=np.float64)
+    y = np.asarray(reduced, dtype=np.float64) - 0.5 * beta * force_constant * c**2  # [..., K]
+    dc = c - c.mean()
+    slope = (y - y.mean(axis=-1, keepdims=True)) @ dc / np.dot(dc, dc)
+    return -slope / (beta * force_constant)
+
+
+def run_exchange(
+    windows: list[dict],
+    equilibrate_window: Any,
+    system: Any,
+    settings: Any,
+    out: Path,
+    platform: Any,
+    properties: dict,
+    *,
+    progress: Any = None,
+    log: Any = None,
+) -> list[dict]:
+    """Run (or resume) replica exchange between ``windows``; write every window's ``cv.csv`` and ``result.json``.
+
+    Parameters
+    ----------
+    windows : the plan (``index``, ``centre``, ``start_frame``, ... per window)
+    equilibrate_window : ``plan -> (positions [N, 3] nm, velocities [N, 3] nm/ps, box or None, record)``,
+        the plain windows' minimisation and equilibration from the seed frame (``record``:
+        ``seed``, ``start_cv_openmm``, ``equilibrated_cv``)
+    system : the System with the umbrella restraint (``umbrella_centre`` a global parameter)
+    settings : :class:`~.umbrella.UmbrellaSettings` (swaps every ``sample_interval_ps``)
+    out : run directory
+    platform, properties : OpenMM platform for every Context
+    progress : ``(iteration, n_iterations, exchange record) -> None``, called every few iterations
+    log : file-like for progress lines
+
+    Returns
+    -------
+    list[dict]
+        Per window (plan order) the result also written to ``window_NNN/result.json``.
+    """
+    from openmm import unit
+
+    storage = out / "exchange.nc"
+    n_iterations = settings.n_samples
+    steps = whole_steps(settings.sample_interval_ps, settings.timestep_fs, "sample interval")
+    started = time.perf_counter()
+    records: dict[int, dict] = {}
+    records_path = out / "exchange_windows.json"
+    if storage.exists() and records_path.exists():
+        reporter = multistate.MultiStateReporter(str(storage), checkpoint_interval=CHECKPOINT_INTERVAL)
+        sampler = multistate.ReplicaExchangeSampler.from_storage(reporter)
+        records = {int(k): v for k, v in json.loads(records_path.read_text()).items()}
+        if log is not None:
+            print(f"replica exchange: resuming at iteration {sampler.iteration} of {n_iterations}", file=log, flush=True)
+    else:
+        storage.unlink(missing_ok=True)  # a file without its window records died before its first iteration
+        (out / "exchange_checkpoint.nc").unlink(missing_ok=True)
+        thermodynamic_states, sampler_states = [], []
+        base = states.ThermodynamicState(system, settings.temperature_k * unit.kelvin)
+        for plan in windows:
+            positions, velocities, box, record = equilibrate_window(plan)
+            records[plan["index"]] = record
+            centre = UmbrellaCentreState(umbrella_centre=plan["centre"])
+            thermodynamic_states.append(states.CompoundThermodynamicState(base, composable_states=[centre]))
+            sampler_states.append(states.SamplerState(positions * unit.nanometer, velocities * unit.nanometer
+                                                      / unit.picosecond, box_vectors=box))
+        move = _SeededLangevinMove(timestep=settings.timestep_fs * unit.femtosecond,
+                                   collision_rate=settings.friction_per_ps / unit.picosecond, n_steps=steps,
+                                   reassign_velocities=False, random_seed=replica_seed(settings.seed, 1_000_003))
+        sampler = multistate.ReplicaExchangeSampler(mcmc_moves=move, number_of_iterations=n_iterations,
+                                                    replica_mixing_scheme="swap-all", online_analysis_interval=None)
+        reporter = multistate.MultiStateReporter(str(storage), checkpoint_interval=CHECKPOINT_INTERVAL)
+        sampler.create(thermodynamic_states, sampler_states, reporter)
+        _atomic_write_json(records_path, {str(k): v for k, v in records.items()})  # marks the file as resumable
+    sampler.energy_context_cache = cache.ContextCache(platform=platform, platform_properties=properties or None)
+    sampler.sampler_context_cache = cache.ContextCache(platform=platform, platform_properties=properties or None)
+
+    first = sampler.iteration
+    md_started = time.perf_counter()
+    try:  # close the storage whatever happens, so that a rerun can resume from it
+        while sampler.iteration < n_iterations:
+            sampler.run(n_iterations=min(PROGRESS_ITERATIONS, n_iterations - sampler.iteration))
+            stats = exchange_statistics(reporter, windows)
+            if log is not None:
+                print(f"replica exchange: iteration {sampler.iteration}/{n_iterations}, neighbour swap acceptance "
+                      f"{stats['lowest_neighbour_acceptance']:.2f} lowest / {stats['mean_neighbour_acceptance']:.2f} "
+                      "mean", file=log, flush=True)
+            if progress is not None:
+                progress(sampler.iteration, n_iterations, stats)
+        md_s = time.perf_counter() - md_started
+        results = _window_results(reporter, windows, records, settings, out)
+        stats = exchange_statistics(reporter, windows)
+    finally:
+        reporter.close()
+    ran_ps = (n_iterations - first) * settings.sample_interval_ps * len(windows)
+    stats["ns_per_day_all_windows"] = ran_ps / 1000.0 / md_s * 86400.0 if md_s > 0 and ran_ps else None
+    stats["wall_s"] = time.perf_counter() - started
+    if progress is not None:
+        progress(n_iterations, n_iterations, stats)
+    return results
+
+
+def _window_results(reporter: Any, windows: list[dict], records: dict[int, dict], settings: Any,
+                    out: Path) -> list[dict]:
+    """CV series per window from the stored energies; ``cv.csv`` and ``result.json`` for each."""
+    energies = reporter.read_energies()[0][1:]  # [T, R, K]; iteration 0 is the start, before any MD
+    replica_states = reporter.read_replica_thermodynamic_states()[1:]  # [T, R]: window of each replica
+    centres = np.array([w["centre"] for w in windows])
+    cv = cv_from_energies(energies, centres, settings.force_constant, settings.temperature_k)  # [T, R]
+    n_iterations = len(cv)
+    times = (np.arange(n_iterations) + 1) * settings.sample_interval_ps
+    # The sample of window k at iteration t: the replica that was in window k then.
+    replica_of = np.argsort(replica_states, axis=1)  # [T, K]
+    per_window = np.take_along_axis(cv, replica_of, axis=1)  # [T, K]
+    visited = [len(np.unique(replica_states[:, r])) for r in range(replica_states.shape[1])]
+    results = []
+    for k, plan in enumerate(windows):
+        samples = per_window[:, k]
+        wdir = out / f"window_{plan['index']:03d}"
+        wdir.mkdir(parents=True, exist_ok=True)
+        write_csv(wdir / "cv.csv", ["time_ps", "cv"], np.stack([times, samples], axis=1))
+        result = {
+            **plan,
+            **records[plan["index"]],
+            "force_constant": settings.force_constant,
+            "replica_exchange": True,
+            "n_samples": int(n_iterations),
+            "mean_cv": float(samples.mean()),
+            "std_cv": float(samples.std()),
+            "min_cv": float(samples.min()),
+            "max_cv": float(samples.max()),
+            # How many windows the replica that started here went through.
+            "windows_visited_by_its_replica": int(visited[k]),
+        }
+        _atomic_write_json(wdir / "result.json", result)
+        results.append(result)
+    return results
+
+
+def exchange_statistics(reporter: Any, windows: list[dict]) -> dict:
+    """Swap acceptance between windows neighbouring in CV and how far the replicas travelled.
+
+    Returns
+    -------
+    dict
+        ``neighbour_acceptance`` (per pair of neighbouring centres), its ``mean_`` and
+        ``lowest_``; ``iterations``; ``windows_visited`` per replica (started in plan order)
+        and ``round_trips`` (lowest-centre window to the highest and back, over all replicas).
+    """
+    accepted, proposed = reporter.read_mixing_statistics()
+    accepted = np.atleast_3d(accepted).sum(axis=0)  # [K, K]
+    proposed = np.atleast_3d(proposed).sum(axis=0)
+    centres = np.array([w["centre"] for w in windows])
+    order = np.argsort(centres)
+    pairs = []
+    for a, b in zip(order[:-1], order[1:]):
+        n = proposed[a, b] + proposed[b, a]
+        pairs.append({"centres": [float(centres[a]), float(centres[b])],
+                      "acceptance": float((accepted[a, b] + accepted[b, a]) / n) if n else None})
+    rates = [p["acceptance"] for p in pairs if p["acceptance"] is not None]
+    replica_states = np.asarray(reporter.read_replica_thermodynamic_states())  # [T + 1, R]
+    return {
+        "iterations": int(len(replica_states) - 1),
+        "neighbour_acceptance": pairs,
+        "mean_neighbour_acceptance": float(np.mean(rates)) if rates else 0.0,
+        "lowest_neighbour_acceptance": float(np.min(rates)) if rates else 0.0,
+        "windows_visited": [int(len(np.unique(replica_states[:, r]))) for r in range(replica_states.shape[1])],
+        "round_trips": _round_trips(replica_states, int(order[0]), int(order[-1])),
+    }
+
+
+def _round_trips(replica_states: np.ndarray, lowest: int, highest: int) -> int:
+    """Completed lowest → highest → lowest journeys through the windows, over all replicas (``[T, R]`` states)."""
+    trips = 0
+    for series in replica_states.T:
+        target, reached = lowest, 0
+        for state in series:
+            if state == target:
+                reached += 1
+                target = highest if target == lowest else lowest
+        trips += max(reached - 1, 0) // 2  # the first arrival at the lowest window is where a trip starts
+    return trips
