@@ -25,14 +25,18 @@ slope ``−βk·cv``.  The least-squares slope over all windows gives the CV val
 the bias acted on, as OpenMM computed it, for every configuration of every
 iteration, whatever the CV.  Each sample belongs to the window its replica was
 propagated in during that iteration; ``window_NNN/cv.csv`` holds them, so
-:func:`~.umbrella.analyze_umbrella` pools them with MBAR unchanged.
+:func:`~.umbrella.analyze_umbrella` pools them with MBAR unchanged (each
+window's series subsampled by its own statistical inefficiency; with swaps a
+series passes from replica to replica, which is what shortens its correlation).
 
 Not bit-reproducible: openmmtools draws the swaps from a random state of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -165,14 +169,17 @@ def run_exchange(
         sampler = multistate.ReplicaExchangeSampler(mcmc_moves=move, number_of_iterations=n_iterations,
                                                     replica_mixing_scheme="swap-all", online_analysis_interval=None)
         reporter = multistate.MultiStateReporter(str(storage), checkpoint_interval=CHECKPOINT_INTERVAL)
-        sampler.create(thermodynamic_states, sampler_states, reporter)
+        with contextlib.redirect_stdout(sys.stderr):
+            sampler.create(thermodynamic_states, sampler_states, reporter)
         _atomic_write_json(records_path, {str(k): v for k, v in records.items()})  # marks the file as resumable
     sampler.energy_context_cache = cache.ContextCache(platform=platform, platform_properties=properties or None)
     sampler.sampler_context_cache = cache.ContextCache(platform=platform, platform_properties=properties or None)
 
     first = sampler.iteration
     md_started = time.perf_counter()
-    try:  # close the storage whatever happens, so that a rerun can resume from it
+    # openmmtools prints its citations on stdout: to stderr with them, away from a command's JSON output.
+    # The storage is closed whatever happens, so that a rerun can resume from it.
+    with contextlib.redirect_stdout(sys.stderr), contextlib.closing(reporter):
         while sampler.iteration < n_iterations:
             sampler.run(n_iterations=min(PROGRESS_ITERATIONS, n_iterations - sampler.iteration))
             stats = exchange_statistics(reporter, windows)
@@ -185,8 +192,6 @@ def run_exchange(
         md_s = time.perf_counter() - md_started
         results = _window_results(reporter, windows, records, settings, out)
         stats = exchange_statistics(reporter, windows)
-    finally:
-        reporter.close()
     ran_ps = (n_iterations - first) * settings.sample_interval_ps * len(windows)
     stats["ns_per_day_all_windows"] = ran_ps / 1000.0 / md_s * 86400.0 if md_s > 0 and ran_ps else None
     stats["wall_s"] = time.perf_counter() - started

@@ -441,6 +441,7 @@ def test_command_lines(host_guest_cv, pulled, distance_run, tmp_path, capsys):
     exchange_argv = [*argv[:argv.index("--out")], "--exchange", "--sample-interval", "0.1ps", "--out",
                      str(tmp_path / "exchange"), "--quiet"]
     assert umbrella.main(_parse(umbrella, exchange_argv)) == 0
+    assert json.loads(capsys.readouterr().out)["unit"] == "nm"  # openmmtools' citations went to stderr
     exchanged = json.loads((tmp_path / "exchange" / "umbrella.json").read_text())
     assert exchanged["settings"]["replica_exchange"] and exchanged["exchange"]["iterations"] == 2
     with pytest.raises(ValueError, match="refinement"):
