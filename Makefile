@@ -42,7 +42,7 @@ run: $(STAMP)
 	$(VENV)/bin/biomd run --out $(OUT)
 
 test: $(STAMP) $(TORCH_STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	OPENMM_CPU_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -211,8 +211,11 @@ def select_platform(name: str | None = None, threads: int | None = None, n_atoms
     Parameters
     ----------
     name : platform name, or None for CUDA when present, else CPU
-    threads : CPU threads; default 1 for systems of at most
-        :data:`SMALL_SYSTEM_ATOMS` atoms, else all cores
+    threads : CPU threads; default ``OPENMM_CPU_THREADS`` when that is set (OpenMM's own
+        variable), else 1 for systems of at most :data:`SMALL_SYSTEM_ATOMS` atoms and all
+        cores for larger ones.  A CPU context with more threads than free cores waits at
+        every step's barrier for a descheduled thread (measured here: 40 s became 16 min
+        with two 2-thread jobs on two cores), so jobs sharing a machine want it set to 1
     n_atoms : system size (picks the CPU thread count)
 
     Returns
@@ -229,12 +232,24 @@ def select_platform(name: str | None = None, threads: int | None = None, n_atoms
     platform = openmm.Platform.getPlatformByName(name)
     properties: dict[str, str] = {}
     if name == "CPU":
+        if threads is None and os.environ.get("OPENMM_CPU_THREADS", "").strip():
+            threads = _positive_int(os.environ["OPENMM_CPU_THREADS"], "OPENMM_CPU_THREADS")
         if threads is None:
             threads = 1 if (n_atoms is not None and n_atoms <= SMALL_SYSTEM_ATOMS) else (os.cpu_count() or 1)
         properties["Threads"] = str(int(threads))
     elif name in ("CUDA", "OpenCL"):
         properties["Precision"] = "mixed"
     return platform, properties
+
+
+def _positive_int(text: str, name: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number of threads >= 1, not {text!r}")
+    return value
 
 
 # --------------------------------------------------------------------------- small file helpers

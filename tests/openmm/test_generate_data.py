@@ -34,7 +34,7 @@ from openmm_biomd.data import (
     read_metadata,
     replica_seed,
 )
-from openmm_biomd.data.md import read_dcd_header
+from openmm_biomd.data.md import SMALL_SYSTEM_ATOMS, read_dcd_header, select_platform
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,6 +97,19 @@ def test_unknown_system_lists_the_known_ones(capsys):
     assert main(["generate-data", "--list-systems"]) == 0
     listing = capsys.readouterr().out
     assert all(name in listing for name in BUNDLED_SYSTEMS)
+
+
+def test_cpu_threads_follow_openmm_cpu_threads(monkeypatch):
+    """OpenMM's own OPENMM_CPU_THREADS sets the default (the test suite runs with 1); an explicit count wins."""
+    monkeypatch.setenv("OPENMM_CPU_THREADS", "3")
+    assert select_platform("CPU", n_atoms=10 * SMALL_SYSTEM_ATOMS)[1] == {"Threads": "3"}
+    assert select_platform("CPU", n_atoms=10)[1] == {"Threads": "3"}
+    assert select_platform("CPU", threads=2, n_atoms=10)[1] == {"Threads": "2"}
+    monkeypatch.setenv("OPENMM_CPU_THREADS", "")
+    assert select_platform("CPU", n_atoms=10)[1] == {"Threads": "1"}  # small system: one thread
+    monkeypatch.setenv("OPENMM_CPU_THREADS", "two")
+    with pytest.raises(ValueError, match="OPENMM_CPU_THREADS"):
+        select_platform("CPU", n_atoms=10)
 
 
 def test_replica_seeds_are_stable_and_nonzero():
