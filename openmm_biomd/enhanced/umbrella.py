@@ -310,8 +310,9 @@ def seed_umbrella_windows(
     write_common_files(out, loaded, [cv])
     plat, properties = select_platform(settings.platform, settings.threads, n_atoms)
     summary["platform"] = {"name": plat.getName(), "properties": properties}
-    if old_path.exists():
-        summary["windows"] = json.loads(old_path.read_text()).get("windows", [])
+    if old_path.exists():  # what the finished windows (and a replica-exchange run) recorded is kept
+        old = json.loads(old_path.read_text())
+        summary.update({key: old[key] for key in ("windows", "exchange") if key in old})
     _atomic_write_json(old_path, summary)  # the plan is on disk before the first window runs
 
     def report(result: dict) -> None:
@@ -456,10 +457,10 @@ def _exchange_windows(loaded: Any, frames: np.ndarray, cv: CVSpec, settings: Umb
     from .umbrella_exchange import run_exchange
 
     def equilibrate_window(plan: dict) -> tuple:
-        simulation, restraint, record = _equilibrated_window(loaded, frames[plan["start_frame"]], cv, settings, plan,
-                                                             platform, properties)
         from openmm import unit
 
+        simulation, _, record = _equilibrated_window(loaded, frames[plan["start_frame"]], cv, settings, plan,
+                                                     platform, properties)
         state = simulation.context.getState(getPositions=True, getVelocities=True)
         box = state.getPeriodicBoxVectors() if loaded.system.usesPeriodicBoundaryConditions() else None
         positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)

@@ -233,7 +233,9 @@ def test_replica_exchange_windows_swap_sample_and_resume(host_guest_cv, pulled, 
     # The profile is analysed like plain windows'; a finished run is not rerun; refinement is refused.
     assert np.isfinite(analyze_umbrella(tmp_path, write=False)["f_kt"]).sum() > 5
     stamps = [os.stat(p).st_mtime_ns for p in sorted(tmp_path.glob("window_*/result.json"))]
-    assert seed_umbrella_windows(loaded, pulled[1], cv, settings, tmp_path)["windows"] == summary["windows"]
+    again = seed_umbrella_windows(loaded, pulled[1], cv, settings, tmp_path)
+    assert again["windows"] == summary["windows"] and again["exchange"] == summary["exchange"]
+    assert json.loads((tmp_path / "umbrella.json").read_text())["exchange"] == summary["exchange"]
     assert [os.stat(p).st_mtime_ns for p in sorted(tmp_path.glob("window_*/result.json"))] == stamps
     with pytest.raises(ValueError, match="refinement"):
         refine_umbrella_windows(loaded, pulled[1], cv, settings, tmp_path)
