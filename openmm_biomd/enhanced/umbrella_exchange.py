@@ -212,7 +212,6 @@ def _window_results(reporter: Any, windows: list[dict], records: dict[int, dict]
     # The sample of window k at iteration t: the replica that was in window k then.
     replica_of = np.argsort(replica_states, axis=1)  # [T, K]
     per_window = np.take_along_axis(cv, replica_of, axis=1)  # [T, K]
-    visited = [len(np.unique(replica_states[:, r])) for r in range(replica_states.shape[1])]
     results = []
     for k, plan in enumerate(windows):
         samples = per_window[:, k]
@@ -229,8 +228,6 @@ def _window_results(reporter: Any, windows: list[dict], records: dict[int, dict]
             "std_cv": float(samples.std()),
             "min_cv": float(samples.min()),
             "max_cv": float(samples.max()),
-            # How many windows the replica that started here went through.
-            "windows_visited_by_its_replica": int(visited[k]),
         }
         _atomic_write_json(wdir / "result.json", result)
         results.append(result)
