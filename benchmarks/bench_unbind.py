@@ -169,18 +169,21 @@ def target_key(key: str) -> str:
     return key.replace("umbrella", "umbrella_1kt", 1)
 
 
-def compare_profiles(work: Path, cv_max: float, prefix: str = "umbrella", bin_nm: float = 0.025,
+def compare_profiles(work: Path, cv_max: float, prefix: str | list[str] = "umbrella", bin_nm: float = 0.025,
                      tolerance_kt: float = 1.0) -> dict:
     """The two umbrella profiles bin by bin (each zeroed at its bound minimum) from 0 to ``cv_max``.
 
     Besides :func:`~openmm_biomd.enhanced.umbrella.profile_difference`'s summary: ``agree_up_to_nm``, the
     upper edge of the last bin before the first one that differs by more than ``tolerance_kt``, the first
-    such bin, and the profiles themselves; ``fes.png`` is written into each umbrella directory.
+    such bin, and the profiles themselves; ``fes.png`` is written into each umbrella directory.  Several
+    prefixes: their runs (replicates) are pooled into one profile per seeding, written nowhere.
     """
     from openmm_biomd.enhanced.umbrella import analyze_umbrella, profile_difference
 
+    prefixes = [prefix] if isinstance(prefix, str) else list(prefix)
     n_bins = int(np.ceil(cv_max / bin_nm))
-    fes = {name: analyze_umbrella(work / f"{prefix}-{name}", n_bins=n_bins, cv_range=(0.0, n_bins * bin_nm))
+    fes = {name: analyze_umbrella(work / f"{prefixes[0]}-{name}", n_bins=n_bins, cv_range=(0.0, n_bins * bin_nm),
+                                  pool=tuple(work / f"{p}-{name}" for p in prefixes[1:]), write=len(prefixes) == 1)
            for name in ("generated", "steered")}
     x = fes["generated"]["x"]
     diff = fes["generated"]["f_kt"] - fes["steered"]["f_kt"]  # [B] kT, NaN where a bin is empty in either
@@ -253,13 +256,48 @@ def table(r: dict) -> str:
         rows.append(f"| umbrella, replica exchange, all {len(diffs)} MD seeds: differences (kT) | "
                     f"{', '.join(f'{d:+.2f}' for d in diffs)} (spread {max(diffs) - min(diffs):.1f}) | "
                     f"≤ 1 kT for every seed {ok[r['targets'].get('umbrella_1kt_exchange_every_seed')]} |")
+    pooled = r.get("exchange_pooled")
+    if pooled:
+        p = pooled["profiles"]
+        rows.append(f"| umbrella, replica exchange, MD seeds {', '.join(map(str, pooled['seeds']))} pooled "
+                    f"({pooled['production_ps_per_window']:g} ps per window): ΔG generated- / steered-seeded (kT); "
+                    f"difference; profiles within 1 kT from 0 to | {pooled['generated']['delta_f_kt']:.2f} ± "
+                    f"{pooled['generated']['d_delta_f_kt']:.2f} / {pooled['steered']['delta_f_kt']:.2f} ± "
+                    f"{pooled['steered']['d_delta_f_kt']:.2f}; {pooled['difference_kt']:+.2f} ± "
+                    f"{pooled['difference_uncertainty_kt']:.2f}; {p['agree_up_to_nm']:.3f} nm (largest difference "
+                    f"{p['max_abs_kt']:.2f} kT) | ≤ 1 kT {ok[r['targets'].get('umbrella_1kt_exchange_pooled')]} |")
     return "\n".join(rows)
 
 
 def exchange_replicates(result: dict) -> list[dict]:
     """The replica-exchange umbrella comparisons of a result (one per MD seed) that produced a difference."""
-    return [result[key] for key in umbrella_keys(result)
-            if key.startswith("umbrella_exchange") and "difference_kt" in result[key]]
+    return [result[key] for key in exchange_keys(result)]
+
+
+def exchange_keys(result: dict) -> list[str]:
+    return [key for key in umbrella_keys(result) if key.startswith("umbrella_exchange") and "difference_kt" in result[key]]
+
+
+def pooled_exchange(work: Path, result: dict) -> dict | None:
+    """The replica-exchange replicates pooled per seeding (MBAR over all their windows), compared again."""
+    from openmm_biomd.enhanced.umbrella import binding_free_energy
+
+    keys = exchange_keys(result)
+    if len(keys) < 2:
+        return None
+    prefixes = [key.replace("_", "-") for key in keys]
+    side = {name: binding_free_energy(work / f"{prefixes[0]}-{name}",
+                                      pool=tuple(work / f"{p}-{name}" for p in prefixes[1:]))
+            for name in ("generated", "steered")}
+    first = result[keys[0]]
+    return {
+        "seeds": [result[key].get("seed", 0) for key in keys],  # seed 0 results predate the field
+        "production_ps_per_window": first["production_ps"] * len(keys),
+        "generated": side["generated"], "steered": side["steered"],
+        "difference_kt": side["generated"]["delta_f_kt"] - side["steered"]["delta_f_kt"],
+        "difference_uncertainty_kt": float(np.hypot(side["generated"]["d_delta_f_kt"], side["steered"]["d_delta_f_kt"])),
+        "profiles": compare_profiles(work, first["cv_range_nm"][1], prefixes),
+    }
 
 
 def umbrella_rows(u: dict, g: dict, verdict: str, label: str) -> list[str]:
@@ -354,6 +392,7 @@ def main() -> None:
         for key in umbrella_keys(result):
             if "cv_range_nm" in result[key]:
                 result[key]["profiles"] = compare_profiles(work, result[key]["cv_range_nm"][1], key.replace("_", "-"))
+        result["exchange_pooled"] = pooled_exchange(work, result)
         publish(result, Path(args.out))
         return
     if args.umbrella_only:
@@ -367,6 +406,7 @@ def main() -> None:
                             settings=UnbindSettings(max_time_ps=result["generative"]["max_time_ps"]))
         key = comparison_key(args.exchange, args.umbrella_seed)
         result[key], result["targets"][target_key(key)] = run_umbrella(work, unbinder, args, result["generative"])
+        result["exchange_pooled"] = pooled_exchange(work, result)
         publish(result, Path(args.out))
         return
     gen, unbinder = generative(work, Path(args.heldout), args.starts, args.attempts, args.max_time)
@@ -387,6 +427,7 @@ def main() -> None:
             seeded_by = previous[key].get("seed_path_model") or _weights_of(previous["generative"])
             result[key] = {**previous[key], "seed_path_model": seeded_by}
             targets[target_key(key)] = previous["targets"][target_key(key)]
+        result["exchange_pooled"] = previous.get("exchange_pooled")
     elif not args.skip_umbrella:
         key = comparison_key(args.exchange, args.umbrella_seed)
         result[key], targets[target_key(key)] = run_umbrella(work, unbinder, args, gen)
@@ -414,6 +455,8 @@ def publish(result: dict, out: Path) -> None:
     if len(replicates) > 1:  # one seed within 1 kT can be luck: the target needs every seed
         result["targets"]["umbrella_1kt_exchange_every_seed"] = all(abs(u["difference_kt"]) <= 1.0
                                                                     for u in replicates)
+    if result.get("exchange_pooled"):
+        result["targets"]["umbrella_1kt_exchange_pooled"] = abs(result["exchange_pooled"]["difference_kt"]) <= 1.0
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
     text = table(result)

@@ -595,12 +595,16 @@ def analyze_umbrella(
     discard_ps: float = 0.0,
     seed: int = 0,
     write: bool = True,
+    pool: tuple[str | os.PathLike, ...] = (),
 ) -> dict:
     """Free-energy profile of a finished umbrella run with pymbar (MBAR through ``pymbar.FES``).
 
     Parameters
     ----------
     out_dir : an umbrella run directory (all windows finished)
+    pool : further finished runs of the same CV, force constant, temperature and sample
+        interval (e.g. replicates with other MD seeds) whose windows are pooled with
+        ``out_dir``'s into one MBAR analysis
     n_bins : equal-width bins over ``cv_range``
     cv_range : ``(lo, hi)`` of the bins, CV units; None = the sampled range.  Give
         the same range (and ``n_bins``) to two runs to compare their profiles bin
@@ -633,6 +637,10 @@ def analyze_umbrella(
 
     out = Path(out_dir)
     summary, results, samples = read_windows(out)
+    for other in pool:
+        more = read_windows(other)
+        _check_poolable(summary, more[0], out, Path(other))
+        results, samples = results + more[1], samples + more[2]
     settings = summary["settings"]
     cv_record = summary["cv"][0]
     temperature = float(settings["temperature_k"])
@@ -760,10 +768,23 @@ def analyze_umbrella(
         "empty_bins": holes,
         "warnings": warnings,
         "binding": binding,
+        "pooled_with": [str(p) for p in pool],
     }
     if write:
         _write_fes(out, result, results, samples, centres)
     return result
+
+
+def _check_poolable(a: dict, b: dict, a_dir: Path, b_dir: Path) -> None:
+    """Runs pooled into one MBAR analysis must share the CV and what the reduced bias depends on."""
+    keys = ("force_constant", "temperature_k", "sample_interval_ps")
+    diffs = [k for k in keys if a["settings"][k] != b["settings"][k]]
+    if a["cv"] != b["cv"]:
+        diffs.append("cv")
+    if a.get("system_sha256") != b.get("system_sha256"):
+        diffs.append("system")
+    if diffs:
+        raise ValueError(f"{b_dir} cannot be pooled with {a_dir}: different {', '.join(diffs)}")
 
 
 def _binding(mbar: Any, x_n: np.ndarray, edges: np.ndarray, j: int, n_exp: int, plateau_from: float | None,

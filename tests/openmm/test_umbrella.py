@@ -357,6 +357,32 @@ def test_pymbar_analysis_recovers_a_known_profile(tmp_path):
     assert fes["min_overlap"] > 0.03 and fes["warnings"] == [] and len(fes["empty_bins"]) == 0
 
 
+def test_replicate_runs_pool_into_one_profile(tmp_path):
+    """Replicates of the same windows (other seeds) pool into one MBAR analysis; other windows' physics do not."""
+    def pmf(x):
+        return 3.0 * (1.0 - np.exp(-(((x - 0.3) / 0.12) ** 2)))
+
+    centres = np.linspace(0.15, 1.0, 12)
+    for name, seed in (("a", 0), ("b", 1)):
+        (tmp_path / name).mkdir()
+        _synthetic_umbrella(tmp_path / name, pmf, centres, k_kt=400.0, n=1500, seed=seed)
+    options = dict(n_bins=30, cv_range=(0.2, 0.95), plateau_from=0.75, write=False)
+    one = analyze_umbrella(tmp_path / "a", **options)
+    both = analyze_umbrella(tmp_path / "a", pool=(tmp_path / "b",), **options)
+    assert sum(w["n_samples"] for w in both["windows"]) == 2 * sum(w["n_samples"] for w in one["windows"])
+    assert both["pooled_with"] == [str(tmp_path / "b")]
+    truth = pmf(both["x"]) - pmf(both["bound_minimum"])
+    assert np.all(np.abs(both["f_kt"] - truth) < 4 * both["df_kt"] + 0.15)
+    # Twice the samples: the uncertainty shrinks by about √2.
+    assert both["binding"]["d_delta_f_kt"] == pytest.approx(one["binding"]["d_delta_f_kt"] / np.sqrt(2), rel=0.2)
+    assert binding_free_energy(tmp_path / "a", pool=(tmp_path / "b",), plateau_from=0.75, n_bins=30,
+                               cv_range=(0.2, 0.95))["delta_f_kt"] == pytest.approx(both["binding"]["delta_f_kt"])
+    (tmp_path / "c").mkdir()
+    _synthetic_umbrella(tmp_path / "c", pmf, centres, k_kt=200.0, n=100)
+    with pytest.raises(ValueError, match="cannot be pooled.*force_constant"):
+        analyze_umbrella(tmp_path / "a", pool=(tmp_path / "c",), **options)
+
+
 def test_holes_in_the_sampled_range_are_reported(tmp_path):
     """Two stiff windows far apart: no overlap and empty bins between them, each a warning."""
     _synthetic_umbrella(tmp_path, lambda x: 0.0 * x, [0.3, 0.8], k_kt=4000.0, n=500)
