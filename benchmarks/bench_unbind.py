@@ -250,9 +250,8 @@ def table(r: dict) -> str:
     for key in umbrella_keys(r):
         label = key.replace("_exchange", ", replica exchange").replace("_seed", ", MD seed ")
         rows += umbrella_rows(r[key], g, ok[r["targets"].get(target_key(key))], label)
-    replicates = exchange_replicates(r)
-    if len(replicates) > 1:
-        diffs = [u["difference_kt"] for u in replicates]
+    diffs = [r[key]["difference_kt"] for key in exchange_keys(r)]
+    if len(diffs) > 1:
         rows.append(f"| umbrella, replica exchange, all {len(diffs)} MD seeds: differences (kT) | "
                     f"{', '.join(f'{d:+.2f}' for d in diffs)} (spread {max(diffs) - min(diffs):.1f}) | "
                     f"≤ 1 kT for every seed {ok[r['targets'].get('umbrella_1kt_exchange_every_seed')]} |")
@@ -269,12 +268,8 @@ def table(r: dict) -> str:
     return "\n".join(rows)
 
 
-def exchange_replicates(result: dict) -> list[dict]:
-    """The replica-exchange umbrella comparisons of a result (one per MD seed) that produced a difference."""
-    return [result[key] for key in exchange_keys(result)]
-
-
 def exchange_keys(result: dict) -> list[str]:
+    """The replica-exchange umbrella comparisons of a result (one per MD seed) that produced a difference."""
     return [key for key in umbrella_keys(result) if key.startswith("umbrella_exchange") and "difference_kt" in result[key]]
 
 
@@ -451,10 +446,10 @@ def _weights_of(generative: dict) -> dict:
 
 def publish(result: dict, out: Path) -> None:
     """Write the result JSON, replace the BENCHMARKS.md section with its table and print it."""
-    replicates = exchange_replicates(result)
-    if len(replicates) > 1:  # one seed within 1 kT can be luck: the target needs every seed
-        result["targets"]["umbrella_1kt_exchange_every_seed"] = all(abs(u["difference_kt"]) <= 1.0
-                                                                    for u in replicates)
+    keys = exchange_keys(result)
+    if len(keys) > 1:  # one seed within 1 kT can be luck: the target needs every seed
+        result["targets"]["umbrella_1kt_exchange_every_seed"] = all(abs(result[k]["difference_kt"]) <= 1.0
+                                                                    for k in keys)
     if result.get("exchange_pooled"):
         result["targets"]["umbrella_1kt_exchange_pooled"] = abs(result["exchange_pooled"]["difference_kt"]) <= 1.0
     out.parent.mkdir(parents=True, exist_ok=True)
