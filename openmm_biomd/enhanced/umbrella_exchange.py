@@ -179,6 +179,7 @@ def run_exchange(
     md_started = time.perf_counter()
     # openmmtools prints its citations on stdout: to stderr with them, away from a command's JSON output.
     # The storage is closed whatever happens, so that a rerun can resume from it.
+    stats = None  # the statistics of the last progress step (a run resumed at its end has none yet)
     with contextlib.redirect_stdout(sys.stderr), contextlib.closing(reporter):
         while sampler.iteration < n_iterations:
             sampler.run(n_iterations=min(PROGRESS_ITERATIONS, n_iterations - sampler.iteration))
@@ -191,7 +192,8 @@ def run_exchange(
                 progress(sampler.iteration, n_iterations, stats)
         md_s = time.perf_counter() - md_started
         results = _window_results(reporter, windows, records, settings, out)
-        stats = exchange_statistics(reporter, windows)
+        if stats is None:
+            stats = exchange_statistics(reporter, windows)
     ran_ps = (n_iterations - first) * settings.sample_interval_ps * len(windows)
     stats["ns_per_day_all_windows"] = ran_ps / 1000.0 / md_s * 86400.0 if md_s > 0 and ran_ps else None
     stats["wall_s"] = time.perf_counter() - started
