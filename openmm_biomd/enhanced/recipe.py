@@ -20,9 +20,11 @@ resumes from its run directory).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +88,9 @@ def evaluate_unbinding(unbinder, starts: np.ndarray, references: list[np.ndarray
     metrics = unbinding_metrics(out, [ref[:, unbinder.modelled] for ref in references])
     metrics["path_rmsd_to_nearest_metad_nm"] = metrics.pop("path_rmsd_to_nearest_reference_nm")
     return {**metrics, "n_starts": int(len(starts)),
-            "mean_wall_s_per_attempt": summary["generation_wall_s"] / max(summary["attempts"], 1)}
+            "mean_wall_s_per_attempt": summary["generation_wall_s"] / max(summary["attempts"], 1),
+            "sampler": f"{settings.solver} {settings.ode_steps} steps, physics steering {settings.steering:g}",
+            "gate_relaxation_steps": unbinder.gate.config.minimize_iterations}
 
 
 def reproduce_unbinding(recipe: UnbindingRecipe, root: Path, progress: bool = True) -> dict:
@@ -127,23 +131,15 @@ def measure_new_stages(recipe: UnbindingRecipe, facts: dict, model_path: Path, r
     ``facts`` holds the training facts; the data, gate, quality and notes facts are set here.  Returns
     what :func:`write_unbinding_card` returns.
     """
-    from ..data.systems import get_system
-
     heldout_dir, heldout = _heldout_campaign(recipe, root)
     references = campaign_paths(heldout_dir)
-    if not references:
-        raise RuntimeError(f"no seed of the held-out campaign {heldout_dir} left the pocket, so there is no start "
-                           "or reference path to measure the weights with: give the recipe's held-out campaign "
-                           "more seeds, a longer max_time or stronger hills")
-    gate_reference = attach_unbind_gate_reference(
-        model_path, get_system(recipe.system).load(), np.concatenate(references),
-        f"every frame of {len(references)} held-out metadynamics dissociation paths ({heldout_dir.name})")
+    gate_reference = _measure_gate_reference(recipe, model_path, heldout_dir, references)
     facts = {
         **facts,
         "train_campaigns": [asdict(p) for p in recipe.train_campaigns],
         "heldout_campaign": heldout,
         "quality": measure_unbinding(recipe, model_path, references, root),
-        "gate_reference": gate_reference.to_dict(),
+        "gate_reference": gate_reference,
         "notes": recipe.notes,
     }
     return write_unbinding_card(recipe, facts, model_path, root)
@@ -151,12 +147,59 @@ def measure_new_stages(recipe: UnbindingRecipe, facts: dict, model_path: Path, r
 
 def reevaluate_unbinding(recipe: UnbindingRecipe, facts: dict, model_path: Path, root: Path) -> dict:
     """Measure installed weights again (new unbinding attempts from the held-out starts) and re-render
-    their card; the training facts and the gate statistics stored in the weights are kept.  The held-out
-    campaign is regenerated if missing (resumable, same seeds)."""
+    their card; the training facts are kept, and so are the gate statistics stored in the weights unless
+    the unbinding gate has changed since (another relaxation or energy model): then they are measured
+    again on the held-out paths, into a copy of the weights in ``root/eval/NAME`` (what installing
+    copies), the installed file untouched.  The held-out campaign is regenerated if missing (resumable,
+    same seeds)."""
     heldout_dir, heldout = _heldout_campaign(recipe, root)
-    facts = {**facts, "heldout_campaign": heldout, "notes": recipe.notes,
-             "quality": measure_unbinding(recipe, model_path, campaign_paths(heldout_dir), root)}
+    references = campaign_paths(heldout_dir)
+    remeasured_gate = not _gate_reference_current(recipe, model_path)
+    if remeasured_gate:
+        copy = root / "eval" / recipe.name / "model.safetensors"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(model_path, copy)
+        model_path = copy
+        facts = {**facts, "gate_reference": _measure_gate_reference(recipe, model_path, heldout_dir, references)}
+    quality = measure_unbinding(recipe, model_path, references, root)
+    said = (f"Quality re-measured on {time.strftime('%Y-%m-%d')} by `biomd reproduce-weights {recipe.name} "
+            f"--reevaluate` (sampler {quality['sampler']}; gate relaxation {quality['gate_relaxation_steps']} "
+            "L-BFGS steps")
+    history = facts.get("facts_history", "")
+    if said not in history:  # a re-run of the same re-evaluation that day says it once
+        changed = "; the gate had changed, so its statistics were measured again" if remeasured_gate else ""
+        history = f"{history} {said}{changed}).".strip()
+    facts = {**facts, "heldout_campaign": heldout, "notes": recipe.notes, "quality": quality,
+             "facts_history": history}
     return write_unbinding_card(recipe, facts, model_path, root)
+
+
+def _gate_reference_current(recipe: UnbindingRecipe, model_path: Path) -> bool:
+    """Whether the weights store gate statistics measured with today's unbinding gate."""
+    from biomd_core.io import load_model
+
+    from ..data.systems import get_system
+    from ..propagator.gate import EnergyReference
+    from .unbind import UNBIND_GATE, Unbinder
+
+    model = load_model(model_path)
+    unbinder = Unbinder(get_system(recipe.system).load(), model, gate_config=replace(UNBIND_GATE, check_energy=False))
+    stored = model.provenance.get("gate_reference", {}).get(unbinder.gate.solute.key)
+    return stored is not None and EnergyReference.from_dict(stored).minimize_iterations == UNBIND_GATE.minimize_iterations
+
+
+def _measure_gate_reference(recipe: UnbindingRecipe, model_path: Path, heldout_dir: Path,
+                            references: list[np.ndarray]) -> dict:
+    """The unbinding gate's statistics on every frame of the held-out paths, stored in ``model_path``."""
+    from ..data.systems import get_system
+
+    if not references:
+        raise RuntimeError(f"no seed of the held-out campaign {heldout_dir} left the pocket, so there is no start "
+                           "or reference path to measure the weights with: give the recipe's held-out campaign "
+                           "more seeds, a longer max_time or stronger hills")
+    return attach_unbind_gate_reference(
+        model_path, get_system(recipe.system).load(), np.concatenate(references),
+        f"every frame of {len(references)} held-out metadynamics dissociation paths ({heldout_dir.name})").to_dict()
 
 
 def measure_unbinding(recipe: UnbindingRecipe, model_path: Path, references: list[np.ndarray], root: Path) -> dict:
@@ -168,9 +211,15 @@ def measure_unbinding(recipe: UnbindingRecipe, model_path: Path, references: lis
     starts = np.stack([ref[0] for ref in references[: recipe.n_eval_starts]])
     unbinder = Unbinder(get_system(recipe.system).load(), str(model_path),
                         settings=UnbindSettings(max_time_ps=recipe.max_path_time_ps, margin_nm=recipe.margin_nm))
-    # one directory per weights: a re-run of the same weights resumes, other weights never meet their attempts
-    out = root / "eval" / recipe.name / f"unbind-{unbinder.model_hash[:12]}"
+    # one directory per weights, sampler and gate: a re-run of the same resumes, anything else never meets
+    # these attempts
+    sampling = json.dumps([asdict(unbinder.settings), asdict(unbinder.gate.config)], sort_keys=True)
+    out = root / "eval" / recipe.name / f"unbind-{unbinder.model_hash[:12]}-{_short_hash(sampling)}"
     return evaluate_unbinding(unbinder, starts, references, out, recipe.attempts_per_start)
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def write_unbinding_card(recipe: UnbindingRecipe, facts: dict, model_path: Path, root: Path) -> dict:
@@ -246,6 +295,8 @@ Reproduce from scratch with `biomd reproduce-weights {f['name']} --install` (eve
 | wall time per attempt (s) | {fmt(q['mean_wall_s_per_attempt'], '.1f')} | — |
 | path RMSD to the nearest held-out metadynamics path (nm; mean / median, n = {rmsd['n']}) | {fmt(rmsd['mean'])} / {fmt(rmsd['median'])} | — |
 | gate re-draws / rejections | {q['gate_retries']} / {q['gate_rejections']} | — |
+
+Sampler: {q.get('sampler', 'heun 10 steps, no steering')}; gate relaxation {q.get('gate_relaxation_steps', 100)} L-BFGS steps.
 
 ## Physics-gate statistics
 Decoupled-ligand intramolecular energy after {g['minimize_iterations']} L-BFGS steps over {g['n_frames']} frames

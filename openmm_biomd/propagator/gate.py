@@ -223,6 +223,17 @@ class PhysicsGate:
     def n_stereocentres(self) -> int:
         return int(len(self._centres))
 
+    def geometry_prior(self):
+        """The gate's geometry (radii, bonds and their lengths, pairs exempt from the overlap test,
+        stereocentres and their handedness) as the sampler's steering prior
+        (:class:`biomd_core.sampling.steering.GeometryPrior`): steering pushes generated frames towards
+        what this gate accepts."""
+        from biomd_core.sampling.steering import GeometryPrior
+
+        radii = np.array([VDW_RADIUS_NM.get(e, _DEFAULT_RADIUS_NM) for e in self._elements])
+        return GeometryPrior(radii, np.array(sorted(self._near), dtype=np.int64).reshape(-1, 2), self._bond_pairs,
+                             self._bond_r0, self._centres, self._chiral_nb, self._chiral_sign)
+
     def _new_context(self, system: openmm.System) -> openmm.Context:
         small = self.n_atoms <= REFERENCE_PLATFORM_MAX_ATOMS
         platform = openmm.Platform.getPlatformByName("Reference" if small else "CPU")

@@ -43,6 +43,7 @@ import openmm.unit as unit
 import torch
 
 from biomd_core.sampling import HierarchicalSampler, SolverConfig
+from biomd_core.sampling.steering import SteeredModel, SteeringConfig
 
 from ..data.md import replica_seed
 from .compatibility import check_compatibility
@@ -112,6 +113,9 @@ class GenerativePropagator:
         ``block_frames · k · Δt``); a whole number of model frames and of
         integrator steps
     solver, ode_steps : ODE integration of the flow
+    steering : physics steering of the sampler towards what the gate accepts
+        (:class:`biomd_core.sampling.steering.SteeringConfig`); default off (the shipped alanine
+        model's frames pass the gate without it)
     gate : :class:`~.gate.GateConfig`
     handback : :class:`~.handback.HandBackConfig`
     retries : re-draws of a failing piece of a jump before it is shortened
@@ -134,6 +138,7 @@ class GenerativePropagator:
         jump_ps: float | None = None,
         solver: str = "heun",
         ode_steps: int = 10,
+        steering: SteeringConfig | None = None,
         gate: GateConfig = GateConfig(),
         handback: HandBackConfig = HandBackConfig(),
         retries: int = 3,
@@ -185,7 +190,10 @@ class GenerativePropagator:
         self.gate.energy_reference = self._find_energy_reference(energy_reference)
         self._calibration = (calibration_frames, calibration_interval_steps)
         # generated frames already satisfy the System's constraints among modelled atoms (as after an MD step)
-        sampler = HierarchicalSampler(self.model.bind(self.graph), self.time, SolverConfig(solver, ode_steps),
+        bound = self.model.bind(self.graph)
+        if steering is not None and steering.strength:
+            bound = SteeredModel(bound, self.gate.geometry_prior(), steering)
+        sampler = HierarchicalSampler(bound, self.time, SolverConfig(solver, ode_steps),
                                       constraints=rigid_bonds(simulation.system, self.modelled))
         self.generator = JumpGenerator(sampler, self.gate, self.steps_per_frame, retries)
         self._history = positions[self.modelled][None]

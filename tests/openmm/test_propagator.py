@@ -556,6 +556,22 @@ def test_handback_satisfies_constraints_with_finite_energy(model, alanine_system
         assert_sane_alanine(sim.topology, frame)
 
 
+def test_steered_propagator_samples_through_the_gates_geometry(model, alanine_system):
+    """``steering=`` wraps the bound model in a SteeredModel over the gate's geometry; jumps still hand back."""
+    from biomd_core.sampling.steering import SteeredModel, SteeringConfig
+
+    sim = make_simulation(alanine_system)
+    prop = GenerativePropagator(sim, model, jump_ps=100, seed=2, steering=SteeringConfig(strength=1.0))
+    steered = prop.generator.sampler.model
+    assert isinstance(steered, SteeredModel) and steered.prior.n_atoms == prop.gate.n_atoms == 22
+    assert len(steered.prior.chiral_centres) == prop.gate.n_stereocentres
+    record = prop.jump()
+    assert record["outcome"] in ("accepted", "shortened") and sim.currentStep == record["generated_steps"]
+    assert steered.steered_evaluations > 0
+    off = GenerativePropagator(make_simulation(alanine_system), model, jump_ps=100, steering=SteeringConfig(0.0))
+    assert not isinstance(off.generator.sampler.model, SteeredModel)
+
+
 # -- 4. a poisoned model never reaches the Context ------------------------------------------------
 @pytest.mark.parametrize("kind", ["nan", "huge"])
 def test_poisoned_model_falls_back_to_md_and_never_reaches_the_context(kind, model, alanine_system, tmp_path):

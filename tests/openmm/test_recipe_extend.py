@@ -8,6 +8,7 @@ stages' facts.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -159,3 +160,28 @@ def test_extend_continues_an_unbinding_recipe_on_its_campaigns(tmp_path, monkeyp
     assert facts["facts_history"].startswith("Stage 1 made by the first recipe run. Stage 2 added on ")
     card = (weights / "toyhg.md").read_text()
     assert "then goes on for 3 ps of unbiased MD" in card and "--extend" in card
+
+    # re-evaluating keeps the stored gate statistics while the unbinding gate is the same ...
+    installed = (weights / "toyhg.safetensors").read_bytes()
+    same = recipes.reevaluate("toyhg", repo / "runs", install=False)
+    assert same["gate_reference"] == facts["gate_reference"] and same["quality"]["attempts"] == 1
+    assert "--reevaluate` (sampler heun 10 steps, physics steering 1" in same["facts_history"]
+    assert "measured again" not in same["facts_history"]
+    # ... and measures them again, into a copy of the weights, once the gate relaxes differently
+    import openmm_biomd.enhanced.unbind as unbind_module
+
+    monkeypatch.setattr(unbind_module, "UNBIND_GATE", replace(unbind_module.UNBIND_GATE, minimize_iterations=37))
+    changed = recipes.reevaluate("toyhg", repo / "runs", install=False)
+    assert changed["gate_reference"]["minimize_iterations"] == 37
+    assert changed["facts_history"].endswith("gate relaxation 37 L-BFGS steps; the gate had changed, so its "
+                                             "statistics were measured again).")
+    assert changed["gate_reference"]["n_frames"] == facts["gate_reference"]["n_frames"]
+    assert (weights / "toyhg.safetensors").read_bytes() == installed  # not installed: untouched
+    copy = load_model(repo / "runs/eval/toyhg/model.safetensors")
+    assert copy.weights_hash() == new.weights_hash()
+    assert copy.provenance["gate_reference"][key]["minimize_iterations"] == 37
+    # the attempts were made again with that gate, in their own directory
+    attempts = sorted((repo / "runs/eval/toyhg").glob("unbind-*/summary.json"))
+    assert len(attempts) == 2
+    assert {json.loads(a.read_text())["gate"]["minimize_iterations"] for a in attempts} == {
+        unbind_module._unbind_gate().minimize_iterations, 37}

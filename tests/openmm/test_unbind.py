@@ -127,6 +127,37 @@ def test_decoupled_gate_energy_ignores_where_the_ligand_is(host_guest):
         build_solute_system(host_guest.system, everything[:10], decoupled=ligand)
 
 
+def test_steering_prior_is_the_unbinding_gates_geometry(host_guest):
+    """The steering potential of :meth:`PhysicsGate.geometry_prior` is flat on the bound pose and pushes a guest
+    hydrogen pressed into a host oxygen back out."""
+    import torch
+
+    from biomd_core.sampling.steering import SteeringConfig
+
+    unbinder = Unbinder(host_guest, "host-guest", settings=UnbindSettings(attempts=1))
+    gate, prior, config = unbinder.gate, unbinder.gate.geometry_prior(), SteeringConfig()
+    assert prior.n_atoms == gate.n_atoms == 156 and len(prior.chiral_centres) == gate.n_stereocentres > 0
+    assert np.array_equal(prior.bonds, gate._bond_pairs) and len(prior.excluded_pairs) == len(gate._near)
+    bound = np.asarray(host_guest.positions, dtype=np.float64)
+    assert prior.energy(torch.from_numpy(bound), config).item() == pytest.approx(0.0, abs=1e-6)
+    atoms = list(host_guest.topology.atoms())
+    ligand = unbinder.pocket.ligand
+    oxygen = next(a.index for a in atoms if a.element.symbol == "O")
+    hydrogen = next(int(i) for i in ligand if atoms[int(i)].element.symbol == "H")
+    pressed = bound.copy()
+    pressed[ligand] += bound[oxygen] + [0.13, 0.0, 0.0] - bound[hydrogen]
+    assert [oxygen, hydrogen] in prior.overlap_pairs(pressed, config.overlap_fraction).tolist()
+    step = -prior.gradient(torch.from_numpy(pressed), config).numpy()
+    apart = pressed[hydrogen] - pressed[oxygen]
+    assert step[hydrogen] @ apart > 0 and step[oxygen] @ apart < 0  # the descent separates the pair
+    # the unbinder's sampler is steered by default, and not with steering=0
+    assert unbinder.generator.sampler.model.prior.n_atoms == 156
+    assert not hasattr(Unbinder(host_guest, "host-guest", settings=UnbindSettings(steering=0)).generator.sampler.model,
+                        "prior")
+    with pytest.raises(ValueError, match="steering"):
+        UnbindSettings(steering=-1.0)
+
+
 @pytest.mark.slow
 def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path):
     from openmm_biomd.cli import main
@@ -139,6 +170,7 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path):
     for key in ("attempts", "successes", "success_at_1", "time_to_first_path_s"):
         assert key in summary
     assert summary["attempts"] == 2 and "success_at_10" not in summary
+    assert summary["settings"]["steering"] == 1.0 and unbinder.generator.sampler.model.steered_evaluations > 0
     top = mdtraj.load_topology(str(out / "topology.pdb"))
     assert top.n_atoms == 156
     for r in summary["results"]:
@@ -160,8 +192,9 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path):
     assert saved["attempts"] == 3 and saved["results"][2]["attempt"] == 2
     assert [r["wall_s"] for r in saved["results"][:2]] == [r["wall_s"] for r in summary["results"]]
     assert saved["ligand_atoms"] == unbinder.pocket.ligand.tolist()
-    # another margin is another run: refused, nothing touched
+    # another margin or steering is another run: refused, nothing touched
     assert main(args + ["--attempts", "3", "--margin", "0.8"]) == 2
+    assert main(args + ["--attempts", "3", "--steering", "0"]) == 2
     assert (out / "attempt_000" / "result.json").read_bytes() == before
     # the real run's paths evaluate against reference paths (hand-made exits through both portals)
     reference = tmp_path / "campaign"
