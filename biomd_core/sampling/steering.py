@@ -40,6 +40,7 @@ solver overshoot.  Known entries are unaffected (the solver holds them).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -118,7 +119,9 @@ class GeometryPrior:
     def n_atoms(self) -> int:
         return int(len(self.radii_nm))
 
+    @cached_property
     def _excluded_codes(self) -> np.ndarray:
+        """Sorted codes ``i·N + j`` (``i < j``) of the excluded pairs (computed once: used at every evaluation)."""
         pairs = np.sort(np.asarray(self.excluded_pairs, dtype=np.int64).reshape(-1, 2), axis=1)
         return np.unique(pairs[:, 0] * self.n_atoms + pairs[:, 1])
 
@@ -133,7 +136,7 @@ class GeometryPrior:
             if len(pairs):
                 pairs = np.sort(pairs, axis=1)
                 codes.append(pairs[:, 0] * self.n_atoms + pairs[:, 1])
-        candidates = np.setdiff1d(np.unique(np.concatenate(codes)), self._excluded_codes(), assume_unique=True)
+        candidates = np.setdiff1d(np.unique(np.concatenate(codes)), self._excluded_codes, assume_unique=True)
         return np.stack([candidates // self.n_atoms, candidates % self.n_atoms], axis=1)
 
     def energy(self, x_nm: torch.Tensor, config: SteeringConfig, pairs: np.ndarray | None = None) -> torch.Tensor:
@@ -152,7 +155,8 @@ class GeometryPrior:
             b = torch.as_tensor(np.asarray(self.bonds, dtype=np.int64), device=x_nm.device)
             r0 = torch.as_tensor(self.bond_lengths_nm, dtype=x_nm.dtype, device=x_nm.device)
             r = (x_nm[..., b[:, 0], :] - x_nm[..., b[:, 1], :]).norm(dim=-1)
-            total = total + config.bond_weight * (((r - r0).abs() - config.bond_tolerance_nm).clamp(min=0.0) ** 2).sum()
+            excess = ((r - r0).abs() - config.bond_tolerance_nm).clamp(min=0.0)
+            total = total + config.bond_weight * (excess**2).sum()
         if len(self.chiral_centres) and config.chirality_weight:
             c = torch.as_tensor(np.asarray(self.chiral_centres, dtype=np.int64), device=x_nm.device)
             nb = torch.as_tensor(np.asarray(self.chiral_neighbours, dtype=np.int64), device=x_nm.device)

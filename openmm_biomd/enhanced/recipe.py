@@ -183,9 +183,11 @@ def _gate_reference_current(recipe: UnbindingRecipe, model_path: Path) -> bool:
     from .unbind import UNBIND_GATE, Unbinder
 
     model = load_model(model_path)
-    unbinder = Unbinder(get_system(recipe.system).load(), model, gate_config=replace(UNBIND_GATE, check_energy=False))
-    stored = model.provenance.get("gate_reference", {}).get(unbinder.gate.solute.key)
-    return stored is not None and EnergyReference.from_dict(stored).minimize_iterations == UNBIND_GATE.minimize_iterations
+    gate = Unbinder(get_system(recipe.system).load(), model,
+                    gate_config=replace(UNBIND_GATE, check_energy=False)).gate
+    stored = model.provenance.get("gate_reference", {}).get(gate.solute.key)
+    relaxation = None if stored is None else EnergyReference.from_dict(stored).minimize_iterations
+    return relaxation == UNBIND_GATE.minimize_iterations
 
 
 def _measure_gate_reference(recipe: UnbindingRecipe, model_path: Path, heldout_dir: Path,
@@ -296,7 +298,8 @@ Reproduce from scratch with `biomd reproduce-weights {f['name']} --install` (eve
 | path RMSD to the nearest held-out metadynamics path (nm; mean / median, n = {rmsd['n']}) | {fmt(rmsd['mean'])} / {fmt(rmsd['median'])} | — |
 | gate re-draws / rejections | {q['gate_retries']} / {q['gate_rejections']} | — |
 
-Sampler: {q.get('sampler', 'heun 10 steps, no steering')}; gate relaxation {q.get('gate_relaxation_steps', 100)} L-BFGS steps.
+Sampler: {q.get('sampler', 'heun 10 steps, no steering')}; gate relaxation {q.get('gate_relaxation_steps', 100)} \
+L-BFGS steps.
 
 ## Physics-gate statistics
 Decoupled-ligand intramolecular energy after {g['minimize_iterations']} L-BFGS steps over {g['n_frames']} frames

@@ -31,7 +31,8 @@ def test_host_guest_unbinding_model_is_shipped_with_its_gate_statistics():
     assert "host-guest" in SHIPPED
     model = load_model("host-guest")
     (stats,) = model.provenance["gate_reference"].values()
-    assert stats["minimize_iterations"] == 100 and stats["n_frames"] > 100
+    # measured with the unbinding gate's relaxation (openmm_biomd.enhanced.unbind.UNBIND_GATE: 300 L-BFGS steps)
+    assert stats["minimize_iterations"] == 300 and stats["n_frames"] > 100
     assert "Success@10" in (WEIGHTS_DIR / "host-guest.md").read_text()
 
 
