@@ -192,8 +192,9 @@ def _unbinding_recipes() -> dict:
                 "`biomd unbind` therefore steers the sampler (biomd_core.sampling.steering: overlaps, bond lengths "
                 "and stereocentres of the predicted frame) and relaxes each frame 300 L-BFGS steps instead of 100: "
                 "all 20 leave with 132 re-draws (measured below), but the steered paths lie further from the "
-                "metadynamics paths (path RMSD 0.63 against 0.43 nm unsteered; the held-out metadynamics paths "
-                "are 0.36 nm from each other). The gate's vacuum relaxation also pulls an accepted guest back "
+                "metadynamics paths (path RMSD 0.63 nm against 0.43 nm unsteered with the earlier 100-step gate, "
+                "0.65 against 0.54 nm in a same-run comparison in benchmarks/bench_steering.py; the held-out "
+                "metadynamics paths are 0.36 nm from each other). The gate's vacuum relaxation also pulls an accepted guest back "
                 "towards the host (0.03–0.06 nm after 100 steps, measured with the stage-2 model), a drag every "
                 "generated exit has to overcome. A GPU-trained `small` model on many more paths is the next step.",
                 "The data are biased dynamics: generated paths are fast, metadynamics-like exits, not unbiased "
