@@ -192,6 +192,16 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path):
     assert saved["attempts"] == 3 and saved["results"][2]["attempt"] == 2
     assert [r["wall_s"] for r in saved["results"][:2]] == [r["wall_s"] for r in summary["results"]]
     assert saved["ligand_atoms"] == unbinder.pocket.ligand.tolist()
+    # the same weights from another file are the same model: the run resumes (nothing to add)
+    import shutil
+
+    from biomd_core.io.checkpoint import WEIGHTS_DIR
+
+    copy = shutil.copyfile(WEIGHTS_DIR / "host-guest.safetensors", tmp_path / "copy.safetensors")
+    copied = list(args)
+    copied[args.index("--model") + 1] = str(copy)
+    assert main(copied + ["--attempts", "3"]) == 0
+    assert json.loads((out / "summary.json").read_text())["results"] == saved["results"]
     # another margin or steering is another run: refused, nothing touched
     assert main(args + ["--attempts", "3", "--margin", "0.8"]) == 2
     assert main(args + ["--attempts", "3", "--steering", "0"]) == 2
