@@ -47,7 +47,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import openmm
+import torch
 from scipy.spatial import cKDTree
+
+from biomd_core.sampling.steering import GeometryPrior, signed_volumes
 
 from .solute_system import SoluteSystem
 
@@ -137,9 +140,13 @@ class GateVerdict:
     frames: np.ndarray | None = None
 
 
-def _clash_thresholds(elements: np.ndarray, fraction: float) -> np.ndarray:
-    radii = np.array([VDW_RADIUS_NM.get(str(e), _DEFAULT_RADIUS_NM) for e in elements])
-    return fraction * (radii[:, None] + radii[None, :])
+def _vdw_radii(elements: np.ndarray) -> np.ndarray:
+    """``[N]`` van der Waals radii of element symbols, nm."""
+    return np.array([VDW_RADIUS_NM.get(str(e), _DEFAULT_RADIUS_NM) for e in elements])
+
+
+def _clash_thresholds(radii_nm: np.ndarray, fraction: float) -> np.ndarray:
+    return fraction * (radii_nm[:, None] + radii_nm[None, :])
 
 
 def _near_pairs(n: int, bonds: np.ndarray) -> set:
@@ -159,12 +166,11 @@ def _near_pairs(n: int, bonds: np.ndarray) -> set:
 
 
 def _signed_volumes(frames: np.ndarray, centres: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
-    """``[T, C]`` normalised triple products of three neighbour vectors per centre."""
-    vec = frames[:, neighbours] - frames[:, centres, None]  # [T,C,3,3]
-    a, b, c = vec[:, :, 0], vec[:, :, 1], vec[:, :, 2]
-    vol = np.einsum("tci,tci->tc", a, np.cross(b, c))
-    norm = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) * np.linalg.norm(c, axis=-1)
-    return vol / np.maximum(norm, 1e-12)
+    """``[T, C]`` normalised triple products of three neighbour vectors per centre: the steering prior's
+    :func:`~biomd_core.sampling.steering.signed_volumes`, so the gate and steering agree on handedness."""
+    return signed_volumes(torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float64)),
+                          torch.from_numpy(np.asarray(centres, dtype=np.int64)),
+                          torch.from_numpy(np.asarray(neighbours, dtype=np.int64))).numpy()
 
 
 class PhysicsGate:
@@ -195,8 +201,9 @@ class PhysicsGate:
         self._bond_r0 = np.array([bonded[tuple(p)] for p in self._bond_pairs.tolist()])
         all_bonds = self._bond_pairs
         self._near = _near_pairs(n, all_bonds)
-        self._clash_nm = _clash_thresholds(np.asarray(elements), config.clash_fraction)
-        self._relaxed_clash_nm = _clash_thresholds(np.asarray(elements), config.relaxed_clash_fraction)
+        self._radii_nm = _vdw_radii(self._elements)
+        self._clash_nm = _clash_thresholds(self._radii_nm, config.clash_fraction)
+        self._relaxed_clash_nm = _clash_thresholds(self._radii_nm, config.relaxed_clash_fraction)
         self._centres, self._chiral_nb, self._chiral_sign = self._stereocentres(all_bonds, reference_nm)
         self.energy_reference = energy_reference
         self._context: openmm.Context | None = None
@@ -223,16 +230,14 @@ class PhysicsGate:
     def n_stereocentres(self) -> int:
         return int(len(self._centres))
 
-    def geometry_prior(self):
+    def geometry_prior(self) -> GeometryPrior:
         """The gate's geometry (radii, bonds and their lengths, pairs exempt from the overlap test,
         stereocentres and their handedness) as the sampler's steering prior
         (:class:`biomd_core.sampling.steering.GeometryPrior`): steering pushes generated frames towards
         what this gate accepts."""
-        from biomd_core.sampling.steering import GeometryPrior
-
-        radii = np.array([VDW_RADIUS_NM.get(e, _DEFAULT_RADIUS_NM) for e in self._elements])
-        return GeometryPrior(radii, np.array(sorted(self._near), dtype=np.int64).reshape(-1, 2), self._bond_pairs,
-                             self._bond_r0, self._centres, self._chiral_nb, self._chiral_sign)
+        excluded = np.array(sorted(self._near), dtype=np.int64).reshape(-1, 2)
+        return GeometryPrior(self._radii_nm, excluded, self._bond_pairs, self._bond_r0, self._centres,
+                             self._chiral_nb, self._chiral_sign)
 
     def _new_context(self, system: openmm.System) -> openmm.Context:
         small = self.n_atoms <= REFERENCE_PLATFORM_MAX_ATOMS
