@@ -171,7 +171,7 @@ class UnbindSettings:
     margin_nm: float = 0.5
     pocket_radius_nm: float = 0.5
     solver: str = "heun"
-    ode_steps: int = 10
+    ode_steps: int = 6
     steering: float = 1.0
     retries: int = 6
     stall_limit: int = 3
@@ -208,9 +208,11 @@ def _unbind_gate():
     # steps 33 frames still lay above the equilibrium energy range, after 300 steps 14 — a generated frame
     # starts farther from its minimum than an MD frame, and 100 steps refused frames for being slow to relax,
     # not for being strained (in a first test 1000 steps refused about as many as 300); ~60 instead of
-    # ~40 ms a frame.
+    # ~40 ms a frame.  Early acceptance after 100 steps (a frame that already passes every check then goes on
+    # as it is): on 285 generated frames the verdicts were the same as after 300 steps for every frame, and
+    # the gate took 61 instead of 100 ms a frame (after 100 steps 217 of the 244 frames accepted at 300 pass).
     return GateConfig(max_bond_deviation_nm=0.15, clash_fraction=0.2, relaxed_clash_fraction=0.5,
-                      minimize_iterations=300)
+                      minimize_iterations=300, early_accept_iterations=(100,))
 
 
 #: The unbinding gate's thresholds (:class:`~openmm_biomd.propagator.gate.GateConfig`).
@@ -521,7 +523,7 @@ def unbind(loaded: Any, model: Any, out_dir: str | os.PathLike, *, settings: Unb
     settings = unbinder.settings
     starts = _start_frames(unbinder, starts_nm)
     out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
-    identity = {
+    identity = _json_shaped({
         "format": SUMMARY_FORMAT,
         "system": loaded.description,
         "model": unbinder.model_label,
@@ -532,7 +534,7 @@ def unbind(loaded: Any, model: Any, out_dir: str | os.PathLike, *, settings: Unb
         "pocket_selection": unbinder.pocket_selection,
         "n_starts": int(len(starts)),
         "starts_sha": _array_hash(starts),
-    }
+    })
     summary_path = out / "summary.json"
     first_path_s = None
     if summary_path.exists():
@@ -578,6 +580,11 @@ def unbind(loaded: Any, model: Any, out_dir: str | os.PathLike, *, settings: Unb
     summary = _summary(identity, unbinder, results, first_path_s, settings)
     _atomic_write_json(summary_path, summary)
     return summary
+
+
+def _json_shaped(data: dict) -> dict:
+    """``data`` as it reads back from JSON (tuples become lists), so a stored run compares equal to itself."""
+    return json.loads(json.dumps(data))
 
 
 def _array_hash(a: np.ndarray) -> str:
@@ -639,7 +646,8 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--margin", type=float, default=0.5, help="exit margin beyond the pocket radius, nm (default 0.5)")
     p.add_argument("--pocket-radius", type=float, default=0.5, help="contact distance defining the pocket, nm")
     p.add_argument("--solver", default="heun", choices=("euler", "heun", "sde"))
-    p.add_argument("--ode-steps", type=int, default=10)
+    p.add_argument("--ode-steps", type=int, default=UnbindSettings.ode_steps,
+                   help=f"integration steps per window (default {UnbindSettings.ode_steps})")
     p.add_argument("--steering", type=float, default=UnbindSettings.steering,
                    help="strength of the sampler's physics steering away from overlaps, broken bonds and inverted "
                         f"stereocentres (0: off; default {UnbindSettings.steering:g})")

@@ -16,7 +16,12 @@ constrains (to hydrogens, usually) reach the gate already at their lengths:
 the sampler projects every generated frame onto them
 (:mod:`biomd_core.sampling.constraints`).  The relaxation removes the rest of
 the bond and angle noise without moving torsions measurably.  The relaxed
-frame must pass:
+frame must pass checks 4–6 below.  With ``early_accept_iterations`` the
+relaxation stops at the first of those points where the frame already passes
+all of them (the frame handed on is the one checked, so no check is weakened;
+the energy statistics stay those of the full relaxation, which for the coupled
+energy only lowers a frame's energy further); a frame that fails is relaxed
+on to ``minimize_iterations`` and judged there.  The checks after relaxation:
 
 4. ``relaxed_bond``: every bond within ``relaxed_bond_deviation_nm``;
    ``relaxed_clash``: no pair closer than ``relaxed_clash_fraction`` × the
@@ -73,7 +78,10 @@ class GateConfig:
     ``energy_z`` is generous on purpose: a short minimisation removes most of
     the bond-stretch noise of generated frames, what remains far above the
     equilibrium distribution is a real defect (a clash the minimiser cannot
-    resolve, a twisted amide).
+    resolve, a twisted amide).  ``early_accept_iterations``: cumulative L-BFGS
+    iteration counts (positive, rising) at which a frame that passes every
+    post-relaxation check is accepted without relaxing on; those not below
+    ``minimize_iterations`` are unused.
     """
 
     max_bond_deviation_nm: float = 0.1
@@ -84,6 +92,7 @@ class GateConfig:
     check_energy: bool = True
     minimize_iterations: int = 20
     energy_z: float = 6.0
+    early_accept_iterations: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if min(self.max_bond_deviation_nm, self.relaxed_bond_deviation_nm) <= 0 or not (
@@ -91,6 +100,16 @@ class GateConfig:
             raise ValueError("bond deviations must be > 0 and the clash fractions in (0, 1)")
         if self.minimize_iterations < 0 or self.energy_z <= 0:
             raise ValueError("minimize_iterations must be >= 0 and energy_z > 0")
+        early = tuple(int(i) for i in self.early_accept_iterations)  # a YAML or JSON list becomes a tuple
+        object.__setattr__(self, "early_accept_iterations", early)
+        if any(b <= a for a, b in zip((0, *early), early)):
+            raise ValueError(f"early_accept_iterations must be positive and rise strictly, got {list(early)}")
+
+    @property
+    def relaxation_stages(self) -> tuple[int, ...]:
+        """Cumulative L-BFGS iterations after which a frame is checked: the early points below
+        ``minimize_iterations`` (a shorter relaxation has nothing to stop early), then the full count."""
+        return (*(i for i in self.early_accept_iterations if i < self.minimize_iterations), self.minimize_iterations)
 
 
 @dataclass(frozen=True)
@@ -257,12 +276,10 @@ class PhysicsGate:
         return self._scoring
 
     # -- checks ---------------------------------------------------------------
-    def relax(self, frame_nm: np.ndarray) -> tuple[float, np.ndarray]:
-        """Relax one frame ``[N, 3]`` nm; returns (gate energy kJ/mol, relaxed frame ``[N, 3]`` nm)."""
-        context = self._energy_context()
-        context.setPositions(np.ascontiguousarray(frame_nm, dtype=np.float64))
-        if self.config.minimize_iterations:
-            openmm.LocalEnergyMinimizer.minimize(context, 10.0, self.config.minimize_iterations)
+    def _minimize(self, context: openmm.Context, iterations: int) -> tuple[float, np.ndarray]:
+        """``iterations`` more L-BFGS steps from the context's positions; (gate energy kJ/mol, frame ``[N, 3]`` nm)."""
+        if iterations:
+            openmm.LocalEnergyMinimizer.minimize(context, 10.0, iterations)
         state = context.getState(getEnergy=True, getPositions=True)
         energy = float(state.getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole))
         relaxed = state.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
@@ -273,11 +290,46 @@ class PhysicsGate:
                            .value_in_unit(openmm.unit.kilojoule_per_mole))
         return energy, relaxed
 
+    def relax(self, frame_nm: np.ndarray) -> tuple[float, np.ndarray]:
+        """Relax one frame ``[N, 3]`` nm the full ``minimize_iterations``; returns (gate energy kJ/mol,
+        relaxed frame ``[N, 3]`` nm)."""
+        context = self._energy_context()
+        context.setPositions(np.ascontiguousarray(frame_nm, dtype=np.float64))
+        return self._minimize(context, self.config.minimize_iterations)
+
     def energy(self, frame_nm: np.ndarray) -> float:
-        """Gate energy of one frame ``[N, 3]`` nm: intramolecular, after the relaxation, kJ/mol."""
+        """Gate energy of one frame ``[N, 3]`` nm: intramolecular, after the full relaxation, kJ/mol."""
         return self.relax(frame_nm)[0]
 
-    def _bond_check(self, frames: np.ndarray, limit_nm: float, reason: str) -> GateVerdict | None:
+    def _relax_and_judge(self, frame_nm: np.ndarray, t: int, limit: float
+                         ) -> tuple[float, np.ndarray, GateVerdict | None]:
+        """Relax frame ``t`` stage by stage (:attr:`GateConfig.relaxation_stages`); returns (energy, relaxed frame,
+        ``None``) at the first stage where it passes checks 4–6, else the last stage's with its failure."""
+        context = self._energy_context()
+        context.setPositions(np.ascontiguousarray(frame_nm, dtype=np.float64))
+        done = 0
+        for stage in self.config.relaxation_stages:
+            energy, relaxed = self._minimize(context, stage - done)
+            done = stage
+            failed = self._relaxed_failure(relaxed, energy, t, limit)
+            if failed is None:
+                return energy, relaxed, None
+        return energy, relaxed, failed
+
+    def _relaxed_failure(self, relaxed: np.ndarray, energy: float, t: int, limit: float) -> GateVerdict | None:
+        """Checks 4–6 on relaxed frame ``t`` ``[N, 3]`` nm with gate energy ``energy``; the failure or ``None``."""
+        if not np.isfinite(energy) or energy > limit:
+            ref = self.energy_reference
+            known = f" (equilibrium {ref.mean:.1f} ± {ref.std:.1f})" if ref is not None else ""
+            return GateVerdict(False, "energy", t, f"frame {t}: energy {energy:.1f} kJ/mol after minimisation "
+                               f"exceeds {limit:.1f}{known}")
+        one = relaxed[None]
+        failed = self._bond_check(one, self.config.relaxed_bond_deviation_nm, "relaxed_bond", t)
+        failed = failed or self._clash_check(one, self._relaxed_clash_nm, "relaxed_clash", t)
+        return failed or self._chirality_check(one, t)
+
+    def _bond_check(self, frames: np.ndarray, limit_nm: float, reason: str, first: int = 0) -> GateVerdict | None:
+        """First frame (numbered from ``first``) with a bond further than ``limit_nm`` from its length, if any."""
         if not len(self._bond_pairs):
             return None
         lengths = np.linalg.norm(frames[:, self._bond_pairs[:, 0]] - frames[:, self._bond_pairs[:, 1]], axis=-1)
@@ -288,10 +340,10 @@ class PhysicsGate:
         t = int(np.argmax(bad))
         b = int(np.argmax(dev[t]))
         i, j = self._bond_pairs[b]
-        return GateVerdict(False, reason, t, f"frame {t}: bond {i}-{j} is {lengths[t, b]:.3f} nm "
+        return GateVerdict(False, reason, first + t, f"frame {first + t}: bond {i}-{j} is {lengths[t, b]:.3f} nm "
                            f"(equilibrium {self._bond_r0[b]:.3f} nm)")
 
-    def _chirality_check(self, frames: np.ndarray) -> GateVerdict | None:
+    def _chirality_check(self, frames: np.ndarray, first: int = 0) -> GateVerdict | None:
         if not (self.config.check_chirality and len(self._centres)):
             return None
         signs = np.sign(_signed_volumes(frames, self._centres, self._chiral_nb))
@@ -300,7 +352,7 @@ class PhysicsGate:
             return None
         t = int(np.argmax(flipped))
         c = int(self._centres[np.argmax(signs[t] != self._chiral_sign)])
-        return GateVerdict(False, "chirality", t, f"frame {t}: stereocentre {c} inverted")
+        return GateVerdict(False, "chirality", first + t, f"frame {first + t}: stereocentre {c} inverted")
 
     def _repairable(self, frames: np.ndarray) -> GateVerdict | None:
         finite = np.isfinite(frames).all(axis=(1, 2))
@@ -312,8 +364,10 @@ class PhysicsGate:
             return failed
         return self._clash_check(frames, self._clash_nm, "clash")
 
-    def _clash_check(self, frames: np.ndarray, thresholds: np.ndarray, reason: str) -> GateVerdict | None:
-        """First pair of atoms ≥ 3 bonds apart closer than ``thresholds[i, j]`` nm, if any."""
+    def _clash_check(self, frames: np.ndarray, thresholds: np.ndarray, reason: str, first: int = 0
+                     ) -> GateVerdict | None:
+        """First pair of atoms ≥ 3 bonds apart closer than ``thresholds[i, j]`` nm (frames numbered from
+        ``first``), if any."""
         if not self.n_atoms:
             return None
         cutoff = float(thresholds.max())
@@ -324,7 +378,8 @@ class PhysicsGate:
                     continue
                 d = float(np.linalg.norm(frame[i] - frame[j]))
                 if d < thresholds[i, j]:
-                    return GateVerdict(False, reason, t, f"frame {t}: atoms {i} and {j} are {d:.3f} nm apart")
+                    return GateVerdict(False, reason, first + t,
+                                       f"frame {first + t}: atoms {i} and {j} are {d:.3f} nm apart")
         return None
 
     def check(self, frames_nm: np.ndarray) -> GateVerdict:
@@ -338,18 +393,11 @@ class PhysicsGate:
         limit = self.energy_reference.threshold(self.config.energy_z) if self.config.check_energy else np.inf
         energies, relaxed = [], np.empty_like(frames)
         for t, frame in enumerate(frames):
-            e, relaxed[t] = self.relax(frame)
-            energies.append(e)
-            if not np.isfinite(e) or e > limit:
-                return GateVerdict(False, "energy", t, f"frame {t}: energy {e:.1f} kJ/mol after minimisation "
-                                   f"exceeds {limit:.1f} (equilibrium {self.energy_reference.mean:.1f} "
-                                   f"± {self.energy_reference.std:.1f})", energies)
-        failed = self._bond_check(relaxed, self.config.relaxed_bond_deviation_nm, "relaxed_bond")
-        failed = failed or self._clash_check(relaxed, self._relaxed_clash_nm, "relaxed_clash")
-        failed = failed or self._chirality_check(relaxed)
-        if failed is not None:
-            failed.energies = energies
-            return failed
+            energy, relaxed[t], failed = self._relax_and_judge(frame, t, limit)
+            energies.append(energy)
+            if failed is not None:
+                failed.energies = energies
+                return failed
         return GateVerdict(True, energies=energies, frames=relaxed)
 
     # -- calibration ----------------------------------------------------------

@@ -102,6 +102,8 @@ except ImportError as exc:  # pragma: no cover - openmmtools is a dependency of 
     raise ImportError("GenerativeJumpMove needs openmmtools: `pip install openmmtools` "
                       "(or `conda install -c conda-forge openmmtools`)") from exc
 
+from biomd_core.sampling.steering import SteeringConfig
+
 from .gate import EnergyReference, GateConfig
 from .handback import HandBackConfig
 from .model_source import resolve_model
@@ -126,7 +128,8 @@ class UnsupportedSystemError(ValueError):
 class JumpMoveSettings:
     """Everything that defines a :class:`GenerativeJumpMove` besides the model and topology.
 
-    Attributes mirror :class:`~.propagator.GenerativePropagator`'s arguments;
+    Attributes mirror :class:`~.propagator.GenerativePropagator`'s arguments (``steering`` is the
+    strength of its :class:`~biomd_core.sampling.steering.SteeringConfig`, 0: off);
     ``timestep_ps`` and ``collision_rate_per_ps`` set the integrator of the MD
     inside a cycle (``LangevinMiddleIntegrator``) and ``n_jumps`` the jumps per
     ``apply``.
@@ -138,6 +141,7 @@ class JumpMoveSettings:
     seed: int = 0
     solver: str = "heun"
     ode_steps: int = 10
+    steering: float = 0.0
     gate: GateConfig = GateConfig()
     handback: HandBackConfig = HandBackConfig()
     retries: int = 3
@@ -161,12 +165,15 @@ class JumpMoveSettings:
             raise ValueError("timestep and collision_rate must be > 0")
         if self.retries < 0 or self.ode_steps < 1:
             raise ValueError("retries must be >= 0 and ode_steps >= 1")
+        if not self.steering >= 0:
+            raise ValueError(f"steering must be >= 0 (0: off), got {self.steering!r}")
 
     def to_dict(self) -> dict:
         """Plain YAML/JSON types only (lists, no tuples or numpy)."""
         out = asdict(self)
         out["selection"] = _plain(self.selection)
         out["ligand_residues"] = _plain(self.ligand_residues)
+        out["gate"]["early_accept_iterations"] = list(self.gate.early_accept_iterations)
         return out
 
     @classmethod
@@ -255,7 +262,7 @@ class GenerativeJumpMove(_mcmc.MCMCMove):
     """
 
     def __init__(self, model: Any, jump_ps: float | None = None, selection: Any = "solute", n_jumps: int = 1,
-                 seed: int = 0, *, topology: Any, solver: str = "heun", ode_steps: int = 10,
+                 seed: int = 0, *, topology: Any, solver: str = "heun", ode_steps: int = 10, steering: float = 0.0,
                  gate: GateConfig = GateConfig(), handback: HandBackConfig = HandBackConfig(), retries: int = 3,
                  energy_reference: EnergyReference | None = None, calibration_frames: int = 50,
                  calibration_interval_steps: int = 250, allow_transfer: bool = False,
@@ -268,7 +275,7 @@ class GenerativeJumpMove(_mcmc.MCMCMove):
         settings = JumpMoveSettings(
             jump_ps=None if jump_ps is None else float(_in(jump_ps, unit.picosecond)),
             selection=_normalise_selection(selection), n_jumps=int(n_jumps), seed=int(seed), solver=solver,
-            ode_steps=int(ode_steps), gate=gate, handback=handback, retries=int(retries),
+            ode_steps=int(ode_steps), steering=float(steering), gate=gate, handback=handback, retries=int(retries),
             energy_reference=energy_reference, calibration_frames=int(calibration_frames),
             calibration_interval_steps=int(calibration_interval_steps), allow_transfer=bool(allow_transfer),
             ligand_sdf=None if ligand_sdf is None else str(Path(ligand_sdf).resolve()),
@@ -434,6 +441,7 @@ class GenerativeJumpMove(_mcmc.MCMCMove):
         propagator = GenerativePropagator(
             simulation, self._model, selection=_selection_arg(s.selection), jump_ps=s.jump_ps, solver=s.solver,
             ode_steps=s.ode_steps, gate=s.gate, handback=s.handback, retries=s.retries, seed=s.seed,
+            steering=SteeringConfig(strength=s.steering) if s.steering else None,
             energy_reference=s.energy_reference, calibration_frames=s.calibration_frames,
             calibration_interval_steps=s.calibration_interval_steps, allow_transfer=s.allow_transfer,
             temperature_k=temperature_k, ligand_sdf=s.ligand_sdf, ligand_residues=s.ligand_residues,

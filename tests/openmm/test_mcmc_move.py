@@ -150,6 +150,29 @@ def test_serialisation_round_trip_keeps_settings_and_never_the_weights(alanine_i
         utils.deserialize(tampered)
 
 
+def test_steering_and_early_gate_acceptance_reach_the_propagator_and_round_trip(alanine_implicit):
+    """``steering`` and the gate's ``early_accept_iterations`` are plain YAML settings of the move and arrive
+    in the propagator it builds: a steered sampler over the gate's geometry and a staged relaxation."""
+    from biomd_core.sampling.steering import SteeredModel
+
+    from openmm_biomd.propagator.gate import GateConfig
+
+    move = _move(alanine_implicit, steering=0.5, gate=GateConfig(early_accept_iterations=(5,)))
+    restored = utils.deserialize(copy.deepcopy(utils.serialize(move)))
+    assert restored.settings == move.settings
+    assert (restored.settings.steering, restored.settings.gate.early_accept_iterations) == (0.5, (5,))
+    thermo = states.ThermodynamicState(alanine_implicit.system, 300 * unit.kelvin)
+    sampler = states.SamplerState(alanine_implicit.positions * unit.nanometer)
+    restored.apply(thermo, sampler, context_cache=_cpu_cache())
+    ((_, propagator),) = restored._propagators.values()
+    steered = propagator.generator.sampler.model
+    assert isinstance(steered, SteeredModel) and steered.config.strength == 0.5
+    assert propagator.gate.config.relaxation_stages == (5, 20)
+    assert restored.n_proposed == 1 and np.all(np.isfinite(sampler.positions.value_in_unit(unit.nanometer)))
+    with pytest.raises(ValueError, match="steering"):
+        _move(alanine_implicit, steering=-1.0)
+
+
 def test_changed_weights_file_is_refused(alanine_implicit, tmp_path, tiny_model):
     from biomd_core.io import save_model
 

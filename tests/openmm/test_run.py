@@ -66,8 +66,11 @@ def test_biomd_run_writes_everything(tmp_path, capsys):
 
 
 def test_biomd_run_resumes_after_a_kill(tmp_path):
+    """Killed mid-run and started again: no frame lost or written twice (with the sampler steered, so that
+    option goes through a whole run and its resume too)."""
     out = tmp_path / "run"
-    args = _biomd("run", "--time", "400ps", "--jump", "100", "--out", str(out), "--md-benchmark", "1", "--quiet")
+    args = _biomd("run", "--time", "400ps", "--jump", "100", "--out", str(out), "--md-benchmark", "1", "--quiet",
+                  "--steering", "0.5")
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     progress = out / "progress.json"
     deadline = time.time() + 300
@@ -83,7 +86,7 @@ def test_biomd_run_resumes_after_a_kill(tmp_path):
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_frames"] == 80
+    assert summary["n_frames"] == 80 and summary["steering"] == 0.5
     _check_trajectory(out, 80, 5.0)
 
 
