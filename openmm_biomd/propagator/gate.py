@@ -41,13 +41,22 @@ on to ``minimize_iterations`` and judged there.  The checks after relaxation:
 Relaxed frames are what reaches OpenMM.  The energy model runs on OpenMM's
 Reference platform for small solutes (0.4 ms a frame for alanine dipeptide
 against 10 ms on the CPU platform, whose per-call overhead dominates at this
-size) and on the CPU platform beyond :data:`REFERENCE_PLATFORM_MAX_ATOMS`.
+size) and on the CPU platform (one thread) beyond
+:data:`REFERENCE_PLATFORM_MAX_ATOMS`.  Several frames are relaxed side by side
+on ``workers`` threads, each with its own Contexts (OpenMM's Python wrapper
+releases the GIL while it minimises); every frame's relaxation is the same
+deterministic computation wherever it runs, so verdicts do not depend on the
+number of workers.
 
 Units: nm, kJ/mol.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -69,6 +78,19 @@ TETRAHEDRAL_MIN_VOLUME = 0.3
 
 #: Solutes up to this size are scored on the Reference platform (see the module docstring).
 REFERENCE_PLATFORM_MAX_ATOMS = 300
+
+#: Most threads a gate relaxes frames on by default (one per CPU core up to this).
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    """Threads a gate relaxes frames on unless told: one per CPU core available to this process, at most
+    :data:`MAX_DEFAULT_WORKERS`."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_WORKERS))
 
 
 @dataclass(frozen=True)
@@ -203,12 +225,18 @@ class PhysicsGate:
     reference_nm : ``[N, 3]`` a physical frame (handedness of stereocentres)
     config : thresholds
     energy_reference : equilibrium statistics; ``None`` until :meth:`calibrate`
+    workers : threads relaxing frames side by side (default :func:`default_workers`); 1 relaxes them one by
+        one in the calling thread
     """
 
     def __init__(self, solute: SoluteSystem, bonds: np.ndarray, elements: np.ndarray, reference_nm: np.ndarray,
-                 config: GateConfig = GateConfig(), energy_reference: EnergyReference | None = None) -> None:
+                 config: GateConfig = GateConfig(), energy_reference: EnergyReference | None = None,
+                 workers: int | None = None) -> None:
         self.solute = solute
         self.config = config
+        self.workers = default_workers() if workers is None else int(workers)
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         n = len(elements)
         self.n_atoms = n
         self._elements = np.asarray(elements).astype(str)
@@ -225,8 +253,8 @@ class PhysicsGate:
         self._relaxed_clash_nm = _clash_thresholds(self._radii_nm, config.relaxed_clash_fraction)
         self._centres, self._chiral_nb, self._chiral_sign = self._stereocentres(all_bonds, reference_nm)
         self.energy_reference = energy_reference
-        self._context: openmm.Context | None = None
-        self._scoring: openmm.Context | None = None
+        self._contexts = threading.local()  # each thread relaxes in Contexts of its own
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- set-up -------------------------------------------------------------
     def _stereocentres(self, bonds: np.ndarray, reference_nm: np.ndarray):
@@ -264,16 +292,45 @@ class PhysicsGate:
         return openmm.Context(system, openmm.VerletIntegrator(0.001), platform, {} if small else {"Threads": "1"})
 
     def _energy_context(self) -> openmm.Context:
-        if self._context is None:
-            self._context = self._new_context(self.solute.system)
-        return self._context
+        if getattr(self._contexts, "energy", None) is None:
+            self._contexts.energy = self._new_context(self.solute.system)
+        return self._contexts.energy
 
     def _scoring_context(self) -> openmm.Context | None:
         if self.solute.scoring_system is None:
             return None
-        if self._scoring is None:
-            self._scoring = self._new_context(self.solute.scoring_system)
-        return self._scoring
+        if getattr(self._contexts, "scoring", None) is None:
+            self._contexts.scoring = self._new_context(self.solute.scoring_system)
+        return self._contexts.scoring
+
+    def _submit(self, function, *args):
+        """Run ``function(*args)`` on the gate's worker threads (started on first use, stopped with the gate)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="biomd-gate")
+            weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+        return self._pool.submit(function, *args)
+
+    def _judge_frames(self, frames: np.ndarray, numbers: list[int], limit: float, stop_at_failure: bool
+                      ) -> list[tuple]:
+        """:meth:`_relax_and_judge` of frames ``[T, N, 3]`` nm (named ``numbers`` in verdicts), side by side on
+        the workers; with ``stop_at_failure`` the list ends at the first failing frame (later ones are not
+        waited for)."""
+        if self.workers == 1 or len(frames) == 1:
+            results = []
+            for frame, t in zip(frames, numbers):
+                results.append(self._relax_and_judge(frame, t, limit))
+                if stop_at_failure and results[-1][2] is not None:
+                    break
+            return results
+        futures = [self._submit(self._relax_and_judge, frame, t, limit) for frame, t in zip(frames, numbers)]
+        results = []
+        for i, future in enumerate(futures):
+            results.append(future.result())
+            if stop_at_failure and results[-1][2] is not None:
+                for later in futures[i + 1:]:
+                    later.cancel()
+                break
+        return results
 
     # -- checks ---------------------------------------------------------------
     def _minimize(self, context: openmm.Context, iterations: int) -> tuple[float, np.ndarray]:
@@ -388,22 +445,49 @@ class PhysicsGate:
         failed = self._repairable(frames)
         if failed is not None:
             return failed
-        if self.config.check_energy and self.energy_reference is None:
+        if not len(frames):
+            return GateVerdict(True, energies=[], frames=frames)
+        judged = self._judge_frames(frames, list(range(len(frames))), self._energy_limit(), stop_at_failure=True)
+        energies = [energy for energy, _, _ in judged]
+        failed = judged[-1][2]
+        if failed is not None:
+            failed.energies = energies
+            return failed
+        return GateVerdict(True, energies=energies, frames=np.stack([relaxed for _, relaxed, _ in judged]))
+
+    def check_each(self, frames_nm: np.ndarray) -> list[GateVerdict]:
+        """Judge each of ``[T, N, 3]`` nm frames alone: element ``t`` equals ``check(frames_nm[t:t + 1])``;
+        the frames are relaxed side by side on the workers."""
+        frames = np.asarray(frames_nm, dtype=np.float64).reshape(-1, self.n_atoms, 3)
+        verdicts: list[GateVerdict | None] = [self._repairable(frame[None]) for frame in frames]
+        repairable = [t for t, v in enumerate(verdicts) if v is None]
+        if repairable:  # each judged as the only frame of its check: frame 0
+            judged = self._judge_frames(frames[repairable], [0] * len(repairable), self._energy_limit(),
+                                        stop_at_failure=False)
+            for t, (energy, relaxed, failed) in zip(repairable, judged):
+                if failed is not None:
+                    failed.energies = [energy]
+                    verdicts[t] = failed
+                else:
+                    verdicts[t] = GateVerdict(True, energies=[energy], frames=relaxed[None])
+        return verdicts
+
+    def _energy_limit(self) -> float:
+        """The largest accepted gate energy, kJ/mol (infinite without the energy check)."""
+        if not self.config.check_energy:
+            return np.inf
+        if self.energy_reference is None:
             raise RuntimeError("the gate has no energy reference: calibrate it or disable check_energy")
-        limit = self.energy_reference.threshold(self.config.energy_z) if self.config.check_energy else np.inf
-        energies, relaxed = [], np.empty_like(frames)
-        for t, frame in enumerate(frames):
-            energy, relaxed[t], failed = self._relax_and_judge(frame, t, limit)
-            energies.append(energy)
-            if failed is not None:
-                failed.energies = energies
-                return failed
-        return GateVerdict(True, energies=energies, frames=relaxed)
+        return self.energy_reference.threshold(self.config.energy_z)
 
     # -- calibration ----------------------------------------------------------
     def calibrate(self, md_frames_nm: np.ndarray, source: str) -> EnergyReference:
         """Measure and adopt the equilibrium statistics from physical MD frames ``[T, N, 3]`` nm."""
-        energies = np.array([self.energy(f) for f in np.asarray(md_frames_nm, dtype=np.float64)])
+        frames = np.asarray(md_frames_nm, dtype=np.float64)
+        if self.workers == 1:
+            energies = np.array([self.energy(f) for f in frames])
+        else:
+            energies = np.array([future.result() for future in [self._submit(self.energy, f) for f in frames]])
         if len(energies) < 2 or not np.isfinite(energies).all():
             raise ValueError("calibrating the gate needs at least two MD frames with finite energies")
         self.energy_reference = EnergyReference(

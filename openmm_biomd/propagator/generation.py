@@ -158,9 +158,11 @@ class JumpGenerator:
         return [[c * span, anchors[c], True], *inner, [(c + 1) * span, anchors[c + 1], True]]
 
     def _gate_entries(self, entries: list, out: GeneratedJump) -> None:
-        """Gate timeline entries one by one; accepted entries receive their relaxed frame."""
-        for entry in entries:
-            verdict = self.gate.check(entry[1][None])
+        """Gate timeline entries, each on its own (relaxed side by side); accepted entries receive their relaxed
+        frame."""
+        if not entries:
+            return
+        for entry, verdict in zip(entries, self.gate.check_each(np.stack([entry[1] for entry in entries]))):
             entry[2] = verdict.accepted
             if verdict.accepted:
                 entry[1] = verdict.frames[0]

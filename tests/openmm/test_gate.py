@@ -13,7 +13,7 @@ import openmm
 import pytest
 import yaml
 
-from openmm_biomd.propagator.gate import EnergyReference, GateConfig
+from openmm_biomd.propagator.gate import EnergyReference, GateConfig, PhysicsGate
 
 N_MD_FRAMES = 6
 
@@ -128,6 +128,35 @@ def test_early_acceptance_stops_at_the_first_stage_that_passes(alanine):
     early, plain = staged(e_full - 50.0)
     assert (early.accepted, early.reason) == (plain.accepted, plain.reason) == (False, "energy")
     assert early.energies[0] == pytest.approx(e_full, abs=20.0)
+
+
+def test_workers_relax_side_by_side_with_the_same_verdicts(alanine):
+    """Two worker threads give bit-identical verdicts, relaxed frames, energies and statistics to one; ``check_each``
+    judges every frame as a check of that frame alone would."""
+    make, frames = alanine
+    rng = np.random.default_rng(5)
+    noisy = frames + rng.normal(0.0, 0.004, frames.shape)
+    mirrored = noisy.copy()
+    mirrored[3, :, 0] *= -1.0
+    one = make(GateConfig(early_accept_iterations=(5,)), calibrate=False)
+    two = make(GateConfig(early_accept_iterations=(5,)), calibrate=False)
+    one.workers, two.workers = 1, 2
+    assert one.calibrate(frames, "md") == two.calibrate(frames, "md")
+
+    def same(a, b):
+        assert (a.accepted, a.reason, a.frame, a.detail, a.energies) == (b.accepted, b.reason, b.frame, b.detail,
+                                                                         b.energies)
+        assert (a.frames is None and b.frames is None) or np.array_equal(a.frames, b.frames)
+
+    for block in (noisy, mirrored):
+        same(one.check(block), two.check(block))
+    each = two.check_each(mirrored)
+    assert [v.accepted for v in each] == [True, True, True, False, True, True]
+    assert each[3].reason == "chirality" and each[3].frame == 0
+    for t, verdict in enumerate(each):
+        same(verdict, one.check(mirrored[t:t + 1]))
+    with pytest.raises(ValueError, match="workers"):
+        PhysicsGate(one.solute, np.zeros((0, 2), int), np.array(["C"] * 22), frames[0], workers=0)
 
 
 def test_early_acceptance_points_are_checked_and_serialise(alanine):

@@ -36,6 +36,10 @@ class ScriptedGate:
             self.others.append(frames)
         return GateVerdict(True, frames=frames)
 
+    def check_each(self, frames_nm):
+        """Each frame judged alone, as :meth:`PhysicsGate.check_each` does."""
+        return [self.check(frame[None]) for frame in np.asarray(frames_nm, dtype=np.float64)]
+
 
 def _generator(script: list, retries: int) -> tuple[JumpGenerator, ScriptedGate, np.ndarray]:
     model = load_model("alanine-dipeptide")
