@@ -198,8 +198,9 @@ def _unbinding_recipes() -> dict:
                 "instead of 10 and the gate accepts a frame after 100 of its 300 steps when it passes every check "
                 "there. Early acceptance alone: 61 instead of 100 ms per gated frame over 285 generated frames, "
                 "with the same verdict for every frame. 6 against 10 steps, both with early acceptance, the same 20 "
-                "attempt seeds on the same day: 8.5 s per attempt (measured below; 7.8 s in an identical earlier "
-                "run) against 12.5 s, 20 against 19 of 20 leave, path RMSD 0.58 against 0.57 nm. "
+                "attempt seeds on the same day: 8.5 s per attempt (7.8 s in an identical run) against 12.5 s, "
+                "20 against 19 of 20 leave, path RMSD 0.58 against 0.57 nm. With the gate's frames relaxed on "
+                "two threads (the same paths, bit for bit) 7.5 s per attempt (measured below). "
                 "The gate's vacuum relaxation also pulls an accepted guest back "
                 "towards the host (0.03–0.06 nm after 100 steps, measured with the stage-2 model), a drag every "
                 "generated exit has to overcome. A GPU-trained `small` model on many more paths is the next step.",
