@@ -29,12 +29,19 @@ propagated in during that iteration; ``window_NNN/cv.csv`` holds them, so
 window's series subsampled by its own statistical inefficiency; with swaps a
 series passes from replica to replica, which is what shortens its correlation).
 
-Not bit-reproducible: openmmtools draws the swaps from a random state of its own.
+Reproducible: openmmtools draws its swaps from numba's random state (numpy's
+global one without numba), so each stretch of iterations runs with those
+seeded from the run's seed and the iteration it starts at, and the
+Langevin integrator is seeded from the run's seed; the same command gives the
+same samples bit for bit.  A resumed run seeds its new integrator from the
+iteration it resumes at, so it does not replay the noise of the first part (it
+is then not bit-identical to an uninterrupted run).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sys
 import time
@@ -59,6 +66,38 @@ class UmbrellaCentreState(states.GlobalParameterState):
     """openmmtools composable state: the centre of the umbrella restraint (CV units)."""
 
     umbrella_centre = states.GlobalParameterState.GlobalParameter("umbrella_centre", standard_value=0.0)
+
+
+#: Offsets of the seeds derived from a run's seed (:func:`~..data.md.replica_seed`): the Langevin integrator
+#: (plus the iteration a resumed run starts at) and openmmtools' swap draws (plus each stretch's first iteration).
+LANGEVIN_SEED_OFFSET = 1_000_003
+SWAP_SEED_OFFSET = 2_000_003
+
+
+@contextlib.contextmanager
+def _seeded_swaps(seed: int):
+    """The random states openmmtools draws its swaps from, seeded with ``seed`` inside the block: numba's (its
+    compiled swap-all mixing) and numpy's global one (its pure-Python fallback; the caller's numpy state is
+    restored after, numba's cannot be read back)."""
+    saved = np.random.get_state()
+    np.random.seed(seed % 2**32)
+    _numba_seed()(seed % 2**32)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
+
+
+@functools.cache
+def _numba_seed():
+    """A compiled ``np.random.seed``: inside numba-compiled code ``np.random`` is numba's own generator."""
+    from numba import njit
+
+    @njit
+    def seed(value):
+        np.random.seed(value)
+
+    return seed
 
 
 class _SeededLangevinMove(mcmc.LangevinDynamicsMove):
@@ -165,7 +204,8 @@ def run_exchange(
                                                       / unit.picosecond, box_vectors=box))
         move = _SeededLangevinMove(timestep=settings.timestep_fs * unit.femtosecond,
                                    collision_rate=settings.friction_per_ps / unit.picosecond, n_steps=steps,
-                                   reassign_velocities=False, random_seed=replica_seed(settings.seed, 1_000_003))
+                                   reassign_velocities=False,
+                                   random_seed=replica_seed(settings.seed, LANGEVIN_SEED_OFFSET))
         sampler = multistate.ReplicaExchangeSampler(mcmc_moves=move, number_of_iterations=n_iterations,
                                                     replica_mixing_scheme="swap-all", online_analysis_interval=None)
         reporter = multistate.MultiStateReporter(str(storage), checkpoint_interval=CHECKPOINT_INTERVAL)
@@ -176,13 +216,18 @@ def run_exchange(
     sampler.sampler_context_cache = cache.ContextCache(platform=platform, platform_properties=properties or None)
 
     first = sampler.iteration
+    if first:  # a new Context and integrator: fresh noise, not a replay of the stream the run started with
+        # (openmmtools' public ``mcmc_moves`` is a copy once the sampler exists; its moves are ``_mcmc_moves``)
+        for move in sampler._mcmc_moves:
+            move.random_seed = replica_seed(settings.seed, LANGEVIN_SEED_OFFSET + first)
     md_started = time.perf_counter()
     # openmmtools prints its citations on stdout: to stderr with them, away from a command's JSON output.
     # The storage is closed whatever happens, so that a rerun can resume from it.
     stats = None  # the statistics of the last progress step (a run resumed at its end has none yet)
     with contextlib.redirect_stdout(sys.stderr), contextlib.closing(reporter):
         while sampler.iteration < n_iterations:
-            sampler.run(n_iterations=min(PROGRESS_ITERATIONS, n_iterations - sampler.iteration))
+            with _seeded_swaps(replica_seed(settings.seed, SWAP_SEED_OFFSET + sampler.iteration)):
+                sampler.run(n_iterations=min(PROGRESS_ITERATIONS, n_iterations - sampler.iteration))
             stats = exchange_statistics(reporter, windows)
             if log is not None:
                 print(f"replica exchange: iteration {sampler.iteration}/{n_iterations}, neighbour swap acceptance "

@@ -486,8 +486,8 @@ class PhysicsGate:
         frames = np.asarray(md_frames_nm, dtype=np.float64)
         if self.workers == 1:
             energies = np.array([self.energy(f) for f in frames])
-        else:
-            energies = np.array([future.result() for future in [self._submit(self.energy, f) for f in frames]])
+        else:  # side by side on the workers, in order
+            energies = np.array([job.result() for job in [self._submit(self.energy, f) for f in frames]])
         if len(energies) < 2 or not np.isfinite(energies).all():
             raise ValueError("calibrating the gate needs at least two MD frames with finite energies")
         self.energy_reference = EnergyReference(
