@@ -102,10 +102,14 @@ class BoundModel:
         system = self.system.expand(anchor.shape[0])
         with torch.inference_mode():
             s, z, idx, key_mask = net.encode(anchor - centroid(anchor), *system.encoder_inputs())
+            # Archives exported before pair_biases existed denoise from z at every step.
+            biases = net.pair_biases(z, key_mask) if hasattr(net, "pair_biases") else None
 
         def velocity(y: torch.Tensor, tau: torch.Tensor, t_ps: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():
-                v = net.denoise(y.to(device), tau.to(device), t_ps.to(device), s, z, idx, key_mask)
+                inputs = y.to(device), tau.to(device), t_ps.to(device)
+                v = (net.denoise(*inputs, s, z, idx, key_mask) if biases is None
+                     else net.denoise_biased(*inputs, s, biases, idx))
             return v.to(y.device, y.dtype)
 
         return velocity

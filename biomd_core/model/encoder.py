@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import PairBiasedAtomAttention, gather_neighbors
+from .attention import PairBiasedAtomAttention, gather_neighbors, masked_pair_bias
 from .layers import RadialBasis, Transition
 from .pairs import FAR_HOPS
 
@@ -70,7 +70,8 @@ class EncoderLayer(nn.Module):
     def forward(
         self, s: torch.Tensor, z: torch.Tensor, key_mask: torch.Tensor, neighbor_idx: torch.Tensor, dense: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        s = s + self.attn(self.norm_attn(s).unsqueeze(1), self.pair_bias(z), key_mask, neighbor_idx, dense).squeeze(1)
+        bias = masked_pair_bias(self.pair_bias(z), key_mask)  # [B,N,K,H]
+        s = s + self.attn(self.norm_attn(s).unsqueeze(1), bias, neighbor_idx, dense).squeeze(1)
         s = s + self.mlp(self.norm_mlp(s))
         sn = self.norm_pair(s)
         right = gather_neighbors(self.pair_right(sn), neighbor_idx)  # [B,N,K,Cz]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import PairBiasedAtomAttention, TemporalAttention
+from .attention import PairBiasedAtomAttention, TemporalAttention, masked_pair_bias
 from .layers import AdaptiveLayerNorm, FourierEmbedding, Transition
 
 
@@ -34,20 +34,26 @@ class TrajectoryBlock(nn.Module):
         nn.init.zeros_(self.gates.weight)
         nn.init.constant_(self.gates.bias, -2.0)
 
+    def spatial_bias(self, z: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """This block's masked spatial-attention bias ``[B,N,K,H]`` from ``z [B,N,K,Cz]``.
+
+        It depends on the start frame only, so a sampler computes it once per
+        window, not at every ODE step (:meth:`VelocityNet.pair_biases`).
+        """
+        return masked_pair_bias(self.pair_bias(z), key_mask)
+
     def forward(
         self,
         h: torch.Tensor,
         cond: torch.Tensor,
-        z: torch.Tensor,
-        key_mask: torch.Tensor,
+        bias: torch.Tensor,
         neighbor_idx: torch.Tensor,
         dense: bool,
         dt_features: torch.Tensor,
     ) -> torch.Tensor:
-        """``h, cond [B,T,N,C]``; ``z [B,N,K,Cz]``; ``dt_features [B,T,T]`` → ``[B,T,N,C]``."""
+        """``h, cond [B,T,N,C]``; ``bias [B,N,K,H]`` (:meth:`spatial_bias`); ``dt_features [B,T,T]`` → ``[B,T,N,C]``."""
         g_spatial, g_temporal, g_mlp = torch.sigmoid(self.gates(cond)).chunk(3, dim=-1)
-        bias = self.pair_bias(z)  # [B,N,K,H]
-        h = h + g_spatial * self.spatial(self.norm_spatial(h, cond), bias, key_mask, neighbor_idx, dense)
+        h = h + g_spatial * self.spatial(self.norm_spatial(h, cond), bias, neighbor_idx, dense)
         time_bias = self.time_bias(dt_features).permute(0, 3, 1, 2)  # [B,H,T,T]
         h = h + g_temporal * self.temporal(self.norm_temporal(h, cond), time_bias)
         h = h + g_mlp * self.mlp(self.norm_mlp(h, cond))

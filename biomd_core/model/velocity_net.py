@@ -5,9 +5,11 @@ every entry.  It works in *network space*: coordinates (``abs``) or
 displacements from the anchor frame (``rel``) divided by ``coord_scale_nm``, as
 prepared by :mod:`biomd_core.flow`.  The start frame is given in nm, centred.
 
-Inference is split in two so that samplers can encode the start frame once and
-reuse it for every ODE step: :meth:`encode` then :meth:`denoise`.
-:meth:`forward` does both.  The whole module is TorchScript-compatible.
+Inference is split so that samplers can encode the start frame once and reuse
+it for every ODE step: :meth:`encode`, then :meth:`pair_biases` (the trunk's
+attention biases, which depend on the start frame only), then
+:meth:`denoise_biased` at every step.  :meth:`denoise` does the last two and
+:meth:`forward` all three.  The whole module is TorchScript-compatible.
 """
 
 from __future__ import annotations
@@ -150,6 +152,14 @@ class VelocityNet(nn.Module):
         return s + self.start_coord_in(start_nm / self.coord_scale_nm), z, neighbor_idx, key_mask
 
     @torch.jit.export
+    def pair_biases(self, z: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """Every trunk block's masked spatial-attention bias: ``z [B,N,K,Cz]`` → ``[L, B, N, K, H]``."""
+        biases: list[torch.Tensor] = []
+        for block in self.blocks:
+            biases.append(block.spatial_bias(z, key_mask))
+        return torch.stack(biases)
+
+    @torch.jit.export
     def denoise(
         self,
         x: torch.Tensor,
@@ -173,6 +183,19 @@ class VelocityNet(nn.Module):
         -------
         ``[B, T, N, 3]`` velocity in network space per unit τ
         """
+        return self.denoise_biased(x, tau, t_ps, s, self.pair_biases(z, key_mask), neighbor_idx)
+
+    @torch.jit.export
+    def denoise_biased(
+        self,
+        x: torch.Tensor,
+        tau: torch.Tensor,
+        t_ps: torch.Tensor,
+        s: torch.Tensor,
+        biases: torch.Tensor,
+        neighbor_idx: torch.Tensor,
+    ) -> torch.Tensor:
+        """:meth:`denoise` with the biases of :meth:`pair_biases` (``[L, B, N, K, H]``) given."""
         dense = self.use_dense(x.shape[2])
         tf = time_features(t_ps, self.max_time_ps)  # [B,T]
         cond = (
@@ -182,8 +205,8 @@ class VelocityNet(nn.Module):
         )  # [B,T,N,C]
         h = s.unsqueeze(1) + self.coord_in(x)
         dt_features = tf.unsqueeze(2) - tf.unsqueeze(1)  # [B,T,T]
-        for block in self.blocks:
-            h = block(h, cond, z, key_mask, neighbor_idx, dense, dt_features)
+        for i, block in enumerate(self.blocks):
+            h = block(h, cond, biases[i], neighbor_idx, dense, dt_features)
         return self.out(self.norm_out(h, cond))
 
     def forward(
