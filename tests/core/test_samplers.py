@@ -41,6 +41,8 @@ PLANS = {
 SOLVERS = {
     "euler": SolverConfig("euler", n_steps=200),
     "heun": SolverConfig("heun", n_steps=20),
+    "ab2": SolverConfig("ab2", n_steps=20),
+    "ab2-graded": SolverConfig("ab2", n_steps=20, grid_power=1.5),
     "sde": SolverConfig("sde", n_steps=400, sde_gamma=1.0),
 }
 
@@ -73,14 +75,73 @@ def test_sampler_recovers_conditional_gaussian(target, task, solver):
     assert rel < 0.1, f"covariance relative error {rel:.3f}"
 
 
+def exact_covariance_error(target: GaussianProcessField, plan, solver: SolverConfig) -> float:
+    """Relative error of the covariance a solver gives the unknown entries, free of sampling noise.
+
+    The target's velocity is affine in ``y``, so every solver maps the initial noise affinely:
+    ``out = noise·A + b``.  Recovering ``A`` by least squares from a few seeded draws (whose noise is
+    re-drawn with the same generator) gives the sampled covariance ``AᵀA`` (to float32 rounding:
+    windows are integrated in float32).
+    """
+    replicas = 64
+    frames = one_draw(target, plan, seed=0)[:replicas]
+    known = plan.known_mask(N_ATOMS)
+    out = sample_window(target, plan, frames, solver, torch.Generator().manual_seed(7))
+    noise = torch.randn(frames.shape, generator=torch.Generator().manual_seed(7)).to(frames.dtype)
+    u, _, cond_cov = target.conditional(plan.times(1)[0], known, frames[:1])
+    x = torch.cat([noise.reshape(replicas, -1)[:, u], torch.ones(replicas, 1, dtype=frames.dtype)], dim=1)
+    fit = torch.linalg.lstsq(x, out.reshape(replicas, -1)[:, u]).solution
+    residual = x @ fit - out.reshape(replicas, -1)[:, u]
+    assert residual.abs().max() < 1e-4, "the solver's map from noise to sample should be affine"
+    a = fit[:-1]
+    return float(torch.linalg.matrix_norm(a.T @ a - cond_cov) / torch.linalg.matrix_norm(cond_cov))
+
+
+def test_ab2_beats_heun_at_equal_or_fewer_evaluations(target):
+    """ab2 (one evaluation a step) against Heun (two), exact covariance errors on the forecast task."""
+    plan = PLANS["forecast"]
+    error = {name: exact_covariance_error(target, plan, config) for name, config in {
+        "heun 6": SolverConfig("heun", 6), "ab2 6": SolverConfig("ab2", 6), "ab2 11": SolverConfig("ab2", 11),
+        "ab2 22": SolverConfig("ab2", 22), "euler 11": SolverConfig("euler", 11)}.items()}
+    assert SolverConfig("heun", 6).evaluations == 11 == SolverConfig("ab2", 11).evaluations
+    assert error["ab2 11"] < 0.5 * error["heun 6"], error  # same 11 evaluations
+    assert error["ab2 6"] < 1.1 * error["heun 6"], error  # as accurate with 6 evaluations instead of 11
+    assert error["ab2 11"] < 0.2 * error["euler 11"], error
+    assert error["ab2 22"] < 0.4 * error["ab2 11"], error  # second order: about a quarter per halving
+
+
+def test_graded_grid_helps_a_narrow_target():
+    """A target 30× narrower than the noise (as bond lengths are): steps graded towards τ = 1 pay."""
+    narrow = GaussianProcessField(ou_kernel(variance=1e-3, correlation_time_ps=3.0), correlated_atoms(),
+                                  torch.zeros(N_ATOMS, 3))
+    plan = PLANS["forecast"]
+    uniform = exact_covariance_error(narrow, plan, SolverConfig("ab2", 11))
+    graded = exact_covariance_error(narrow, plan, SolverConfig("ab2", 11, grid_power=2.0))
+    assert graded < 0.5 * uniform, (uniform, graded)
+
+
+def test_solver_grid_and_validation():
+    assert SolverConfig("ab2", 4).grid() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    graded = SolverConfig("ab2", 4, grid_power=2.0).grid()
+    assert graded[0] == 0.0 and graded[-1] == 1.0 and graded[1] == pytest.approx(1 - 0.75**2)
+    assert all(b - a > d - c for a, b, c, d in zip(graded, graded[1:], graded[1:], graded[2:]))  # shrinking steps
+    assert SolverConfig("heun", 4, grid_power=2.0).describe() == "heun 4 steps, grid power 2"
+    assert SolverConfig("ab2", 6).describe() == "ab2 6 steps"
+    with pytest.raises(ValueError, match="grid_power"):
+        SolverConfig("ab2", 4, grid_power=0.5)
+    with pytest.raises(ValueError, match="unknown solver"):
+        SolverConfig("rk4", 4)
+
+
 def test_known_entries_bit_exact_with_float32_and_noisy_unknowns(target):
     plan = PLANS["inpaint"]
     frames = torch.randn(8, plan.n_frames, N_ATOMS, 3, dtype=torch.float32) * 3.7 + 1e-3
-    out = sample_window(target, plan, frames, SolverConfig("heun", 4), torch.Generator().manual_seed(0))
     known = plan.known_mask(N_ATOMS)
-    assert out.dtype == frames.dtype
-    assert torch.equal(out[:, known], frames[:, known])
-    assert not torch.equal(out[:, ~known], frames[:, ~known])
+    for solver in ("heun", "ab2"):
+        out = sample_window(target, plan, frames, SolverConfig(solver, 4), torch.Generator().manual_seed(0))
+        assert out.dtype == frames.dtype
+        assert torch.equal(out[:, known], frames[:, known])
+        assert not torch.equal(out[:, ~known], frames[:, ~known])
 
 
 def test_same_seed_same_samples_different_seed_differs(target):
