@@ -31,6 +31,9 @@ parser.add_argument("--window-ps", type=float, default=100.0, help="production p
 parser.add_argument("--equilibration-ps", type=float, default=10.0)
 parser.add_argument("--exchange-ps", type=float,
                     help="run the windows side by side with replica exchange, swaps every this many ps")
+parser.add_argument("--up-to", type=float,
+                    help="windows only up to this ligand–pocket distance, nm (default: the exit; a quick look at "
+                         "the bound region needs few windows)")
 parser.add_argument("--out", default="runs/example-umbrella")
 args = parser.parse_args()
 out = Path(args.out)
@@ -49,6 +52,9 @@ reach = paths["pocket"]["exit_distance_nm"] if best["success"] else best["max_di
 print(f"generated path: {len(frames)} frames; "
       + (f"ligand out after {best['exit_time_ps']:.0f} ps" if best["success"] else
          f"no path left the pocket: windows up to {reach:.2f} nm only, the farthest a path reached"))
+if args.up_to is not None and args.up_to < reach:
+    reach = args.up_to
+    print(f"windows up to {reach:.2f} nm (--up-to)")
 
 # The paths hold every particle of this implicit-solvent complex, so their indices are the System's.
 cv = DistanceCV(paths["ligand_atoms"], paths["pocket_atoms"])

@@ -634,6 +634,7 @@ def analyze_umbrella(
     """
     with _quiet():
         from pymbar import FES
+        from pymbar.utils import ParameterError
 
     out = Path(out_dir)
     summary, results, samples = read_windows(out)
@@ -703,19 +704,22 @@ def analyze_umbrella(
                  {"kde_parameters": {"bandwidth": 0.5 * (edges[1] - edges[0])}}
         # pymbar seeds the *global* numpy RNG (np.random.seed) when seed >= 0: restore it afterwards.
         rng_state = np.random.get_state()
-        try:
-            fes.generate_fes(u_n, x_n, fes_type=fes_type, n_bootstraps=int(n_bootstraps),
-                             seed=int(seed) if n_bootstraps else -1, **params)
-        finally:
-            np.random.set_state(rng_state)
         counts = np.histogram(x_n, bins=edges)[0]  # [B] uncorrelated samples per bin
         # pymbar 4.0's histogram get_fes raises KeyError for an empty bin: ask for filled bins only.
         filled = counts > 0 if fes_type == "histogram" else np.ones(len(x), dtype=bool)
-        raw = np.full(len(x), np.nan)
-        raw[filled] = fes.get_fes(x[filled], reference_point="from-lowest")["f_i"]
-        j = int(np.nanargmin(raw + jac))
         method = "bootstrap" if n_bootstraps else "analytical"
-        rel = fes.get_fes(x[filled], reference_point="from-specified", fes_reference=x[j], uncertainty_method=method)
+        try:
+            fes.generate_fes(u_n, x_n, fes_type=fes_type, n_bootstraps=int(n_bootstraps),
+                             seed=int(seed) if n_bootstraps else -1, **params)
+            raw = np.full(len(x), np.nan)
+            raw[filled] = fes.get_fes(x[filled], reference_point="from-lowest")["f_i"]
+            j = int(np.nanargmin(raw + jac))
+            rel = fes.get_fes(x[filled], reference_point="from-specified", fes_reference=x[j],
+                              uncertainty_method=method)
+        except ParameterError as exc:  # MBAR did not converge: in practice, windows that do not overlap
+            raise ValueError(_disconnected_windows_message(centres, kept, cv_record.get("unit"), exc)) from None
+        finally:
+            np.random.set_state(rng_state)
     f_kt = np.full(len(x), np.nan)
     df_kt = np.full(len(x), np.nan)
     f_kt[filled] = rel["f_i"] + jac[filled] - jac[j]
@@ -882,6 +886,19 @@ def _empty_interior_bins(x: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return x[:0]
     inside = slice(filled[0], filled[-1] + 1)
     return x[inside][counts[inside] == 0]
+
+
+def _disconnected_windows_message(centres: np.ndarray, samples: list[np.ndarray], unit: str | None,
+                                  error: Exception) -> str:
+    """Why MBAR could not join the windows, and what to do (``samples``: each window's CV samples)."""
+    order = np.argsort(centres)
+    gaps = [f"{centres[a]:.4g}–{centres[b]:.4g}" for a, b in zip(order[:-1], order[1:])
+            if samples[a].max() < samples[b].min() or samples[b].max() < samples[a].min()]
+    where = (f"neighbouring windows whose samples never meet: {', '.join(gaps)} {unit or ''}".rstrip() if gaps else
+             "the windows' samples meet, but too few are shared")
+    return (f"MBAR could not join the windows into one profile ({error}); {where}. Add windows between them "
+            "(more n_windows, biomd umbrella --windows or --refine), lower the force constant so that neighbours "
+            "overlap, or run the windows longer")
 
 
 def _neighbour_overlap(mbar: Any, centres: np.ndarray) -> list[tuple[float, float, float]]:

@@ -330,21 +330,27 @@ def _synthetic_umbrella(out, pmf_kt, centres, k_kt, n=3000, seed=0):
     """
     rng = np.random.default_rng(seed)
     grid = np.linspace(1e-3, 1.5, 30001)
-    kt = 0.00831446261815324 * 300.0
-    plan = []
-    for i, c in enumerate(centres):
+    samples = []
+    for c in centres:
         log_p = 2 * np.log(grid) - pmf_kt(grid) - 0.5 * k_kt * (grid - c) ** 2
         cdf = np.cumsum(np.exp(log_p - log_p.max()))
-        x = np.interp(rng.random(n) * cdf[-1], cdf, grid)
+        samples.append(np.interp(rng.random(n) * cdf[-1], cdf, grid))
+    _umbrella_run(out, centres, samples, k_kt * 0.00831446261815324 * 300.0)
+
+
+def _umbrella_run(out, centres, samples, k_kj_mol_nm2):
+    """An umbrella run directory (300 K, a sample every 0.1 ps) holding the given CV samples of each window."""
+    plan = []
+    for i, (c, x) in enumerate(zip(centres, samples)):
         wdir = out / f"window_{i:03d}"
         wdir.mkdir(parents=True)
-        np.savetxt(wdir / "cv.csv", np.stack([0.1 * np.arange(1, n + 1), x], 1), delimiter=",", header="time_ps,cv",
-                   comments="")
+        np.savetxt(wdir / "cv.csv", np.stack([0.1 * np.arange(1, len(x) + 1), x], 1), delimiter=",",
+                   header="time_ps,cv", comments="")
         (wdir / "result.json").write_text(json.dumps({"index": i, "centre": float(c)}))
         plan.append({"index": i, "centre": float(c)})
     (out / "umbrella.json").write_text(json.dumps({
         "format": "biomd-umbrella", "plan": plan,
-        "settings": {"temperature_k": 300.0, "force_constant": k_kt * kt, "sample_interval_ps": 0.1},
+        "settings": {"temperature_k": 300.0, "force_constant": k_kj_mol_nm2, "sample_interval_ps": 0.1},
         "cv": [{"name": "distance", "unit": "nm", "jacobian_exponent": 2}]}))
 
 
@@ -402,6 +408,20 @@ def test_holes_in_the_sampled_range_are_reported(tmp_path):
     assert len(fes["empty_bins"]) >= 10 and np.all((fes["empty_bins"] > 0.3) & (fes["empty_bins"] < 0.8))
     assert np.all(np.isnan(fes["f_kt"][np.isin(fes["x"], fes["empty_bins"])]))
     assert any("overlap" in w for w in fes["warnings"]) and any("hold no sample" in w for w in fes["warnings"])
+
+
+def test_windows_mbar_cannot_join_are_refused_with_what_to_do(tmp_path):
+    """Short windows on a steep profile: the middle one never reaches its centre and shares no CV values
+    with the last; MBAR does not converge, and the error names the gap and what to do instead of pymbar's
+    traceback.  The samples are those of a real run (3 windows × 2 ps along a whole generated host–guest
+    exit, k = 1000 kJ/mol/nm², the seed_umbrella example's test settings)."""
+    samples = [[0.0591, 0.0259, 0.0119, 0.0356, 0.0094, 0.0263, 0.027, 0.0383],
+               [0.0831, 0.0733, 0.0845, 0.074, 0.0501, 0.0582, 0.0913, 0.0955],
+               [0.9031, 0.9, 0.9332, 0.9317, 0.9281, 0.945, 0.9619, 0.9728]]
+    _umbrella_run(tmp_path, [0.004, 0.4236, 0.8432], [np.array(x) for x in samples], 1000.0)
+    with pytest.raises(ValueError, match=r"(?s)could not join the windows.*never meet: 0\.4236–0\.8432 nm.*Add windows"):
+        analyze_umbrella(tmp_path, write=False)
+    assert not (tmp_path / "fes.json").exists()
 
 
 def test_path_cv_windows(host_guest_cv, pulled, tmp_path):

@@ -338,7 +338,8 @@ def test_seed_umbrella_example_runs(tmp_path):
     script = Path(__file__).resolve().parents[2] / "examples" / "seed_umbrella.py"
     out = tmp_path / "example"
     run = subprocess.run([sys.executable, str(script), "--attempts", "3", "--max-time-ps", "20", "--windows", "3",
-                          "--window-ps", "2", "--equilibration-ps", "0.5", "--exchange-ps", "0.25", "--out", str(out)],
+                          "--window-ps", "2", "--equilibration-ps", "0.5", "--exchange-ps", "0.25", "--up-to", "0.3",
+                          "--out", str(out)],
                          capture_output=True, text=True, timeout=1200)  # generous: CI runners are shared
     assert run.returncode == 0, run.stderr[-2000:]
     assert "generated path" in run.stdout
