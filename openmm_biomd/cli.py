@@ -235,6 +235,9 @@ def _add_generate_data_arguments(p: argparse.ArgumentParser) -> None:
     meta.add_argument("--pocket-radius", type=float, default=0.5, help="pocket = heavy atoms this close to the ligand, nm")
 
 
+#: biomd_core.sampling.solvers.SOLVERS, spelled out so that building the parser does not import torch.
+SOLVER_NAMES = ("euler", "heun", "ab2", "sde")
+
 #: Commands whose module defines ``add_arguments(parser)`` and ``main(args)`` (imported only when used).
 MODULE_COMMANDS: dict[str, tuple[str, str]] = {
     "unbind": ("openmm_biomd.enhanced.unbind", "generated ligand dissociation paths from a bound complex (resumable)"),
@@ -302,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--known", help="mdtraj selection of the known atoms (inpaint)")
             p.add_argument("--replicas", type=int, default=1)
             p.add_argument("--seed", type=int, default=0)
-            p.add_argument("--solver", default="heun", choices=("euler", "heun", "sde"))
+            p.add_argument("--solver", default="heun", choices=SOLVER_NAMES)
             p.add_argument("--ode-steps", type=int, default=20, help="integration steps per window")
             p.add_argument("--constraints", default="auto", choices=("auto", "hbonds", "none"),
                            help="bond lengths generated frames are projected onto: auto (a bundled system's own "

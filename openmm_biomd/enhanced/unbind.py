@@ -170,7 +170,7 @@ class UnbindSettings:
     max_time_ps: float = 500.0
     margin_nm: float = 0.5
     pocket_radius_nm: float = 0.5
-    solver: str = "heun"
+    solver: str = "ab2"
     ode_steps: int = 6
     steering: float = 1.0
     retries: int = 6
@@ -339,7 +339,8 @@ class Unbinder:
         exit_index, stopped = None, "max_time"
         stalls = 0
         while len(frames) - 1 < self.max_frames:
-            jump = self.generator.generate(history, self.block_frames, [], generator)
+            # interpolation stops at the block's first unbound coarse frame: the exit lies at or before it
+            jump = self.generator.generate(history, self.block_frames, [], generator, until=self.pocket.unbound)
             retries += jump.retries
             rejections.update(jump.rejections)
             if jump.n_frames == 0:
@@ -631,6 +632,8 @@ def _summary(identity: dict, unbinder: Unbinder, results: list[dict], first_path
 
 def add_arguments(p: Any) -> None:
     """Arguments of ``biomd unbind``."""
+    from biomd_core.sampling.solvers import SOLVERS
+
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--system", help="bundled complex, e.g. host-guest or t4l-pxylene")
     source.add_argument("--inputs", nargs="+", metavar="FILE",
@@ -645,7 +648,9 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--max-time", default="500ps", help="longest path, e.g. 1ns (default 500ps)")
     p.add_argument("--margin", type=float, default=0.5, help="exit margin beyond the pocket radius, nm (default 0.5)")
     p.add_argument("--pocket-radius", type=float, default=0.5, help="contact distance defining the pocket, nm")
-    p.add_argument("--solver", default="heun", choices=("euler", "heun", "sde"))
+    p.add_argument("--solver", default=UnbindSettings.solver, choices=SOLVERS,
+                   help=f"how generated windows are integrated (default {UnbindSettings.solver}: one network "
+                        "evaluation per step)")
     p.add_argument("--ode-steps", type=int, default=UnbindSettings.ode_steps,
                    help=f"integration steps per window (default {UnbindSettings.ode_steps})")
     p.add_argument("--steering", type=float, default=UnbindSettings.steering,

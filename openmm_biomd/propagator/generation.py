@@ -247,7 +247,7 @@ class JumpGenerator:
 
     # -- whole jump ---------------------------------------------------------------
     def generate(self, history: np.ndarray, n_frames: int, report_offsets: list[int],
-                 generator: torch.Generator) -> GeneratedJump:
+                 generator: torch.Generator, until=None) -> GeneratedJump:
         """Draw and gate a jump of ``n_frames`` model frames.
 
         Parameters
@@ -257,6 +257,10 @@ class JumpGenerator:
         n_frames : model frames to cover
         report_offsets : step offsets in ``(0, n_frames·steps_per_frame]`` at
             which a reporter is due (grid offsets need nothing extra)
+        until : optional predicate on the accepted coarse frames (``[C, N, 3]`` nm →
+            ``[C]`` bool): the jump ends at the first coarse frame for which it holds,
+            so no interval beyond it is interpolated (an unbinding path stops at
+            its exit; the frames before that coarse frame are all made)
         """
         k, spf = self._time.coarse_stride, self.steps_per_frame
         out = GeneratedJump(0, {}, np.zeros((0, *history.shape[1:])))
@@ -266,6 +270,9 @@ class JumpGenerator:
                 subgrid.setdefault(s // spf, []).append(s % spf)
         n_coarse = -(-n_frames // k)
         coarse = self._coarse(history, n_coarse, out, generator)
+        if until is not None and len(coarse) and (hits := np.flatnonzero(until(coarse))).size:
+            coarse = coarse[: hits[0] + 1]
+            n_frames = min(n_frames, len(coarse) * k)
         out.coarse = coarse
         if len(coarse) == 0:
             return out

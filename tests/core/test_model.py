@@ -128,3 +128,31 @@ def test_time_offsets_change_the_output(tiny_model, system, start):
         b = tiny_model.net(x, tau, torch.tensor([[0.0, 100.0, 200.0]]), start, *system.encoder_inputs())
     assert (a - b).abs().max() > 1e-4
     assert math.isfinite(float(a.abs().sum()))
+
+
+
+def test_bound_model_reuses_the_last_encoding_until_anchor_or_weights_change(tiny_model, alanine_graph, start):
+    """A re-drawn piece is anchored on the same frames: the encoding is reused, but never across a
+    different anchor or changed weights (training between two samples)."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a fresh model's output layer is zero: give every weight a value
+        for p in tiny_model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    bound = tiny_model.bind(alanine_graph)
+    n = alanine_graph.n_atoms
+    anchor = start.expand(2, -1, -1).contiguous()
+    y, tau = torch.randn(2, 3, n, 3, generator=g), torch.full((2, 3, n), 0.4)
+    t_ps = torch.tensor([[0.0, 1.0, 2.0]] * 2)
+    first = bound.field(anchor)(y, tau, t_ps)
+    encoding = bound._last_encoding[2]
+    assert torch.equal(bound.field(anchor.clone())(y, tau, t_ps), first)
+    assert bound._last_encoding[2] is encoding, "same anchor: encoding reused"
+    moved = anchor + 0.01
+    assert not torch.equal(bound.field(moved)(y, tau, t_ps), first)
+    assert bound._last_encoding[2] is not encoding, "another anchor: encoded again"
+    with torch.no_grad():
+        for p in tiny_model.parameters():
+            p.mul_(1.01)
+    changed = bound.field(moved)(y, tau, t_ps)
+    fresh = tiny_model.bind(alanine_graph).field(moved)(y, tau, t_ps)
+    assert torch.equal(changed, fresh), "weights changed in place: encoding redone"
