@@ -70,3 +70,26 @@ def test_a_block_refused_at_its_first_frame_every_time_yields_nothing():
     k = generator.sampler.time.coarse_stride
     jump = generator.generate(start[None], generator.sampler.time.block_frames * k, [], torch.Generator().manual_seed(0))
     assert jump.n_frames == 0 and len(jump.coarse) == 0 and gate.others == []
+
+
+def test_until_ends_the_jump_at_the_first_coarse_frame_it_holds_for():
+    """``until`` (an unbinding path's exit test) marks the second coarse frame: only the two intervals up to
+    it are interpolated, and the jump ends there."""
+    generator, gate, start = _generator([None], retries=0)
+    time_grid = generator.sampler.time
+    k, block = time_grid.coarse_stride, time_grid.block_frames
+    seen = []
+
+    def until(coarse):
+        seen.append(np.array(coarse))
+        return np.arange(len(coarse)) >= 1
+
+    jump = generator.generate(start[None], block * k, [], torch.Generator().manual_seed(0), until=until)
+    assert len(seen) == 1 and len(seen[0]) == block, "asked once, about the whole accepted block"
+    assert len(jump.coarse) == 2 and jump.n_frames == 2 * k
+    assert sorted(jump.frames) == list(range(1, 2 * k + 1))
+    np.testing.assert_array_equal(jump.frames[2 * k], gate.blocks[0][1])
+    fine = [f for f in gate.others if len(f) == 1]
+    assert len(fine) == 2 * (k - 1), "only the frames of the first two intervals were interpolated and gated"
+    full = generator.generate(start[None], block * k, [], torch.Generator().manual_seed(0), until=lambda c: c[:, 0, 0] > 1e9)
+    assert full.n_frames == block * k, "a predicate that never holds changes nothing"
