@@ -169,4 +169,3 @@ print('ok')
     meta = read_extra_files(paths["network"])
     assert meta["metadata.json"]["weights_sha256"] == tiny_model.weights_hash()
     assert meta["biomd_config.json"]["time"]["coarse_stride"] == tiny_model.config.time.coarse_stride
-
