@@ -96,7 +96,8 @@ class PairBiasedAtomAttention(nn.Module):
         q, k, v = self.qkv(h).view(b, t, n, 3, self.n_heads, self.head_dim).unbind(3)  # [B,T,N,H,D] each
         if dense:
             attn_bias = bias.permute(0, 3, 1, 2).unsqueeze(1)  # [B,1,H,N,N]
-            o = attend(q.transpose(2, 3), k.transpose(2, 3), v.transpose(2, 3), attn_bias).transpose(2, 3)  # [B,T,N,H,D]
+            o = attend(q.transpose(2, 3), k.transpose(2, 3), v.transpose(2, 3), attn_bias)  # [B,T,H,N,D]
+            o = o.transpose(2, 3)  # [B,T,N,H,D]
         else:
             o = self._sparse(q, k, v, bias, neighbor_idx)
         o = o.reshape(b, t, n, c) * torch.sigmoid(self.gate(h))

@@ -51,7 +51,8 @@ class TrajectoryBlock(nn.Module):
         dense: bool,
         dt_features: torch.Tensor,
     ) -> torch.Tensor:
-        """``h, cond [B,T,N,C]``; ``bias [B,N,K,H]`` (:meth:`spatial_bias`); ``dt_features [B,T,T]`` → ``[B,T,N,C]``."""
+        """``h, cond [B,T,N,C]``; ``bias [B,N,K,H]`` (:meth:`spatial_bias`); ``dt_features [B,T,T]``
+        → ``[B,T,N,C]``."""
         g_spatial, g_temporal, g_mlp = torch.sigmoid(self.gates(cond)).chunk(3, dim=-1)
         h = h + g_spatial * self.spatial(self.norm_spatial(h, cond), bias, neighbor_idx, dense)
         time_bias = self.time_bias(dt_features).permute(0, 3, 1, 2)  # [B,H,T,T]

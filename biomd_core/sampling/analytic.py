@@ -113,6 +113,48 @@ class GaussianProcessField:
         return velocity
 
 
+def solver_covariance_error(target: GaussianProcessField, plan, solver, replicas: int = 64, seed: int = 0) -> float:
+    """Relative error of the covariance a solver gives a window's unknown entries, free of sampling noise.
+
+    The target's velocity is affine in ``y``, so every ODE solver maps the initial noise affinely,
+    ``sample = noise·A + b``: ``A`` is recovered by least squares from ``replicas`` seeded draws (their
+    noise re-drawn from the same generator), and the covariance the solver gives is ``AᵀA`` (to float32
+    rounding: windows are integrated in float32).  The known entries are one draw of the target.
+
+    Parameters
+    ----------
+    target : the Gaussian target
+    plan : a :class:`~biomd_core.sampling.schedules.WindowPlan`
+    solver : a :class:`~biomd_core.sampling.solvers.SolverConfig` (not ``sde``: its map is not affine in
+        the initial noise alone)
+    replicas : draws; more than the window's unknown entries
+
+    Returns
+    -------
+    ``‖AᵀA − Σ‖ / ‖Σ‖`` (Frobenius), Σ the exact conditional covariance of the unknown entries
+    """
+    from .window import sample_window
+
+    n_atoms = target.atom_cov.shape[0]
+    mean, cov = target.window_distribution(plan.times(1)[0])
+    g = torch.Generator().manual_seed(seed)
+    draw = mean + torch.linalg.cholesky(cov) @ torch.randn(mean.shape[0], generator=g, dtype=torch.float64)
+    frames = draw.view(1, plan.n_frames, n_atoms, 3).expand(replicas, -1, -1, -1).contiguous()
+    known = plan.known_mask(n_atoms)
+    out = sample_window(target, plan, frames, solver, torch.Generator().manual_seed(seed + 1))
+    noise = torch.randn(frames.shape, generator=torch.Generator().manual_seed(seed + 1)).to(frames.dtype)
+    unknown, _, cond_cov = target.conditional(plan.times(1)[0], known, frames[:1])
+    if replicas <= len(unknown):
+        raise ValueError(f"{replicas} replicas cannot determine the map of {len(unknown)} unknown entries")
+    x = torch.cat([noise.reshape(replicas, -1)[:, unknown], torch.ones(replicas, 1, dtype=frames.dtype)], dim=1)
+    y = out.reshape(replicas, -1)[:, unknown]
+    fit = torch.linalg.lstsq(x, y).solution
+    if (x @ fit - y).abs().max() > 1e-4:
+        raise ValueError(f"solver {solver} does not map the noise affinely (a stochastic solver?)")
+    a = fit[:-1]
+    return float(torch.linalg.matrix_norm(a.T @ a - cond_cov) / torch.linalg.matrix_norm(cond_cov))
+
+
 def ou_autocorrelation(lag_ps: float, correlation_time_ps: float) -> float:
     """Normalised autocorrelation of an Ornstein–Uhlenbeck process at a lag."""
     return math.exp(-lag_ps / correlation_time_ps)

@@ -14,7 +14,12 @@ import torch
 
 from biomd_core.config import TimeConfig
 from biomd_core.sampling import HierarchicalSampler, SolverConfig, sample_window, schedules
-from biomd_core.sampling.analytic import GaussianProcessField, ou_autocorrelation, ou_kernel
+from biomd_core.sampling.analytic import (
+    GaussianProcessField,
+    ou_autocorrelation,
+    ou_kernel,
+    solver_covariance_error,
+)
 
 N_ATOMS = 2
 REPLICAS = 4000
@@ -75,32 +80,10 @@ def test_sampler_recovers_conditional_gaussian(target, task, solver):
     assert rel < 0.1, f"covariance relative error {rel:.3f}"
 
 
-def exact_covariance_error(target: GaussianProcessField, plan, solver: SolverConfig) -> float:
-    """Relative error of the covariance a solver gives the unknown entries, free of sampling noise.
-
-    The target's velocity is affine in ``y``, so every solver maps the initial noise affinely:
-    ``out = noise·A + b``.  Recovering ``A`` by least squares from a few seeded draws (whose noise is
-    re-drawn with the same generator) gives the sampled covariance ``AᵀA`` (to float32 rounding:
-    windows are integrated in float32).
-    """
-    replicas = 64
-    frames = one_draw(target, plan, seed=0)[:replicas]
-    known = plan.known_mask(N_ATOMS)
-    out = sample_window(target, plan, frames, solver, torch.Generator().manual_seed(7))
-    noise = torch.randn(frames.shape, generator=torch.Generator().manual_seed(7)).to(frames.dtype)
-    u, _, cond_cov = target.conditional(plan.times(1)[0], known, frames[:1])
-    x = torch.cat([noise.reshape(replicas, -1)[:, u], torch.ones(replicas, 1, dtype=frames.dtype)], dim=1)
-    fit = torch.linalg.lstsq(x, out.reshape(replicas, -1)[:, u]).solution
-    residual = x @ fit - out.reshape(replicas, -1)[:, u]
-    assert residual.abs().max() < 1e-4, "the solver's map from noise to sample should be affine"
-    a = fit[:-1]
-    return float(torch.linalg.matrix_norm(a.T @ a - cond_cov) / torch.linalg.matrix_norm(cond_cov))
-
-
 def test_ab2_beats_heun_at_equal_or_fewer_evaluations(target):
     """ab2 (one evaluation a step) against Heun (two), exact covariance errors on the forecast task."""
     plan = PLANS["forecast"]
-    error = {name: exact_covariance_error(target, plan, config) for name, config in {
+    error = {name: solver_covariance_error(target, plan, config) for name, config in {
         "heun 6": SolverConfig("heun", 6), "ab2 6": SolverConfig("ab2", 6), "ab2 11": SolverConfig("ab2", 11),
         "ab2 22": SolverConfig("ab2", 22), "euler 11": SolverConfig("euler", 11)}.items()}
     assert SolverConfig("heun", 6).evaluations == 11 == SolverConfig("ab2", 11).evaluations
@@ -115,9 +98,16 @@ def test_graded_grid_helps_a_narrow_target():
     narrow = GaussianProcessField(ou_kernel(variance=1e-3, correlation_time_ps=3.0), correlated_atoms(),
                                   torch.zeros(N_ATOMS, 3))
     plan = PLANS["forecast"]
-    uniform = exact_covariance_error(narrow, plan, SolverConfig("ab2", 11))
-    graded = exact_covariance_error(narrow, plan, SolverConfig("ab2", 11, grid_power=2.0))
+    uniform = solver_covariance_error(narrow, plan, SolverConfig("ab2", 11))
+    graded = solver_covariance_error(narrow, plan, SolverConfig("ab2", 11, grid_power=2.0))
     assert graded < 0.5 * uniform, (uniform, graded)
+
+
+def test_covariance_error_refuses_what_it_cannot_measure(target):
+    with pytest.raises(ValueError, match="affinely"):
+        solver_covariance_error(target, PLANS["forecast"], SolverConfig("sde", 4))
+    with pytest.raises(ValueError, match="cannot determine"):
+        solver_covariance_error(target, PLANS["forecast"], SolverConfig("ab2", 4), replicas=8)
 
 
 def test_solver_grid_and_validation():

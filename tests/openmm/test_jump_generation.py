@@ -91,5 +91,6 @@ def test_until_ends_the_jump_at_the_first_coarse_frame_it_holds_for():
     np.testing.assert_array_equal(jump.frames[2 * k], gate.blocks[0][1])
     fine = [f for f in gate.others if len(f) == 1]
     assert len(fine) == 2 * (k - 1), "only the frames of the first two intervals were interpolated and gated"
-    full = generator.generate(start[None], block * k, [], torch.Generator().manual_seed(0), until=lambda c: c[:, 0, 0] > 1e9)
+    full = generator.generate(start[None], block * k, [], torch.Generator().manual_seed(0),
+                              until=lambda c: c[:, 0, 0] > 1e9)
     assert full.n_frames == block * k, "a predicate that never holds changes nothing"

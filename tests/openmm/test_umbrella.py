@@ -419,7 +419,8 @@ def test_windows_mbar_cannot_join_are_refused_with_what_to_do(tmp_path):
                [0.0831, 0.0733, 0.0845, 0.074, 0.0501, 0.0582, 0.0913, 0.0955],
                [0.9031, 0.9, 0.9332, 0.9317, 0.9281, 0.945, 0.9619, 0.9728]]
     _umbrella_run(tmp_path, [0.004, 0.4236, 0.8432], [np.array(x) for x in samples], 1000.0)
-    with pytest.raises(ValueError, match=r"(?s)could not join the windows.*never meet: 0\.4236–0\.8432 nm.*Add windows"):
+    message = r"(?s)could not join the windows.*never meet: 0\.4236–0\.8432 nm.*Add windows"
+    with pytest.raises(ValueError, match=message):
         analyze_umbrella(tmp_path, write=False)
     assert not (tmp_path / "fes.json").exists()
 
