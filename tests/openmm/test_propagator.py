@@ -155,18 +155,20 @@ def state_data_rows(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 @contextlib.contextmanager
 def poisoned(model, kind: str):
-    """Replace the loaded network's velocity output by NaN or by 1e6 (fault injection), then restore it."""
-    original = model.net.denoise
+    """Replace the loaded network's velocity output by NaN or by 1e6 (fault injection), then restore it.
 
-    def denoise(*args, **kwargs):
+    ``denoise_biased`` is what every velocity evaluation ends in (``denoise`` calls it too)."""
+    original = model.net.denoise_biased
+
+    def denoise_biased(*args, **kwargs):
         v = original(*args, **kwargs)
         return torch.full_like(v, float("nan")) if kind == "nan" else torch.full_like(v, 1.0e6)
 
-    model.net.denoise = denoise  # an instance attribute shadows the method
+    model.net.denoise_biased = denoise_biased  # an instance attribute shadows the method
     try:
         yield
     finally:
-        del model.net.denoise
+        del model.net.denoise_biased
 
 
 # -- 1. steps, time and reporters -----------------------------------------------------------

@@ -165,7 +165,7 @@ def test_extend_continues_an_unbinding_recipe_on_its_campaigns(tmp_path, monkeyp
     installed = (weights / "toyhg.safetensors").read_bytes()
     same = recipes.reevaluate("toyhg", repo / "runs", install=False)
     assert same["gate_reference"] == facts["gate_reference"] and same["quality"]["attempts"] == 1
-    assert "--reevaluate` (sampler heun 6 steps, physics steering 1; gate relaxation 300 L-BFGS steps (a frame " \
+    assert "--reevaluate` (sampler ab2 6 steps, physics steering 1; gate relaxation 300 L-BFGS steps (a frame " \
         "passing every check after 100 is accepted there)" in same["facts_history"]
     assert "measured again" not in same["facts_history"]
     # ... and measures them again, into a copy of the weights, once the gate relaxes differently
