@@ -134,9 +134,9 @@ def gate_verdicts(loaded, starts: np.ndarray, draws: int, seed: int) -> list[dic
     unbinder = Unbinder(loaded, "host-guest", settings=UnbindSettings())
     rows = []
     for solver, steps in SOLVERS:
-        unbinder.generator.sampler.solver = SolverConfig(solver, steps)
+        config = unbinder.generator.sampler.solver = SolverConfig(solver, steps)
         blocks, per_block_s = draw_blocks(unbinder, starts, draws, seed)
-        rows.append({"solver": solver, "ode_steps": steps, "evaluations": SolverConfig(solver, steps).evaluations,
+        rows.append({"solver": solver, "ode_steps": steps, "evaluations": config.evaluations,
                      "sampling_s_per_block": per_block_s, **verdicts(unbinder.gate, blocks)})
         print(json.dumps(rows[-1]), flush=True)
     return rows

@@ -89,7 +89,7 @@ def evaluate_unbinding(unbinder, starts: np.ndarray, references: list[np.ndarray
     metrics["path_rmsd_to_nearest_metad_nm"] = metrics.pop("path_rmsd_to_nearest_reference_nm")
     return {**metrics, "n_starts": int(len(starts)),
             "mean_wall_s_per_attempt": summary["generation_wall_s"] / max(summary["attempts"], 1),
-            "sampler": f"{settings.solver} {settings.ode_steps} steps, physics steering {settings.steering:g}",
+            "sampler": f"{unbinder.generator.sampler.solver.describe()}, physics steering {settings.steering:g}",
             "gate_relaxation_steps": unbinder.gate.config.minimize_iterations,
             "gate_early_accept_steps": list(unbinder.gate.config.relaxation_stages[:-1])}
 
