@@ -58,6 +58,11 @@ class HandBackConfig:
     solvent_relax_steps : uncounted restrained MD steps for unmodelled atoms
     restraint_k : kJ/mol/nm², the solute restraint while the rest relaxes
     constraint_tolerance : passed to ``applyConstraints``
+    frame_md_steps : uncounted MD steps of the whole System that each frame handed to the reporters
+        inside a jump receives before they see it (:class:`~.thermalize.FrameThermalizer`; velocity
+        Verlet from Maxwell–Boltzmann velocities; 0: the reporters get the gate's relaxed frame as it is).
+        Only for systems whose every atom is modelled (implicit solvent or vacuum)
+    frame_md_refresh_steps : steps between those velocity draws
     """
 
     minimize_iterations: int = 100
@@ -69,11 +74,16 @@ class HandBackConfig:
     solvent_relax_steps: int = 500
     restraint_k: float = 1.0e4
     constraint_tolerance: float = 1.0e-6
+    frame_md_steps: int = 0
+    frame_md_refresh_steps: int = 25
 
     def __post_init__(self) -> None:
-        for name in ("minimize_iterations", "relax_steps", "thermalize_steps", "ramp_steps", "solvent_relax_steps"):
+        for name in ("minimize_iterations", "relax_steps", "thermalize_steps", "ramp_steps", "solvent_relax_steps",
+                     "frame_md_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"HandBackConfig.{name} must be >= 0")
+        if self.frame_md_refresh_steps < 1:
+            raise ValueError("HandBackConfig.frame_md_refresh_steps must be >= 1")
         if not 0 < self.ramp_start_fraction <= 1:
             raise ValueError("ramp_start_fraction must be in (0, 1]")
 

@@ -60,6 +60,7 @@ from .handback import (
 from .model_source import model_label, resolve_model
 from .reporting import emit_reports, plan_reports
 from .solute_system import build_solute_system, rigid_bonds
+from .thermalize import FrameThermalizer
 
 CHECKPOINT_FORMAT = "biomd-propagator-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -84,9 +85,11 @@ class PropagatorStatistics:
     fallback_md_steps: int = 0
     remainder_md_steps: int = 0
     uncounted_relaxation_steps: int = 0
+    frame_md_steps: int = 0
     generation_wall_s: float = 0.0
     handback_wall_s: float = 0.0
     md_wall_s: float = 0.0
+    frame_md_wall_s: float = 0.0
 
     def to_dict(self, timestep_ps: float) -> dict:
         out = asdict(self)
@@ -198,6 +201,7 @@ class GenerativePropagator:
         self.generator = JumpGenerator(sampler, self.gate, self.steps_per_frame, retries)
         self._history = positions[self.modelled][None]
         unmodelled = _has_unmodelled_atoms(simulation.system, self.modelled)
+        self.thermalizer = self._frame_thermalizer(unmodelled)  # before the restraint changes the System
         self.restraint = add_solute_restraint(simulation, self.modelled, positions) if unmodelled else None
         self._busy = False
         self._pending_checkpoints: list = []
@@ -206,6 +210,18 @@ class GenerativePropagator:
         self._md_progress: tuple[str, int] | None = None
 
     # -- set-up helpers ----------------------------------------------------------
+    def _frame_thermalizer(self, unmodelled: bool) -> FrameThermalizer | None:
+        if not self.handback.frame_md_steps:
+            return None
+        if unmodelled:
+            raise ValueError("HandBackConfig.frame_md_steps needs every atom of the System modelled (implicit "
+                             "solvent or vacuum): in explicit solvent a reported frame holds the water of the "
+                             "jump's start around the new solute, and MD of that is not a thermal sample; "
+                             "set frame_md_steps=0")
+        return FrameThermalizer(self.simulation.system, self.temperature_k, self.timestep_ps,
+                                self.handback.frame_md_steps, self.handback.frame_md_refresh_steps, self.seed,
+                                platform=self.context.getPlatform())
+
     def _positions(self) -> np.ndarray:
         state = self.context.getState(getPositions=True, enforcePeriodicBox=False)
         return state.getPositions(asNumpy=True).value_in_unit(unit.nanometer).astype(np.float64)
@@ -375,6 +391,11 @@ class GenerativePropagator:
         """Put one accepted frame into the Context at ``step`` / ``time_ps`` for reporters."""
         positions = base.copy()
         positions[self.modelled] = frame
+        if self.thermalizer is not None:
+            wall = time.perf_counter()
+            positions = self.thermalizer(positions, step)
+            self.statistics.frame_md_steps += self.thermalizer.steps
+            self.statistics.frame_md_wall_s += time.perf_counter() - wall
         set_positions(self.context, positions, self.simulation.system.getNumConstraints() > 0,
                       self.handback.constraint_tolerance)
         self.context.setStepCount(step)
@@ -484,6 +505,7 @@ class GenerativePropagator:
             history = np.frombuffer(base64.b64decode(state["history"]["data"], validate=True),
                                     dtype=np.float64).reshape(shape).copy()
             statistics = PropagatorStatistics(**state["statistics"])
+            seed = int(state["seed"])
             reference = EnergyReference.from_dict(state["energy_reference"]) if state.get("energy_reference") else None
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise PropagatorCheckpointError(f"{path} is a damaged propagator checkpoint: {exc!r}") from exc
@@ -498,6 +520,11 @@ class GenerativePropagator:
                 f"OpenMM refused the checkpoint in {path} (it needs the same System, platform and OpenMM "
                 f"build): {exc}") from exc
         self._rng.set_state(rng)
+        # the run's seed, not this propagator's: the velocities of reported frames and their frame MD are
+        # seeded by (seed, step), and a resumed run must report what the uninterrupted one would have
+        self.seed = seed
+        if self.thermalizer is not None:
+            self.thermalizer.seed = seed
         self._history = history
         self.statistics = statistics
         if reference is not None and self.gate.reference_matches(reference):

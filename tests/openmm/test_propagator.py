@@ -257,13 +257,15 @@ def _context_snapshot(sim) -> dict:
             "velocities": state.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond)}
 
 
-def test_checkpoint_round_trip_continues_like_the_uninterrupted_run(model, alanine_system, tmp_path):
+@pytest.mark.parametrize("frame_md_steps", [0, 25])
+def test_checkpoint_round_trip_continues_like_the_uninterrupted_run(frame_md_steps, model, alanine_system, tmp_path):
     """save/load restores step, time, positions, velocities, RNG, history and statistics.
 
-    The continuation from the loaded checkpoint is bit-identical to the uninterrupted run.
+    The continuation from the loaded checkpoint is bit-identical to the uninterrupted run, also when every
+    reported frame gets its own short MD (seeded by its step, so it needs no state of its own).
     """
     relax = 50
-    handback = HandBackConfig(relax_steps=relax, **FAST_HANDBACK)
+    handback = HandBackConfig(relax_steps=relax, frame_md_steps=frame_md_steps, **FAST_HANDBACK)
     chk = tmp_path / "run.chk"
 
     sim_a = make_simulation(alanine_system)
@@ -289,6 +291,7 @@ def test_checkpoint_round_trip_continues_like_the_uninterrupted_run(model, alani
     prop_b = GenerativePropagator(sim_b, model, jump_ps=5, seed=99, handback=handback)
     state = prop_b.load_checkpoint(chk)
     assert state["step"] == saved["step"] == 2 * cycle
+    assert prop_b.seed == 7  # the run's seed: it seeds reported frames' velocities (and their frame MD)
     restored = _context_snapshot(sim_b)
     assert restored["step"] == saved["step"] and restored["time"] == saved["time"]
     np.testing.assert_array_equal(restored["positions"], saved["positions"])
@@ -688,6 +691,10 @@ def test_explicit_solvent_handback_keeps_water_box_and_energy_physical(model, tm
     recorder = Recorder(500)  # frames inside the jump
     sim.reporters.append(recorder)
     relax = 20
+    n_forces = system.getNumForces()
+    with pytest.raises(ValueError, match="frame_md_steps needs every atom"):  # refused before touching anything
+        GenerativePropagator(sim, model, jump_ps=5, allow_transfer=True, handback=HandBackConfig(frame_md_steps=25))
+    assert system.getNumForces() == n_forces
     prop = GenerativePropagator(
         sim, model, jump_ps=5, seed=8, allow_transfer=True, calibration_frames=5, calibration_interval_steps=20,
         handback=HandBackConfig(relax_steps=relax, thermalize_steps=20, solvent_relax_steps=50, minimize_iterations=20))

@@ -1,0 +1,108 @@
+"""Short physical MD of reported frames (:class:`~openmm_biomd.propagator.thermalize.FrameThermalizer`).
+
+Real OpenMM throughout: the bundled alanine dipeptide (OBC1 implicit solvent, HBonds
+constraints) and, in the propagator, the shipped ``alanine-dipeptide`` model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import openmm
+import openmm.unit as unit
+import pytest
+from test_propagator import (
+    DT_PS,
+    FAST_HANDBACK,
+    TEMPERATURE_K,
+    Recorder,
+    alanine_system,  # noqa: F401  (fixture)
+    constraint_deviations,
+    make_simulation,
+    model,  # noqa: F401  (fixture)
+    positions_nm,
+)
+
+from openmm_biomd.propagator import GenerativePropagator, HandBackConfig
+from openmm_biomd.propagator.thermalize import FrameThermalizer
+
+BOLTZMANN_KJ_MOL_K = 0.0083144626
+
+
+@pytest.fixture(scope="module")
+def minimised(alanine_system):
+    """The bundled start structure minimised to convergence, ``[22, 3]`` nm, and its energy (kJ/mol)."""
+    context = openmm.Context(openmm.XmlSerializer.clone(alanine_system.system), openmm.VerletIntegrator(0.001),
+                             openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(np.asarray(alanine_system.positions, dtype=np.float64))
+    openmm.LocalEnergyMinimizer.minimize(context, 1.0, 0)
+    state = context.getState(getPositions=True, getEnergy=True)
+    return (state.getPositions(asNumpy=True).value_in_unit(unit.nanometer),
+            state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+
+
+def _energy(system: openmm.System, positions: np.ndarray) -> float:
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(positions)
+    return context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+
+
+def test_thermalised_frames_are_deterministic_constrained_and_warm(alanine_system, minimised):
+    """A frame's dynamics depend only on (seed, step); the result satisfies the constraints, stays near the
+    start, and a minimised frame gains the potential energy of a thermal sample (equipartition: ≈ kT/2 per
+    degree of freedom once velocities have been re-drawn a few times)."""
+    system = alanine_system.system
+    start, e_min = minimised
+    thermalizer = FrameThermalizer(system, TEMPERATURE_K, DT_PS, steps=100, refresh_steps=25, seed=3)
+    a = thermalizer(start, step=1000)
+    np.testing.assert_array_equal(thermalizer(start, step=1000), a)
+    b = thermalizer(start, step=2000)
+    assert not np.array_equal(a, b)
+    other_seed = FrameThermalizer(system, TEMPERATURE_K, DT_PS, steps=100, refresh_steps=25, seed=4)
+    assert not np.array_equal(other_seed(start, step=1000), a)
+    assert constraint_deviations(system, a).max() < 1e-4
+    rmsd = np.sqrt(((a - start) ** 2).sum(axis=1).mean())
+    assert 0.002 < rmsd < 0.05, rmsd  # it moves, and 0.2 ps of motion does not carry it far
+
+    rises = [_energy(system, thermalizer(start, step=s)) - e_min for s in range(0, 40_000, 1000)]
+    dof = 3 * system.getNumParticles() - system.getNumConstraints() - 3
+    equipartition = 0.5 * dof * BOLTZMANN_KJ_MOL_K * TEMPERATURE_K
+    assert 0.5 * equipartition < np.mean(rises) < 1.5 * equipartition, (np.mean(rises), equipartition)
+
+
+def test_thermalizer_refuses_no_steps(alanine_system):
+    for steps, refresh in ((0, 25), (25, 0)):
+        with pytest.raises(ValueError, match="steps > 0"):
+            FrameThermalizer(alanine_system.system, TEMPERATURE_K, DT_PS, steps, refresh, seed=0)
+    with pytest.raises(ValueError, match="frame_md_steps"):
+        HandBackConfig(frame_md_steps=-1)
+
+
+def test_propagator_thermalises_reported_frames_only(model, alanine_system):
+    """Same seeds with and without frame MD: the reporters see other frames (near the generated ones,
+    constrained), but the jump, its hand-back and the Context after it are bit for bit the same, and the
+    steps and times are the same."""
+    steps = 50
+
+    def run(frame_md_steps: int):
+        sim = make_simulation(alanine_system)
+        recorder = Recorder(500)
+        sim.reporters.append(recorder)
+        prop = GenerativePropagator(sim, model, jump_ps=10, seed=5,
+                                    handback=HandBackConfig(frame_md_steps=frame_md_steps, **FAST_HANDBACK))
+        record = prop.jump()
+        return sim, prop, recorder, record
+
+    sim_plain, prop_plain, rec_plain, record_plain = run(0)
+    sim_md, prop_md, rec_md, record_md = run(steps)
+    assert record_plain["outcome"] == record_md["outcome"] == "accepted"
+    assert rec_md.steps == rec_plain.steps and rec_md.times == rec_plain.times and len(rec_md.steps) == 10
+    np.testing.assert_array_equal(positions_nm(sim_md), positions_nm(sim_plain))
+    assert sim_md.currentStep == sim_plain.currentStep == 5000
+    assert prop_md.statistics.frame_md_steps == steps * len(rec_md.steps)
+    assert prop_plain.statistics.frame_md_steps == 0 and prop_md.statistics.frame_md_wall_s > 0
+    heavy = [a.index for a in alanine_system.topology.atoms() if a.element.symbol != "H"]
+    for plain, moved in zip(rec_plain.positions, rec_md.positions):
+        rmsd = np.sqrt(((plain - moved)[heavy] ** 2).sum(axis=1).mean())
+        assert 0.0005 < rmsd < 0.05, rmsd  # heavy atoms (methyl hydrogens spin much further in 0.1 ps)
+        assert constraint_deviations(alanine_system.system, moved).max() < 1e-4
+    assert np.isfinite(rec_md.energies).all()
