@@ -78,7 +78,8 @@ def jsd_of_md_runs(directories: list[str], report_ps: float, total_ps: float, re
 
 def _check_same_settings(runs: list[tuple[Path, dict]]) -> None:
     """Refuse hybrid runs (``--hybrid-runs``) that differ from the first in anything but the seed."""
-    keys = ("system", "model_sha256", "solver", "ode_steps", "simulated_ps", "frame_interval_ps", "jump_ps")
+    keys = ("system", "model_sha256", "solver", "ode_steps", "frame_md_steps", "simulated_ps", "frame_interval_ps",
+            "jump_ps")
     first_dir, first = runs[0]
     seeds = [summary["seed"] for _, summary in runs]
     if len(set(seeds)) != len(seeds):
@@ -105,7 +106,8 @@ def table(result: dict) -> str:
     gap, gap_se = result["jsd_hybrid"] - result["jsd_md"], _gap_standard_error(result)
     return "\n".join([
         f"Alanine dipeptide (implicit solvent), {result['time_ps'] / 1000:g} ns each, CPU platform, "
-        f"{result['machine']}; model `{h['model']}` ({h['solver']}, {h['ode_steps']} steps per window); "
+        f"{result['machine']}; model `{h['model']}` ({h['solver']}, {h['ode_steps']} steps per window, "
+        f"{h.get('frame_md_steps', 0)} MD steps per written frame); "
         f"report interval {h['frame_interval_ps']} ps.",
         "",
         "| quantity | hybrid (`biomd run`) | plain OpenMM MD | target |",
@@ -142,6 +144,8 @@ def main() -> None:
                              "whose table replaces BENCHMARKS.md's; another model's goes to --out only)")
     parser.add_argument("--solver", default="heun", help="heun (biomd run's default), euler or sde")
     parser.add_argument("--ode-steps", type=int, default=20, help="solver steps per generated window (biomd run's default)")
+    parser.add_argument("--frame-md-steps", type=int,
+                        help="MD steps each written frame gets (default: biomd run's)")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/hybrid_alanine_cpu.json"))
     parser.add_argument("--seeds", type=int, default=1, help="hybrid runs with seeds 0..N-1 (the first is the one timed in the table)")
     parser.add_argument("--md-runs", nargs="*", default=[],
@@ -176,6 +180,9 @@ def main() -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
         runs.append((run_dir, run_hybrid(RunRequest(model=args.model, time=args.time, seed=args.seed + k,
                                                     solver=args.solver, ode_steps=args.ode_steps,
+                                                    frame_md_steps=(RunRequest.frame_md_steps
+                                                                    if args.frame_md_steps is None
+                                                                    else args.frame_md_steps),
                                                     md_benchmark_ps=20.0),
                                          run_dir, progress=True)))
     hybrid = runs[0][1]
