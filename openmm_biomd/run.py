@@ -60,7 +60,7 @@ class RunRequest:
     #: alanine-dipeptide model's frames pass the gate unsteered)
     steering: float = 0.0
     #: uncounted MD steps each reported frame receives (HandBackConfig.frame_md_steps; 0: off).  25 (0.05 ps):
-    #: hybrid Ramachandran JSD 0.112 → 0.098 over 8 seeds, at about half the speed-up (BENCHMARKS.md)
+    #: hybrid Ramachandran JSD 0.112 → 0.098 (9 seeds), at about half the speed-up (BENCHMARKS.md)
     frame_md_steps: int = 25
     md_benchmark_ps: float = 10.0
     md_interleave_ps: float = 2.0

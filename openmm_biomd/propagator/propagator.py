@@ -217,7 +217,7 @@ class GenerativePropagator:
             raise ValueError("HandBackConfig.frame_md_steps needs every atom of the System modelled (implicit "
                              "solvent or vacuum): in explicit solvent a reported frame holds the water of the "
                              "jump's start around the new solute, and MD of that is not a thermal sample; "
-                             "set frame_md_steps=0")
+                             "set frame_md_steps=0 (biomd run: --frame-md-steps 0)")
         return FrameThermalizer(self.simulation.system, self.temperature_k, self.timestep_ps,
                                 self.handback.frame_md_steps, self.handback.frame_md_refresh_steps, self.seed,
                                 platform=self.context.getPlatform())
