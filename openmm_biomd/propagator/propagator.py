@@ -219,7 +219,7 @@ class GenerativePropagator:
                              "jump's start around the new solute, and MD of that is not a thermal sample; "
                              "set frame_md_steps=0 (biomd run: --frame-md-steps 0)")
         return FrameThermalizer(self.simulation.system, self.temperature_k, self.timestep_ps,
-                                self.handback.frame_md_steps, self.handback.frame_md_refresh_steps, self.seed,
+                                self.handback.frame_md_steps, self.handback.frame_md_refresh_steps,
                                 platform=self.context.getPlatform())
 
     def _positions(self) -> np.ndarray:
@@ -393,7 +393,7 @@ class GenerativePropagator:
         positions[self.modelled] = frame
         if self.thermalizer is not None:
             wall = time.perf_counter()
-            positions = self.thermalizer(positions, step)
+            positions = self.thermalizer(positions, replica_seed(self.seed, step))
             self.statistics.frame_md_steps += self.thermalizer.steps
             self.statistics.frame_md_wall_s += time.perf_counter() - wall
         set_positions(self.context, positions, self.simulation.system.getNumConstraints() > 0,
@@ -523,8 +523,6 @@ class GenerativePropagator:
         # the run's seed, not this propagator's: the velocities of reported frames and their frame MD are
         # seeded by (seed, step), and a resumed run must report what the uninterrupted one would have
         self.seed = seed
-        if self.thermalizer is not None:
-            self.thermalizer.seed = seed
         self._history = history
         self.statistics = statistics
         if reference is not None and self.gate.reference_matches(reference):

@@ -20,7 +20,7 @@ the gate's 20-step relaxation, 0.097 with 25 steps (0.05 ps) of this MD after
 it and 0.091 with 50; a longer minimisation instead (100 steps) collapses the
 map onto its minima (0.415), and the same MD on the gate's vacuum System helps
 less (0.105 with 25 steps: the implicit solvent matters).  In ``biomd run``
-(5 ns, 8 seeds) 25 steps take the hybrid's JSD from 0.112 to 0.098
+(5 ns, 9 seeds) 25 steps take the hybrid's JSD from 0.112 to 0.098
 (BENCHMARKS.md).  The steps are uncounted: they move no simulated time (the
 reported frame keeps its step and time) and are charged to the hybrid's wall
 time, so the speed-up pays for them: 25 steps per 5 ps frame are 1 % of the
@@ -57,20 +57,17 @@ class FrameThermalizer:
     timestep_ps : integration step, ps (the Simulation's)
     steps : MD steps per frame (``> 0``)
     refresh_steps : steps between velocity draws (an Andersen thermostat acting on every atom at once)
-    seed : the run's seed; the frame at step ``s`` draws its ``j``-th velocities from
-        ``replica_seed(replica_seed(seed, s), j)``
     platform, properties : where it runs (default the CPU platform, one thread)
     """
 
     def __init__(self, system: openmm.System, temperature_k: float, timestep_ps: float, steps: int,
-                 refresh_steps: int, seed: int, platform: openmm.Platform | None = None,
+                 refresh_steps: int, platform: openmm.Platform | None = None,
                  properties: dict | None = None) -> None:
         if steps <= 0 or refresh_steps <= 0:
             raise ValueError(f"FrameThermalizer needs steps > 0 and refresh_steps > 0, got {steps}, {refresh_steps}")
         self.steps = int(steps)
         self.refresh_steps = int(refresh_steps)
         self.temperature_k = float(temperature_k)
-        self.seed = int(seed)
         # The System is copied: the Simulation's own may gain forces later (a metadynamics bias, a restraint)
         # that belong to the Simulation's Context, not to a frame's thermalisation.
         system = openmm.XmlSerializer.clone(system)
@@ -83,8 +80,11 @@ class FrameThermalizer:
         self.context = openmm.Context(system, self.integrator, platform, properties)
         self.has_constraints = system.getNumConstraints() > 0
 
-    def __call__(self, frame_nm: np.ndarray, step: int) -> np.ndarray:
-        """Thermalise one frame ``[N, 3]`` nm reported at integrator step ``step``; returns ``[N, 3]`` nm (float64).
+    def __call__(self, frame_nm: np.ndarray, seed: int) -> np.ndarray:
+        """Thermalise one frame ``[N, 3]`` nm; returns ``[N, 3]`` nm (float64).
+
+        ``seed`` fixes the dynamics: the ``j``-th velocity draw uses ``replica_seed(seed, j)`` (the propagator
+        passes ``replica_seed(run seed, step)``, so a frame's MD depends on nothing but its run and step).
 
         A frame whose dynamics go non-finite (it cannot when the gate accepted it, but the gate's thresholds
         are the user's) is returned unchanged rather than reported as NaN.
@@ -92,9 +92,8 @@ class FrameThermalizer:
         self.context.setPositions(np.ascontiguousarray(frame_nm, dtype=np.float64))
         if self.has_constraints:
             self.context.applyConstraints(1e-6)
-        frame_seed = replica_seed(self.seed, int(step))
         for draw, start in enumerate(range(0, self.steps, self.refresh_steps)):
-            self.context.setVelocitiesToTemperature(self.temperature_k * unit.kelvin, replica_seed(frame_seed, draw))
+            self.context.setVelocitiesToTemperature(self.temperature_k * unit.kelvin, replica_seed(int(seed), draw))
             self.integrator.step(min(self.refresh_steps, self.steps - start))
         moved = self.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
         moved = np.asarray(moved, dtype=np.float64)

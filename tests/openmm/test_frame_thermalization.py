@@ -22,6 +22,7 @@ from test_propagator import (
     positions_nm,
 )
 
+from openmm_biomd.data.md import replica_seed
 from openmm_biomd.propagator import GenerativePropagator, HandBackConfig
 from openmm_biomd.propagator.thermalize import FrameThermalizer
 
@@ -40,30 +41,34 @@ def minimised(alanine_system):
             state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
 
 
-def _energy(system: openmm.System, positions: np.ndarray) -> float:
+def _energies(system: openmm.System, frames: list[np.ndarray]) -> np.ndarray:
+    """Potential energy of each frame ``[N, 3]`` nm, kJ/mol."""
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-    context.setPositions(positions)
-    return context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    energies = []
+    for positions in frames:
+        context.setPositions(positions)
+        energies.append(context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+    return np.array(energies)
 
 
 def test_thermalised_frames_are_deterministic_constrained_and_warm(alanine_system, minimised):
-    """A frame's dynamics depend only on (seed, step); the result satisfies the constraints, stays near the
-    start, and a minimised frame gains the potential energy of a thermal sample (equipartition: ≈ kT/2 per
+    """A frame's dynamics depend only on its seed (the propagator's: run seed and step); the result satisfies
+    the constraints, stays near the start, and a minimised frame gains the potential energy of a thermal sample (equipartition: ≈ kT/2 per
     degree of freedom once velocities have been re-drawn a few times)."""
     system = alanine_system.system
     start, e_min = minimised
-    thermalizer = FrameThermalizer(system, TEMPERATURE_K, DT_PS, steps=100, refresh_steps=25, seed=3)
-    a = thermalizer(start, step=1000)
-    np.testing.assert_array_equal(thermalizer(start, step=1000), a)
-    b = thermalizer(start, step=2000)
+    thermalizer = FrameThermalizer(system, TEMPERATURE_K, DT_PS, steps=100, refresh_steps=25)
+    a = thermalizer(start, seed=replica_seed(3, 1000))
+    np.testing.assert_array_equal(thermalizer(start, seed=replica_seed(3, 1000)), a)
+    b = thermalizer(start, seed=replica_seed(3, 2000))  # another step
     assert not np.array_equal(a, b)
-    other_seed = FrameThermalizer(system, TEMPERATURE_K, DT_PS, steps=100, refresh_steps=25, seed=4)
-    assert not np.array_equal(other_seed(start, step=1000), a)
+    assert not np.array_equal(thermalizer(start, seed=replica_seed(4, 1000)), a)  # another run
     assert constraint_deviations(system, a).max() < 1e-4
     rmsd = np.sqrt(((a - start) ** 2).sum(axis=1).mean())
     assert 0.002 < rmsd < 0.05, rmsd  # it moves, and 0.2 ps of motion does not carry it far
 
-    rises = [_energy(system, thermalizer(start, step=s)) - e_min for s in range(0, 40_000, 1000)]
+    warmed = [thermalizer(start, seed=replica_seed(3, s)) for s in range(0, 40_000, 1000)]
+    rises = _energies(system, warmed) - e_min
     dof = 3 * system.getNumParticles() - system.getNumConstraints() - 3
     equipartition = 0.5 * dof * BOLTZMANN_KJ_MOL_K * TEMPERATURE_K
     assert 0.5 * equipartition < np.mean(rises) < 1.5 * equipartition, (np.mean(rises), equipartition)
@@ -72,7 +77,7 @@ def test_thermalised_frames_are_deterministic_constrained_and_warm(alanine_syste
 def test_thermalizer_refuses_no_steps(alanine_system):
     for steps, refresh in ((0, 25), (25, 0)):
         with pytest.raises(ValueError, match="steps > 0"):
-            FrameThermalizer(alanine_system.system, TEMPERATURE_K, DT_PS, steps, refresh, seed=0)
+            FrameThermalizer(alanine_system.system, TEMPERATURE_K, DT_PS, steps, refresh)
     with pytest.raises(ValueError, match="frame_md_steps"):
         HandBackConfig(frame_md_steps=-1)
 
