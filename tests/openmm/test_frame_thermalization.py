@@ -52,9 +52,10 @@ def _energies(system: openmm.System, frames: list[np.ndarray]) -> np.ndarray:
 
 
 def test_thermalised_frames_are_deterministic_constrained_and_warm(alanine_system, minimised):
-    """A frame's dynamics depend only on its seed (the propagator's: run seed and step); the result satisfies
-    the constraints, stays near the start, and a minimised frame gains the potential energy of a thermal sample (equipartition: ≈ kT/2 per
-    degree of freedom once velocities have been re-drawn a few times)."""
+    """A frame's dynamics depend only on its seed (the propagator's: run seed and step); the result
+    satisfies the constraints, stays near the start, and a minimised frame gains the potential energy of a
+    thermal sample (equipartition: ≈ kT/2 per degree of freedom once velocities have been re-drawn a few
+    times)."""
     system = alanine_system.system
     start, e_min = minimised
     thermalizer = FrameThermalizer(system, TEMPERATURE_K, DT_PS, steps=100, refresh_steps=25)
