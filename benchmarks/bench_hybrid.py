@@ -37,27 +37,32 @@ from benchmarks_md import replace_section
 REPO = Path(__file__).resolve().parents[1]
 
 
-def plain_md(system: str, total_ps: float, report_ps: float, properties: dict, seed: int, out: Path) -> dict:
-    """Plain MD with the same settings and equilibration as ``biomd run``; returns its timing."""
+def plain_md(system: str, total_ps: float, report_ps: float, properties: dict, pinned_cpu: int | None, seed: int,
+             out: Path) -> dict:
+    """Plain MD with the same settings and equilibration as ``biomd run`` (and its fastest setting: thread
+    count, pinned to a core or not); returns its timing."""
     import openmm
     import openmm.app as app
 
+    from openmm_biomd.affinity import pinned_to_cpu
     from openmm_biomd.data.md import equilibrate
     from openmm_biomd.data.systems import get_system
     from openmm_biomd.run import EQUILIBRATION_STEPS, TEMPERATURE_K, TIMESTEP_PS, simulation_for
     from openmm_biomd.trajectory_io import write_pdb
 
     loaded = get_system(system).load()
-    simulation = simulation_for(loaded, openmm.Platform.getPlatformByName("CPU"), properties, seed)
-    equilibrate(simulation, np.asarray(loaded.positions), TEMPERATURE_K, seed, EQUILIBRATION_STEPS)
     out.mkdir(parents=True, exist_ok=True)
-    simulation.reporters.append(app.DCDReporter(str(out / "trajectory.dcd"), int(round(report_ps / TIMESTEP_PS))))
     steps = int(round(total_ps / TIMESTEP_PS))
-    t0 = time.perf_counter()
-    simulation.step(steps)
-    wall = time.perf_counter() - t0
+    with pinned_to_cpu(pinned_cpu):
+        simulation = simulation_for(loaded, openmm.Platform.getPlatformByName("CPU"), properties, seed)
+        equilibrate(simulation, np.asarray(loaded.positions), TEMPERATURE_K, seed, EQUILIBRATION_STEPS)
+        simulation.reporters.append(app.DCDReporter(str(out / "trajectory.dcd"), int(round(report_ps / TIMESTEP_PS))))
+        t0 = time.perf_counter()
+        simulation.step(steps)
+        wall = time.perf_counter() - t0
     write_pdb(out / "topology.pdb", loaded.topology, np.asarray(loaded.positions))
-    return {"wall_s": wall, "ns_per_day": total_ps / 1000.0 / (wall / 86400.0), "properties": properties}
+    return {"wall_s": wall, "ns_per_day": total_ps / 1000.0 / (wall / 86400.0), "properties": properties,
+            "pinned_cpu": pinned_cpu}
 
 
 def jsd_of_md_runs(directories: list[str], report_ps: float, total_ps: float, ref: np.ndarray) -> list[float]:
@@ -78,8 +83,8 @@ def jsd_of_md_runs(directories: list[str], report_ps: float, total_ps: float, re
 
 def _check_same_settings(runs: list[tuple[Path, dict]]) -> None:
     """Refuse hybrid runs (``--hybrid-runs``) that differ from the first in anything but the seed."""
-    keys = ("system", "model_sha256", "solver", "ode_steps", "frame_md_steps", "simulated_ps", "frame_interval_ps",
-            "jump_ps")
+    keys = ("system", "model_sha256", "solver", "ode_steps", "frame_md_steps", "thermalize_steps", "simulated_ps",
+            "frame_interval_ps", "jump_ps")
     first_dir, first = runs[0]
     seeds = [summary["seed"] for _, summary in runs]
     if len(set(seeds)) != len(seeds):
@@ -88,6 +93,10 @@ def _check_same_settings(runs: list[tuple[Path, dict]]) -> None:
         differ = [k for k in keys if summary.get(k) != first.get(k)]
         if differ:
             raise SystemExit(f"{run_dir} differs from {first_dir} in {', '.join(differ)}")
+
+
+def _or_default(value, default):
+    return default if value is None else value
 
 
 def _gap_standard_error(result: dict) -> float:
@@ -107,7 +116,8 @@ def table(result: dict) -> str:
     return "\n".join([
         f"Alanine dipeptide (implicit solvent), {result['time_ps'] / 1000:g} ns each, CPU platform, "
         f"{result['machine']}; model `{h['model']}` ({h['solver']}, {h['ode_steps']} steps per window, "
-        f"{h.get('frame_md_steps', 0)} MD steps per written frame); "
+        f"{h.get('frame_md_steps', 0)} MD steps per written frame, {h.get('thermalize_steps', 500)} "
+        f"thermalisation steps per hand-back); "
         f"report interval {h['frame_interval_ps']} ps.",
         "",
         "| quantity | hybrid (`biomd run`) | plain OpenMM MD | target |",
@@ -142,10 +152,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", help="checkpoint or model name to try (default: the shipped alanine-dipeptide weights, "
                              "whose table replaces BENCHMARKS.md's; another model's goes to --out only)")
-    parser.add_argument("--solver", default="heun", help="heun (biomd run's default), euler or sde")
-    parser.add_argument("--ode-steps", type=int, default=20, help="solver steps per generated window (biomd run's default)")
+    parser.add_argument("--solver", help="heun, ab2, euler or sde (default: biomd run's)")
+    parser.add_argument("--ode-steps", type=int, help="solver steps per generated window (default: biomd run's)")
     parser.add_argument("--frame-md-steps", type=int,
                         help="MD steps each written frame gets (default: biomd run's)")
+    parser.add_argument("--thermalize-steps", type=int,
+                        help="uncounted MD steps after each hand-back's minimisation (default: biomd run's)")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/hybrid_alanine_cpu.json"))
     parser.add_argument("--seeds", type=int, default=1, help="hybrid runs with seeds 0..N-1 (the first is the one timed in the table)")
     parser.add_argument("--md-runs", nargs="*", default=[],
@@ -179,10 +191,12 @@ def main() -> None:
         run_dir = work / ("hybrid" if k == 0 else f"hybrid_seed{args.seed + k}")
         shutil.rmtree(run_dir, ignore_errors=True)
         runs.append((run_dir, run_hybrid(RunRequest(model=args.model, time=args.time, seed=args.seed + k,
-                                                    solver=args.solver, ode_steps=args.ode_steps,
-                                                    frame_md_steps=(RunRequest.frame_md_steps
-                                                                    if args.frame_md_steps is None
-                                                                    else args.frame_md_steps),
+                                                    solver=_or_default(args.solver, RunRequest.solver),
+                                                    ode_steps=_or_default(args.ode_steps, RunRequest.ode_steps),
+                                                    frame_md_steps=_or_default(args.frame_md_steps,
+                                                                               RunRequest.frame_md_steps),
+                                                    thermalize_steps=_or_default(args.thermalize_steps,
+                                                                                 RunRequest.thermalize_steps),
                                                     md_benchmark_ps=20.0),
                                          run_dir, progress=True)))
     hybrid = runs[0][1]
@@ -190,7 +204,7 @@ def main() -> None:
     _check_same_settings(runs)
     if previous is None:
         md = plain_md("alanine-dipeptide", total_ps, hybrid["frame_interval_ps"], hybrid["platform_properties"],
-                      args.seed + 1, work / "md")
+                      hybrid.get("md_pinned_cpu"), args.seed + 1, work / "md")
     else:
         md = {**previous["plain_md"], "reused_from_earlier_run": True}
     ref_angles = reference_ramachandran(reference)  # read once for every comparison

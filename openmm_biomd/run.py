@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .affinity import cpu_for, pinned_to_cpu
 from .data.md import MDSettings, equilibrate, make_simulation, parse_time_ps, select_platform
 
 #: Integrator and equilibration settings shared with ``biomd generate-data`` (300 K, 1/ps, 2 fs, 10 ps);
@@ -52,16 +53,20 @@ class RunRequest:
     seed: int = 0
     report_interval_ps: float | None = None
     jump_ps: float | None = None
-    #: the sampler the shipped weights' model cards are measured with (the propagator's own default is 10
-    #: steps: faster, and for alanine dipeptide 0.003 higher hybrid Ramachandran JSD over 8 seeds)
-    solver: str = "heun"
-    ode_steps: int = 20
+    #: ab2 in 8 steps: 8 network evaluations per window against Heun 20's 39; with frame MD the hybrid
+    #: Ramachandran JSD is 0.101 (9 seeds) against Heun 20's 0.098, at twice the speed-up (BENCHMARKS.md,
+    #: 2026-12-03).  The model cards measure rollouts with Heun 20; the propagator API's default is Heun 10.
+    solver: str = "ab2"
+    ode_steps: int = 8
     #: strength of the sampler's physics steering (biomd_core.sampling.steering); 0: off (the shipped
     #: alanine-dipeptide model's frames pass the gate unsteered)
     steering: float = 0.0
     #: uncounted MD steps each reported frame receives (HandBackConfig.frame_md_steps; 0: off).  25 (0.05 ps):
     #: hybrid Ramachandran JSD 0.112 → 0.098 (9 seeds), at about half the speed-up (BENCHMARKS.md)
     frame_md_steps: int = 25
+    #: uncounted MD steps after each hand-back's minimisation (HandBackConfig.thermalize_steps; the API's
+    #: default is 500): 100 (0.2 ps) gave the same JSD as 500 on 4 seeds (2026-12-02) and costs a fifth
+    thermalize_steps: int = 100
     md_benchmark_ps: float = 10.0
     md_interleave_ps: float = 2.0
     reference: str | None = None
@@ -79,21 +84,29 @@ def simulation_for(loaded, platform, properties, seed: int):
 
 
 def time_plain_md(loaded, platform_name: str | None, duration_ps: float, seed: int) -> dict:
-    """Fastest plain-MD rate over CPU thread counts (one setting on GPU platforms), ns/day."""
+    """Fastest plain-MD rate over CPU settings (one setting on GPU platforms), ns/day.
+
+    On the CPU: every thread count, and one thread with the Context pinned to a core
+    (:mod:`~openmm_biomd.affinity`: several times faster on a VM whose idle vCPUs halt).  A trial's
+    ``pinned_cpu`` is that core, or ``None``.
+    """
     platform, properties = select_platform(platform_name, n_atoms=loaded.topology.getNumAtoms())
-    settings = [dict(properties)]
+    settings = [(dict(properties), None)]
     if platform.getName() == "CPU":
-        settings = [{"Threads": str(t)} for t in range(1, (os.cpu_count() or 1) + 1)]
+        settings = [({"Threads": str(t)}, None) for t in range(1, (os.cpu_count() or 1) + 1)]
+        if (cpu := cpu_for(0)) is not None:
+            settings.append(({"Threads": "1"}, cpu))
     steps = max(100, int(round(duration_ps / TIMESTEP_PS)))
     trials = []
-    for props in settings:
-        simulation = simulation_for(loaded, platform, props, seed)
-        simulation.minimizeEnergy(maxIterations=100)
-        simulation.step(200)  # warm-up: kernels compiled, caches filled
-        t0 = time.perf_counter()
-        simulation.step(steps)
-        wall = time.perf_counter() - t0
-        trials.append({"properties": props, "steps": steps, "wall_s": wall,
+    for props, cpu in settings:
+        with pinned_to_cpu(cpu) as pinned:
+            simulation = simulation_for(loaded, platform, props, seed)
+            simulation.minimizeEnergy(maxIterations=100)
+            simulation.step(200)  # warm-up: kernels compiled, caches filled
+            t0 = time.perf_counter()
+            simulation.step(steps)
+            wall = time.perf_counter() - t0
+        trials.append({"properties": props, "pinned_cpu": cpu if pinned else None, "steps": steps, "wall_s": wall,
                        "ns_per_day": steps * TIMESTEP_PS / 1000.0 / (wall / 86400.0)})
     best = max(trials, key=lambda t: t["ns_per_day"])
     return {"platform": platform.getName(), "best": best, "trials": trials}
@@ -108,17 +121,22 @@ class InterleavedMD:
     over the same stretch of wall time.
     """
 
-    def __init__(self, loaded, platform, properties: dict, seed: int, slice_ps: float) -> None:
-        self.simulation = simulation_for(loaded, platform, properties, seed)
-        self.simulation.minimizeEnergy(maxIterations=100)
-        self.simulation.step(200)  # warm-up, untimed
+    def __init__(self, loaded, platform, properties: dict, seed: int, slice_ps: float,
+                 pinned_cpu: int | None = None) -> None:
+        self.pinned_cpu = pinned_cpu  # the Context made and driven on this core (time_plain_md's trial)
+        with pinned_to_cpu(pinned_cpu):
+            self.simulation = simulation_for(loaded, platform, properties, seed)
+            self.simulation.minimizeEnergy(maxIterations=100)
+            self.simulation.step(200)  # warm-up, untimed
         self.steps = max(1, int(round(slice_ps / TIMESTEP_PS)))
 
     def time_slice(self, record: dict) -> None:
         """Run one slice; adds its steps and wall time to ``record`` (``steps``, ``wall_s``)."""
-        t0 = time.perf_counter()
-        self.simulation.step(self.steps)
-        record["wall_s"] = record.get("wall_s", 0.0) + time.perf_counter() - t0
+        with pinned_to_cpu(self.pinned_cpu):
+            t0 = time.perf_counter()
+            self.simulation.step(self.steps)
+            wall = time.perf_counter() - t0
+        record["wall_s"] = record.get("wall_s", 0.0) + wall
         record["steps"] = record.get("steps", 0) + self.steps
         record["ns_per_day"] = record["steps"] * TIMESTEP_PS / 1000.0 / (record["wall_s"] / 86400.0)
 
@@ -161,13 +179,19 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
     total_ps = parse_time_ps(request.time)
     loaded = get_system(request.system).load()
     platform, properties = select_platform(request.platform, n_atoms=loaded.topology.getNumAtoms())
-    simulation = make_simulation(loaded, MD_SETTINGS, request.seed + 1, platform, properties)
-    equilibrate(simulation, np.asarray(loaded.positions), TEMPERATURE_K, request.seed + 1, EQUILIBRATION_STEPS)
+    # a single-thread CPU Context is made and driven on one core (openmm_biomd.affinity), as plain MD's
+    # pinned trial is: the hybrid's OpenMM work (reports, hand-back) gets the treatment its yardstick gets
+    openmm_cpu = cpu_for(0) if platform.getName() == "CPU" and properties.get("Threads") == "1" else None
+    with pinned_to_cpu(openmm_cpu):
+        simulation = make_simulation(loaded, MD_SETTINGS, request.seed + 1, platform, properties)
+        equilibrate(simulation, np.asarray(loaded.positions), TEMPERATURE_K, request.seed + 1, EQUILIBRATION_STEPS)
 
     propagator = GenerativePropagator(simulation, request.resolved_model(), jump_ps=request.jump_ps,
+                                      openmm_cpu=openmm_cpu,
                                       solver=request.solver, ode_steps=request.ode_steps, seed=request.seed,
                                       steering=SteeringConfig(strength=request.steering) if request.steering else None,
-                                      handback=HandBackConfig(frame_md_steps=request.frame_md_steps),
+                                      handback=HandBackConfig(frame_md_steps=request.frame_md_steps,
+                                                              thermalize_steps=request.thermalize_steps),
                                       log_file=out / "jumps.jsonl", allow_transfer=request.allow_transfer)
     dt_model = propagator.time.frame_interval_ps
     report_ps = request.report_interval_ps or dt_model
@@ -197,7 +221,7 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
     interleaved = None
     if request.md_interleave_ps > 0:
         interleaved = InterleavedMD(loaded, platform, done["md"]["best"]["properties"], request.seed + 2,
-                                    request.md_interleave_ps)
+                                    request.md_interleave_ps, pinned_cpu=done["md"]["best"].get("pinned_cpu"))
         done.setdefault("md_interleaved", {})
     write_pdb(out / "topology.pdb", loaded.topology, np.asarray(loaded.positions))
 
@@ -244,13 +268,17 @@ def _summary(request: RunRequest, propagator, done: dict, total_ps: float, repor
     wall = done["wall_s"]
     hybrid = total_ps / 1000.0 / (wall / 86400.0) if wall > 0 else None
     sliced = done.get("md_interleaved") or {}
+    best = md["best"]
+    setting = (f"fastest setting: {best['properties'].get('Threads', '?')} thread(s)"
+               + (f", pinned to CPU {best['pinned_cpu']}" if best.get("pinned_cpu") is not None else "")
+               if md["platform"] == "CPU" else "fastest setting")
     if sliced.get("steps"):
         md_rate = sliced["ns_per_day"]
         method = (f"interleaved: {request.md_interleave_ps:g} ps of plain MD timed after every hybrid cycle "
-                  f"({sliced['steps'] * TIMESTEP_PS:g} ps in {sliced['wall_s']:.1f} s), fastest thread setting")
+                  f"({sliced['steps'] * TIMESTEP_PS:g} ps in {sliced['wall_s']:.1f} s), {setting}")
     else:
         md_rate = md["best"]["ns_per_day"]
-        method = f"one {md['best']['steps'] * TIMESTEP_PS:g} ps timing before the hybrid run, fastest thread setting"
+        method = f"one {md['best']['steps'] * TIMESTEP_PS:g} ps timing before the hybrid run, {setting}"
     n_frames = len(mdtraj.open(str(out / "trajectory.dcd")))
     return {
         "system": request.system,
@@ -258,6 +286,8 @@ def _summary(request: RunRequest, propagator, done: dict, total_ps: float, repor
         "model_sha256": propagator.model_hash,
         "platform": md["platform"],
         "platform_properties": md["best"]["properties"],
+        "md_pinned_cpu": md["best"].get("pinned_cpu"),
+        "openmm_cpu": propagator.openmm_cpu,
         "seed": request.seed,
         "simulated_ps": total_ps,
         "wall_s": wall,
@@ -285,6 +315,8 @@ def _summary(request: RunRequest, propagator, done: dict, total_ps: float, repor
         "ode_steps": request.ode_steps,
         "steering": request.steering,
         "frame_md_steps": request.frame_md_steps,
+        "frame_md_workers": propagator.thermalizer.workers if propagator.thermalizer else 0,
+        "thermalize_steps": request.thermalize_steps,
         "model_frame_interval_ps": stats["frame_interval_ps"],
         "wall_breakdown_s": {"generation_and_gate": stats["generation_wall_s"],
                              "handback": stats["handback_wall_s"], "md": stats["md_wall_s"],

@@ -31,3 +31,16 @@ def test_export_command_writes_archives(tmp_path, tiny_model):
     save_model(tiny_model, tmp_path / "m.safetensors")
     assert main(["export", "--model", str(tmp_path / "m.safetensors"), "--out", str(tmp_path / "ts")]) == 0
     assert (tmp_path / "ts" / "velocity_net.pt").exists() and (tmp_path / "ts" / "sampler_step.pt").exists()
+
+
+def test_biomd_run_defaults_are_the_run_requests():
+    """`biomd run`'s switches default to what RunRequest (the Python entry point) uses."""
+    from openmm_biomd.cli import build_parser
+    from openmm_biomd.run import RunRequest
+
+    args = build_parser().parse_args(["run"])
+    for switch, field in (("solver", "solver"), ("ode_steps", "ode_steps"), ("frame_md_steps", "frame_md_steps"),
+                          ("thermalize_steps", "thermalize_steps"), ("steering", "steering"), ("time", "time"),
+                          ("md_benchmark", "md_benchmark_ps"), ("md_interleave", "md_interleave_ps"),
+                          ("system", "system"), ("seed", "seed")):
+        assert getattr(args, switch) == getattr(RunRequest, field), switch

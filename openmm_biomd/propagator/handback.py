@@ -63,6 +63,8 @@ class HandBackConfig:
         Verlet from Maxwell–Boltzmann velocities; 0: the reporters get the gate's relaxed frame as it is).
         Only for systems whose every atom is modelled (implicit solvent or vacuum)
     frame_md_refresh_steps : steps between those velocity draws
+    frame_md_workers : Contexts thermalising a jump's frames side by side (0: one per CPU core, at most 8,
+        on the CPU platform; one on a GPU); the frames do not depend on it
     """
 
     minimize_iterations: int = 100
@@ -76,10 +78,11 @@ class HandBackConfig:
     constraint_tolerance: float = 1.0e-6
     frame_md_steps: int = 0
     frame_md_refresh_steps: int = 25
+    frame_md_workers: int = 0
 
     def __post_init__(self) -> None:
         for name in ("minimize_iterations", "relax_steps", "thermalize_steps", "ramp_steps", "solvent_relax_steps",
-                     "frame_md_steps"):
+                     "frame_md_steps", "frame_md_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"HandBackConfig.{name} must be >= 0")
         if self.frame_md_refresh_steps < 1:

@@ -45,6 +45,7 @@ import torch
 from biomd_core.sampling import HierarchicalSampler, SolverConfig
 from biomd_core.sampling.steering import SteeredModel, SteeringConfig
 
+from ..affinity import pinned_to_cpu
 from ..data.md import replica_seed
 from .compatibility import check_compatibility
 from .gate import EnergyReference, GateConfig, PhysicsGate
@@ -130,6 +131,10 @@ class GenerativePropagator:
     temperature_k : bath temperature when the integrator has none
     log_file : JSON-lines file receiving one record per jump
     ligand_sdf, ligand_residues : ligand chemistry for featurisation
+    device : where the network runs (default: the Context's device)
+    openmm_cpu : the core the Simulation's (single-thread CPU) Context was created on, pinned
+        (:mod:`openmm_biomd.affinity`); the propagator then drives the Context from that core too (reports,
+        hand-back, MD), restoring the calling thread's CPU mask after each.  Default ``None``: no pinning
     """
 
     def __init__(
@@ -155,8 +160,10 @@ class GenerativePropagator:
         ligand_sdf: Any = None,
         ligand_residues: Any = None,
         device: str | torch.device | None = None,
+        openmm_cpu: int | None = None,
     ) -> None:
         self.simulation = simulation
+        self.openmm_cpu = openmm_cpu
         self.context = simulation.context
         device = device or _device_for(self.context)
         self.model = resolve_model(model, device)
@@ -218,9 +225,13 @@ class GenerativePropagator:
                              "solvent or vacuum): in explicit solvent a reported frame holds the water of the "
                              "jump's start around the new solute, and MD of that is not a thermal sample; "
                              "set frame_md_steps=0 (biomd run: --frame-md-steps 0)")
+        platform = self.context.getPlatform()
+        workers = self.handback.frame_md_workers
+        if not workers:  # one single-thread Context per core on the CPU (at most 8: a jump has ~80 frames)
+            workers = min(os.cpu_count() or 1, 8) if platform.getName() == "CPU" else 1
         return FrameThermalizer(self.simulation.system, self.temperature_k, self.timestep_ps,
                                 self.handback.frame_md_steps, self.handback.frame_md_refresh_steps,
-                                platform=self.context.getPlatform())
+                                platform=platform, workers=workers, pin=platform.getName() == "CPU")
 
     def _positions(self) -> np.ndarray:
         state = self.context.getState(getPositions=True, enforcePeriodicBox=False)
@@ -360,21 +371,9 @@ class GenerativePropagator:
             horizon = jump.n_frames * self.steps_per_frame
             stats.jumps_accepted += 1
             stats.jumps_shortened += horizon < n_steps
-            for offset, due in plan:
-                if offset > horizon:
-                    break
-                self._place(base, jump.frames[offset], start_step + offset, t0 + offset * self.timestep_ps)
-                emit_reports(self.simulation, due)
-            handback_start = time.perf_counter()
-            self.context.setStepCount(start_step + horizon)
-            self.context.setTime(t0 + horizon * self.timestep_ps)
-            positions = base.copy()
-            positions[self.modelled] = jump.frames[horizon]
-            hand_back(self.simulation, positions, config=self.handback, temperature_k=self.temperature_k,
-                      seed=_default_seed_from(self._rng), restraint=self.restraint, modelled=self.modelled)
-            stats.uncounted_relaxation_steps += uncounted_steps(self.handback, self.restraint is not None)
+            with pinned_to_cpu(self.openmm_cpu):
+                self._report_and_hand_back(base, jump, plan, horizon, start_step, t0)
             stats.generated_steps += horizon
-            stats.handback_wall_s += time.perf_counter() - handback_start
             record.update(outcome="accepted" if horizon == n_steps else "shortened", generated_steps=horizon)
             self._history = np.concatenate([history, jump.coarse])[-self.time.history_frames:]
             # The relax MD belongs to the cycle too (it used to run after _busy was cleared): a
@@ -387,15 +386,47 @@ class GenerativePropagator:
             self._busy = False
         return self._log(record, wall)
 
-    def _place(self, base: np.ndarray, frame: np.ndarray, step: int, time_ps: float) -> None:
-        """Put one accepted frame into the Context at ``step`` / ``time_ps`` for reporters."""
+    def _report_and_hand_back(self, base: np.ndarray, jump, plan: list, horizon: int, start_step: int,
+                              t0: float) -> None:
+        """Reporters due inside the jump, each at its step with its frame; then the jump's last frame handed back."""
+        reported = self._reported_positions(base, jump.frames, [o for o, _ in plan if o <= horizon], start_step)
+        for offset, due in plan:
+            if offset > horizon:
+                break
+            self._place(reported[offset], start_step + offset, t0 + offset * self.timestep_ps)
+            emit_reports(self.simulation, due)
+        handback_start = time.perf_counter()
+        self.context.setStepCount(start_step + horizon)
+        self.context.setTime(t0 + horizon * self.timestep_ps)
         positions = base.copy()
-        positions[self.modelled] = frame
-        if self.thermalizer is not None:
-            wall = time.perf_counter()
-            positions = self.thermalizer(positions, replica_seed(self.seed, step))
-            self.statistics.frame_md_steps += self.thermalizer.steps
-            self.statistics.frame_md_wall_s += time.perf_counter() - wall
+        positions[self.modelled] = jump.frames[horizon]
+        hand_back(self.simulation, positions, config=self.handback, temperature_k=self.temperature_k,
+                  seed=_default_seed_from(self._rng), restraint=self.restraint, modelled=self.modelled)
+        self.statistics.uncounted_relaxation_steps += uncounted_steps(self.handback, self.restraint is not None)
+        self.statistics.handback_wall_s += time.perf_counter() - handback_start
+
+    def _reported_positions(self, base: np.ndarray, frames: dict, offsets: list[int], start_step: int) -> dict:
+        """Whole-System positions ``{offset: [N_total, 3] nm}`` of the jump's frames that reporters will see.
+
+        The modelled atoms come from ``frames``, the rest from ``base``; with frame MD each is thermalised,
+        all of the jump's frames at once (side by side on the thermaliser's workers), the frame at step ``s``
+        with the seed ``replica_seed(run seed, s)`` whichever worker runs it.
+        """
+        positions = {}
+        for offset in offsets:
+            positions[offset] = base.copy()
+            positions[offset][self.modelled] = frames[offset]
+        if self.thermalizer is None or not offsets:
+            return positions
+        wall = time.perf_counter()
+        moved = self.thermalizer.many([positions[o] for o in offsets],
+                                      [replica_seed(self.seed, start_step + o) for o in offsets])
+        self.statistics.frame_md_steps += self.thermalizer.steps * len(offsets)
+        self.statistics.frame_md_wall_s += time.perf_counter() - wall
+        return dict(zip(offsets, moved))
+
+    def _place(self, positions: np.ndarray, step: int, time_ps: float) -> None:
+        """Put one reported frame ``[N_total, 3]`` nm into the Context at ``step`` / ``time_ps`` for reporters."""
         set_positions(self.context, positions, self.simulation.system.getNumConstraints() > 0,
                       self.handback.constraint_tolerance)
         self.context.setStepCount(step)
@@ -410,7 +441,8 @@ class GenerativePropagator:
         wall = time.perf_counter()
         self._md_progress = (counter, int(self.simulation.currentStep))
         try:
-            self.simulation.step(steps)
+            with pinned_to_cpu(self.openmm_cpu):
+                self.simulation.step(steps)
         finally:
             self._md_progress = None
         self.statistics.md_wall_s += time.perf_counter() - wall

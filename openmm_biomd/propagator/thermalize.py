@@ -26,6 +26,12 @@ reported frame keeps its step and time) and are charged to the hybrid's wall
 time, so the speed-up pays for them: 25 steps per 5 ps frame are 1 % of the
 MD the frames stand for, which caps the speed-up at 100×.
 
+The frames of a jump are independent of each other, so the propagator
+thermalises all of them at once on ``workers`` Contexts side by side (one
+single-thread CPU Context per core by default; OpenMM releases the GIL while it
+integrates, so Python threads suffice), each frame with its own seed: the
+frames are the same whatever the number of workers.
+
 Velocity Verlet, not Langevin: with velocities drawn from a seed fixed by the
 frame's step, the dynamics are deterministic, so a run resumed from a
 checkpoint reports the same frames as one that was never stopped (a Langevin
@@ -39,10 +45,13 @@ integrator (γ = 1/ps) gave 0.098 with 25 steps, as Verlet does, and 0.083 with
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import openmm
 import openmm.unit as unit
 
+from ..affinity import cpu_for, pinned_to_cpu
 from ..data.md import replica_seed
 
 
@@ -58,27 +67,42 @@ class FrameThermalizer:
     steps : MD steps per frame (``> 0``)
     refresh_steps : steps between velocity draws (an Andersen thermostat acting on every atom at once)
     platform, properties : where it runs (default the CPU platform, one thread)
+    workers : Contexts that thermalise frames side by side in :meth:`many` (threads; OpenMM releases the
+        GIL while it integrates).  A frame's result does not depend on which Context ran it
+    pin : make and drive worker ``w``'s Context on the ``w``-th allowed core (:mod:`openmm_biomd.affinity`;
+        for single-thread CPU Contexts); the calling threads' CPU masks are restored after each use
     """
 
     def __init__(self, system: openmm.System, temperature_k: float, timestep_ps: float, steps: int,
                  refresh_steps: int, platform: openmm.Platform | None = None,
-                 properties: dict | None = None) -> None:
+                 properties: dict | None = None, workers: int = 1, pin: bool = False) -> None:
         if steps <= 0 or refresh_steps <= 0:
             raise ValueError(f"FrameThermalizer needs steps > 0 and refresh_steps > 0, got {steps}, {refresh_steps}")
+        if workers < 1:
+            raise ValueError(f"FrameThermalizer needs workers >= 1, got {workers}")
         self.steps = int(steps)
         self.refresh_steps = int(refresh_steps)
         self.temperature_k = float(temperature_k)
         # The System is copied: the Simulation's own may gain forces later (a metadynamics bias, a restraint)
         # that belong to the Simulation's Context, not to a frame's thermalisation.
         system = openmm.XmlSerializer.clone(system)
-        self.integrator = openmm.VerletIntegrator(timestep_ps * unit.picosecond)
         platform = platform or openmm.Platform.getPlatformByName("CPU")
         if properties is None:
             # one thread: a few steps of a small molecule, where the CPU platform's thread hand-offs cost more
             # than they save (alanine dipeptide: 0.22 ms a step on one thread, 0.32 on two)
             properties = {"Threads": "1"} if platform.getName() == "CPU" else {}
-        self.context = openmm.Context(system, self.integrator, platform, properties)
+        self._cpus = [cpu_for(w) if pin else None for w in range(int(workers))]
+        self._integrators = [openmm.VerletIntegrator(timestep_ps * unit.picosecond) for _ in range(int(workers))]
+        self._contexts = []
+        for integrator, cpu in zip(self._integrators, self._cpus):
+            with pinned_to_cpu(cpu):  # the Context's own threads stay on the CPU it is made on
+                self._contexts.append(openmm.Context(system, integrator, platform, properties))
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="biomd-frame-md") if workers > 1 else None
         self.has_constraints = system.getNumConstraints() > 0
+
+    @property
+    def workers(self) -> int:
+        return len(self._contexts)
 
     def __call__(self, frame_nm: np.ndarray, seed: int) -> np.ndarray:
         """Thermalise one frame ``[N, 3]`` nm; returns ``[N, 3]`` nm (float64).
@@ -89,12 +113,37 @@ class FrameThermalizer:
         A frame whose dynamics go non-finite (it cannot when the gate accepted it, but the gate's thresholds
         are the user's) is returned unchanged rather than reported as NaN.
         """
-        self.context.setPositions(np.ascontiguousarray(frame_nm, dtype=np.float64))
-        if self.has_constraints:
-            self.context.applyConstraints(1e-6)
-        for draw, start in enumerate(range(0, self.steps, self.refresh_steps)):
-            self.context.setVelocitiesToTemperature(self.temperature_k * unit.kelvin, replica_seed(int(seed), draw))
-            self.integrator.step(min(self.refresh_steps, self.steps - start))
-        moved = self.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        return self._run(0, frame_nm, seed)
+
+    def many(self, frames_nm: list[np.ndarray], seeds: list[int]) -> list[np.ndarray]:
+        """Thermalise several frames, the workers' Contexts side by side; frame ``i`` gets ``seeds[i]``.
+
+        Returns the frames in input order, each exactly what :meth:`__call__` returns for it.  Worker ``w``
+        takes frames ``w, w + workers, …``.
+        """
+        if len(frames_nm) != len(seeds):
+            raise ValueError(f"{len(frames_nm)} frames but {len(seeds)} seeds")
+        if self._pool is None or len(frames_nm) < 2:
+            return [self(frame, seed) for frame, seed in zip(frames_nm, seeds)]
+        out: list = [None] * len(frames_nm)
+
+        def work(w: int) -> None:
+            for i in range(w, len(frames_nm), self.workers):
+                out[i] = self._run(w, frames_nm[i], seeds[i])
+
+        list(self._pool.map(work, range(self.workers)))  # list(): re-raises a worker's exception here
+        return out
+
+    def _run(self, worker: int, frame_nm: np.ndarray, seed: int) -> np.ndarray:
+        context, integrator = self._contexts[worker], self._integrators[worker]
+        with pinned_to_cpu(self._cpus[worker]):
+            context.setPositions(np.ascontiguousarray(frame_nm, dtype=np.float64))
+            if self.has_constraints:
+                context.applyConstraints(1e-6)
+            for draw, start in enumerate(range(0, self.steps, self.refresh_steps)):
+                context.setVelocitiesToTemperature(self.temperature_k * unit.kelvin, replica_seed(int(seed), draw))
+                integrator.step(min(self.refresh_steps, self.steps - start))
+            state = context.getState(getPositions=True)
+        moved = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
         moved = np.asarray(moved, dtype=np.float64)
         return moved if np.isfinite(moved).all() else np.asarray(frame_nm, dtype=np.float64)

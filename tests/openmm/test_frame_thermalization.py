@@ -6,6 +6,8 @@ constraints) and, in the propagator, the shipped ``alanine-dipeptide`` model.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import openmm
 import openmm.unit as unit
@@ -22,6 +24,7 @@ from test_propagator import (
     positions_nm,
 )
 
+from openmm_biomd.affinity import cpu_for, pinned_to_cpu
 from openmm_biomd.data.md import replica_seed
 from openmm_biomd.propagator import GenerativePropagator, HandBackConfig
 from openmm_biomd.propagator.thermalize import FrameThermalizer
@@ -75,6 +78,31 @@ def test_thermalised_frames_are_deterministic_constrained_and_warm(alanine_syste
     assert 0.5 * equipartition < np.mean(rises) < 1.5 * equipartition, (np.mean(rises), equipartition)
 
 
+def test_frames_thermalised_side_by_side_are_those_of_one_context(alanine_system, minimised):
+    """``many`` on two worker Contexts, each pinned to its own core, returns, frame by frame and in order,
+    exactly what one unpinned Context gives (a frame depends on its seed, not on which worker ran it, where,
+    or what that worker ran before); the caller's CPU mask is as it was."""
+    start, _ = minimised
+    rng = np.random.default_rng(0)
+    frames = [start + rng.normal(0.0, 0.002, start.shape) for _ in range(7)]
+    seeds = [replica_seed(3, 1000 * k) for k in range(7)]
+    one = FrameThermalizer(alanine_system.system, TEMPERATURE_K, DT_PS, steps=30, refresh_steps=10)
+    two = FrameThermalizer(alanine_system.system, TEMPERATURE_K, DT_PS, steps=30, refresh_steps=10, workers=2,
+                           pin=True)
+    mask = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    alone = [one(frame, seed) for frame, seed in zip(frames, seeds)]
+    side_by_side = two.many(frames, seeds)
+    assert (os.sched_getaffinity(0) if mask is not None else None) == mask
+    assert two.workers == 2 and len(side_by_side) == 7
+    for a, b in zip(alone, side_by_side):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(side_by_side[0], side_by_side[1])
+    with pytest.raises(ValueError, match="7 frames but 6 seeds"):
+        two.many(frames, seeds[:-1])
+    with pytest.raises(ValueError, match="workers >= 1"):
+        FrameThermalizer(alanine_system.system, TEMPERATURE_K, DT_PS, steps=30, refresh_steps=10, workers=0)
+
+
 def test_thermalizer_refuses_no_steps(alanine_system):
     for steps, refresh in ((0, 25), (25, 0)):
         with pytest.raises(ValueError, match="steps > 0"):
@@ -89,17 +117,26 @@ def test_propagator_thermalises_reported_frames_only(model, alanine_system):
     steps and times are the same."""
     steps = 50
 
-    def run(frame_md_steps: int):
-        sim = make_simulation(alanine_system)
+    def run(frame_md_steps: int, workers: int = 1, openmm_cpu: int | None = None):
+        with pinned_to_cpu(openmm_cpu):  # biomd run makes its Simulation on the core it then drives it from
+            sim = make_simulation(alanine_system)
         recorder = Recorder(500)
         sim.reporters.append(recorder)
-        prop = GenerativePropagator(sim, model, jump_ps=10, seed=5,
-                                    handback=HandBackConfig(frame_md_steps=frame_md_steps, **FAST_HANDBACK))
+        handback = HandBackConfig(frame_md_steps=frame_md_steps, frame_md_workers=workers, **FAST_HANDBACK)
+        prop = GenerativePropagator(sim, model, jump_ps=10, seed=5, handback=handback, openmm_cpu=openmm_cpu)
         record = prop.jump()
         return sim, prop, recorder, record
 
     sim_plain, prop_plain, rec_plain, record_plain = run(0)
     sim_md, prop_md, rec_md, record_md = run(steps)
+    # the jump's frames thermalised on two Contexts at once, and the Simulation driven from one core
+    mask = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    sim_two, prop_two, rec_two, _ = run(steps, workers=2, openmm_cpu=cpu_for(0))
+    assert prop_two.thermalizer.workers == 2
+    assert (os.sched_getaffinity(0) if mask is not None else None) == mask
+    for one, two in zip(rec_md.positions, rec_two.positions, strict=True):
+        np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(positions_nm(sim_two), positions_nm(sim_md))
     assert record_plain["outcome"] == record_md["outcome"] == "accepted"
     assert rec_md.steps == rec_plain.steps and rec_md.times == rec_plain.times and len(rec_md.steps) == 10
     np.testing.assert_array_equal(positions_nm(sim_md), positions_nm(sim_plain))

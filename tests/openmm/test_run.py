@@ -50,6 +50,8 @@ def test_biomd_run_writes_everything(tmp_path, capsys):
         assert summary[key] is not None, key
     assert summary["simulated_ps"] == 200.0 and summary["frame_interval_ps"] == 5.0
     assert summary["n_frames"] == 40
+    # the written frames' MD runs on one single-thread Context per core (at most 8)
+    assert summary["frame_md_steps"] > 0 and summary["frame_md_workers"] == min(os.cpu_count() or 1, 8)
     assert summary["generated_ps"] + summary["fallback_md_ps"] + summary["handback_md_ps"] \
         + summary["remainder_md_ps"] == pytest.approx(200.0)
     assert summary["speedup"] == pytest.approx(summary["hybrid_ns_per_day"] / summary["md_ns_per_day"])
@@ -66,11 +68,11 @@ def test_biomd_run_writes_everything(tmp_path, capsys):
 
 
 def test_biomd_run_resumes_after_a_kill(tmp_path):
-    """Killed mid-run and started again: no frame lost or written twice (with the sampler steered, so that
-    option goes through a whole run and its resume too)."""
+    """Killed mid-run and started again: no frame lost or written twice (with the sampler steered and a
+    shorter hand-back thermalisation, so those options go through a whole run and its resume too)."""
     out = tmp_path / "run"
     args = _biomd("run", "--time", "400ps", "--jump", "100", "--out", str(out), "--md-benchmark", "1", "--quiet",
-                  "--steering", "0.5")
+                  "--steering", "0.5", "--thermalize-steps", "50")
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     progress = out / "progress.json"
     deadline = time.time() + 300
@@ -86,7 +88,7 @@ def test_biomd_run_resumes_after_a_kill(tmp_path):
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_frames"] == 80 and summary["steering"] == 0.5
+    assert summary["n_frames"] == 80 and summary["steering"] == 0.5 and summary["thermalize_steps"] == 50
     _check_trajectory(out, 80, 5.0)
 
 
