@@ -209,7 +209,8 @@ class GenerativePropagator:
         self._history = positions[self.modelled][None]
         unmodelled = _has_unmodelled_atoms(simulation.system, self.modelled)
         self.thermalizer = self._frame_thermalizer(unmodelled)  # before the restraint changes the System
-        self.restraint = add_solute_restraint(simulation, self.modelled, positions) if unmodelled else None
+        with pinned_to_cpu(openmm_cpu):  # reinitialize() rebuilds the Context, perhaps with new threads
+            self.restraint = add_solute_restraint(simulation, self.modelled, positions) if unmodelled else None
         self._busy = False
         self._pending_checkpoints: list = []
         # (counter name, start step) of the plain MD running outside a cycle, so that a checkpoint a
