@@ -44,6 +44,11 @@ def minimised(alanine_system):
             state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
 
 
+def _cpu_mask() -> set | None:
+    """The calling thread's CPU mask (``None`` where the OS has no affinity interface)."""
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+
+
 def _energies(system: openmm.System, frames: list[np.ndarray]) -> np.ndarray:
     """Potential energy of each frame ``[N, 3]`` nm, kJ/mol."""
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
@@ -89,10 +94,10 @@ def test_frames_thermalised_side_by_side_are_those_of_one_context(alanine_system
     one = FrameThermalizer(alanine_system.system, TEMPERATURE_K, DT_PS, steps=30, refresh_steps=10)
     two = FrameThermalizer(alanine_system.system, TEMPERATURE_K, DT_PS, steps=30, refresh_steps=10, workers=2,
                            pin=True)
-    mask = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    mask = _cpu_mask()
     alone = [one(frame, seed) for frame, seed in zip(frames, seeds)]
     side_by_side = two.many(frames, seeds)
-    assert (os.sched_getaffinity(0) if mask is not None else None) == mask
+    assert _cpu_mask() == mask
     assert two.workers == 2 and len(side_by_side) == 7
     for a, b in zip(alone, side_by_side):
         np.testing.assert_array_equal(a, b)
@@ -130,10 +135,10 @@ def test_propagator_thermalises_reported_frames_only(model, alanine_system):
     sim_plain, prop_plain, rec_plain, record_plain = run(0)
     sim_md, prop_md, rec_md, record_md = run(steps)
     # the jump's frames thermalised on two Contexts at once, and the Simulation driven from one core
-    mask = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    mask = _cpu_mask()
     sim_two, prop_two, rec_two, _ = run(steps, workers=2, openmm_cpu=cpu_for(0))
     assert prop_two.thermalizer.workers == 2
-    assert (os.sched_getaffinity(0) if mask is not None else None) == mask
+    assert _cpu_mask() == mask
     for one, two in zip(rec_md.positions, rec_two.positions, strict=True):
         np.testing.assert_array_equal(one, two)
     np.testing.assert_array_equal(positions_nm(sim_two), positions_nm(sim_md))
