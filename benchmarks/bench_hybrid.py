@@ -1,7 +1,8 @@
 """Hybrid generative simulation vs plain OpenMM MD: speed and Ramachandran quality, same machine, same run.
 
 1. ``biomd run`` on alanine dipeptide (shipped weights) for ``--time``; it
-   picks the fastest CPU thread count for plain MD and times plain MD in 2 ps
+   picks the fastest CPU setting for plain MD (each thread count, and one
+   thread pinned to a core: ``openmm_biomd.affinity``) and times plain MD in 2 ps
    slices after every hybrid cycle (the speed-up: both measured over the same
    stretch of time, which matters on machines whose speed drifts);
 2. plain OpenMM MD of the *same length* with the fastest setting and the same
