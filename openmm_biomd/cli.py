@@ -133,7 +133,7 @@ def cmd_generate_data(args: argparse.Namespace) -> int:
             print(f"{name:<18} Δt {s.frame_interval_ps:g} ps  ligand {s.ligand_residue or '-':<4} {s.description}")
         return 0
     log = None if args.quiet else sys.stderr
-    common = {"platform": args.platform, "threads": args.threads, "log": log}
+    common = {"platform": args.platform, "threads": args.threads, "cpu": args.cpu, "log": log}
     if args.resume:
         if args.dissociation:
             raise ValueError("--resume continues plain-MD runs; rerun the same --dissociation command to add missing seeds")
@@ -220,6 +220,8 @@ def _add_generate_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-chunks", type=int, help="stop after this many chunks (resume later)")
     p.add_argument("--platform", help="OpenMM platform (default CUDA if present, else CPU)")
     p.add_argument("--threads", type=int, help="CPU platform threads (default 1 for tiny systems, else all cores)")
+    p.add_argument("--cpu", type=int, help="make and drive the OpenMM Context from this CPU core (--threads then "
+                                           "defaults to 1); give runs side by side different cores")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     meta = p.add_argument_group("dissociation by well-tempered metadynamics (--dissociation)")
     meta.add_argument("--dissociation", action="store_true", help="metadynamics on the ligand-pocket distance")

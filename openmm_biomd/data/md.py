@@ -49,6 +49,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..affinity import pinned_to_cpu
 from .systems import LoadedSystem, as_loaded_system, get_system
 
 FORMAT = "biomd-md-data"
@@ -561,6 +562,7 @@ def generate_md(
     equilibration_ps: float = 10.0,
     platform: str | None = None,
     threads: int | None = None,
+    cpu: int | None = None,
     max_chunks: int | None = None,
     log: Any = None,
 ) -> dict:
@@ -583,6 +585,9 @@ def generate_md(
     chunk_frames : frames per DCD chunk (a kill loses at most one chunk of work)
     equilibration_ps : MD after minimisation, before the first frame, ps
     platform, threads : OpenMM platform (default CUDA if present, else CPU) and CPU threads
+    cpu : make and drive each Context from this CPU core (:func:`~openmm_biomd.affinity.pinned_to_cpu`;
+        ``threads`` then defaults to 1).  On VMs whose idle cores wake slowly a small system runs several
+        times faster so (BENCHMARKS.md, 2026-12-03); give generators run side by side different cores
     max_chunks : stop after writing this many chunks in this call (for batch
         queues with a time limit, and tests); the run stays resumable
     log : file-like for one progress line per chunk (default: none)
@@ -614,7 +619,8 @@ def generate_md(
     if old is not None and _finished(old, loaded, settings):
         # Nothing to run, so no platform is needed: data made on a GPU is used as is on a CPU-only machine.
         return old
-    plat, properties = _platform_for_resume(old, platform, threads, n_atoms)
+    plat, properties = _platform_for_resume(old, platform, 1 if threads is None and cpu is not None else threads,
+                                            n_atoms)
 
     meta = _new_metadata(loaded, settings, plat.getName(), properties)
     if old is not None:
@@ -632,7 +638,8 @@ def generate_md(
     if not (out / "topology.pdb").exists():
         _write_topology_pdb(out / "topology.pdb", loaded)
 
-    session = {"started": _now(), "platform": plat.getName(), "properties": properties, "chunks_written": 0}
+    session = {"started": _now(), "platform": plat.getName(), "properties": properties, "cpu": cpu,
+               "chunks_written": 0}
     meta["sessions"].append(session)
     base_wall = meta["wall_s"]
 
@@ -650,10 +657,11 @@ def generate_md(
         if budget is not None and budget <= 0:
             break
         rdir = ReplicaDir(out / f"replica_{replica:03d}")
-        written = _run_replica(
-            loaded, settings, rdir, meta["seeds"][replica], plat, properties, budget,
-            on_chunk=lambda frames, seconds, r=replica: _on_chunk(meta, session, r, frames, seconds, flush, log),
-        )
+        with pinned_to_cpu(cpu):
+            written = _run_replica(
+                loaded, settings, rdir, meta["seeds"][replica], plat, properties, budget,
+                on_chunk=lambda frames, seconds, r=replica: _on_chunk(meta, session, r, frames, seconds, flush, log),
+            )
         meta["frames_per_replica"][replica] = rdir.progress()["frames"]
         if budget is not None:
             budget -= written
@@ -730,6 +738,7 @@ def resume_md(
     chunk_frames: int | None = None,
     platform: str | None = None,
     threads: int | None = None,
+    cpu: int | None = None,
     max_chunks: int | None = None,
     log: Any = None,
 ) -> dict:
@@ -749,7 +758,8 @@ def resume_md(
     if chunk_frames is not None:
         settings["chunk_frames"] = int(chunk_frames)
     settings = asdict(MDSettings.from_dict(settings))
-    return generate_md(system, out_dir, **settings, platform=platform, threads=threads, max_chunks=max_chunks, log=log)
+    return generate_md(system, out_dir, **settings, platform=platform, threads=threads, cpu=cpu, max_chunks=max_chunks,
+                       log=log)
 
 
 def rebuild_system(meta: dict) -> LoadedSystem:

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from ..affinity import pinned_to_cpu
 from .md import (
     RunMismatchError,
     _atomic_write_bytes,
@@ -338,6 +339,7 @@ def generate_dissociation(
     after_exit_ps: float = 0.0,
     platform: str | None = None,
     threads: int | None = None,
+    cpu: int | None = None,
     log: Any = None,
 ) -> dict:
     """Dissociation paths of a ligand from its pocket, one well-tempered metadynamics run per seed.
@@ -359,6 +361,8 @@ def generate_dissociation(
     temperature_k, timestep_fs, friction_per_ps, seed, equilibration_ps : as in
         :func:`~openmm_biomd.data.generate_md`
     platform, threads : OpenMM platform and CPU threads (default CUDA, else CPU)
+    cpu : make and drive each seed's Context from this CPU core (as in
+        :func:`~openmm_biomd.data.generate_md`; ``threads`` then defaults to 1)
     log : file-like for one line per seed
 
     Returns
@@ -400,7 +404,8 @@ def generate_dissociation(
     cv_max_nm = start_cv + settings.exit_distance_nm + 1.0
 
     out = Path(out_dir)
-    plat, properties = select_platform(platform, threads, loaded.system.getNumParticles())
+    plat, properties = select_platform(platform, 1 if threads is None and cpu is not None else threads,
+                                       loaded.system.getNumParticles())
     summary = {
         "format": SUMMARY_FORMAT,
         "status": "running",
@@ -414,6 +419,7 @@ def generate_dissociation(
         "start_cv_nm": start_cv,
         "bias_grid_nm": [0.0, cv_max_nm],
         "platform": {"name": plat.getName(), "properties": properties},
+        "cpu": cpu,
         "seeds": [replica_seed(settings.seed, i) for i in range(settings.n_seeds)],
         "results": [],
         "versions": package_versions(),
@@ -432,7 +438,8 @@ def generate_dissociation(
         if done.exists():
             result = json.loads(done.read_text())
         else:
-            result = _run_seed(loaded, settings, ligand, pocket, cv_max_nm, index, seed_dir, plat, properties)
+            with pinned_to_cpu(cpu):
+                result = _run_seed(loaded, settings, ligand, pocket, cv_max_nm, index, seed_dir, plat, properties)
         results.append(result)
         if log is not None:
             state = f"left after {result['time_to_dissociation_ps']:.1f} ps" if result["dissociated"] else "still bound"

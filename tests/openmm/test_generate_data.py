@@ -278,6 +278,19 @@ def test_stop_then_resume_matches_uninterrupted(tmp_path, small_reference, damag
     assert len(list(replica.glob("chunk_*.dcd"))) == 5 and not list(replica.glob("*.tmp"))
 
 
+def test_a_run_pinned_to_a_core_makes_the_same_frames(tmp_path, small_reference):
+    """``cpu=`` (``--cpu``): Contexts made and driven on one core, one thread; the frames are those of the
+    unpinned single-thread run, the session records the core, and the caller's CPU mask is as it was."""
+    from openmm_biomd.affinity import cpu_for
+
+    mask = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    out = tmp_path / "pinned"
+    meta = generate_md("alanine-dipeptide", out, **SMALL, cpu=cpu_for(0))
+    assert (os.sched_getaffinity(0) if mask is not None else None) == mask
+    assert meta["sessions"][-1]["cpu"] == cpu_for(0) and meta["platform"]["properties"]["Threads"] == "1"
+    _assert_same_as_reference(out, small_reference, 30)
+
+
 def test_extending_a_finished_run_continues_it(tmp_path, small_reference):
     out = tmp_path / "run"
     generate_md("alanine-dipeptide", out, **{**SMALL, "time_ps": 3.0})
@@ -370,15 +383,19 @@ def test_cli_resume_from_metadata(tmp_path):
 
 
 def test_dissociation_by_metadynamics_on_host_guest(tmp_path):
+    from openmm_biomd.affinity import cpu_for
+
     out = tmp_path / "diss"
     kwargs = dict(
         n_seeds=2, max_time_ps=2.0, frame_interval_ps=0.1, height_kj_mol=50.0, bias_factor=20.0, sigma_nm=0.05,
         deposit_interval_ps=0.05, exit_distance_nm=0.3, equilibration_ps=0.1,
     )
-    summary = generate_dissociation("host-guest", out, **kwargs)
+    summary = generate_dissociation("host-guest", out, **kwargs, cpu=cpu_for(0))
     assert summary["status"] == "complete" and len(summary["results"]) == 2
     for key in ("settings", "ligand_atoms", "pocket_atoms", "seeds", "n_dissociated", "wall_s", "platform", "versions"):
         assert key in summary, key
+    # made and driven on one core, one thread
+    assert summary["cpu"] == cpu_for(0) and summary["platform"]["properties"]["Threads"] == "1"
     assert len(summary["ligand_atoms"]) == 30  # B2
     # The bias sits in the highest force group no force of the system uses.
     assert {r["bias_force_group"] for r in summary["results"]} == {31}
