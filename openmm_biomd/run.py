@@ -321,7 +321,7 @@ def _summary(request: RunRequest, propagator, done: dict, total_ps: float, repor
         "model_frame_interval_ps": stats["frame_interval_ps"],
         "wall_breakdown_s": {"generation_and_gate": stats["generation_wall_s"],
                              "handback": stats["handback_wall_s"], "md": stats["md_wall_s"],
-                             "frame_md": stats["frame_md_wall_s"]},
+                             "frame_md": stats["frame_md_wall_s"], "reports": stats["report_wall_s"]},
         "timestep_ps": TIMESTEP_PS,
         "temperature_k": TEMPERATURE_K,
     }

@@ -8,9 +8,15 @@ One *cycle* advances the simulation by a gated jump and hands it back::
 ``step(n)`` runs cycles while ``J + m`` steps remain, then one shorter jump
 of whole model frames if one fits, then plain MD for the rest, so exactly
 ``n`` steps pass.  Inside a jump the propagator drives the
-Context itself: each reporter due at a step inside the jump is called at that
-step with the frame for that step (``currentStep`` and ``context.getTime()``
-set exactly), then the last frame is handed back (:mod:`.handback`).  A jump
+Context itself: the last frame is handed back (:mod:`.handback`), and each
+reporter due at a step inside the jump is called at that step with the frame
+for that step (``currentStep`` and ``context.getTime()`` set exactly), the
+Context's handed-back state put back afterwards.  (Hand-back first, so that
+it runs beside the frame MD of the reported frames, and each report as soon
+as its frame is done.  Neither depends on the other: the reports set
+positions, step, seeded velocities and the jump's box and step no integrator,
+and the hand-back sets all of them anew, so frames and files are those of
+reports first.)  A jump
 the gate shortens covers fewer steps (the loop goes on); a jump of which
 nothing survives is replaced by plain MD for its first coarse interval
 (``fallback``).  The Context only ever sees accepted, relaxed frames.
@@ -90,7 +96,8 @@ class PropagatorStatistics:
     generation_wall_s: float = 0.0
     handback_wall_s: float = 0.0
     md_wall_s: float = 0.0
-    frame_md_wall_s: float = 0.0
+    frame_md_wall_s: float = 0.0  # beyond the hand-back, which runs beside it
+    report_wall_s: float = 0.0
 
     def to_dict(self, timestep_ps: float) -> dict:
         out = asdict(self)
@@ -389,42 +396,68 @@ class GenerativePropagator:
 
     def _report_and_hand_back(self, base: np.ndarray, jump, plan: list, horizon: int, start_step: int,
                               t0: float) -> None:
-        """Reporters due inside the jump, each at its step with its frame; then the jump's last frame handed back."""
-        reported = self._reported_positions(base, jump.frames, [o for o, _ in plan if o <= horizon], start_step)
-        for offset, due in plan:
-            if offset > horizon:
-                break
-            self._place(reported[offset], start_step + offset, t0 + offset * self.timestep_ps)
+        """The jump's last frame handed back; then the reporters due inside the jump, each at its step with its
+        frame, and the Context's state put back to the hand-back's.
+
+        The hand-back first: with frame MD it runs on this thread while the other workers of the thermaliser
+        start on the reported frames (it needs none of them, and they need nothing of the Context), and each
+        frame's reporters are called as soon as it and the frames before it are done, between this thread's
+        own frames.  The Context goes through the same states as when the reports came first (the reports
+        set positions, step, seeded velocities and the jump's box, and step no integrator), so the trajectory
+        is the same.
+        """
+        box = self.context.getState().getPeriodicBoxVectors()  # the jump's (a barostat may act in the hand-back)
+        plan = [(offset, due) for offset, due in plan if offset <= horizon]
+        reported = []
+        for offset, _ in plan:
+            reported.append(base.copy())
+            reported[-1][self.modelled] = jump.frames[offset]
+        end = base.copy()
+        end[self.modelled] = jump.frames[horizon]
+        step, time_ps = start_step + horizon, t0 + horizon * self.timestep_ps
+        handed_back: list = []  # the Context's state after the hand-back, taken before the first report
+        report_wall = [0.0]
+
+        def report(i: int, frame: np.ndarray) -> None:
+            wall = time.perf_counter()
+            if not handed_back:
+                handed_back.append(self.context.getState(getPositions=True, getVelocities=True, getParameters=True))
+                self.context.setPeriodicBoxVectors(*box)
+            offset, due = plan[i]
+            self._place(frame, start_step + offset, t0 + offset * self.timestep_ps)
             emit_reports(self.simulation, due)
+            report_wall[0] += time.perf_counter() - wall
+
+        wall, handback_before = time.perf_counter(), self.statistics.handback_wall_s
+        try:
+            if self.thermalizer is None or not plan:
+                self._hand_back(end, step, time_ps)
+                for i, frame in enumerate(reported):
+                    report(i, frame)
+            else:
+                # the frame at step s gets the seed replica_seed(run seed, s), whichever worker runs it
+                self.thermalizer.many(reported, [replica_seed(self.seed, start_step + o) for o, _ in plan],
+                                      beside=lambda: self._hand_back(end, step, time_ps), each=report)
+                self.statistics.frame_md_steps += self.thermalizer.steps * len(plan)
+                # what the frame MD added to the wall time beyond the hand-back and reports it ran beside
+                self.statistics.frame_md_wall_s += (time.perf_counter() - wall - report_wall[0]
+                                                    - (self.statistics.handback_wall_s - handback_before))
+        finally:
+            if handed_back:  # also after a failing reporter: the Context holds the handed-back state
+                self.context.setState(handed_back[0])
+                self.context.setStepCount(step)
+                self.context.setTime(time_ps)
+            self.statistics.report_wall_s += report_wall[0]
+
+    def _hand_back(self, positions: np.ndarray, step: int, time_ps: float) -> None:
+        """:func:`~.handback.hand_back` of the whole-System ``positions [N_total, 3]`` nm at ``step`` / ``time_ps``."""
         handback_start = time.perf_counter()
-        self.context.setStepCount(start_step + horizon)
-        self.context.setTime(t0 + horizon * self.timestep_ps)
-        positions = base.copy()
-        positions[self.modelled] = jump.frames[horizon]
+        self.context.setStepCount(step)
+        self.context.setTime(time_ps)
         hand_back(self.simulation, positions, config=self.handback, temperature_k=self.temperature_k,
                   seed=_default_seed_from(self._rng), restraint=self.restraint, modelled=self.modelled)
         self.statistics.uncounted_relaxation_steps += uncounted_steps(self.handback, self.restraint is not None)
         self.statistics.handback_wall_s += time.perf_counter() - handback_start
-
-    def _reported_positions(self, base: np.ndarray, frames: dict, offsets: list[int], start_step: int) -> dict:
-        """Whole-System positions ``{offset: [N_total, 3] nm}`` of the jump's frames that reporters will see.
-
-        The modelled atoms come from ``frames``, the rest from ``base``; with frame MD each is thermalised,
-        all of the jump's frames at once (side by side on the thermaliser's workers), the frame at step ``s``
-        with the seed ``replica_seed(run seed, s)`` whichever worker runs it.
-        """
-        positions = {}
-        for offset in offsets:
-            positions[offset] = base.copy()
-            positions[offset][self.modelled] = frames[offset]
-        if self.thermalizer is None or not offsets:
-            return positions
-        wall = time.perf_counter()
-        moved = self.thermalizer.many([positions[o] for o in offsets],
-                                      [replica_seed(self.seed, start_step + o) for o in offsets])
-        self.statistics.frame_md_steps += self.thermalizer.steps * len(offsets)
-        self.statistics.frame_md_wall_s += time.perf_counter() - wall
-        return dict(zip(offsets, moved))
 
     def _place(self, positions: np.ndarray, step: int, time_ps: float) -> None:
         """Put one reported frame ``[N_total, 3]`` nm into the Context at ``step`` / ``time_ps`` for reporters."""

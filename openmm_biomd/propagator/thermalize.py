@@ -30,7 +30,12 @@ The frames of a jump are independent of each other, so the propagator
 thermalises all of them at once on ``workers`` Contexts side by side (one
 single-thread CPU Context per core by default; OpenMM releases the GIL while it
 integrates, so Python threads suffice), each frame with its own seed: the
-frames are the same whatever the number of workers.
+frames are the same whatever the number of workers.  The calling thread is
+worker 0; it may first run a task of its own (``beside``: the propagator hands
+the jump back meanwhile), the workers take the next frame as they come free,
+so the one that starts late takes fewer, and between its frames the calling
+thread passes on each frame that is ready, in order (``each``: the propagator
+calls the frame's reporters), so that work overlaps the other workers' MD too.
 
 Velocity Verlet, not Langevin: with velocities drawn from a seed fixed by the
 frame's step, the dynamics are deterministic, so a run resumed from a
@@ -45,6 +50,8 @@ integrator (γ = 1/ps) gave 0.098 with 25 steps, as Verlet does, and 0.083 with
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -97,7 +104,8 @@ class FrameThermalizer:
         for integrator, cpu in zip(self._integrators, self._cpus):
             with pinned_to_cpu(cpu):  # the Context's own threads stay on the CPU it is made on
                 self._contexts.append(openmm.Context(system, integrator, platform, properties))
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="biomd-frame-md") if workers > 1 else None
+        # workers 1.. run on the pool; worker 0 is the thread that calls many()
+        self._pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="biomd-frame-md") if workers > 1 else None
         self.has_constraints = system.getNumConstraints() > 0
 
     @property
@@ -115,23 +123,53 @@ class FrameThermalizer:
         """
         return self._run(0, frame_nm, seed)
 
-    def many(self, frames_nm: list[np.ndarray], seeds: list[int]) -> list[np.ndarray]:
+    def many(self, frames_nm: list[np.ndarray], seeds: list[int], beside: Callable[[], None] | None = None,
+             each: Callable[[int, np.ndarray], None] | None = None) -> list[np.ndarray]:
         """Thermalise several frames, the workers' Contexts side by side; frame ``i`` gets ``seeds[i]``.
 
-        Returns the frames in input order, each exactly what :meth:`__call__` returns for it.  Worker ``w``
-        takes frames ``w, w + workers, …``.
+        ``beside`` : run on the calling thread first, while workers ``1..`` start on the frames (with one
+        worker: before them); the calling thread then thermalises frames as worker 0.  Each worker takes the
+        next frame not yet taken.
+        ``each`` : ``each(i, frame)`` is called on the calling thread for every frame in input order, as soon
+        as the calling thread is between two of its frames and frames ``0..i`` are done.
+        Returns the frames in input order, each exactly what :meth:`__call__` returns for it, whichever
+        worker ran it.  An exception of ``beside``, ``each`` or a worker is raised here, after every worker
+        has stopped.
         """
         if len(frames_nm) != len(seeds):
             raise ValueError(f"{len(frames_nm)} frames but {len(seeds)} seeds")
-        if self._pool is None or len(frames_nm) < 2:
-            return [self(frame, seed) for frame, seed in zip(frames_nm, seeds)]
-        out: list = [None] * len(frames_nm)
+        n = len(frames_nm)
+        out: list = [None] * n
+        taken = itertools.count()  # next() on a count is atomic under the GIL: each frame is taken once
+        passed = 0  # frames handed to each()
+
+        def pass_ready() -> None:
+            nonlocal passed
+            while each is not None and passed < n and out[passed] is not None:
+                each(passed, out[passed])
+                passed += 1
 
         def work(w: int) -> None:
-            for i in range(w, len(frames_nm), self.workers):
+            while (i := next(taken)) < n:
                 out[i] = self._run(w, frames_nm[i], seeds[i])
+                if w == 0:
+                    pass_ready()
 
-        list(self._pool.map(work, range(self.workers)))  # list(): re-raises a worker's exception here
+        helpers = [] if self._pool is None or n < 2 else [self._pool.submit(work, w) for w in range(1, self.workers)]
+        try:
+            if beside is not None:
+                beside()
+            pass_ready()
+            work(0)
+            for helper in helpers:
+                helper.result()  # re-raises a helper's exception
+            pass_ready()
+        except BaseException:
+            for _ in frames_nm:  # the helpers take no new frame; wait for the ones they hold
+                next(taken)
+            for helper in helpers:
+                helper.exception()
+            raise
         return out
 
     def _run(self, worker: int, frame_nm: np.ndarray, seed: int) -> np.ndarray:

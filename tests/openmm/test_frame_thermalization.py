@@ -108,6 +108,50 @@ def test_frames_thermalised_side_by_side_are_those_of_one_context(alanine_system
         FrameThermalizer(alanine_system.system, TEMPERATURE_K, DT_PS, steps=30, refresh_steps=10, workers=0)
 
 
+def test_thermalizer_runs_a_task_beside_its_workers(alanine_system, minimised):
+    """``many(..., beside=task, each=f)``: the task runs once, on the calling thread, while the other worker starts
+    on the frames; ``f`` gets every frame in order on the calling thread; the frames are still exactly one
+    Context's; an exception of the task or of a frame reaches the caller after the workers have stopped, and the
+    thermaliser works on afterwards."""
+    import threading
+    import time
+
+    start, _ = minimised
+    rng = np.random.default_rng(1)
+    frames = [start + rng.normal(0.0, 0.002, start.shape) for _ in range(6)]
+    seeds = [replica_seed(4, 500 * k) for k in range(6)]
+    one = FrameThermalizer(alanine_system.system, TEMPERATURE_K, DT_PS, steps=20, refresh_steps=10)
+    two = FrameThermalizer(alanine_system.system, TEMPERATURE_K, DT_PS, steps=20, refresh_steps=10, workers=2,
+                           pin=True)
+    alone = [one(frame, seed) for frame, seed in zip(frames, seeds)]
+    ran_on: list[int] = []
+
+    def task() -> None:
+        ran_on.append(threading.get_ident())
+        time.sleep(0.05)  # long enough for the other worker to take frames
+
+    passed: list[tuple[int, np.ndarray, int]] = []
+    beside = two.many(frames, seeds, beside=task,
+                      each=lambda i, frame: passed.append((i, frame, threading.get_ident())))
+    assert ran_on == [threading.get_ident()]
+    for a, b in zip(alone, beside, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # each frame passed on once, in order, on the calling thread, as it came out
+    assert [i for i, _, _ in passed] == list(range(6)) and {t for _, _, t in passed} == {threading.get_ident()}
+    for (_, frame, _), b in zip(passed, beside):
+        assert frame is b
+
+    def failing() -> None:
+        raise RuntimeError("the task failed")
+
+    with pytest.raises(RuntimeError, match="the task failed"):
+        two.many(frames, seeds, beside=failing)
+    with pytest.raises(Exception, match="wrong number of positions"):  # OpenMM refuses a frame of the wrong size
+        two.many([*frames[:3], start[:5], *frames[3:]], [*seeds[:3], 1, *seeds[3:]])
+    for a, b in zip(alone, two.many(frames, seeds), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_thermalizer_refuses_no_steps(alanine_system):
     for steps, refresh in ((0, 25), (25, 0)):
         with pytest.raises(ValueError, match="steps > 0"):
