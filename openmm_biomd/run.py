@@ -62,8 +62,8 @@ class RunRequest:
     #: alanine-dipeptide model's frames pass the gate unsteered)
     steering: float = 0.0
     #: uncounted MD steps each reported frame receives (HandBackConfig.frame_md_steps; 0: off).  25 (0.05 ps):
-    #: hybrid Ramachandran JSD 0.112 → 0.098 (Heun 20, 9 seeds); about a third of the hybrid's wall time
-    #: (3 s per 5 ns on 2 cores, 2026-12-03; BENCHMARKS.md)
+    #: hybrid Ramachandran JSD 0.112 → 0.098 (Heun 20, 9 seeds); about a quarter of the hybrid's wall time
+    #: (1.6–2.1 s per 5 ns on 2 cores beyond the hand-back it runs beside, 2026-12-03; BENCHMARKS.md)
     frame_md_steps: int = 25
     #: uncounted MD steps after each hand-back's minimisation (HandBackConfig.thermalize_steps; the API's
     #: default is 500): 100 (0.2 ps) gave the same JSD as 500 on 4 seeds (2026-12-02) and costs a fifth

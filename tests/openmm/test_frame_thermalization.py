@@ -49,6 +49,17 @@ def _cpu_mask() -> set | None:
     return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
 
 
+def _frames_and_thermalisers(system: openmm.System, start: np.ndarray, n: int, seed: int, steps: int):
+    """``n`` frames jittered around ``start``, their seeds, and thermalisers of one unpinned Context and of two
+    pinned ones (``steps`` MD steps, velocities every 10)."""
+    rng = np.random.default_rng(seed)
+    frames = [start + rng.normal(0.0, 0.002, start.shape) for _ in range(n)]
+    seeds = [replica_seed(seed + 3, 1000 * k) for k in range(n)]
+    one = FrameThermalizer(system, TEMPERATURE_K, DT_PS, steps=steps, refresh_steps=10)
+    two = FrameThermalizer(system, TEMPERATURE_K, DT_PS, steps=steps, refresh_steps=10, workers=2, pin=True)
+    return frames, seeds, one, two
+
+
 def _energies(system: openmm.System, frames: list[np.ndarray]) -> np.ndarray:
     """Potential energy of each frame ``[N, 3]`` nm, kJ/mol."""
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
@@ -87,13 +98,7 @@ def test_frames_thermalised_side_by_side_are_those_of_one_context(alanine_system
     """``many`` on two worker Contexts, each pinned to its own core, returns, frame by frame and in order,
     exactly what one unpinned Context gives (a frame depends on its seed, not on which worker ran it, where,
     or what that worker ran before); the caller's CPU mask is as it was."""
-    start, _ = minimised
-    rng = np.random.default_rng(0)
-    frames = [start + rng.normal(0.0, 0.002, start.shape) for _ in range(7)]
-    seeds = [replica_seed(3, 1000 * k) for k in range(7)]
-    one = FrameThermalizer(alanine_system.system, TEMPERATURE_K, DT_PS, steps=30, refresh_steps=10)
-    two = FrameThermalizer(alanine_system.system, TEMPERATURE_K, DT_PS, steps=30, refresh_steps=10, workers=2,
-                           pin=True)
+    frames, seeds, one, two = _frames_and_thermalisers(alanine_system.system, minimised[0], 7, seed=0, steps=30)
     mask = _cpu_mask()
     alone = [one(frame, seed) for frame, seed in zip(frames, seeds)]
     side_by_side = two.many(frames, seeds)
@@ -116,13 +121,8 @@ def test_thermalizer_runs_a_task_beside_its_workers(alanine_system, minimised):
     import threading
     import time
 
-    start, _ = minimised
-    rng = np.random.default_rng(1)
-    frames = [start + rng.normal(0.0, 0.002, start.shape) for _ in range(6)]
-    seeds = [replica_seed(4, 500 * k) for k in range(6)]
-    one = FrameThermalizer(alanine_system.system, TEMPERATURE_K, DT_PS, steps=20, refresh_steps=10)
-    two = FrameThermalizer(alanine_system.system, TEMPERATURE_K, DT_PS, steps=20, refresh_steps=10, workers=2,
-                           pin=True)
+    start = minimised[0]
+    frames, seeds, one, two = _frames_and_thermalisers(alanine_system.system, start, 6, seed=1, steps=20)
     alone = [one(frame, seed) for frame, seed in zip(frames, seeds)]
     ran_on: list[int] = []
 
