@@ -402,9 +402,8 @@ class GenerativePropagator:
         The hand-back first: with frame MD it runs on this thread while the other workers of the thermaliser
         start on the reported frames (it needs none of them, and they need nothing of the Context), and each
         frame's reporters are called as soon as it and the frames before it are done, between this thread's
-        own frames.  The Context goes through the same states as when the reports came first (the reports
-        set positions, step, seeded velocities and the jump's box, and step no integrator), so the trajectory
-        is the same.
+        own frames.  Frames and files are those of reports first: the reports set positions, step, seeded
+        velocities and the jump's box and step no integrator, and the hand-back sets all of them anew.
         """
         box = self.context.getState().getPeriodicBoxVectors()  # the jump's (a barostat may act in the hand-back)
         plan = [(offset, due) for offset, due in plan if offset <= horizon]
