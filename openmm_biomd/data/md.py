@@ -206,6 +206,12 @@ def replica_seed(seed: int, replica: int) -> int:
 # --------------------------------------------------------------------------- platform
 
 
+def pinned_threads(threads: int | None, cpu: int | None) -> int | None:
+    """CPU threads for a Context made and driven from core ``cpu``: one unless ``threads`` says otherwise (more
+    threads than the one core would only wait for each other); ``threads`` as given when not pinned."""
+    return 1 if threads is None and cpu is not None else threads
+
+
 def select_platform(name: str | None = None, threads: int | None = None, n_atoms: int | None = None):
     """An OpenMM platform and its properties.
 
@@ -619,8 +625,7 @@ def generate_md(
     if old is not None and _finished(old, loaded, settings):
         # Nothing to run, so no platform is needed: data made on a GPU is used as is on a CPU-only machine.
         return old
-    plat, properties = _platform_for_resume(old, platform, 1 if threads is None and cpu is not None else threads,
-                                            n_atoms)
+    plat, properties = _platform_for_resume(old, platform, pinned_threads(threads, cpu), n_atoms)
 
     meta = _new_metadata(loaded, settings, plat.getName(), properties)
     if old is not None:

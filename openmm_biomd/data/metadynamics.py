@@ -59,6 +59,7 @@ from .md import (
     equilibrate,
     make_simulation,
     package_versions,
+    pinned_threads,
     replica_seed,
     require_positive,
     select_platform,
@@ -404,8 +405,7 @@ def generate_dissociation(
     cv_max_nm = start_cv + settings.exit_distance_nm + 1.0
 
     out = Path(out_dir)
-    plat, properties = select_platform(platform, 1 if threads is None and cpu is not None else threads,
-                                       loaded.system.getNumParticles())
+    plat, properties = select_platform(platform, pinned_threads(threads, cpu), loaded.system.getNumParticles())
     summary = {
         "format": SUMMARY_FORMAT,
         "status": "running",
