@@ -21,7 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def available_cpus() -> list[int]:
@@ -58,3 +64,48 @@ def pinned_to_cpu(cpu: int | None) -> Iterator[bool]:
         yield True
     finally:
         os.sched_setaffinity(0, before)
+
+
+def run_pinned(function: Callable[[T], Any], items: Iterable[T], cpus: list[int]) -> Iterator[tuple[int, Any]]:
+    """Call ``function(item)`` for every item, side by side on ``cpus``: one call at a time per core, each
+    made on a worker thread pinned to its core for the whole call (so a Context it makes runs there).
+
+    Yields ``(index in items, result)`` as calls finish (not in order). When a call raises, no new call
+    starts, the running ones finish, and the first exception is raised. ``function`` must be safe to run
+    on several threads at once (OpenMM releases the GIL while it computes).
+    """
+    items = list(items)
+    if not cpus:
+        raise ValueError("run_pinned needs at least one CPU")
+    free: queue.SimpleQueue = queue.SimpleQueue()
+    for cpu in cpus:
+        free.put(int(cpu))
+    stop = threading.Event()  # set by a failing call (or a caller that stopped early): start no more
+
+    def call(item: T) -> Any:
+        cpu = free.get()  # a worker takes a core only once it runs: never two calls on one core
+        try:
+            if stop.is_set():
+                return None
+            with pinned_to_cpu(cpu):
+                return function(item)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            free.put(cpu)
+
+    with ThreadPoolExecutor(min(len(cpus), max(1, len(items))), thread_name_prefix="biomd-pinned") as pool:
+        futures = {pool.submit(call, item): i for i, item in enumerate(items)}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in sorted(done, key=futures.get):
+                    if future.exception() is not None:
+                        raise future.exception()
+                    yield futures[future], future.result()
+        finally:  # the running calls end; the others are cancelled
+            stop.set()
+            for future in pending:
+                future.cancel()

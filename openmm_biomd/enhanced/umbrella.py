@@ -68,6 +68,7 @@ from typing import Any
 
 import numpy as np
 
+from ..affinity import pinned_to_cpu, run_pinned
 from ..data.md import (
     RunMismatchError,
     _atomic_write_bytes,
@@ -76,6 +77,7 @@ from ..data.md import (
     make_simulation,
     package_versions,
     parse_time_ps,
+    pinned_threads,
     replica_seed,
     require_positive,
     select_platform,
@@ -114,7 +116,7 @@ __all__ = [
 FORMAT = "biomd-umbrella"
 
 #: Settings that do not change the data (left out of resume checks).
-_NON_DATA = ("platform", "threads")
+_NON_DATA = ("platform", "threads", "cpus")
 #: Settings that place the windows: a resume may change them when it only adds windows after the existing ones.
 _PLACEMENT = ("n_windows", "centres", "cv_min", "cv_max")
 #: MBAR overlap of neighbouring windows below which the profile between them is unreliable
@@ -145,6 +147,11 @@ class UmbrellaSettings:
         (:mod:`.umbrella_exchange`), swaps attempted every ``sample_interval_ps`` (then
         0.5–1 ps is typical); needs at least two windows
     platform, threads : OpenMM platform and CPU threads (do not change the data)
+    cpus : CPU cores to run windows on side by side, one window per core at a time, each window's
+        Context made and driven from its core with one thread unless ``threads`` says otherwise
+        (:func:`~openmm_biomd.affinity.run_pinned`; for small systems on the CPU platform several times
+        the windows' throughput of one multi-threaded Context, see BENCHMARKS.md). Replica exchange runs
+        all its replicas from the first core. Does not change the data
     """
 
     n_windows: int | None = 10
@@ -163,8 +170,14 @@ class UmbrellaSettings:
     replica_exchange: bool = False
     platform: str | None = None
     threads: int | None = None
+    cpus: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.cpus is not None:
+            cpus = tuple(int(c) for c in self.cpus)
+            if not cpus or min(cpus) < 0 or len(set(cpus)) != len(cpus):
+                raise ValueError(f"cpus must be distinct CPU numbers >= 0, not {self.cpus}")
+            object.__setattr__(self, "cpus", cpus)
         require_positive(self, ("force_constant", "production_ps", "sample_interval_ps", "temperature_k",
                                 "timestep_fs", "friction_per_ps"))
         if self.equilibration_ps < 0:
@@ -308,8 +321,9 @@ def seed_umbrella_windows(
     if old_path.exists():
         _check_resumable(json.loads(old_path.read_text()), summary, out)
     write_common_files(out, loaded, [cv])
-    plat, properties = select_platform(settings.platform, settings.threads, n_atoms)
-    summary["platform"] = {"name": plat.getName(), "properties": properties}
+    first_cpu = settings.cpus[0] if settings.cpus else None
+    plat, properties = select_platform(settings.platform, pinned_threads(settings.threads, first_cpu), n_atoms)
+    summary["platform"] = {"name": plat.getName(), "properties": properties, "cpus": settings.cpus}
     if old_path.exists():  # what the finished windows (and a replica-exchange run) recorded is kept
         old = json.loads(old_path.read_text())
         summary.update({key: old[key] for key in ("windows", "exchange") if key in old})
@@ -326,21 +340,31 @@ def seed_umbrella_windows(
         _atomic_write_json(old_path, summary)
 
     if settings.replica_exchange:
-        results = _exchange_windows(loaded, frames, cv, settings, windows, out, plat, properties, save, log)
+        with pinned_to_cpu(first_cpu):
+            results = _exchange_windows(loaded, frames, cv, settings, windows, out, plat, properties, save, log)
         for result in results:
             report(result)
     else:
-        results = []
+        finished: dict[int, dict] = {}
+        todo = []
         for plan in windows:
-            wdir = out / f"window_{plan['index']:03d}"
-            done = wdir / "result.json"
+            done = out / f"window_{plan['index']:03d}" / "result.json"
             if done.exists():
-                result = json.loads(done.read_text())
+                finished[plan["index"]] = json.loads(done.read_text())
+                report(finished[plan["index"]])
             else:
-                result = _run_window(loaded, frames[plan["start_frame"]], cv, settings, plan, wdir, plat, properties)
-            results.append(result)
+                todo.append(plan)
+
+        def run(plan: dict) -> dict:
+            return _run_window(loaded, frames[plan["start_frame"]], cv, settings, plan,
+                               out / f"window_{plan['index']:03d}", plat, properties)
+
+        ran = run_pinned(run, todo, list(settings.cpus)) if settings.cpus else ((i, run(p)) for i, p in enumerate(todo))
+        for i, result in ran:  # each window's result is on disk before the summary lists it
+            finished[todo[i]["index"]] = result
             report(result)
-            save(windows=results)
+            save(windows=[finished[p["index"]] for p in windows if p["index"] in finished])
+        results = [finished[p["index"]] for p in windows]
     save(windows=results, status="complete")
     return summary
 
@@ -1009,6 +1033,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--sample-interval", default="0.1ps", help="time between CV samples (default 0.1ps)")
     w.add_argument("--max-start-offset", type=float,
                    help="largest |CV(seed frame) - centre| (default: no limit; centres must lie in the path's range)")
+    w.add_argument("--cpus", type=int, nargs="+", metavar="CPU",
+                   help="run windows side by side, one per listed CPU core, each on one thread pinned to its "
+                        "core (fastest for small systems on the CPU platform; results do not change)")
     w.add_argument("--exchange", action="store_true",
                    help="Hamiltonian replica exchange between the windows, swaps every --sample-interval "
                         "(then 0.5ps-1ps is typical); not with --refine")
@@ -1044,7 +1071,8 @@ def main(args: argparse.Namespace) -> int:
             n_windows=None if args.centres else args.windows, centres=tuple(args.centres) if args.centres else None,
             cv_min=r[0], cv_max=r[1], force_constant=args.k, production_ps=parse_time_ps(args.time),
             sample_interval_ps=parse_time_ps(args.sample_interval), max_start_offset=args.max_start_offset,
-            replica_exchange=args.exchange, platform=args.platform, threads=args.threads, **md_kwargs(args),
+            replica_exchange=args.exchange, platform=args.platform, threads=args.threads,
+            cpus=tuple(args.cpus) if args.cpus else None, **md_kwargs(args),
         )
         log = None if args.quiet else sys.stderr
         if args.refine:

@@ -15,7 +15,7 @@ import openmm
 import openmm.unit as unit
 import pytest
 
-from openmm_biomd.affinity import available_cpus, cpu_for, pinned_to_cpu
+from openmm_biomd.affinity import available_cpus, cpu_for, pinned_to_cpu, run_pinned
 from openmm_biomd.data.systems import get_system
 from openmm_biomd.run import InterleavedMD, time_plain_md
 
@@ -74,3 +74,42 @@ def test_plain_md_yardstick_tries_a_pinned_context_and_pinned_dynamics_are_the_s
             unit.nanometer)
 
     np.testing.assert_array_equal(positions(free), positions(held))  # the same trajectory, pinned or not
+
+
+@needs_affinity
+def test_run_pinned_runs_each_call_on_its_own_core_one_call_per_core_and_stops_at_an_error():
+    cpus = sorted({cpu_for(0), cpu_for(1)})
+    lock = threading.Lock()
+    busy: set = set()
+    seen = []
+
+    def call(item: int) -> int:
+        (core,) = os.sched_getaffinity(0)  # pinned for the whole call
+        with lock:
+            assert core not in busy  # never two calls on one core at once
+            busy.add(core)
+        try:
+            return item * item
+        finally:
+            with lock:
+                busy.discard(core)
+                seen.append(core)
+
+    before = os.sched_getaffinity(0)
+    results = dict(run_pinned(call, range(8), cpus))
+    assert results == {i: i * i for i in range(8)} and set(seen) <= set(cpus)
+    assert os.sched_getaffinity(0) == before
+
+    started = []
+
+    def fails_at_two(item: int) -> int:
+        started.append(item)
+        if item == 2:
+            raise RuntimeError("window 2 exploded")
+        return item
+
+    with pytest.raises(RuntimeError, match="window 2 exploded"):
+        list(run_pinned(fails_at_two, range(50), [cpus[0]]))  # one core: calls in order
+    assert started == [0, 1, 2]  # nothing started after the failure
+    with pytest.raises(ValueError, match="at least one CPU"):
+        list(run_pinned(call, range(2), []))

@@ -18,6 +18,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from openmm_biomd.affinity import cpu_for
 from openmm_biomd.data import RunMismatchError
 from openmm_biomd.enhanced import steered, umbrella, umbrella_exchange
 from openmm_biomd.enhanced.seeding_common import DistanceCV, PathCV1D, read_csv
@@ -123,6 +124,27 @@ def test_resume_skips_finished_windows(host_guest_cv, pulled, distance_run):
     assert [w["mean_cv"] for w in again["windows"][:5]] == [w["mean_cv"] for w in first["windows"][:5]]
     with pytest.raises(RunMismatchError, match="force_constant"):
         seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**{**DIST, "force_constant": 100.0}), out)
+
+
+def test_windows_side_by_side_on_pinned_cores_are_the_sequential_windows(host_guest_cv, pulled, distance_run,
+                                                                          tmp_path):
+    loaded, _, _, cv = host_guest_cv
+    out, first = distance_run
+    cpus = tuple(sorted({cpu_for(0), cpu_for(1)} - {None})) or None
+    # One window left from a sequential run: the rest run side by side (a resume with cpus is the same run).
+    shutil.copytree(out / "window_000", tmp_path / "window_000")
+    shutil.copy(out / "umbrella.json", tmp_path / "umbrella.json")
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    summary = seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**DIST, cpus=cpus), tmp_path)
+    assert summary["status"] == "complete" and summary["platform"]["properties"] == {"Threads": "1"}
+    assert [w["index"] for w in summary["windows"]] == list(range(6))  # in window order, however they finished
+    for w in range(6):
+        np.testing.assert_array_equal(read_csv(tmp_path / f"window_{w:03d}" / "cv.csv")[1],
+                                      read_csv(out / f"window_{w:03d}" / "cv.csv")[1])
+    if before is not None:
+        assert os.sched_getaffinity(0) == before
+    with pytest.raises(ValueError, match="distinct CPU"):
+        UmbrellaSettings(**DIST, cpus=(0, 0))
 
 
 def test_refinement_adds_windows_where_neighbours_do_not_overlap(host_guest_cv, pulled, tmp_path):
