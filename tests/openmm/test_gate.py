@@ -159,6 +159,29 @@ def test_workers_relax_side_by_side_with_the_same_verdicts(alanine):
         PhysicsGate(one.solute, np.zeros((0, 2), int), np.array(["C"] * 22), frames[0], workers=0)
 
 
+def test_cpu_platform_gate_workers_are_pinned_and_agree_with_one_thread(alanine, monkeypatch):
+    """A solute above REFERENCE_PLATFORM_MAX_ATOMS relaxes on the CPU platform on pinned workers (lowered here
+    so the dipeptide takes that path): each worker stays on one core of its own, and its verdicts, relaxed
+    frames and energies are bit for bit those of one unpinned calling thread."""
+    import os
+
+    from openmm_biomd.propagator import gate as gate_module
+
+    monkeypatch.setattr(gate_module, "REFERENCE_PLATFORM_MAX_ATOMS", 0)
+    make, frames = alanine
+    noisy = frames + np.random.default_rng(8).normal(0.0, 0.004, frames.shape)
+    one = make(GateConfig(), calibrate=False)
+    two = make(GateConfig(), calibrate=False)
+    one.workers, two.workers = 1, 2
+    assert not one._on_reference and one.calibrate(frames, "md") == two.calibrate(frames, "md")
+    for a, b in zip([one.check(noisy)] + one.check_each(noisy[:3]), [two.check(noisy)] + two.check_each(noisy[:3])):
+        assert (a.accepted, a.reason, a.frame, a.energies) == (b.accepted, b.reason, b.frame, b.energies)
+        assert (a.frames is None and b.frames is None) or np.array_equal(a.frames, b.frames)
+    if hasattr(os, "sched_getaffinity"):
+        masks = {frozenset(two._submit(os.sched_getaffinity, 0).result()) for _ in range(8)}
+        assert all(len(mask) == 1 for mask in masks) and len(masks) <= 2
+
+
 def test_early_acceptance_points_are_checked_and_serialise(alanine):
     for bad in ([0], [-5], [10, 5], [5, 5]):
         with pytest.raises(ValueError, match="early_accept_iterations"):
