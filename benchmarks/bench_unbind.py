@@ -93,13 +93,15 @@ def metadynamics(work: Path, name: str, n_seeds: int, max_time_ps: float, cpu: i
 
 
 def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: float, k: float,
-                        refine_rounds: int, exchange_ps: float | None = None, seed: int = 0) -> dict:
+                        refine_rounds: int, exchange_ps: float | None = None, seed: int = 0,
+                        cpus: tuple[int, ...] | None = None) -> dict:
     """Windows seeded from a generated path and from steered MD; ΔG(bound → plateau) of each.
 
     Both sets start from the same evenly spaced centres; up to ``refine_rounds`` rounds then add windows
     where neighbours overlap too little for MBAR (each set on its own samples).  With ``exchange_ps`` the
     windows instead run with Hamiltonian replica exchange, swaps every ``exchange_ps`` (no refinement).
-    ``seed`` seeds the windows' MD (the steered pull keeps its own).  Directories:
+    ``seed`` seeds the windows' MD (the steered pull keeps its own); ``cpus`` runs plain windows side by side,
+    one per core (:class:`~openmm_biomd.enhanced.umbrella.UmbrellaSettings`), the same data.  Directories:
     ``<comparison_key(...) with dashes>-generated`` / ``-steered``.
     """
     import mdtraj
@@ -124,7 +126,7 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
     low = float(cv.values(path[:1])[0])
     high = float(unbinder.pocket.exit_distance_nm) if best["success"] else float(cv.values(path).max())
     settings = UmbrellaSettings(n_windows=n_windows, cv_min=max(low, 0.0), cv_max=high, force_constant=k,
-                                production_ps=production_ps, seed=seed)
+                                production_ps=production_ps, seed=seed, cpus=cpus)
     prefix = comparison_key(exchange_ps, seed).replace("_", "-")
     if exchange_ps:
         settings = replace(settings, replica_exchange=True, sample_interval_ps=exchange_ps)
@@ -140,8 +142,12 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
         shutil.rmtree(directory, ignore_errors=True)
         t0 = time.perf_counter()
         run = refine_umbrella_windows(loaded, frames, cv, settings, directory, max_rounds=refine_rounds)
+        md_s = time.perf_counter() - t0
         out[name] = {**binding_free_energy(directory), "wall_s": time.perf_counter() - t0,
-                     "windows": len(run["windows"]), "refinement": run["refinement"]}
+                     "windows": len(run["windows"]), "refinement": run["refinement"],
+                     # MD per wall time over all windows (equilibration and refinement's analyses included)
+                     "ns_per_day": (len(run["windows"]) * (settings.production_ps + settings.equilibration_ps)
+                                    / 1000.0 / md_s * 86400.0)}
         if exchange_ps:
             out[name]["exchange"] = {key: value for key, value in run["exchange"].items()
                                      if key != "neighbour_acceptance"}
@@ -149,7 +155,9 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
     diff_kt = out["generated"]["delta_f_kt"] - out["steered"]["delta_f_kt"]
     return {
         "windows": n_windows, "refine_rounds": refine_rounds, "production_ps": production_ps,
-        "exchange_interval_ps": exchange_ps, "seed": seed,
+        "exchange_interval_ps": exchange_ps, "seed": seed, "date": time.strftime("%Y-%m-%d"),
+        "window_cpus": None if cpus is None else list(cpus),
+        "window_ns_per_day": {name: out[name]["ns_per_day"] for name in out},
         "cv_range_nm": [low, high], "k_kj_mol_nm2": k,
         "partial_range": not best["success"], "seed_path_attempt": best["attempt"],
         "steered_pull_wall_s": steer_s,
@@ -228,6 +236,12 @@ def compare_speed(gen: dict, metad: dict) -> tuple[dict, dict]:
     return speedup, targets
 
 
+def pool_replicates(work: Path, result: dict) -> None:
+    """Pool each kind's replicates into ``result["<kind>_pooled"]`` (kept as it was where the windows are gone)."""
+    for kind, _, _ in KINDS:
+        result[f"{kind}_pooled"] = pooled_replicates(work, result, kind)
+
+
 def table(r: dict) -> str:
     g, ok = r["generative"], {True: "✓", False: "✗", None: "—"}
     rows = [
@@ -258,37 +272,52 @@ def table(r: dict) -> str:
     for key in umbrella_keys(r):
         label = key.replace("_exchange", ", replica exchange").replace("_seed", ", MD seed ")
         rows += umbrella_rows(r[key], g, ok[r["targets"].get(target_key(key))], label)
-    diffs = [r[key]["difference_kt"] for key in exchange_keys(r)]
+    for kind, _, label in KINDS:
+        rows += replicate_rows(r, kind, label, ok)
+    return "\n".join(rows)
+
+
+def replicate_rows(r: dict, kind: str, label: str, ok: dict) -> list[str]:
+    """Table rows of a kind's replicates: every seed's difference, and the pooled comparison."""
+    rows = []
+    diffs = [r[key]["difference_kt"] for key in replicate_keys(r, kind)]
     if len(diffs) > 1:
-        rows.append(f"| umbrella, replica exchange, all {len(diffs)} MD seeds: differences (kT) | "
+        rows.append(f"| {label}, all {len(diffs)} MD seeds: differences (kT) | "
                     f"{', '.join(f'{d:+.2f}' for d in diffs)} (spread {max(diffs) - min(diffs):.1f}) | "
-                    f"≤ 1 kT for every seed {ok[r['targets'].get('umbrella_1kt_exchange_every_seed')]} |")
-    pooled = r.get("exchange_pooled")
+                    f"≤ 1 kT for every seed {ok[r['targets'].get(f'umbrella_1kt_{kind}_every_seed')]} |")
+    pooled = r.get(f"{kind}_pooled")
     if pooled:
         p = pooled["profiles"]
-        rows.append(f"| umbrella, replica exchange, MD seeds {', '.join(map(str, pooled['seeds']))} pooled "
+        rows.append(f"| {label}, MD seeds {', '.join(map(str, pooled['seeds']))} pooled "
                     f"({pooled['production_ps_per_window']:g} ps per window): ΔG generated- / steered-seeded (kT); "
                     f"difference; profiles within 1 kT from 0 to | {pooled['generated']['delta_f_kt']:.2f} ± "
                     f"{pooled['generated']['d_delta_f_kt']:.2f} / {pooled['steered']['delta_f_kt']:.2f} ± "
                     f"{pooled['steered']['d_delta_f_kt']:.2f}; {pooled['difference_kt']:+.2f} ± "
                     f"{pooled['difference_uncertainty_kt']:.2f}; {p['agree_up_to_nm']:.3f} nm (largest difference "
-                    f"{p['max_abs_kt']:.2f} kT) | ≤ 1 kT {ok[r['targets'].get('umbrella_1kt_exchange_pooled')]} |")
-    return "\n".join(rows)
+                    f"{p['max_abs_kt']:.2f} kT) | ≤ 1 kT {ok[r['targets'].get(f'umbrella_1kt_{kind}_pooled')]} |")
+    return rows
 
 
-def exchange_keys(result: dict) -> list[str]:
-    """The replica-exchange umbrella comparisons of a result (one per MD seed) that produced a difference."""
-    return [key for key in umbrella_keys(result) if key.startswith("umbrella_exchange") and "difference_kt" in result[key]]
+#: The two kinds of umbrella comparison, each replicated over MD seeds: (kind, key prefix, table label).
+KINDS = (("plain", "umbrella", "umbrella"), ("exchange", "umbrella_exchange", "umbrella, replica exchange"))
 
 
-def pooled_exchange(work: Path, result: dict) -> dict | None:
-    """The replica-exchange replicates pooled per seeding (MBAR over all their windows), compared again."""
+def replicate_keys(result: dict, kind: str) -> list[str]:
+    """The umbrella comparisons of one kind (one per MD seed) that produced a difference."""
+    prefix = dict((k, p) for k, p, _ in KINDS)[kind]
+    return [key for key in umbrella_keys(result) if "difference_kt" in result[key]
+            and (key == prefix or key.startswith(prefix + "_seed"))]
+
+
+def pooled_replicates(work: Path, result: dict, kind: str) -> dict | None:
+    """A kind's replicates pooled per seeding (MBAR over all their windows), compared again; ``None`` with
+    fewer than two replicates or when their windows are no longer on disk."""
     from openmm_biomd.enhanced.umbrella import binding_free_energy
 
-    keys = exchange_keys(result)
-    if len(keys) < 2:
-        return None
+    keys = replicate_keys(result, kind)
     prefixes = [key.replace("_", "-") for key in keys]
+    if len(keys) < 2 or not all((work / f"{p}-{name}").exists() for p in prefixes for name in ("generated", "steered")):
+        return result.get(f"{kind}_pooled")
     side = {name: binding_free_energy(work / f"{prefixes[0]}-{name}",
                                       pool=tuple(work / f"{p}-{name}" for p in prefixes[1:]))
             for name in ("generated", "steered")}
@@ -377,6 +406,10 @@ def main() -> None:
     parser.add_argument("--umbrella-seed", type=int, default=0,
                         help="seed of the umbrella windows' MD; a nonzero seed is a replicate, recorded beside the "
                              "seed-0 comparison")
+    parser.add_argument("--window-cpus", default="all",
+                        help="plain umbrella windows side by side, one per core, one thread each: 'all' allowed "
+                             "cores (default), a comma-separated list, or 'none' (one after another on the "
+                             "package's default threads); replica exchange runs from the first")
     parser.add_argument("--skip-umbrella", action="store_true")
     parser.add_argument("--keep-umbrella", action="store_true",
                         help="redo generation and metadynamics, keep the previous result's umbrella comparison "
@@ -399,7 +432,7 @@ def main() -> None:
         for key in umbrella_keys(result):
             if "cv_range_nm" in result[key]:
                 result[key]["profiles"] = compare_profiles(work, result[key]["cv_range_nm"][1], key.replace("_", "-"))
-        result["exchange_pooled"] = pooled_exchange(work, result)
+        pool_replicates(work, result)
         publish(result, Path(args.out))
         return
     if args.umbrella_only:
@@ -413,7 +446,7 @@ def main() -> None:
                             settings=UnbindSettings(max_time_ps=result["generative"]["max_time_ps"]))
         key = comparison_key(args.exchange, args.umbrella_seed)
         result[key], result["targets"][target_key(key)] = run_umbrella(work, unbinder, args, result["generative"])
-        result["exchange_pooled"] = pooled_exchange(work, result)
+        pool_replicates(work, result)
         publish(result, Path(args.out))
         return
     gen, unbinder = generative(work, Path(args.heldout), args.starts, args.attempts, args.max_time)
@@ -435,7 +468,8 @@ def main() -> None:
             seeded_by = previous[key].get("seed_path_model") or _weights_of(previous["generative"])
             result[key] = {**previous[key], "seed_path_model": seeded_by}
             targets[target_key(key)] = previous["targets"][target_key(key)]
-        result["exchange_pooled"] = previous.get("exchange_pooled")
+        for kind, _, _ in KINDS:
+            result[f"{kind}_pooled"] = previous.get(f"{kind}_pooled")
     elif not args.skip_umbrella:
         key = comparison_key(args.exchange, args.umbrella_seed)
         result[key], targets[target_key(key)] = run_umbrella(work, unbinder, args, gen)
@@ -446,8 +480,12 @@ def main() -> None:
 def run_umbrella(work: Path, unbinder, args, generative: dict) -> tuple[dict, bool]:
     """The umbrella comparison seeded from ``generative``'s path, labelled with its weights; and whether
     the two profiles agree within 1 kT (the target)."""
+    from openmm_biomd.affinity import available_cpus
+
+    cpus = available_cpus() if args.window_cpus == "all" else ([int(c) for c in args.window_cpus.split(",")]
+                                                              if args.window_cpus != "none" else None)
     umbrella = umbrella_comparison(work, unbinder, args.windows, args.window_ps, args.k, args.refine, args.exchange,
-                                   args.umbrella_seed)
+                                   args.umbrella_seed, tuple(cpus) if cpus else None)
     umbrella["seed_path_model"] = _weights_of(generative)
     return umbrella, "difference_kt" in umbrella and abs(umbrella["difference_kt"]) <= 1.0
 
@@ -459,12 +497,13 @@ def _weights_of(generative: dict) -> dict:
 
 def publish(result: dict, out: Path) -> None:
     """Write the result JSON, replace the BENCHMARKS.md section with its table and print it."""
-    keys = exchange_keys(result)
-    if len(keys) > 1:  # one seed within 1 kT can be luck: the target needs every seed
-        result["targets"]["umbrella_1kt_exchange_every_seed"] = all(abs(result[k]["difference_kt"]) <= 1.0
-                                                                    for k in keys)
-    if result.get("exchange_pooled"):
-        result["targets"]["umbrella_1kt_exchange_pooled"] = abs(result["exchange_pooled"]["difference_kt"]) <= 1.0
+    for kind, _, _ in KINDS:
+        keys = replicate_keys(result, kind)
+        if len(keys) > 1:  # one seed within 1 kT can be luck: the target needs every seed
+            result["targets"][f"umbrella_1kt_{kind}_every_seed"] = all(abs(result[k]["difference_kt"]) <= 1.0
+                                                                      for k in keys)
+        if result.get(f"{kind}_pooled"):
+            result["targets"][f"umbrella_1kt_{kind}_pooled"] = abs(result[f"{kind}_pooled"]["difference_kt"]) <= 1.0
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
     text = table(result)
