@@ -43,6 +43,18 @@ def cpu_for(slot: int) -> int | None:
     return cpus[slot % len(cpus)] if cpus else None
 
 
+def pin_calling_thread(cpu: int | None) -> bool:
+    """Keep the calling thread on ``cpu`` from now on (for a worker thread of one's own, for its whole life);
+    whether it took effect (as :func:`pinned_to_cpu`)."""
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        return False
+    try:
+        os.sched_setaffinity(0, {int(cpu)})
+    except OSError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def pinned_to_cpu(cpu: int | None) -> Iterator[bool]:
     """Run the block with the *calling thread* on ``cpu`` only; its previous mask is restored after.
@@ -51,13 +63,8 @@ def pinned_to_cpu(cpu: int | None) -> Iterator[bool]:
     interface, or where the CPU is not allowed). Other threads are unaffected, so a library can use it
     around its own OpenMM calls without moving the user's threads.
     """
-    if cpu is None or not hasattr(os, "sched_setaffinity"):
-        yield False
-        return
-    before = os.sched_getaffinity(0)  # pid 0: the calling thread on Linux
-    try:
-        os.sched_setaffinity(0, {int(cpu)})
-    except OSError:
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None  # pid 0: the calling thread
+    if not pin_calling_thread(cpu):
         yield False
         return
     try:

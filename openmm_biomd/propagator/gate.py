@@ -62,7 +62,6 @@ Units: nm, kJ/mol.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import threading
@@ -77,7 +76,7 @@ from scipy.spatial import cKDTree
 
 from biomd_core.sampling.steering import GeometryPrior, signed_volumes
 
-from ..affinity import cpu_for
+from ..affinity import cpu_for, pin_calling_thread
 from .solute_system import SoluteSystem
 
 #: Bondi van der Waals radii, nm (unknown elements: carbon's).
@@ -103,13 +102,6 @@ def default_workers() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, min(cores, MAX_DEFAULT_WORKERS))
-
-
-def _pin_this_thread(cpu: int | None) -> None:
-    """Keep the calling thread (a gate worker, for its whole life) on ``cpu``; nothing where that is impossible."""
-    if cpu is not None and hasattr(os, "sched_setaffinity"):
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, {cpu})
 
 
 @dataclass(frozen=True)
@@ -332,7 +324,7 @@ class PhysicsGate:
         if self._pool is None:
             slots = itertools.count()
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="biomd-gate",
-                                            initializer=lambda: _pin_this_thread(cpu_for(next(slots))))
+                                            initializer=lambda: pin_calling_thread(cpu_for(next(slots))))
             weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
         return self._pool.submit(function, *args)
 
