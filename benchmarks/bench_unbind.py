@@ -157,6 +157,7 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
         "windows": n_windows, "refine_rounds": refine_rounds, "production_ps": production_ps,
         "exchange_interval_ps": exchange_ps, "seed": seed, "date": time.strftime("%Y-%m-%d"),
         "window_cpus": None if cpus is None else list(cpus),
+        "seed_frames": settings.seed_frames,
         "window_ns_per_day": {name: out[name]["ns_per_day"] for name in out},
         "cv_range_nm": [low, high], "k_kj_mol_nm2": k,
         "partial_range": not best["success"], "seed_path_attempt": best["attempt"],
@@ -345,6 +346,10 @@ def umbrella_rows(u: dict, g: dict, verdict: str, label: str) -> list[str]:
     if seeded_by.get("model_hash") not in (None, g.get("model_hash")):
         rows.append(f"| {label} comparison below: kept from an earlier run, windows seeded from a path of "
                     f"weights {seeded_by['model_hash'][:12]} (not those above) | | |")
+    # Results from before seed_frames existed were seeded from the frame of nearest CV.
+    rule = {"first_arrival": "where the path first arrives at the centre", "nearest": "nearest CV"}
+    rows.append(f"| {label}: windows × production; seed frame of a window | {u['windows']} × "
+                f"{u['production_ps']:g} ps; {rule[u.get('seed_frames', 'nearest')]} | |")
     rows.append(f"| {label} ΔG(bound→upper end of {span}), generated-seeded / steered-seeded (kT) | "
                 f"{u['generated']['delta_f_kt']:.2f} ± {u['generated']['d_delta_f_kt']:.2f} / "
                 f"{u['steered']['delta_f_kt']:.2f} ± {u['steered']['d_delta_f_kt']:.2f} | |")

@@ -7,7 +7,8 @@
   :class:`PathCV1D` (path progress ``s`` or distance ``z`` of
   :class:`~openmm_biomd.enhanced.cvs.PathCV`).  :data:`CV_KINDS` is the
   registry the command lines use.
-- :func:`nearest_frames` — which path frame starts a window or walker.
+- :func:`nearest_frames` / :func:`first_arrival_frames` — which path frame
+  starts a window or walker.
 - :func:`load_path_frames` / :func:`load_unbind_attempt` — a generated path
   (``biomd unbind`` output) as ``[T, N, 3]`` nm.
 - :func:`add_input_arguments` / :func:`resolve_inputs` — the command-line
@@ -53,6 +54,7 @@ __all__ = [
     "add_md_arguments",
     "check_frames",
     "check_resumable",
+    "first_arrival_frames",
     "frames_sha256",
     "load_path_frames",
     "load_unbind_attempt",
@@ -271,6 +273,49 @@ def nearest_frames(path_values: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """
     values = np.asarray(path_values, dtype=np.float64)
     return np.argmin(np.abs(values[None, :] - np.asarray(targets, dtype=np.float64)[:, None]), axis=1)
+
+
+def first_arrival_frames(path_values: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Index of the path frame at which the path *first arrives* at each target, coming from its start.
+
+    For a target the path reaches, the last frame before it first passes the
+    target (or the frame that lands on it exactly); for a target beyond the
+    path's reach, the frame of the furthest progress.  "Passing" is in the
+    direction the path travels (start to end; a path whose CV falls is read
+    mirrored), so a target inside a gap — the path jumping over it between two
+    frames — is seeded from the frame *before* the jump and pulled forward by
+    its restraint, as a steered pull would arrive there, never pushed back from
+    a frame that already went past.  Why it matters: the CV is one coordinate
+    among many, and a frame past the gap can hold the others in a state the
+    windows cannot leave in their time (a guest lying flat across the portal it
+    left, a rod that already turned; BENCHMARKS.md, host–guest umbrella).  On a
+    path dense in the CV the choice is the nearest frame from below.
+
+    Parameters
+    ----------
+    path_values : ``[T]`` CV of each path frame, in time order
+    targets : ``[W]`` CV values
+
+    Returns
+    -------
+    np.ndarray
+        ``[W]`` int frame indices.
+    """
+    values = np.asarray(path_values, dtype=np.float64)
+    direction = 1.0 if values[-1] >= values[0] else -1.0
+    progress = direction * values  # increases on the way out
+    targets = direction * np.asarray(targets, dtype=np.float64)
+    furthest = np.maximum.accumulate(progress)  # [T] progress made by frame t
+    frames = np.empty(len(targets), dtype=int)
+    for w, target in enumerate(targets):
+        passed = np.flatnonzero(progress >= target)
+        if len(passed) == 0:  # beyond the path's reach
+            frames[w] = int(np.argmax(progress))
+        elif progress[passed[0]] == target or passed[0] == 0:
+            frames[w] = int(passed[0])
+        else:  # the frame of the furthest progress before the first passage
+            frames[w] = int(np.argmax(furthest[: passed[0]] == furthest[passed[0] - 1]))
+    return frames
 
 
 def load_path_frames(path: str | os.PathLike, topology: str | os.PathLike | None = None) -> np.ndarray:

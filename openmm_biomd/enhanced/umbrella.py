@@ -2,8 +2,11 @@
 
 :func:`seed_umbrella_windows` places harmonic windows along a CV — the
 ligand–pocket centroid distance or the path progress ``s`` (see
-:mod:`.seeding_common`) — and starts each window from the path frame whose CV
-is nearest the window's centre.  The path may be a generated one (``biomd
+:mod:`.seeding_common`) — and starts each window from the path frame at which
+the path first arrives at the window's centre (``seed_frames="first_arrival"``,
+:func:`.seeding_common.first_arrival_frames`: across a gap in the path, the
+frame before the jump, pulled forward by the restraint) or, on request, the
+frame whose CV is nearest the centre.  The path may be a generated one (``biomd
 unbind``) or a steered-MD one (:func:`.steered.steered_path`); comparing the
 two profiles is the point of the exercise, so both go through exactly the same
 code.  Each window: a copy of the System plus
@@ -46,10 +49,10 @@ checkpoint); they write the same ``window_NNN`` files, so the analysis is the sa
 
 :func:`refine_umbrella_windows` closes sampling gaps: where two windows
 neighbouring in CV overlap too little for MBAR (``neighbour_overlap`` below
-``min_overlap``), it adds a window midway, seeded like the others from the path
-frame nearest its centre, and repeats for a few rounds.  Added windows come
-after the existing ones (same directory, new indices), so finished windows are
-kept and a refined run resumes like any other.
+``min_overlap``), it adds a window midway, seeded like the others, and repeats
+for a few rounds.  Added windows come after the existing ones (same directory,
+new indices), so finished windows are kept and a refined run resumes like any
+other.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ from .seeding_common import (
     check_frames,
     check_resumable,
     cv_record_with_kind,
+    first_arrival_frames,
     kt_kj_mol,
     md_kwargs,
     nearest_frames,
@@ -122,6 +126,9 @@ _PLACEMENT = ("n_windows", "centres", "cv_min", "cv_max")
 #: MBAR overlap of neighbouring windows below which the profile between them is unreliable
 #: (Klimovich, Shirts & Mobley, JCAMD 29, 397, 2015).
 MIN_OVERLAP = 0.03
+#: How a window's seed frame is chosen (``UmbrellaSettings.seed_frames``): path CV values ``[T]`` and
+#: centres ``[W]`` -> frame indices ``[W]``.
+SEED_FRAME_RULES = {"first_arrival": first_arrival_frames, "nearest": nearest_frames}
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,10 @@ class UmbrellaSettings:
     sample_interval_ps : time between CV samples, ps (a whole number of steps)
     temperature_k, timestep_fs, friction_per_ps : Langevin integrator
     seed : master seed (window ``i`` uses ``replica_seed(seed, i)``)
+    seed_frames : which path frame starts a window: ``"first_arrival"`` (default) the frame at which
+        the path first arrives at the centre coming from its start — across a gap, the frame before the
+        jump (:func:`~.seeding_common.first_arrival_frames`, why: BENCHMARKS.md, host–guest umbrella);
+        ``"nearest"`` the frame whose CV is nearest the centre, whichever side of a gap
     max_start_offset : largest allowed |CV(seed frame) − centre|, CV units (also
         how far outside the path's CV range a centre may lie); None = no limit on
         the former, 5 % of the path's CV range for the latter
@@ -166,6 +177,7 @@ class UmbrellaSettings:
     timestep_fs: float = 2.0
     friction_per_ps: float = 1.0
     seed: int = 0
+    seed_frames: str = "first_arrival"
     max_start_offset: float | None = None
     replica_exchange: bool = False
     platform: str | None = None
@@ -199,6 +211,8 @@ class UmbrellaSettings:
             raise ValueError("give n_windows >= 1 or explicit centres")
         if self.cv_min is not None and self.cv_max is not None and not self.cv_min < self.cv_max:
             raise ValueError(f"cv_min ({self.cv_min}) must be below cv_max ({self.cv_max})")
+        if self.seed_frames not in SEED_FRAME_RULES:
+            raise ValueError(f"seed_frames must be one of {', '.join(SEED_FRAME_RULES)}, not {self.seed_frames!r}")
         if self.max_start_offset is not None and not self.max_start_offset > 0:
             raise ValueError("max_start_offset must be positive")
         n_windows = len(self.centres) if self.centres is not None else self.n_windows
@@ -241,7 +255,7 @@ def _plan_windows(values: np.ndarray, settings: UmbrellaSettings, unit: str) -> 
     CV must also be that close to the centre (a gap in a generated path).
     """
     centres = settings.window_centres(values)
-    frames = nearest_frames(values, centres)
+    frames = SEED_FRAME_RULES[settings.seed_frames](values, centres)
     offsets = np.abs(values[frames] - centres)
     lo, hi = float(values.min()), float(values.max())
     slack = settings.max_start_offset if settings.max_start_offset is not None else 0.05 * (hi - lo)
@@ -253,7 +267,7 @@ def _plan_windows(values: np.ndarray, settings: UmbrellaSettings, unit: str) -> 
             )
         if settings.max_start_offset is not None and offsets[i] > settings.max_start_offset:
             raise ValueError(
-                f"window {i} (centre {c:.4g} {unit}): the nearest path frame ({int(frames[i])}, CV "
+                f"window {i} (centre {c:.4g} {unit}): its seed frame ({int(frames[i])}, CV "
                 f"{values[frames[i]]:.4g}) is {offsets[i]:.3g} {unit} away, more than max_start_offset "
                 f"{settings.max_start_offset:.3g}: the path has a gap there"
             )
@@ -270,7 +284,7 @@ def seed_umbrella_windows(
     *,
     log: Any = None,
 ) -> dict:
-    """Run (or resume) umbrella windows along ``cv``, each started from the nearest path frame.
+    """Run (or resume) umbrella windows along ``cv``, each started from a path frame (``settings.seed_frames``).
 
     Parameters
     ----------
@@ -410,8 +424,8 @@ def refine_umbrella_windows(
 
     Each round analyses the finished windows with :func:`analyze_umbrella` and
     puts a new window midway between every pair of windows neighbouring in CV
-    whose MBAR overlap is below ``min_overlap``, seeded from the path frame
-    nearest its centre; it stops when no pair is below it or after
+    whose MBAR overlap is below ``min_overlap``, seeded by ``settings.seed_frames``
+    like the others; it stops when no pair is below it or after
     ``max_rounds`` rounds in all.  Each round is recorded in ``OUT/refinement.json``
     before its windows run, so a killed refinement resumes with the same call.
     Arguments as :func:`seed_umbrella_windows`; ``analysis`` goes to
@@ -1031,6 +1045,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--k", type=float, default=1000.0, help="force constant, kJ/mol per CV unit^2 (default 1000)")
     w.add_argument("--time", default="100ps", help="production per window (default 100ps)")
     w.add_argument("--sample-interval", default="0.1ps", help="time between CV samples (default 0.1ps)")
+    w.add_argument("--seed-frames", default="first-arrival", choices=["first-arrival", "nearest"],
+                   help="path frame that starts a window: where the path first arrives at the centre (default; "
+                        "across a gap, the frame before the jump) or the frame whose CV is nearest it")
     w.add_argument("--max-start-offset", type=float,
                    help="largest |CV(seed frame) - centre| (default: no limit; centres must lie in the path's range)")
     w.add_argument("--cpus", type=int, nargs="+", metavar="CPU",
@@ -1071,6 +1088,7 @@ def main(args: argparse.Namespace) -> int:
             n_windows=None if args.centres else args.windows, centres=tuple(args.centres) if args.centres else None,
             cv_min=r[0], cv_max=r[1], force_constant=args.k, production_ps=parse_time_ps(args.time),
             sample_interval_ps=parse_time_ps(args.sample_interval), max_start_offset=args.max_start_offset,
+            seed_frames=args.seed_frames.replace("-", "_"),
             replica_exchange=args.exchange, platform=args.platform, threads=args.threads,
             cpus=tuple(args.cpus) if args.cpus else None, **md_kwargs(args),
         )

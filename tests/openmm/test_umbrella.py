@@ -21,7 +21,13 @@ import pytest
 from openmm_biomd.affinity import cpu_for
 from openmm_biomd.data import RunMismatchError
 from openmm_biomd.enhanced import steered, umbrella, umbrella_exchange
-from openmm_biomd.enhanced.seeding_common import DistanceCV, PathCV1D, read_csv
+from openmm_biomd.enhanced.seeding_common import (
+    DistanceCV,
+    PathCV1D,
+    first_arrival_frames,
+    nearest_frames,
+    read_csv,
+)
 from openmm_biomd.enhanced.steered import load_steered, steered_path
 from openmm_biomd.enhanced.umbrella import (
     UmbrellaSettings,
@@ -88,17 +94,37 @@ def distance_run(host_guest_cv, pulled, tmp_path_factory):
     return out, summary
 
 
-def test_windows_start_from_nearest_frame_and_sample_near_centre(host_guest_cv, pulled, distance_run):
+def test_first_arrival_seeds_a_gap_from_the_frame_before_the_jump():
+    # A path in time order: in the pocket, a step back, then a jump from 0.34 to 0.73 nm and on.
+    path = np.array([0.04, 0.20, 0.34, 0.26, 0.73, 0.67, 0.90])
+    centres = np.array([0.04, 0.29, 0.55, 0.69, 0.80, 0.95])
+    # Nearest-CV seeding pushes the 0.55 and 0.69 windows back from a frame that already left (5);
+    # first arrival pulls them forward from frame 2, the furthest the path got before it passed them.
+    np.testing.assert_array_equal(nearest_frames(path, centres), [0, 3, 5, 5, 4, 6])
+    np.testing.assert_array_equal(first_arrival_frames(path, centres), [0, 1, 2, 2, 4, 6])
+    # A frame landing exactly on a centre seeds it; a centre past the path's reach gets its furthest frame.
+    np.testing.assert_array_equal(first_arrival_frames(path, [0.34, 0.73]), [2, 4])
+    assert first_arrival_frames(path, [1.2])[0] == 6
+    # A path whose CV falls (a binding path, a progress read backwards) arrives from above.
+    np.testing.assert_array_equal(first_arrival_frames(-path, -centres), [0, 1, 2, 2, 4, 6])
+    # On a dense monotone path it is the nearest frame from below.
+    dense = np.linspace(0.0, 1.0, 101)
+    np.testing.assert_array_equal(first_arrival_frames(dense, [0.255, 0.5049]), [25, 50])
+    with pytest.raises(ValueError, match="seed_frames"):
+        UmbrellaSettings(seed_frames="closest")
+
+
+def test_windows_start_where_the_path_first_arrives_and_sample_near_centre(host_guest_cv, pulled, distance_run):
     _, _, _, cv = host_guest_cv
     frames = pulled[1]
     out, summary = distance_run
     values = cv.values(frames)
     assert summary["status"] == "complete" and len(summary["windows"]) == 6
     np.testing.assert_allclose([w["centre"] for w in summary["windows"]], np.linspace(0.4, 0.7, 6))
-    for w in summary["windows"]:
-        nearest = int(np.argmin(np.abs(values - w["centre"])))
-        assert w["start_frame"] == nearest
-        assert w["start_cv"] == pytest.approx(values[nearest])
+    seeds = first_arrival_frames(values, np.linspace(0.4, 0.7, 6))
+    for w, seed in zip(summary["windows"], seeds):
+        assert w["start_frame"] == seed and values[seed] <= w["centre"]  # arrived from the bound side
+        assert w["start_cv"] == pytest.approx(values[seed])
         # The restraint's CV force agrees with the numpy twin on the seed frame.
         assert w["start_cv_openmm"] == pytest.approx(w["start_cv"], abs=1e-4)
         header, table = read_csv(out / f"window_{w['index']:03d}" / "cv.csv")
@@ -124,6 +150,8 @@ def test_resume_skips_finished_windows(host_guest_cv, pulled, distance_run):
     assert [w["mean_cv"] for w in again["windows"][:5]] == [w["mean_cv"] for w in first["windows"][:5]]
     with pytest.raises(RunMismatchError, match="force_constant"):
         seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**{**DIST, "force_constant": 100.0}), out)
+    with pytest.raises(RunMismatchError, match="seed_frames"):  # another seeding rule is other data
+        seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**DIST, seed_frames="nearest"), out)
 
 
 def test_windows_side_by_side_on_pinned_cores_are_the_sequential_windows(host_guest_cv, pulled, distance_run,
@@ -156,11 +184,11 @@ def test_refinement_adds_windows_where_neighbours_do_not_overlap(host_guest_cv, 
     assert before < 0.03
     stamps = [os.stat(tmp_path / f"window_{i:03d}" / "result.json").st_mtime_ns for i in range(2)]
     refined = refine_umbrella_windows(loaded, pulled[1], cv, sparse, tmp_path, max_rounds=1)
-    # One round: one window midway, appended (index 2) and seeded from the path frame nearest its centre.
+    # One round: one window midway, appended (index 2) and seeded where the path first arrives at its centre.
     assert refined["refinement"]["rounds"] == [{"min_overlap_before": before, "added_centres": [pytest.approx(0.55)]}]
     added = refined["windows"][2]
     assert added["index"] == 2 and added["centre"] == pytest.approx(0.55)
-    assert added["start_frame"] == int(np.argmin(np.abs(cv.values(pulled[1]) - 0.55)))
+    assert added["start_frame"] == first_arrival_frames(cv.values(pulled[1]), [0.55])[0]
     # The two finished windows are kept as they were.
     assert [os.stat(tmp_path / f"window_{i:03d}" / "result.json").st_mtime_ns for i in range(2)] == stamps
     assert refined["windows"][:2] == first["windows"]
@@ -238,7 +266,7 @@ def test_replica_exchange_windows_swap_sample_and_resume(host_guest_cv, pulled, 
     values = cv.values(pulled[1])
     for w, centre in zip(summary["windows"], EXCHANGE["centres"]):
         assert w["centre"] == pytest.approx(centre) and w["replica_exchange"]
-        assert w["start_frame"] == int(np.argmin(np.abs(values - centre)))
+        assert w["start_frame"] == first_arrival_frames(values, [centre])[0]
         header, table = read_csv(tmp_path / f"window_{w['index']:03d}" / "cv.csv")
         assert header == ["time_ps", "cv"] and table.shape == (20, 2)
         np.testing.assert_allclose(table[:, 0], 0.1 * np.arange(1, 21))
@@ -459,7 +487,7 @@ def test_path_cv_windows(host_guest_cv, pulled, tmp_path):
     assert json.loads((tmp_path / "umbrella.json").read_text())["cv"][0]["name"] == "path_s"
     assert (tmp_path / "path_nodes_path_s.npy").exists()
     for w in summary["windows"]:
-        assert w["start_frame"] == int(np.argmin(np.abs(s - w["centre"])))
+        assert w["start_frame"] == first_arrival_frames(s, [w["centre"]])[0]
         assert w["start_cv_openmm"] == pytest.approx(w["start_cv"], abs=1e-3)  # RMSDForce path CV == numpy twin
         assert abs(w["mean_cv"] - w["centre"]) < 0.15
     fes = analyze_umbrella(tmp_path, n_bins=15)
@@ -520,12 +548,17 @@ def test_command_lines(host_guest_cv, pulled, distance_run, tmp_path, capsys):
     assert len(run["windows"]) == 2 and run["system"] == "host-guest"
     assert run["cv"][0]["pocket_atoms"] == pocket[:20].tolist()  # the unbind run's atoms, not the default pocket
     # --exchange: the windows side by side with replica exchange (not with --refine).
-    exchange_argv = [*argv[:argv.index("--out")], "--exchange", "--sample-interval", "0.1ps", "--out",
-                     str(tmp_path / "exchange"), "--quiet"]
+    # --seed-frames nearest: the frames of nearest CV, recorded as a setting of the data.
+    assert run["settings"]["seed_frames"] == "first_arrival"
+    exchange_argv = [*argv[:argv.index("--out")], "--exchange", "--sample-interval", "0.1ps",
+                     "--seed-frames", "nearest", "--out", str(tmp_path / "exchange"), "--quiet"]
     assert umbrella.main(_parse(umbrella, exchange_argv)) == 0
     assert json.loads(capsys.readouterr().out)["unit"] == "nm"  # openmmtools' citations went to stderr
     exchanged = json.loads((tmp_path / "exchange" / "umbrella.json").read_text())
     assert exchanged["settings"]["replica_exchange"] and exchanged["exchange"]["iterations"] == 2
+    assert exchanged["settings"]["seed_frames"] == "nearest"
+    steered_cv = DistanceCV(ligand, pocket[:20]).values(load_steered(steer_dir)["frames_nm"])
+    assert [w["start_frame"] for w in exchanged["windows"]] == nearest_frames(steered_cv, [0.5, 0.55]).tolist()
     with pytest.raises(ValueError, match="refinement"):
         umbrella.main(_parse(umbrella, [*exchange_argv, "--refine", "1"]))
     # --refine: a window is added between two that do not overlap.
