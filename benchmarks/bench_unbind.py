@@ -487,8 +487,12 @@ def run_umbrella(work: Path, unbinder, args, generative: dict) -> tuple[dict, bo
     the two profiles agree within 1 kT (the target)."""
     from openmm_biomd.affinity import available_cpus
 
-    cpus = available_cpus() if args.window_cpus == "all" else ([int(c) for c in args.window_cpus.split(",")]
-                                                              if args.window_cpus != "none" else None)
+    if args.window_cpus == "all":
+        cpus = available_cpus()
+    elif args.window_cpus == "none":
+        cpus = []
+    else:
+        cpus = [int(c) for c in args.window_cpus.split(",")]
     umbrella = umbrella_comparison(work, unbinder, args.windows, args.window_ps, args.k, args.refine, args.exchange,
                                    args.umbrella_seed, tuple(cpus) if cpus else None)
     umbrella["seed_path_model"] = _weights_of(generative)

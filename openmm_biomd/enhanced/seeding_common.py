@@ -291,15 +291,8 @@ def first_arrival_frames(path_values: np.ndarray, targets: np.ndarray) -> np.nda
     left, a rod that already turned; BENCHMARKS.md, host–guest umbrella).  On a
     path dense in the CV the choice is the nearest frame from below.
 
-    Parameters
-    ----------
-    path_values : ``[T]`` CV of each path frame, in time order
-    targets : ``[W]`` CV values
-
-    Returns
-    -------
-    np.ndarray
-        ``[W]`` int frame indices.
+    Arguments and result as :func:`nearest_frames` (``[T]`` path CV in time
+    order, ``[W]`` targets -> ``[W]`` int frame indices).
     """
     values = np.asarray(path_values, dtype=np.float64)
     direction = 1.0 if values[-1] >= values[0] else -1.0
