@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import time
 from dataclasses import replace
@@ -37,6 +38,9 @@ import numpy as np
 from benchmarks_md import replace_section
 
 REPO = Path(__file__).resolve().parents[1]
+
+#: Duration of the steered pull that seeds the reference windows, ps (the comparisons' default).
+PULL_PS = 100.0
 
 
 def generative(work: Path, heldout: Path, n_starts: int, attempts: int, max_time_ps: float) -> tuple[dict, object]:
@@ -94,14 +98,15 @@ def metadynamics(work: Path, name: str, n_seeds: int, max_time_ps: float, cpu: i
 
 def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: float, k: float,
                         refine_rounds: int, exchange_ps: float | None = None, seed: int = 0,
-                        cpus: tuple[int, ...] | None = None) -> dict:
+                        cpus: tuple[int, ...] | None = None, pull_ps: float = PULL_PS) -> dict:
     """Windows seeded from a generated path and from steered MD; ΔG(bound → plateau) of each.
 
     Both sets start from the same evenly spaced centres; up to ``refine_rounds`` rounds then add windows
     where neighbours overlap too little for MBAR (each set on its own samples).  With ``exchange_ps`` the
     windows instead run with Hamiltonian replica exchange, swaps every ``exchange_ps`` (no refinement).
     ``seed`` seeds the windows' MD (the steered pull keeps its own); ``cpus`` runs plain windows side by side,
-    one per core (:class:`~openmm_biomd.enhanced.umbrella.UmbrellaSettings`), the same data.  Directories:
+    one per core (:class:`~openmm_biomd.enhanced.umbrella.UmbrellaSettings`), the same data; ``pull_ps`` is
+    the steered pull's duration over the whole range (slower: nearer equilibrium).  Directories:
     ``<comparison_key(...) with dashes>-generated`` / ``-steered``.
     """
     import mdtraj
@@ -127,13 +132,13 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
     high = float(unbinder.pocket.exit_distance_nm) if best["success"] else float(cv.values(path).max())
     settings = UmbrellaSettings(n_windows=n_windows, cv_min=max(low, 0.0), cv_max=high, force_constant=k,
                                 production_ps=production_ps, seed=seed, cpus=cpus)
-    prefix = comparison_key(exchange_ps, seed).replace("_", "-")
+    prefix = comparison_key(exchange_ps, seed, pull_ps).replace("_", "-")
     if exchange_ps:
         settings = replace(settings, replica_exchange=True, sample_interval_ps=exchange_ps)
         refine_rounds = 0
     t0 = time.perf_counter()
     shutil.rmtree(work / "steered", ignore_errors=True)
-    steered_frames = steered_path(loaded, cv, work / "steered", to_value=high + 0.1, pull_ps=100.0,
+    steered_frames = steered_path(loaded, cv, work / "steered", to_value=high + 0.1, pull_ps=pull_ps,
                                   force_constant=k, seed=11)
     steer_s = time.perf_counter() - t0
     out = {}
@@ -157,11 +162,11 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
         "windows": n_windows, "refine_rounds": refine_rounds, "production_ps": production_ps,
         "exchange_interval_ps": exchange_ps, "seed": seed, "date": time.strftime("%Y-%m-%d"),
         "window_cpus": None if cpus is None else list(cpus),
-        "seed_frames": settings.seed_frames,
+        "seed_frames": settings.seed_frames, "approach_per_ps": settings.approach_per_ps,
         "window_ns_per_day": {name: out[name]["ns_per_day"] for name in out},
         "cv_range_nm": [low, high], "k_kj_mol_nm2": k,
         "partial_range": not best["success"], "seed_path_attempt": best["attempt"],
-        "steered_pull_wall_s": steer_s,
+        "steered_pull_ps": pull_ps, "steered_pull_wall_s": steer_s,
         "generated": out["generated"], "steered": out["steered"],
         "difference_kt": diff_kt,
         "difference_uncertainty_kt": float(np.hypot(out["generated"]["d_delta_f_kt"], out["steered"]["d_delta_f_kt"])),
@@ -170,9 +175,17 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
     }
 
 
-def comparison_key(exchange_ps: float | None, seed: int) -> str:
-    """Where a comparison goes in the result: ``umbrella``, ``umbrella_exchange``, ``umbrella_exchange_seed1``..."""
-    return "umbrella" + ("_exchange" if exchange_ps else "") + (f"_seed{seed}" if seed else "")
+def comparison_key(exchange_ps: float | None, seed: int, pull_ps: float = PULL_PS) -> str:
+    """Where a comparison goes in the result: ``umbrella``, ``umbrella_exchange``, ``umbrella_exchange_seed1``,
+    ``umbrella_pull300`` (a steered pull other than :data:`PULL_PS`: not a replicate of the others)..."""
+    return ("umbrella" + ("_exchange" if exchange_ps else "") + (f"_seed{seed}" if seed else "")
+            + (f"_pull{pull_ps:g}" if pull_ps != PULL_PS else ""))
+
+
+def comparison_label(key: str) -> str:
+    """A comparison's name in the table: ``umbrella, replica exchange, MD seed 1, steered pull 300 ps``."""
+    label = key.replace("_exchange", ", replica exchange").replace("_seed", ", MD seed ")
+    return re.sub(r"_pull([0-9.]+)", r", steered pull \1 ps", label)
 
 
 def umbrella_keys(result: dict) -> list[str]:
@@ -271,7 +284,7 @@ def table(r: dict) -> str:
         f"{_f(rmsd['mean'], '.2f')} / {_f(rmsd['median'], '.2f')} | reported |",
     ]
     for key in umbrella_keys(r):
-        label = key.replace("_exchange", ", replica exchange").replace("_seed", ", MD seed ")
+        label = comparison_label(key)
         rows += umbrella_rows(r[key], g, ok[r["targets"].get(target_key(key))], label)
     for kind, _, label in KINDS:
         rows += replicate_rows(r, kind, label, ok)
@@ -304,10 +317,11 @@ KINDS = (("plain", "umbrella", "umbrella"), ("exchange", "umbrella_exchange", "u
 
 
 def replicate_keys(result: dict, kind: str) -> list[str]:
-    """The umbrella comparisons of one kind (one per MD seed) that produced a difference."""
+    """The umbrella comparisons of one kind (one per MD seed, the default steered pull) that produced a
+    difference."""
     prefix = dict((k, p) for k, p, _ in KINDS)[kind]
     return [key for key in umbrella_keys(result) if "difference_kt" in result[key]
-            and (key == prefix or key.startswith(prefix + "_seed"))]
+            and re.fullmatch(re.escape(prefix) + r"(_seed\d+)?", key)]
 
 
 def pooled_replicates(work: Path, result: dict, kind: str) -> dict | None:
@@ -348,8 +362,11 @@ def umbrella_rows(u: dict, g: dict, verdict: str, label: str) -> list[str]:
                     f"weights {seeded_by['model_hash'][:12]} (not those above) | | |")
     # Results from before seed_frames existed were seeded from the frame of nearest CV.
     rule = {"first_arrival": "where the path first arrives at the centre", "nearest": "nearest CV"}
-    rows.append(f"| {label}: windows × production; seed frame of a window | {u['windows']} × "
-                f"{u['production_ps']:g} ps; {rule[u.get('seed_frames', 'nearest')]} | |")
+    # ... and before approach_per_ps existed, their restraints sat at the centre from the first step.
+    approach = f"{u['approach_per_ps']:g} nm/ps" if u.get("approach_per_ps") else "none"
+    rows.append(f"| {label}: windows × production; seed frame of a window; its approach to the centre; steered "
+                f"pull | {u['windows']} × {u['production_ps']:g} ps; {rule[u.get('seed_frames', 'nearest')]}; "
+                f"{approach}; {u.get('steered_pull_ps', PULL_PS):g} ps | |")
     rows.append(f"| {label} ΔG(bound→upper end of {span}), generated-seeded / steered-seeded (kT) | "
                 f"{u['generated']['delta_f_kt']:.2f} ± {u['generated']['d_delta_f_kt']:.2f} / "
                 f"{u['steered']['delta_f_kt']:.2f} ± {u['steered']['d_delta_f_kt']:.2f} | |")
@@ -415,6 +432,9 @@ def main() -> None:
                         help="plain umbrella windows side by side, one per core, one thread each: 'all' allowed "
                              "cores (default), a comma-separated list, or 'none' (one after another on the "
                              "package's default threads); replica exchange runs from the first")
+    parser.add_argument("--pull-ps", type=float, default=PULL_PS,
+                        help=f"duration of the steered pull seeding the reference windows, ps (default {PULL_PS:g}); "
+                             "another is recorded beside the default's comparisons, not pooled with them")
     parser.add_argument("--skip-umbrella", action="store_true")
     parser.add_argument("--keep-umbrella", action="store_true",
                         help="redo generation and metadynamics, keep the previous result's umbrella comparison "
@@ -449,7 +469,7 @@ def main() -> None:
         result["targets"].update(speed_targets)
         unbinder = Unbinder(get_system("host-guest").load(), "host-guest",
                             settings=UnbindSettings(max_time_ps=result["generative"]["max_time_ps"]))
-        key = comparison_key(args.exchange, args.umbrella_seed)
+        key = comparison_key(args.exchange, args.umbrella_seed, args.pull_ps)
         result[key], result["targets"][target_key(key)] = run_umbrella(work, unbinder, args, result["generative"])
         pool_replicates(work, result)
         publish(result, Path(args.out))
@@ -476,7 +496,7 @@ def main() -> None:
         for kind, _, _ in KINDS:
             result[f"{kind}_pooled"] = previous.get(f"{kind}_pooled")
     elif not args.skip_umbrella:
-        key = comparison_key(args.exchange, args.umbrella_seed)
+        key = comparison_key(args.exchange, args.umbrella_seed, args.pull_ps)
         result[key], targets[target_key(key)] = run_umbrella(work, unbinder, args, gen)
     result["targets"] = targets
     publish(result, Path(args.out))
@@ -494,7 +514,7 @@ def run_umbrella(work: Path, unbinder, args, generative: dict) -> tuple[dict, bo
     else:
         cpus = [int(c) for c in args.window_cpus.split(",")]
     umbrella = umbrella_comparison(work, unbinder, args.windows, args.window_ps, args.k, args.refine, args.exchange,
-                                   args.umbrella_seed, tuple(cpus) if cpus else None)
+                                   args.umbrella_seed, tuple(cpus) if cpus else None, args.pull_ps)
     umbrella["seed_path_model"] = _weights_of(generative)
     return umbrella, "difference_kt" in umbrella and abs(umbrella["difference_kt"]) <= 1.0
 

@@ -11,7 +11,9 @@ unbind``) or a steered-MD one (:func:`.steered.steered_path`); comparing the
 two profiles is the point of the exercise, so both go through exactly the same
 code.  Each window: a copy of the System plus
 ``CustomCVForce("0.5*umbrella_k*(cv-umbrella_centre)^2")`` (the CV force inside),
-minimisation with the restraint on (the seed frame may sit off-centre),
+minimisation with the restraint centred on the seed frame's CV, the
+approach (the centre moved to the window's at ``approach_per_ps``, as in a
+steered pull, when the seed frame sits off-centre),
 ``equilibration_ps`` of MD, then ``production_ps`` recording the CV every
 ``sample_interval_ps`` from the restraint's own ``getCollectiveVariableValues``
 (the value the bias acted on, not a re-computation).
@@ -126,6 +128,8 @@ _PLACEMENT = ("n_windows", "centres", "cv_min", "cv_max")
 #: MBAR overlap of neighbouring windows below which the profile between them is unreliable
 #: (Klimovich, Shirts & Mobley, JCAMD 29, 397, 2015).
 MIN_OVERLAP = 0.03
+#: Integrator steps between moves of the restraint centre while a window approaches its centre.
+APPROACH_UPDATE_STEPS = 10
 #: How a window's seed frame is chosen (``UmbrellaSettings.seed_frames``): path CV values ``[T]`` and
 #: centres ``[W]`` -> frame indices ``[W]``.
 SEED_FRAME_RULES = {"first_arrival": first_arrival_frames, "nearest": nearest_frames}
@@ -142,7 +146,13 @@ class UmbrellaSettings:
     cv_min, cv_max : range of the even spacing; None = the path's CV range
     force_constant : k, kJ/mol per CV unit² (kJ/mol/nm² for the distance;
         for the dimensionless path ``s`` typically 10³–10⁴)
-    equilibration_ps : restrained MD after minimisation, not recorded, ps
+    equilibration_ps : restrained MD after minimisation (and the approach), not recorded, ps
+    approach_per_ps : speed at which a window's restraint centre moves from its seed frame's CV to
+        the window's centre before equilibration, CV units per ps (the steered pull's 0.012 nm/ps by
+        default): a seed frame away from its centre (across a gap in the path) is pulled there as a
+        steered pull would pull it, not yanked by a spring stretched ``|offset|`` at once (with
+        k = 5000 kJ/mol/nm² and 0.15 nm, 56 kJ/mol; BENCHMARKS.md, host–guest umbrella). None: the
+        restraint sits at the centre from the start
     production_ps : recorded MD per window, ps
     sample_interval_ps : time between CV samples, ps (a whole number of steps)
     temperature_k, timestep_fs, friction_per_ps : Langevin integrator
@@ -171,6 +181,7 @@ class UmbrellaSettings:
     cv_max: float | None = None
     force_constant: float = 1000.0
     equilibration_ps: float = 10.0
+    approach_per_ps: float | None = 0.012
     production_ps: float = 100.0
     sample_interval_ps: float = 0.1
     temperature_k: float = 300.0
@@ -213,6 +224,8 @@ class UmbrellaSettings:
             raise ValueError(f"cv_min ({self.cv_min}) must be below cv_max ({self.cv_max})")
         if self.seed_frames not in SEED_FRAME_RULES:
             raise ValueError(f"seed_frames must be one of {', '.join(SEED_FRAME_RULES)}, not {self.seed_frames!r}")
+        if self.approach_per_ps is not None and not self.approach_per_ps > 0:
+            raise ValueError("approach_per_ps must be positive (or None: no approach)")
         if self.max_start_offset is not None and not self.max_start_offset > 0:
             raise ValueError("max_start_offset must be positive")
         n_windows = len(self.centres) if self.centres is not None else self.n_windows
@@ -528,21 +541,38 @@ def _umbrella_system(loaded: Any, cv: CVSpec, force_constant: float, centre: flo
 
 def _equilibrated_window(loaded: Any, start_nm: np.ndarray, cv: CVSpec, settings: UmbrellaSettings, plan: dict,
                          platform: Any, properties: dict) -> tuple[Any, Any, dict]:
-    """A window's Simulation after restrained minimisation and equilibration from its seed frame.
+    """A window's Simulation after restrained minimisation, the approach and equilibration from its seed frame.
 
-    Returns ``(simulation, restraint force, record)``, ``record``: ``seed``, ``start_cv_openmm``
-    (the CV of the seed frame as OpenMM computes it) and ``equilibrated_cv``.
+    With ``settings.approach_per_ps`` the restraint is first centred on the seed frame's CV (minimisation
+    and velocities there), then its centre moves to the window's in steps of :data:`APPROACH_UPDATE_STEPS`
+    at that speed, then the equilibration runs at the centre.  Returns ``(simulation, restraint force,
+    record)``, ``record``: ``seed``, ``start_cv_openmm`` (the CV of the seed frame as OpenMM computes it),
+    ``approach_ps`` and ``equilibrated_cv``.
     """
     seed = replica_seed(settings.seed, plan["index"])
-    system, restraint = _umbrella_system(loaded, cv, settings.force_constant, plan["centre"])
+    centre = float(plan["centre"])
+    system, restraint = _umbrella_system(loaded, cv, settings.force_constant, centre)
     simulation = make_simulation(loaded, settings, seed, platform, properties, system=system)
     context = simulation.context
     context.setPositions(np.ascontiguousarray(start_nm))
     start_cv_openmm = float(restraint.getCollectiveVariableValues(context)[0])
-    equilibrate(simulation, start_nm, settings.temperature_k, seed,
-                whole_steps(settings.equilibration_ps, settings.timestep_fs))
+    offset = centre - start_cv_openmm
+    chunks = 0
+    if settings.approach_per_ps is not None:
+        step_ps = settings.timestep_fs / 1000.0
+        chunks = int(math.ceil(abs(offset) / settings.approach_per_ps / step_ps / APPROACH_UPDATE_STEPS))
+        context.setParameter("umbrella_centre", start_cv_openmm if chunks else centre)
+    equilibrate(simulation, start_nm, settings.temperature_k, seed, 0)
+    for i in range(1, chunks + 1):
+        context.setParameter("umbrella_centre", start_cv_openmm + offset * i / chunks)
+        simulation.step(APPROACH_UPDATE_STEPS)
+    simulation.step(whole_steps(settings.equilibration_ps, settings.timestep_fs))
+    simulation.currentStep = 0
+    context.setTime(0.0)
     equilibrated_cv = float(restraint.getCollectiveVariableValues(context)[0])
-    return simulation, restraint, {"seed": seed, "start_cv_openmm": start_cv_openmm, "equilibrated_cv": equilibrated_cv}
+    approach_ps = chunks * APPROACH_UPDATE_STEPS * settings.timestep_fs / 1000.0
+    return simulation, restraint, {"seed": seed, "start_cv_openmm": start_cv_openmm, "approach_ps": approach_ps,
+                                   "equilibrated_cv": equilibrated_cv}
 
 
 def _run_window(loaded: Any, start_nm: np.ndarray, cv: CVSpec, settings: UmbrellaSettings, plan: dict,
@@ -1048,6 +1078,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--seed-frames", default="first-arrival", choices=["first-arrival", "nearest"],
                    help="path frame that starts a window: where the path first arrives at the centre (default; "
                         "across a gap, the frame before the jump) or the frame whose CV is nearest it")
+    w.add_argument("--approach", default="0.012", metavar="SPEED",
+                   help="CV units per ps at which a window's restraint moves from its seed frame's CV to its centre "
+                        "before equilibration (default 0.012, the steered pull's nm/ps), or 'none': at the centre "
+                        "from the start")
     w.add_argument("--max-start-offset", type=float,
                    help="largest |CV(seed frame) - centre| (default: no limit; centres must lie in the path's range)")
     w.add_argument("--cpus", type=int, nargs="+", metavar="CPU",
@@ -1088,6 +1122,7 @@ def main(args: argparse.Namespace) -> int:
             n_windows=None if args.centres else args.windows, centres=tuple(args.centres) if args.centres else None,
             cv_min=r[0], cv_max=r[1], force_constant=args.k, production_ps=parse_time_ps(args.time),
             sample_interval_ps=parse_time_ps(args.sample_interval), max_start_offset=args.max_start_offset,
+            approach_per_ps=None if args.approach == "none" else float(args.approach),
             seed_frames=args.seed_frames.replace("-", "_"),
             replica_exchange=args.exchange, platform=args.platform, threads=args.threads,
             cpus=tuple(args.cpus) if args.cpus else None, **md_kwargs(args),

@@ -163,7 +163,7 @@ def run_exchange(
     windows : the plan (``index``, ``centre``, ``start_frame``, ... per window)
     equilibrate_window : ``plan -> (positions [N, 3] nm, velocities [N, 3] nm/ps, box or None, record)``,
         the plain windows' minimisation and equilibration from the seed frame (``record``:
-        ``seed``, ``start_cv_openmm``, ``equilibrated_cv``)
+        ``seed``, ``start_cv_openmm``, ``approach_ps``, ``equilibrated_cv``)
     system : the System with the umbrella restraint (``umbrella_centre`` a global parameter)
     settings : :class:`~.umbrella.UmbrellaSettings` (swaps every ``sample_interval_ps``)
     out : run directory

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import shutil
 from dataclasses import replace
@@ -82,8 +83,9 @@ def test_steered_path_pulls_at_constant_velocity(host_guest_cv, pulled):
 
 # Six windows 0.06 nm apart (σ = sqrt(kT/k) ≈ 0.03 nm) where the guest has left the cavity: near
 # the portal the host pulls it back harder than k can hold (mean lags ~0.1 nm at 0.3 nm).
+# (approach_per_ps: the 3 ps pull's frames lie ~0.03 nm apart, so each window approaches its centre for <= 0.3 ps.)
 DIST = dict(n_windows=6, cv_min=0.4, cv_max=0.7, force_constant=3000.0, equilibration_ps=0.1, production_ps=1.0,
-            sample_interval_ps=0.02, **FAST)
+            sample_interval_ps=0.02, approach_per_ps=0.1, **FAST)
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +136,26 @@ def test_windows_start_where_the_path_first_arrives_and_sample_near_centre(host_
         # k = 3000 kJ/mol/nm² holds the guest within a few σ = sqrt(kT/k) ≈ 0.03 nm of the centre.
         assert abs(w["mean_cv"] - w["centre"]) < 0.1
         assert 0 < w["std_cv"] < 0.1
+
+
+def test_a_window_seeded_across_a_gap_approaches_its_centre_as_a_steered_pull(host_guest_cv, pulled, tmp_path):
+    loaded, _, _, cv = host_guest_cv
+    frames = pulled[1]
+    values = cv.values(frames)
+    gapped = frames[(values < 0.45) | (values > 0.7)]  # the path jumps over 0.45-0.7 nm
+    settings = UmbrellaSettings(centres=(0.58,), force_constant=3000.0, equilibration_ps=0.2, production_ps=0.4,
+                                sample_interval_ps=0.02, approach_per_ps=0.05, **FAST)
+    (w,) = seed_umbrella_windows(loaded, gapped, cv, settings, tmp_path / "approach")["windows"]
+    assert w["start_cv"] < 0.45  # first arrival: the frame before the jump
+    # The centre moves from the seed frame's CV to 0.58 nm at 0.05 nm/ps, in moves of 10 steps (0.02 ps).
+    assert w["approach_ps"] == pytest.approx(math.ceil((0.58 - w["start_cv_openmm"]) / 0.05 / 0.02) * 0.02)
+    assert w["approach_ps"] > 2.0 and abs(w["equilibrated_cv"] - 0.58) < 0.08  # it got there
+    # Without the approach the spring is at the centre from the first step (the seed frame minimised there).
+    (yanked,) = seed_umbrella_windows(loaded, gapped, cv, replace(settings, approach_per_ps=None),
+                                      tmp_path / "yanked")["windows"]
+    assert yanked["approach_ps"] == 0.0 and yanked["start_frame"] == w["start_frame"]
+    with pytest.raises(ValueError, match="approach_per_ps"):
+        UmbrellaSettings(approach_per_ps=0.0)
 
 
 def test_resume_skips_finished_windows(host_guest_cv, pulled, distance_run):
@@ -221,7 +243,7 @@ def test_refinement_adds_windows_where_neighbours_do_not_overlap(host_guest_cv, 
 
 # Four windows 0.03 nm apart (σ ≈ 0.03 nm): neighbours overlap, so swaps are often accepted.
 EXCHANGE = dict(centres=(0.45, 0.48, 0.51, 0.54), force_constant=3000.0, equilibration_ps=0.1, production_ps=2.0,
-                sample_interval_ps=0.1, replica_exchange=True, **FAST)
+                sample_interval_ps=0.1, replica_exchange=True, approach_per_ps=0.1, **FAST)
 
 
 def test_cv_from_energies_inverts_the_umbrella_bias():
