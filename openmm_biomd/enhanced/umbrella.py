@@ -128,6 +128,8 @@ _PLACEMENT = ("n_windows", "centres", "cv_min", "cv_max")
 #: MBAR overlap of neighbouring windows below which the profile between them is unreliable
 #: (Klimovich, Shirts & Mobley, JCAMD 29, 397, 2015).
 MIN_OVERLAP = 0.03
+#: What a run recorded before these settings existed did: seeded from the nearest frame, no approach.
+_BEFORE_SETTING = {"seed_frames": "nearest", "approach_per_ps": None}
 #: Integrator steps between moves of the restraint centre while a window approaches its centre.
 APPROACH_UPDATE_STEPS = 10
 #: How a window's seed frame is chosen (``UmbrellaSettings.seed_frames``): path CV values ``[T]`` and
@@ -406,8 +408,10 @@ def _check_resumable(old: dict, new: dict, out: Path) -> None:
     """The same windows, or the same windows followed by new ones (a refinement).
 
     Only the windows define the data, so the settings that place them
-    (``_PLACEMENT``) may differ when the windows on disk begin the new plan.
+    (``_PLACEMENT``) may differ when the windows on disk begin the new plan.  A setting a run on disk
+    predates reads as what the package did before it existed (:data:`_BEFORE_SETTING`).
     """
+    old = {**old, "settings": {**_BEFORE_SETTING, **old.get("settings", {})}}
     old_key, new_key = old.get("windows_key", []), new["windows_key"]
     if new_key[: len(old_key)] == old_key:
         placement = {k: new["settings"][k] for k in _PLACEMENT}

@@ -150,10 +150,22 @@ def test_a_window_seeded_across_a_gap_approaches_its_centre_as_a_steered_pull(ho
     # The centre moves from the seed frame's CV to 0.58 nm at 0.05 nm/ps, in moves of 10 steps (0.02 ps).
     assert w["approach_ps"] == pytest.approx(math.ceil((0.58 - w["start_cv_openmm"]) / 0.05 / 0.02) * 0.02)
     assert w["approach_ps"] > 2.0 and abs(w["equilibrated_cv"] - 0.58) < 0.08  # it got there
-    # Without the approach the spring is at the centre from the first step (the seed frame minimised there).
-    (yanked,) = seed_umbrella_windows(loaded, gapped, cv, replace(settings, approach_per_ps=None),
-                                      tmp_path / "yanked")["windows"]
-    assert yanked["approach_ps"] == 0.0 and yanked["start_frame"] == w["start_frame"]
+    # Without the approach the spring is at the centre from the first step (the seed frame minimised there),
+    # as before the approach existed (and before first arrival: the nearest frame).
+    legacy = replace(settings, approach_per_ps=None, seed_frames="nearest")
+    (yanked,) = seed_umbrella_windows(loaded, gapped, cv, legacy, tmp_path / "yanked")["windows"]
+    assert yanked["approach_ps"] == 0.0 and yanked["start_frame"] == nearest_frames(cv.values(gapped), [0.58])[0]
+    # A run recorded before both settings existed resumes with what the package did then, and only with that.
+    record = json.loads((tmp_path / "yanked" / "umbrella.json").read_text())
+    for key in ("approach_per_ps", "seed_frames"):
+        del record["settings"][key]
+    (tmp_path / "yanked" / "umbrella.json").write_text(json.dumps(record))
+    result = tmp_path / "yanked" / "window_000" / "result.json"
+    stamp = os.stat(result).st_mtime_ns
+    seed_umbrella_windows(loaded, gapped, cv, legacy, tmp_path / "yanked")
+    assert os.stat(result).st_mtime_ns == stamp
+    with pytest.raises(RunMismatchError, match="approach_per_ps: None on disk, 0.05 now"):
+        seed_umbrella_windows(loaded, gapped, cv, replace(legacy, approach_per_ps=0.05), tmp_path / "yanked")
     with pytest.raises(ValueError, match="approach_per_ps"):
         UmbrellaSettings(approach_per_ps=0.0)
 
