@@ -1067,6 +1067,19 @@ def _plot(result: dict, samples: list[np.ndarray], centres: np.ndarray) -> bytes
 # --------------------------------------------------------------------------- command line
 
 
+def _approach_speed(text: str) -> float | None:
+    """``--approach``: a positive speed (CV units per ps) or ``none``."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = float("nan")
+    if not speed > 0:
+        raise argparse.ArgumentTypeError(f"give a positive speed in CV units per ps, or none, not {text!r}")
+    return speed
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """``biomd umbrella`` arguments."""
     add_input_arguments(p, path_required=False, path_note="required unless --analyze-only")
@@ -1082,7 +1095,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--seed-frames", default="first-arrival", choices=["first-arrival", "nearest"],
                    help="path frame that starts a window: where the path first arrives at the centre (default; "
                         "across a gap, the frame before the jump) or the frame whose CV is nearest it")
-    w.add_argument("--approach", default="0.012", metavar="SPEED",
+    w.add_argument("--approach", default=0.012, type=_approach_speed, metavar="SPEED",
                    help="CV units per ps at which a window's restraint moves from its seed frame's CV to its centre "
                         "before equilibration (default 0.012, the steered pull's nm/ps), or 'none': at the centre "
                         "from the start")
@@ -1126,7 +1139,7 @@ def main(args: argparse.Namespace) -> int:
             n_windows=None if args.centres else args.windows, centres=tuple(args.centres) if args.centres else None,
             cv_min=r[0], cv_max=r[1], force_constant=args.k, production_ps=parse_time_ps(args.time),
             sample_interval_ps=parse_time_ps(args.sample_interval), max_start_offset=args.max_start_offset,
-            approach_per_ps=None if args.approach == "none" else float(args.approach),
+            approach_per_ps=args.approach,
             seed_frames=args.seed_frames.replace("-", "_"),
             replica_exchange=args.exchange, platform=args.platform, threads=args.threads,
             cpus=tuple(args.cpus) if args.cpus else None, **md_kwargs(args),

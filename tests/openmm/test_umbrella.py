@@ -582,15 +582,19 @@ def test_command_lines(host_guest_cv, pulled, distance_run, tmp_path, capsys):
     assert len(run["windows"]) == 2 and run["system"] == "host-guest"
     assert run["cv"][0]["pocket_atoms"] == pocket[:20].tolist()  # the unbind run's atoms, not the default pocket
     # --exchange: the windows side by side with replica exchange (not with --refine).
-    # --seed-frames nearest: the frames of nearest CV, recorded as a setting of the data.
-    assert run["settings"]["seed_frames"] == "first_arrival"
+    # --seed-frames nearest: the frames of nearest CV; --approach: another speed; both settings of the data.
+    assert run["settings"]["seed_frames"] == "first_arrival" and run["settings"]["approach_per_ps"] == 0.012
     exchange_argv = [*argv[:argv.index("--out")], "--exchange", "--sample-interval", "0.1ps",
-                     "--seed-frames", "nearest", "--out", str(tmp_path / "exchange"), "--quiet"]
+                     "--seed-frames", "nearest", "--approach", "none", "--out", str(tmp_path / "exchange"), "--quiet"]
     assert umbrella.main(_parse(umbrella, exchange_argv)) == 0
     assert json.loads(capsys.readouterr().out)["unit"] == "nm"  # openmmtools' citations went to stderr
     exchanged = json.loads((tmp_path / "exchange" / "umbrella.json").read_text())
     assert exchanged["settings"]["replica_exchange"] and exchanged["exchange"]["iterations"] == 2
-    assert exchanged["settings"]["seed_frames"] == "nearest"
+    assert exchanged["settings"]["seed_frames"] == "nearest" and exchanged["settings"]["approach_per_ps"] is None
+    assert all(w["approach_ps"] == 0.0 for w in exchanged["windows"])
+    for bad in ("fast", "0", "-0.1"):
+        with pytest.raises(SystemExit):  # argparse: "give a positive speed in CV units per ps, or none"
+            _parse(umbrella, [*argv, "--approach", bad])
     steered_cv = DistanceCV(ligand, pocket[:20]).values(load_steered(steer_dir)["frames_nm"])
     assert [w["start_frame"] for w in exchanged["windows"]] == nearest_frames(steered_cv, [0.5, 0.55]).tolist()
     with pytest.raises(ValueError, match="refinement"):
