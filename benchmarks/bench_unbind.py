@@ -360,12 +360,14 @@ def umbrella_rows(u: dict, g: dict, verdict: str, label: str) -> list[str]:
     if seeded_by.get("model_hash") not in (None, g.get("model_hash")):
         rows.append(f"| {label} comparison below: kept from an earlier run, windows seeded from a path of "
                     f"weights {seeded_by['model_hash'][:12]} (not those above) | | |")
-    # Results from before seed_frames existed were seeded from the frame of nearest CV.
+    from openmm_biomd.enhanced.umbrella import SETTINGS_BEFORE_THEY_EXISTED
+
+    # Comparisons from before a window setting existed ran as the package did then.
+    window = {**SETTINGS_BEFORE_THEY_EXISTED, **u}
     rule = {"first_arrival": "where the path first arrives at the centre", "nearest": "nearest CV"}
-    # ... and before approach_per_ps existed, their restraints sat at the centre from the first step.
-    approach = f"{u['approach_per_ps']:g} nm/ps" if u.get("approach_per_ps") else "none"
+    approach = "none" if window["approach_per_ps"] is None else f"{window['approach_per_ps']:g} nm/ps"
     rows.append(f"| {label}: windows × production; seed frame of a window; its approach to the centre; steered "
-                f"pull | {u['windows']} × {u['production_ps']:g} ps; {rule[u.get('seed_frames', 'nearest')]}; "
+                f"pull | {u['windows']} × {u['production_ps']:g} ps; {rule[window['seed_frames']]}; "
                 f"{approach}; {u.get('steered_pull_ps', PULL_PS):g} ps | |")
     rows.append(f"| {label} ΔG(bound→upper end of {span}), generated-seeded / steered-seeded (kT) | "
                 f"{u['generated']['delta_f_kt']:.2f} ± {u['generated']['d_delta_f_kt']:.2f} / "
@@ -510,7 +512,7 @@ def run_umbrella(work: Path, unbinder, args, generative: dict) -> tuple[dict, bo
     if args.window_cpus == "all":
         cpus = available_cpus()
     elif args.window_cpus == "none":
-        cpus = []
+        cpus = None
     else:
         cpus = [int(c) for c in args.window_cpus.split(",")]
     umbrella = umbrella_comparison(work, unbinder, args.windows, args.window_ps, args.k, args.refine, args.exchange,

@@ -298,7 +298,6 @@ def first_arrival_frames(path_values: np.ndarray, targets: np.ndarray) -> np.nda
     direction = 1.0 if values[-1] >= values[0] else -1.0
     progress = direction * values  # increases on the way out
     targets = direction * np.asarray(targets, dtype=np.float64)
-    furthest = np.maximum.accumulate(progress)  # [T] progress made by frame t
     frames = np.empty(len(targets), dtype=int)
     for w, target in enumerate(targets):
         passed = np.flatnonzero(progress >= target)
@@ -306,8 +305,8 @@ def first_arrival_frames(path_values: np.ndarray, targets: np.ndarray) -> np.nda
             frames[w] = int(np.argmax(progress))
         elif progress[passed[0]] == target or passed[0] == 0:
             frames[w] = int(passed[0])
-        else:  # the frame of the furthest progress before the first passage
-            frames[w] = int(np.argmax(furthest[: passed[0]] == furthest[passed[0] - 1]))
+        else:  # the (first) frame of the furthest progress before the first passage
+            frames[w] = int(np.argmax(progress[: passed[0]]))
     return frames
 
 

@@ -129,7 +129,7 @@ _PLACEMENT = ("n_windows", "centres", "cv_min", "cv_max")
 #: (Klimovich, Shirts & Mobley, JCAMD 29, 397, 2015).
 MIN_OVERLAP = 0.03
 #: What a run recorded before these settings existed did: seeded from the nearest frame, no approach.
-_BEFORE_SETTING = {"seed_frames": "nearest", "approach_per_ps": None}
+SETTINGS_BEFORE_THEY_EXISTED = {"seed_frames": "nearest", "approach_per_ps": None}
 #: Integrator steps between moves of the restraint centre while a window approaches its centre.
 APPROACH_UPDATE_STEPS = 10
 #: How a window's seed frame is chosen (``UmbrellaSettings.seed_frames``): path CV values ``[T]`` and
@@ -409,9 +409,9 @@ def _check_resumable(old: dict, new: dict, out: Path) -> None:
 
     Only the windows define the data, so the settings that place them
     (``_PLACEMENT``) may differ when the windows on disk begin the new plan.  A setting a run on disk
-    predates reads as what the package did before it existed (:data:`_BEFORE_SETTING`).
+    predates reads as what the package did before it existed (:data:`SETTINGS_BEFORE_THEY_EXISTED`).
     """
-    old = {**old, "settings": {**_BEFORE_SETTING, **old.get("settings", {})}}
+    old = {**old, "settings": {**SETTINGS_BEFORE_THEY_EXISTED, **old.get("settings", {})}}
     old_key, new_key = old.get("windows_key", []), new["windows_key"]
     if new_key[: len(old_key)] == old_key:
         placement = {k: new["settings"][k] for k in _PLACEMENT}
@@ -565,7 +565,8 @@ def _equilibrated_window(loaded: Any, start_nm: np.ndarray, cv: CVSpec, settings
     if settings.approach_per_ps is not None:
         step_ps = settings.timestep_fs / 1000.0
         chunks = int(math.ceil(abs(offset) / settings.approach_per_ps / step_ps / APPROACH_UPDATE_STEPS))
-        context.setParameter("umbrella_centre", start_cv_openmm if chunks else centre)
+        if chunks:  # (the System was made with the restraint at the centre)
+            context.setParameter("umbrella_centre", start_cv_openmm)
     equilibrate(simulation, start_nm, settings.temperature_k, seed, 0)
     for i in range(1, chunks + 1):
         context.setParameter("umbrella_centre", start_cv_openmm + offset * i / chunks)
