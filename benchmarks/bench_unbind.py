@@ -252,8 +252,8 @@ def compare_speed(gen: dict, metad: dict) -> tuple[dict, dict]:
 
 def pool_replicates(work: Path, result: dict) -> None:
     """Pool each kind's replicates into ``result["<kind>_pooled"]`` (kept as it was where the windows are gone)."""
-    for kind, _, _ in KINDS:
-        result[f"{kind}_pooled"] = pooled_replicates(work, result, kind)
+    for kind, keys in replicate_groups(result).items():
+        result[f"{kind}_pooled"] = pooled_replicates(work, result, keys, kind)
 
 
 def table(r: dict) -> str:
@@ -286,15 +286,15 @@ def table(r: dict) -> str:
     for key in umbrella_keys(r):
         label = comparison_label(key)
         rows += umbrella_rows(r[key], g, ok[r["targets"].get(target_key(key))], label)
-    for kind, _, label in KINDS:
-        rows += replicate_rows(r, kind, label, ok)
+    for kind, keys in replicate_groups(r).items():
+        rows += replicate_rows(r, kind, keys, ok)
     return "\n".join(rows)
 
 
-def replicate_rows(r: dict, kind: str, label: str, ok: dict) -> list[str]:
-    """Table rows of a kind's replicates: every seed's difference, and the pooled comparison."""
-    rows = []
-    diffs = [r[key]["difference_kt"] for key in replicate_keys(r, kind)]
+def replicate_rows(r: dict, kind: str, keys: list[str], ok: dict) -> list[str]:
+    """Table rows of a kind's replicates (``keys``): every seed's difference, and the pooled comparison."""
+    rows, label = [], comparison_label("umbrella" if kind == "plain" else f"umbrella_{kind}")
+    diffs = [r[key]["difference_kt"] for key in keys]
     if len(diffs) > 1:
         rows.append(f"| {label}, all {len(diffs)} MD seeds: differences (kT) | "
                     f"{', '.join(f'{d:+.2f}' for d in diffs)} (spread {max(diffs) - min(diffs):.1f}) | "
@@ -312,24 +312,28 @@ def replicate_rows(r: dict, kind: str, label: str, ok: dict) -> list[str]:
     return rows
 
 
-#: The two kinds of umbrella comparison, each replicated over MD seeds: (kind, key prefix, table label).
-KINDS = (("plain", "umbrella", "umbrella"), ("exchange", "umbrella_exchange", "umbrella, replica exchange"))
+def replicate_groups(result: dict) -> dict[str, list[str]]:
+    """The umbrella comparisons that produced a difference, grouped into kinds that differ only in their MD
+    seed: ``{kind: keys}``, seed 0 first; kind ``plain`` (``umbrella``, ``umbrella_seed1``...), ``exchange``,
+    ``pull300``, ``exchange_pull300``... (the key without ``umbrella_`` and its seed)."""
+    groups: dict[str, list[str]] = {}
+    for key in umbrella_keys(result):
+        if "difference_kt" in result[key]:
+            kind = re.sub(r"_seed\d+", "", key).removeprefix("umbrella").lstrip("_") or "plain"
+            groups.setdefault(kind, []).append(key)
+    return {kind: sorted(keys, key=_seed_of) for kind, keys in groups.items()}
 
 
-def replicate_keys(result: dict, kind: str) -> list[str]:
-    """The umbrella comparisons of one kind (one per MD seed, the default steered pull) that produced a
-    difference."""
-    prefix = dict((k, p) for k, p, _ in KINDS)[kind]
-    return [key for key in umbrella_keys(result) if "difference_kt" in result[key]
-            and re.fullmatch(re.escape(prefix) + r"(_seed\d+)?", key)]
+def _seed_of(key: str) -> int:
+    seed = re.search(r"_seed(\d+)", key)
+    return int(seed.group(1)) if seed else 0
 
 
-def pooled_replicates(work: Path, result: dict, kind: str) -> dict | None:
-    """A kind's replicates pooled per seeding (MBAR over all their windows), compared again; ``None`` with
-    fewer than two replicates or when their windows are no longer on disk."""
+def pooled_replicates(work: Path, result: dict, keys: list[str], kind: str) -> dict | None:
+    """A kind's replicates (``keys``) pooled per seeding (MBAR over all their windows), compared again; with
+    fewer than two replicates, or their windows no longer on disk, the result's previous pooling (if any)."""
     from openmm_biomd.enhanced.umbrella import binding_free_energy
 
-    keys = replicate_keys(result, kind)
     prefixes = [key.replace("_", "-") for key in keys]
     if len(keys) < 2 or not all((work / f"{p}-{name}").exists() for p in prefixes for name in ("generated", "steered")):
         return result.get(f"{kind}_pooled")
@@ -457,8 +461,13 @@ def main() -> None:
     if args.reanalyse:
         result = json.loads(Path(args.out).read_text())
         for key in umbrella_keys(result):
-            if "cv_range_nm" in result[key]:
-                result[key]["profiles"] = compare_profiles(work, result[key]["cv_range_nm"][1], key.replace("_", "-"))
+            prefix = key.replace("_", "-")
+            if "cv_range_nm" not in result[key]:
+                continue
+            if all((work / f"{prefix}-{name}").exists() for name in ("generated", "steered")):
+                result[key]["profiles"] = compare_profiles(work, result[key]["cv_range_nm"][1], prefix)
+            else:
+                print(f"{key}: its windows are no longer under {work}; its profiles are kept as recorded")
         pool_replicates(work, result)
         publish(result, Path(args.out))
         return
@@ -495,8 +504,7 @@ def main() -> None:
             seeded_by = previous[key].get("seed_path_model") or _weights_of(previous["generative"])
             result[key] = {**previous[key], "seed_path_model": seeded_by}
             targets[target_key(key)] = previous["targets"][target_key(key)]
-        for kind, _, _ in KINDS:
-            result[f"{kind}_pooled"] = previous.get(f"{kind}_pooled")
+        result.update({key: value for key, value in previous.items() if key.endswith("_pooled")})
     elif not args.skip_umbrella:
         key = comparison_key(args.exchange, args.umbrella_seed, args.pull_ps)
         result[key], targets[target_key(key)] = run_umbrella(work, unbinder, args, gen)
@@ -528,8 +536,7 @@ def _weights_of(generative: dict) -> dict:
 
 def publish(result: dict, out: Path) -> None:
     """Write the result JSON, replace the BENCHMARKS.md section with its table and print it."""
-    for kind, _, _ in KINDS:
-        keys = replicate_keys(result, kind)
+    for kind, keys in replicate_groups(result).items():
         if len(keys) > 1:  # one seed within 1 kT can be luck: the target needs every seed
             result["targets"][f"umbrella_1kt_{kind}_every_seed"] = all(abs(result[k]["difference_kt"]) <= 1.0
                                                                       for k in keys)
