@@ -980,13 +980,21 @@ def _neighbour_overlap(mbar: Any, centres: np.ndarray) -> list[tuple[float, floa
     ``O[k, l]`` is the chance that a sample of window ``k`` is attributed to
     ``l``; below ~0.03 the free-energy difference across that gap rests on
     too few samples (Klimovich, Shirts & Mobley, JCAMD 29, 397, 2015).
+    Windows at one centre (replicates pooled) count as one: the chance that a
+    sample of any of them is attributed to any window at the next centre,
+    ``Σ_{k∈A} N_k Σ_{l∈B} O[k, l] / Σ_{k∈A} N_k``; taken one by one, each of
+    ``R`` replicates would claim only ~1/R of it.
     """
-    if len(centres) < 2:
+    _, first, group = np.unique(np.round(centres, 9), return_index=True, return_inverse=True)
+    if len(first) < 2:
         return []
     with _quiet():
-        matrix = np.asarray(mbar.compute_overlap()["matrix"])
-    order = np.argsort(centres)
-    return [(float(centres[a]), float(centres[b]), float(matrix[a, b])) for a, b in zip(order[:-1], order[1:])]
+        matrix = np.asarray(mbar.compute_overlap()["matrix"])  # [K, K]
+    member = np.eye(len(first))[group]  # [K, G]: window k sits at the g-th centre
+    n_k = np.asarray(mbar.N_k, dtype=float)  # [K] samples per window
+    grouped = member.T @ (n_k[:, None] * matrix) @ member / (member.T @ n_k)[:, None]  # [G, G]
+    return [(float(centres[first[g]]), float(centres[first[g + 1]]), float(grouped[g, g + 1]))
+            for g in range(len(first) - 1)]
 
 
 def binding_free_energy(out_dir: str | os.PathLike, *, plateau_from: float | None = None, **analysis: Any) -> dict:

@@ -476,6 +476,10 @@ def test_replicate_runs_pool_into_one_profile(tmp_path):
     assert np.all(np.abs(both["f_kt"] - truth) < 4 * both["df_kt"] + 0.15)
     # Twice the samples: the uncertainty shrinks by about √2.
     assert both["binding"]["d_delta_f_kt"] == pytest.approx(one["binding"]["d_delta_f_kt"] / np.sqrt(2), rel=0.2)
+    # Neighbours are centres, not windows: two replicates at a centre share its overlap, not halve it.
+    assert [o["centres"] for o in both["neighbour_overlap"]] == [o["centres"] for o in one["neighbour_overlap"]]
+    assert [o["overlap"] for o in both["neighbour_overlap"]] == pytest.approx(
+        [o["overlap"] for o in one["neighbour_overlap"]], rel=0.15)
     assert binding_free_energy(tmp_path / "a", pool=(tmp_path / "b",), plateau_from=0.75, n_bins=30,
                                cv_range=(0.2, 0.95))["delta_f_kt"] == pytest.approx(both["binding"]["delta_f_kt"])
     (tmp_path / "c").mkdir()
