@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_steering import draw_blocks, verdicts
-from benchmarks_md import replace_section
+from benchmarks_md import publish
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -189,13 +189,8 @@ def main() -> None:
               "gate": gate_verdicts(loaded, starts, args.draws, args.seed)}
     if args.paths:
         result["paths"] = whole_paths(loaded, starts, references, args.paths, Path(args.work))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    text = table(result)
-    replace_section("bench_sampler", "Sampler: network evaluations and ODE solvers (`benchmarks/bench_sampler.py`)",
-                    text)
-    print(text)
+    publish(Path(args.out), result, "bench_sampler",
+            "Sampler: network evaluations and ODE solvers (`benchmarks/bench_sampler.py`)", table(result))
 
 
 def table(r: dict) -> str:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchmarks_md import replace_section
+from benchmarks_md import publish
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,13 +116,9 @@ def main() -> None:
               "gate_reference": {it: g.energy_reference.to_dict() for it, g in gates.items()}, "rows": rows}
     if args.paths:
         result["paths"] = whole_paths(loaded, starts, references, args.paths, args.strength, Path(args.work))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    text = table(result)
-    replace_section("bench_steering", "Physics steering: gate verdicts on generated unbinding blocks "
-                    "(`benchmarks/bench_steering.py`)", text)
-    print(text)
+    publish(Path(args.out), result, "bench_steering",
+            "Physics steering: gate verdicts on generated unbinding blocks (`benchmarks/bench_steering.py`)",
+            table(result))
 
 
 def whole_paths(loaded, starts: np.ndarray, references: list, per_start: int, strength: float, work: Path) -> dict:

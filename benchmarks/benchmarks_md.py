@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
@@ -18,3 +19,13 @@ def replace_section(name: str, heading: str, text: str, path: Path = BENCHMARKS_
     else:
         doc += f"\n## {heading}\n\n{section}\n"
     path.write_text(doc)
+
+
+def publish(out: Path, result: dict, name: str, heading: str, text: str) -> None:
+    """Write a benchmark's ``result`` JSON to ``out``, its table ``text`` into its BENCHMARKS.md section, and
+    print the table."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    replace_section(name, heading, text)
+    print(text)

@@ -146,6 +146,10 @@ def mean_success_at_k(results: list[dict], k: int) -> float | None:
 # --------------------------------------------------------------------------- settings
 
 
+#: What a run recorded before these settings existed did (so that it still resumes).
+SETTINGS_BEFORE_THEY_EXISTED = {"keep_passing_prefix": False}
+
+
 @dataclass(frozen=True)
 class UnbindSettings:
     """Settings of an unbinding run (saved in ``summary.json``).
@@ -160,6 +164,9 @@ class UnbindSettings:
     steering : strength of the sampler's physics steering (:mod:`biomd_core.sampling.steering`:
         overlaps, bond lengths and stereocentres of the predicted frame; 0 switches it off)
     retries : re-draws of a failing piece before the block is cut short
+    keep_passing_prefix : a refused coarse block keeps its frames before the first failing one and the path
+        goes on from them (:class:`~openmm_biomd.propagator.generation.JumpGenerator`) instead of being
+        re-drawn whole
     stall_limit : consecutive blocks of which nothing passes the gate before an attempt is given up
     seed : master seed (attempt ``i`` uses ``replica_seed(seed, i)``)
     calibration_frames, calibration_interval_ps, calibration_equilibration_ps : short MD of the bound
@@ -174,6 +181,7 @@ class UnbindSettings:
     ode_steps: int = 6
     steering: float = 1.0
     retries: int = 6
+    keep_passing_prefix: bool = False
     stall_limit: int = 3
     seed: int = 0
     calibration_frames: int = 50
@@ -289,7 +297,7 @@ class Unbinder:
                                       SolverConfig(settings.solver, settings.ode_steps),
                                       constraints=rigid_bonds(loaded.system, self.modelled))
         # steps_per_frame = 1: a jump's step offsets are then model-frame indices
-        self.generator = JumpGenerator(sampler, self.gate, 1, settings.retries)
+        self.generator = JumpGenerator(sampler, self.gate, 1, settings.retries, settings.keep_passing_prefix)
         self.setup_wall_s = time.perf_counter() - t0
 
     # -- gate reference ----------------------------------------------------------------
@@ -544,7 +552,7 @@ def unbind(loaded: Any, model: Any, out_dir: str | os.PathLike, *, settings: Unb
         # more attempts extend a run; anything else makes it another run (the same weights from another
         # path are the same model: the hash decides, not the label)
         comparable = {**identity, "settings": {**identity["settings"], "attempts": None}}
-        stored = {**old, "settings": {**old.get("settings", {}), "attempts": None}}
+        stored = {**old, "settings": {**SETTINGS_BEFORE_THEY_EXISTED, **old.get("settings", {}), "attempts": None}}
         different = [k for k in comparable if k != "model" and stored.get(k) != comparable[k]]
         if different:
             raise ValueError(f"{out} holds another unbinding run (different {', '.join(different)}); "
@@ -656,6 +664,10 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--steering", type=float, default=UnbindSettings.steering,
                    help="strength of the sampler's physics steering away from overlaps, broken bonds and inverted "
                         f"stereocentres (0: off; default {UnbindSettings.steering:g})")
+    p.add_argument("--keep-passing-prefix", action="store_true",
+                   help="a coarse block the gate refuses keeps its frames before the refused one and the path goes "
+                        "on from them, instead of being re-drawn whole: fewer re-draws, paths closer to metadynamics "
+                        "ones, later exits (BENCHMARKS.md, re-draw section)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--allow-transfer", action="store_true", help="use a model on a system it was not trained on")
     p.add_argument("--out", required=True, help="output directory (resumed when it holds the same run)")
@@ -684,7 +696,7 @@ def main(args: Any) -> int:
         starts = mdtraj.load(args.starts, **({"top": args.starts_topology} if args.starts_topology else {})).xyz
     settings = UnbindSettings(attempts=args.attempts, max_time_ps=parse_time_ps(args.max_time), margin_nm=args.margin,
                               pocket_radius_nm=args.pocket_radius, solver=args.solver, ode_steps=args.ode_steps,
-                              steering=args.steering, seed=args.seed)
+                              steering=args.steering, keep_passing_prefix=args.keep_passing_prefix, seed=args.seed)
     summary = unbind(loaded, model, args.out, settings=settings, ligand_selection=args.ligand,
                      pocket_selection=args.pocket, starts_nm=starts, allow_transfer=args.allow_transfer,
                      log=None if args.quiet else sys.stderr)

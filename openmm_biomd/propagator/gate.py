@@ -181,7 +181,10 @@ class GateVerdict:
     ``reason`` is ``None`` when accepted, else the failed check's name;
     ``frame`` the first failing frame; ``detail`` a human-readable sentence;
     ``energies`` the gate energies of the frames scored (kJ/mol); ``frames``
-    the relaxed frames ``[T, N, 3]`` nm when accepted.
+    the relaxed frames ``[T, N, 3]`` nm when accepted.  A refusal after the
+    relaxation carries in ``passed_frames`` the relaxed frames before the
+    failing one (each passed every check; ``[frame, N, 3]``); ``None`` where
+    the refusal came before anything was relaxed.
     """
 
     accepted: bool
@@ -190,6 +193,7 @@ class GateVerdict:
     detail: str = ""
     energies: list = field(default_factory=list)
     frames: np.ndarray | None = None
+    passed_frames: np.ndarray | None = None
 
 
 def _vdw_radii(elements: np.ndarray) -> np.ndarray:
@@ -472,6 +476,7 @@ class PhysicsGate:
         failed = judged[-1][2]
         if failed is not None:
             failed.energies = energies
+            failed.passed_frames = np.asarray([relaxed for _, relaxed, _ in judged[:-1]]).reshape(-1, self.n_atoms, 3)
             return failed
         return GateVerdict(True, energies=energies, frames=np.stack([relaxed for _, relaxed, _ in judged]))
 

@@ -8,7 +8,15 @@ re-draw of its own piece, not of the whole jump:
   fails the gate is re-drawn with new noise up to ``retries`` times; when
   every draw fails, the jump keeps the frames before the first failing one
   of the draw that got furthest (not of the last draw, which may fail at
-  its first frame where an earlier one passed three);
+  its first frame where an earlier one passed three).  With
+  ``keep_passing_prefix`` a draw's frames before its first failing one are
+  kept at once and the next block goes on from them: every frame is then
+  the model's draw given the accepted frames before it, refused by the gate
+  on its own (as a step of MD would be), where a whole-block re-draw also
+  refuses frames that passed for the sake of a later one.  At the
+  host–guest model's ~2/3 of frames passing, a four-frame block passes
+  whole in ~1/5 of draws, and a draw then yields ~1.6 accepted frames
+  against ~0.8;
 - **intervals** between consecutive coarse frames are filled by interpolation,
   all intervals in one batch, and every frame is gated on its own; a rejected
   frame (or run of frames) is re-drawn by a small interpolation window between
@@ -85,13 +93,17 @@ class JumpGenerator:
     gate : the physics gate of the modelled atoms
     steps_per_frame : integrator steps per model frame ``Δt``
     retries : re-draws of a failing piece before the jump is shortened
+    keep_passing_prefix : keep a refused coarse block's frames before its first failing one and go on
+        from them (see the module docstring) instead of re-drawing the whole block
     """
 
-    def __init__(self, sampler: HierarchicalSampler, gate: PhysicsGate, steps_per_frame: int, retries: int = 3):
+    def __init__(self, sampler: HierarchicalSampler, gate: PhysicsGate, steps_per_frame: int, retries: int = 3,
+                 keep_passing_prefix: bool = False):
         self.sampler = sampler
         self.gate = gate
         self.steps_per_frame = steps_per_frame
         self.retries = retries
+        self.keep_passing_prefix = keep_passing_prefix
 
     @property
     def _time(self):
@@ -113,23 +125,43 @@ class JumpGenerator:
             past = torch.from_numpy(np.stack(frames[-h:]))
             window = torch.cat([past, past[-1:].expand(block, -1, -1)]).unsqueeze(0)
             best, best_keep = None, 0  # the draw with the most frames before its first failing one
+            passed = None  # [P, N, 3]: the relaxed frames this block adds
             for attempt in range(self.retries + 1):
                 drawn = self._sample(plan, window, generator)[0, h:]
                 verdict = self.gate.check(drawn)
                 if verdict.accepted:
+                    passed = verdict.frames
                     break
                 out.reject(verdict)
+                if self.keep_passing_prefix and (passed := self._passing_prefix(drawn, verdict, out)) is not None:
+                    break
                 out.retries += attempt < self.retries
                 if (verdict.frame or 0) > best_keep:
                     best, best_keep = drawn, verdict.frame
-            if not verdict.accepted:
+            if passed is None:
                 # keep the frames before the failing one of the draw that got furthest (re-checked as a unit)
                 if best_keep and (prefix := self.gate.check(best[:best_keep])).accepted:
                     new.extend(prefix.frames)
                 break
-            frames.extend(verdict.frames)
-            new.extend(verdict.frames)
+            frames.extend(passed)
+            new.extend(passed)
         return np.asarray(new).reshape(-1, *history.shape[1:])
+
+    def _passing_prefix(self, drawn: np.ndarray, verdict, out: GeneratedJump) -> np.ndarray | None:
+        """The relaxed frames of ``drawn [T, N, 3]`` before its first refused one (``verdict``), or ``None``.
+
+        A refusal after the relaxation carries them; one before it (bonds, overlaps: checked on all frames
+        first) leaves the frames before it to be relaxed and judged, which may refuse an earlier one.
+        """
+        while verdict.frame:
+            if verdict.passed_frames is not None:
+                return verdict.passed_frames
+            drawn = drawn[: verdict.frame]
+            verdict = self.gate.check(drawn)
+            if verdict.accepted:
+                return verdict.frames
+            out.reject(verdict)
+        return None
 
     # -- intervals --------------------------------------------------------------
     def _fill_intervals(self, anchors: np.ndarray, n_frames: int, subgrid: dict, out: GeneratedJump,

@@ -86,6 +86,10 @@ def test_each_defect_is_named_with_its_frame(alanine):
         verdict = g.check(frames_in)
         assert (verdict.accepted, verdict.reason, verdict.frame) == (False, reason, frame), verdict.detail
         assert f"frame {frame}" in verdict.detail and verdict.frames is None
+        # refused after the relaxation (a stereocentre), the frames before the failing one come back relaxed;
+        # refused before it (bonds, overlaps, NaN), nothing was relaxed
+        assert (verdict.passed_frames is None) == (reason != "chirality")
+    np.testing.assert_allclose(gate.check(mirrored).passed_frames, gate.check(mirrored[:2]).frames, atol=1e-6)
     assert no_bond_check.check(block).accepted
 
     # the energy test against the stored statistics: the same frames, statistics that put them far above

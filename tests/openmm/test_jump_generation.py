@@ -65,6 +65,27 @@ def test_a_refused_block_keeps_the_longest_passing_start_of_any_draw():
     np.testing.assert_array_equal(jump.coarse, gate.blocks[0][:2])
 
 
+def test_keeping_the_passing_prefix_goes_on_from_the_frames_before_the_refused_one():
+    """With ``keep_passing_prefix`` the first draw's two frames before its refused third are kept at once (no
+    re-draw); the block's remaining frames are drawn after them, conditioned on them as history."""
+    generator, gate, start = _generator([2], retries=2)
+    generator.keep_passing_prefix = True
+    block = generator.sampler.time.block_frames
+    k = generator.sampler.time.coarse_stride
+    jump = generator.generate(start[None], block * k, [], torch.Generator().manual_seed(0))
+    assert len(gate.blocks) == 1 and jump.retries == 0 and jump.rejections == {"clash": 1}
+    np.testing.assert_array_equal(gate.others[0], gate.blocks[0][:2])  # the prefix, judged on its own
+    rest = gate.others[1]
+    assert len(rest) == block - 2, "the rest of the block, drawn after the kept frames"
+    assert len(jump.coarse) == block and jump.n_frames == block * k
+    np.testing.assert_array_equal(jump.coarse, np.concatenate([gate.blocks[0][:2], rest]))
+    # refused at its first frame, a draw has no prefix to keep: it is re-drawn as without the option
+    generator, gate, start = _generator([0, None], retries=2)
+    generator.keep_passing_prefix = True
+    jump = generator.generate(start[None], block * k, [], torch.Generator().manual_seed(0))
+    assert len(gate.blocks) == 2 and jump.retries == 1 and len(jump.coarse) == block
+
+
 def test_a_block_refused_at_its_first_frame_every_time_yields_nothing():
     generator, gate, start = _generator([0, 0], retries=1)
     k = generator.sampler.time.coarse_stride

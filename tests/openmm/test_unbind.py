@@ -206,7 +206,14 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path):
     # another margin or steering is another run: refused, nothing touched
     assert main(args + ["--attempts", "3", "--margin", "0.8"]) == 2
     assert main(args + ["--attempts", "3", "--steering", "0"]) == 2
+    assert main(args + ["--attempts", "3", "--keep-passing-prefix"]) == 2
     assert (out / "attempt_000" / "result.json").read_bytes() == before
+    # a run recorded before keep_passing_prefix existed re-drew whole blocks: it resumes as such
+    legacy = json.loads((out / "summary.json").read_text())
+    del legacy["settings"]["keep_passing_prefix"]
+    (out / "summary.json").write_text(json.dumps(legacy))
+    assert main(args + ["--attempts", "3"]) == 0
+    assert json.loads((out / "summary.json").read_text())["results"] == saved["results"]
     # the real run's paths evaluate against reference paths (hand-made exits through both portals)
     reference = tmp_path / "campaign"
     _reference_campaign(reference, host_guest, unbinder.pocket.ligand, unbinder.pocket)
@@ -215,6 +222,20 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path):
     assert scored["attempts"] == 3 and scored["successes"] == saved["successes"] and scored["n_reference_paths"] == 2
     assert scored["path_rmsd_to_nearest_reference_nm"]["n"] == saved["successes"]
     assert (tmp_path / "ev" / "unbinding_distance.png").stat().st_size > 0
+
+
+def test_unbind_keeping_the_passing_prefix_of_refused_blocks(host_guest, tmp_path):
+    """The real gate refuses some generated frames; with ``keep_passing_prefix`` the frames before a refused one
+    are kept and the path goes on from them: still a path of gated frames, bound until its last."""
+    settings = UnbindSettings(attempts=1, max_time_ps=20.0, seed=3, keep_passing_prefix=True)
+    unbinder = Unbinder(host_guest, "host-guest", settings=settings)
+    assert unbinder.generator.keep_passing_prefix
+    path, result = unbinder.attempt(host_guest.positions[unbinder.modelled], seed=5)
+    assert sum(result["gate_rejections"].values()) > 0, "no refusal: the prefix was never needed"
+    assert len(path) == result["n_frames"] and np.isfinite(path).all()
+    d = unbinder.pocket.distances(path)
+    assert (d[:-1] <= unbinder.pocket.exit_distance_nm + 1e-9).all()
+    assert unbinder.gate.check(path[1:]).accepted, "every generated frame passes the gate as it stands"
 
 
 def test_path_rmsd_compares_paths_at_equal_progress(host_guest):
