@@ -35,7 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from benchmarks_md import replace_section
+from benchmarks_md import publish
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -469,7 +469,7 @@ def main() -> None:
             else:
                 print(f"{key}: its windows are no longer under {work}; its profiles are kept as recorded")
         pool_replicates(work, result)
-        publish(result, Path(args.out))
+        publish_result(result, Path(args.out))
         return
     if args.umbrella_only:
         from openmm_biomd.data.systems import get_system
@@ -483,7 +483,7 @@ def main() -> None:
         key = comparison_key(args.exchange, args.umbrella_seed, args.pull_ps)
         result[key], result["targets"][target_key(key)] = run_umbrella(work, unbinder, args, result["generative"])
         pool_replicates(work, result)
-        publish(result, Path(args.out))
+        publish_result(result, Path(args.out))
         return
     gen, unbinder = generative(work, Path(args.heldout), args.starts, args.attempts, args.max_time)
     print(json.dumps(gen, indent=1, default=str), flush=True)
@@ -509,7 +509,7 @@ def main() -> None:
         key = comparison_key(args.exchange, args.umbrella_seed, args.pull_ps)
         result[key], targets[target_key(key)] = run_umbrella(work, unbinder, args, gen)
     result["targets"] = targets
-    publish(result, Path(args.out))
+    publish_result(result, Path(args.out))
 
 
 def run_umbrella(work: Path, unbinder, args, generative: dict) -> tuple[dict, bool]:
@@ -534,19 +534,17 @@ def _weights_of(generative: dict) -> dict:
     return {"model": generative["model"], "model_hash": generative.get("model_hash")}
 
 
-def publish(result: dict, out: Path) -> None:
-    """Write the result JSON, replace the BENCHMARKS.md section with its table and print it."""
+def publish_result(result: dict, out: Path) -> None:
+    """Add the replicate targets, write the result JSON, replace the BENCHMARKS.md section with its table and
+    print it."""
     for kind, keys in replicate_groups(result).items():
         if len(keys) > 1:  # one seed within 1 kT can be luck: the target needs every seed
             result["targets"][f"umbrella_1kt_{kind}_every_seed"] = all(abs(result[k]["difference_kt"]) <= 1.0
                                                                       for k in keys)
         if result.get(f"{kind}_pooled"):
             result["targets"][f"umbrella_1kt_{kind}_pooled"] = abs(result[f"{kind}_pooled"]["difference_kt"]) <= 1.0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str))
-    text = table(result)
-    replace_section("bench_unbind", "Unbinding: generated paths vs metadynamics (`benchmarks/bench_unbind.py`)", text)
-    print(text)
+    publish(out, result, "bench_unbind", "Unbinding: generated paths vs metadynamics (`benchmarks/bench_unbind.py`)",
+            table(result))
 
 
 if __name__ == "__main__":
