@@ -105,7 +105,8 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
     where neighbours overlap too little for MBAR (each set on its own samples).  With ``exchange_ps`` the
     windows instead run with Hamiltonian replica exchange, swaps every ``exchange_ps`` (no refinement).
     ``seed`` seeds the windows' MD (the steered pull keeps its own); ``cpus`` runs plain windows side by side,
-    one per core (:class:`~openmm_biomd.enhanced.umbrella.UmbrellaSettings`), the same data; ``pull_ps`` is
+    one per core (:class:`~openmm_biomd.enhanced.umbrella.UmbrellaSettings`), and the pull on the first, the
+    same data; ``pull_ps`` is
     the steered pull's duration over the whole range (slower: nearer equilibrium).  Directories:
     ``<comparison_key(...) with dashes>-generated`` / ``-steered``.
     """
@@ -138,8 +139,9 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
         refine_rounds = 0
     t0 = time.perf_counter()
     shutil.rmtree(work / "steered", ignore_errors=True)
+    pull_cpu = cpus[0] if cpus else None  # pinned like the windows (one thread on their first core)
     steered_frames = steered_path(loaded, cv, work / "steered", to_value=high + 0.1, pull_ps=pull_ps,
-                                  force_constant=k, seed=11)
+                                  force_constant=k, seed=11, cpu=pull_cpu)
     steer_s = time.perf_counter() - t0
     out = {}
     for name, frames in (("generated", path), ("steered", np.asarray(steered_frames))):
@@ -166,7 +168,7 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
         "window_ns_per_day": {name: out[name]["ns_per_day"] for name in out},
         "cv_range_nm": [low, high], "k_kj_mol_nm2": k,
         "partial_range": not best["success"], "seed_path_attempt": best["attempt"],
-        "steered_pull_ps": pull_ps, "steered_pull_wall_s": steer_s,
+        "steered_pull_ps": pull_ps, "steered_pull_wall_s": steer_s, "steered_pull_cpu": pull_cpu,
         "generated": out["generated"], "steered": out["steered"],
         "difference_kt": diff_kt,
         "difference_uncertainty_kt": float(np.hypot(out["generated"]["d_delta_f_kt"], out["steered"]["d_delta_f_kt"])),

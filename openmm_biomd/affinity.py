@@ -23,7 +23,7 @@ import contextlib
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
@@ -116,3 +116,63 @@ def run_pinned(function: Callable[[T], Any], items: Iterable[T], cpus: list[int]
             stop.set()
             for future in pending:
                 future.cancel()
+
+
+def distinct_cpus(cpus: Iterable[int] | None) -> tuple[int, ...] | None:
+    """``cpus`` as a tuple of distinct CPU numbers ≥ 0 (a settings field's check); ``None`` stays ``None``."""
+    if cpus is None:
+        return None
+    checked = tuple(int(c) for c in cpus)
+    if not checked or min(checked) < 0 or len(set(checked)) != len(checked):
+        raise ValueError(f"cpus must be distinct CPU numbers >= 0, not {cpus}")
+    return checked
+
+
+class DedicatedThreads:
+    """A worker thread of its own for each core of ``cpus``, pinned there for its whole life; slot ``i``
+    of ``n_slots`` belongs to the thread of ``cpus[i % len(cpus)]``, so a Context made by a call in slot
+    ``i`` is made and driven from that core. Slots sharing a core share its thread: their calls run one
+    after another there (threads taking turns on one core only wait for each other).
+
+    Unlike :func:`run_pinned`, every slot keeps its thread between calls: a long-lived object (an
+    OpenMM Context with its pinned worker threads) made in slot ``i`` is used by later calls in slot
+    ``i``. ``cpus=None``: no threads, calls run one after another on the calling thread.
+    """
+
+    def __init__(self, n_slots: int, cpus: Sequence[int] | None) -> None:
+        self.cpus = None if cpus is None else list(cpus)
+        if self.cpus is not None and not self.cpus:
+            raise ValueError("DedicatedThreads needs at least one CPU (or cpus=None)")
+        self.n_slots = int(n_slots)
+        self._pools = [] if self.cpus is None else [
+            ThreadPoolExecutor(1, thread_name_prefix=f"biomd-cpu{cpu}", initializer=pin_calling_thread,
+                               initargs=(cpu,))
+            for cpu in self.cpus[: max(1, self.n_slots)]
+        ]
+
+    def run(self, calls: Sequence[tuple[int, Callable[[], T]]]) -> list[T]:
+        """Each ``(slot, call)`` on its slot's thread, side by side (calls on one thread in the order
+        given); their results in order once every call has returned. When calls raise, the first one's
+        exception (in order) is raised after all have ended, so no call is left running behind the
+        caller's back."""
+        if self.cpus is None:
+            return [call() for _, call in calls]
+        for slot, _ in calls:
+            if not 0 <= slot < self.n_slots:
+                raise IndexError(f"slot {slot} is not in 0..{self.n_slots - 1}")
+        futures = [self._pools[slot % len(self._pools)].submit(call) for slot, call in calls]
+        wait(futures)
+        for future in futures:
+            if future.exception() is not None:
+                raise future.exception()
+        return [future.result() for future in futures]
+
+    def close(self) -> None:
+        for pool in self._pools:
+            pool.shutdown(wait=True)
+
+    def __enter__(self) -> DedicatedThreads:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from ..affinity import pinned_to_cpu
 from ..data.md import (
     _atomic_write_json,
     _fsync_dir,
@@ -47,6 +48,7 @@ from ..data.md import (
     make_simulation,
     package_versions,
     parse_time_ps,
+    pinned_threads,
     replica_seed,
     require_positive,
     select_platform,
@@ -149,6 +151,7 @@ def steered_path(
     start_positions_nm: np.ndarray | None = None,
     platform: str | None = None,
     threads: int | None = None,
+    cpu: int | None = None,
     log: Any = None,
 ) -> np.ndarray:
     """Pull along ``cv`` at constant velocity and return the frames.
@@ -163,6 +166,9 @@ def steered_path(
     friction_per_ps, seed : see :class:`SteeredSettings`
     start_positions_nm : ``[N, 3]`` nm start structure (default ``loaded.positions``, the bound pose)
     platform, threads : OpenMM platform and CPU threads
+    cpu : make and drive the Context from this CPU core, with one thread unless ``threads`` says
+        otherwise (:mod:`~openmm_biomd.affinity`: several times faster for small systems on a VM whose
+        idle cores halt); the frames do not change
     log : file-like for a progress line
 
     Returns
@@ -172,7 +178,6 @@ def steered_path(
         in time order (first frame: end of equilibration at ``from_value``).
     """
     import openmm
-    from openmm import app
 
     t0 = time.perf_counter()
     loaded = as_loaded_system(loaded)
@@ -207,27 +212,57 @@ def steered_path(
     write_common_files(out, loaded, [cv])
     _atomic_write_json(done, record)
 
-    plat, properties = select_platform(platform, threads, n_atoms)
+    plat, properties = select_platform(platform, pinned_threads(threads, cpu), n_atoms)
     system = openmm.XmlSerializer.clone(loaded.system)
     restraint = openmm.CustomCVForce("0.5*steer_k*(cv-steer_centre)^2")
     restraint.addGlobalParameter("steer_k", settings.force_constant)
     restraint.addGlobalParameter("steer_centre", settings.from_value)
     restraint.addCollectiveVariable("cv", cv.force())
     system.addForce(restraint)
-    simulation = make_simulation(loaded, settings, replica_seed(settings.seed, 0), plat, properties, system=system)
-    equilibrate(simulation, start, settings.temperature_k, replica_seed(settings.seed, 0),
-                whole_steps(settings.equilibration_ps, settings.timestep_fs))
-    context = simulation.context
-    periodic = system.usesPeriodicBoundaryConditions()
+    tmp = out / "path.dcd.tmp"
+    with pinned_to_cpu(cpu) as pinned:  # the Context's worker threads are made (and driven) on this core
+        simulation = make_simulation(loaded, settings, replica_seed(settings.seed, 0), plat, properties,
+                                     system=system)
+        equilibrate(simulation, start, settings.temperature_k, replica_seed(settings.seed, 0),
+                    whole_steps(settings.equilibration_ps, settings.timestep_fs))
+        rows, work = _pull(simulation, restraint, settings, tmp)
+    os.replace(tmp, out / "path.dcd")
+    _fsync_dir(out)
+    # Hand back what the DCD holds (float32 Å), so a rerun that reads the file gives identical frames.
+    frames = load_path_frames(out / "path.dcd", out / "topology.pdb")
+    write_csv(out / "work.csv", ["time_ps", "step", "centre", "cv", "work_kj_mol"], rows)
+    record.update(
+        status="complete",
+        start_cv=rows[0][3],
+        final_cv=rows[-1][3],
+        final_work_kj_mol=work,
+        n_frames=settings.n_frames,
+        platform={"name": plat.getName(), "properties": properties, "pinned_cpu": cpu if pinned else None},
+        versions=package_versions(),
+        wall_s=time.perf_counter() - t0,
+    )
+    _atomic_write_json(done, record)
+    if log is not None:
+        print(f"steered: CV {rows[0][3]:.3f} -> {rows[-1][3]:.3f} {cv.unit} in {settings.pull_ps:g} ps, "
+              f"work {work:.1f} kJ/mol", file=log, flush=True)
+    return frames
 
+
+def _pull(simulation: Any, restraint: Any, settings: SteeredSettings, dcd_path: Path) -> tuple[list[tuple], float]:
+    """Move the restraint's centre from ``from_value`` to ``to_value``, writing a frame to ``dcd_path``
+    every ``frame_interval_ps``; the frames' rows ``(time_ps, step, centre, cv, work_kj_mol)`` and the total
+    work, kJ/mol."""
+    from openmm import app
+
+    context = simulation.context
+    periodic = simulation.system.usesPeriodicBoundaryConditions()
     spf, upd = settings.steps_per_frame, settings.update_interval_steps
     total = spf * (settings.n_frames - 1)
     k, c_from, c_to = settings.force_constant, settings.from_value, settings.to_value
     rows = []
     work = 0.0
     centre = c_from
-    tmp = out / "path.dcd.tmp"
-    with open(tmp, "wb") as fh:
+    with open(dcd_path, "wb") as fh:
         dcd = app.DCDFile(fh, simulation.topology, simulation.integrator.getStepSize(), firstStep=0, interval=spf)
         for step in range(0, total + 1, upd):
             # Switch the centre first (work = energy jump at fixed x), then record, then move.
@@ -244,26 +279,7 @@ def steered_path(
                 simulation.step(upd)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, out / "path.dcd")
-    _fsync_dir(out)
-    # Hand back what the DCD holds (float32 Å), so a rerun that reads the file gives identical frames.
-    frames = load_path_frames(out / "path.dcd", out / "topology.pdb")
-    write_csv(out / "work.csv", ["time_ps", "step", "centre", "cv", "work_kj_mol"], rows)
-    record.update(
-        status="complete",
-        start_cv=rows[0][3],
-        final_cv=rows[-1][3],
-        final_work_kj_mol=work,
-        n_frames=settings.n_frames,
-        platform={"name": plat.getName(), "properties": properties},
-        versions=package_versions(),
-        wall_s=time.perf_counter() - t0,
-    )
-    _atomic_write_json(done, record)
-    if log is not None:
-        print(f"steered: CV {rows[0][3]:.3f} -> {rows[-1][3]:.3f} {cv.unit} in {settings.pull_ps:g} ps, "
-              f"work {work:.1f} kJ/mol", file=log, flush=True)
-    return frames
+    return rows, work
 
 
 def load_steered(out_dir: str | os.PathLike) -> dict:
@@ -295,6 +311,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pull.add_argument("--k", type=float, default=1000.0, help="force constant, kJ/mol per CV unit^2 (default 1000)")
     pull.add_argument("--frame-interval", default="0.5ps", help="time between stored frames (default 0.5ps)")
     pull.add_argument("--update-steps", type=int, default=10, help="steps between centre updates (default 10)")
+    pull.add_argument("--cpu", type=int, metavar="CPU",
+                      help="make and drive the simulation from this CPU core, one thread (fastest for small "
+                           "systems on the CPU platform; the frames do not change)")
     add_md_arguments(p)
 
 
@@ -310,7 +329,7 @@ def main(args: argparse.Namespace) -> int:
         loaded, cv, args.out, to_value=to_value, from_value=from_value, pull_ps=parse_time_ps(args.time),
         force_constant=args.k, frame_interval_ps=parse_time_ps(args.frame_interval),
         update_interval_steps=args.update_steps, start_positions_nm=start, platform=args.platform,
-        threads=args.threads, log=None if args.quiet else sys.stderr, **md_kwargs(args),
+        threads=args.threads, cpu=args.cpu, log=None if args.quiet else sys.stderr, **md_kwargs(args),
     )
     record = json.loads((Path(args.out) / "steered.json").read_text())
     print(json.dumps({"out": str(args.out), "path": str(Path(args.out) / "path.dcd"), "frames": len(frames),

@@ -73,7 +73,7 @@ from typing import Any
 
 import numpy as np
 
-from ..affinity import pinned_to_cpu, run_pinned
+from ..affinity import distinct_cpus, pinned_to_cpu, run_pinned
 from ..data.md import (
     RunMismatchError,
     _atomic_write_bytes,
@@ -198,11 +198,7 @@ class UmbrellaSettings:
     cpus: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.cpus is not None:
-            cpus = tuple(int(c) for c in self.cpus)
-            if not cpus or min(cpus) < 0 or len(set(cpus)) != len(cpus):
-                raise ValueError(f"cpus must be distinct CPU numbers >= 0, not {self.cpus}")
-            object.__setattr__(self, "cpus", cpus)
+        object.__setattr__(self, "cpus", distinct_cpus(self.cpus))
         require_positive(self, ("force_constant", "production_ps", "sample_interval_ps", "temperature_k",
                                 "timestep_fs", "friction_per_ps"))
         if self.equilibration_ps < 0:

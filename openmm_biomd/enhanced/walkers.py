@@ -9,15 +9,26 @@ its own hills plus everyone else's.  The walkers start from frames spread
 evenly (in the first CV) along the path, so the bias fills the whole path
 from the start instead of waiting for one walker to get there.
 
-**One process, round-robin.**  By default all walkers run in this process,
-taking turns in chunks of exactly ``saveFrequency`` steps: walker 0 runs a chunk
-(and at its end saves and loads), then walker 1, ...  Exchange through the
-files still happens (the same code path as separate processes), but the order
-is fixed, so a run is reproducible and needs no job scheduler; the price is
-that the walkers are not simulated in parallel.  ``walker_index=i`` runs only
+**How the walkers exchange** (``WalkerSettings.exchange``), when they all run
+in this call, in chunks of exactly ``saveFrequency`` steps:
+
+* ``"lockstep"`` (default): every walker runs its chunk and writes its hills;
+  only then does each read everyone else's newest file.  At every exchange
+  all walkers see the same hills, and the result does not depend on the order
+  or the timing of the chunks, so the walkers can run side by side
+  (``cpus``: spread over the cores, one thread pinned to each, a walker's
+  Context made and driven from its core; bit-identical to one after another
+  on the CPU platform, checked).
+* ``"round_robin"``: walker 0 runs a chunk (and at its end saves and loads),
+  then walker 1, ...: each walker sees the hills of those before it in this
+  round and of those after it in the previous one.  One after another only;
+  what runs recorded before ``exchange`` existed did.
+
+Either way the exchange goes through the files (OpenMM's code path), and a
+run is reproducible without a job scheduler.  ``walker_index=i`` runs only
 walker ``i``: launch ``K`` such jobs (``biomd walkers ... --walker-index i``) on
 separate machines sharing ``OUT`` and OpenMM syncs them through the files at
-their own pace (then the result depends on timing).
+their own pace (then the result depends on timing, whatever ``exchange`` says).
 
 **What is changed from stock OpenMM** (:class:`SharedBiasMetadynamics`,
 relying on ``Metadynamics``' internals as of OpenMM 8.x, checked when each
@@ -25,7 +36,8 @@ walker is built): the walker id is its index, not a random number (a resumed
 walker must recognise its own files); the bias directory is attached after
 construction (the stock constructor would write a file under a random id); and
 at the end of every chunk the freshly loaded total bias is pushed into the
-Context (stock OpenMM does this only at the next hill).
+Context (stock OpenMM does this only at the next hill); in lockstep the
+reading of the others' files waits until every walker has written its own.
 
 **Resuming** is per walker and chunk: after each chunk a walker commits
 ``state_<step>.chk`` (OpenMM checkpoint: positions, velocities, integrator RNG),
@@ -34,10 +46,13 @@ loaded and their file indices) and the CV rows, then ``progress.json`` (the
 commit point; older state files are deleted after it).  On resume a walker
 reloads its committed state, cuts ``cv.csv`` back to the committed length and
 rewrites its bias file from the committed hills, so hills from a chunk that was
-cut short by a kill never reach the other walkers (in round-robin mode; separate
-jobs may have read them in the meantime).  On one platform a resumed
-round-robin run continues exactly as an uninterrupted one would (bit-identical
-bias files and CV rows on the CPU platform, checked).
+cut short by a kill never reach the other walkers (separate jobs may have read
+them in the meantime).  In lockstep a kill can fall between two walkers'
+commits of one exchange; the walkers left behind then run that chunk again
+alone (the others wait) and read the same files as the first time.  On one
+platform a resumed run continues exactly as an uninterrupted one would
+(bit-identical bias files and CV rows on the CPU platform, checked for both
+protocols).
 
 Layout of ``OUT``::
 
@@ -68,6 +83,7 @@ import numpy as np
 from openmm import unit
 from openmm.app.metadynamics import Metadynamics, _LoadedBias
 
+from ..affinity import DedicatedThreads, distinct_cpus
 from ..data.md import (
     _atomic_write_bytes,
     _atomic_write_json,
@@ -76,6 +92,7 @@ from ..data.md import (
     make_simulation,
     package_versions,
     parse_time_ps,
+    pinned_threads,
     replica_seed,
     require_positive,
     select_platform,
@@ -110,7 +127,12 @@ __all__ = [
 ]
 
 FORMAT = "biomd-walkers"
-_NON_DATA = ("platform", "threads", "time_ps")
+_NON_DATA = ("platform", "threads", "cpus", "time_ps")
+#: ``WalkerSettings.exchange`` values (see the module docstring).
+EXCHANGE_PROTOCOLS = ("lockstep", "round_robin")
+#: What a run recorded before these settings existed did.
+SETTINGS_BEFORE_THEY_EXISTED = {"exchange": "round_robin"}
+_BIAS_FILE = re.compile(r"^bias_(\d+)_(\d+)\.npy$")
 
 
 # --------------------------------------------------------------------------- metadynamics with a fixed id
@@ -136,14 +158,17 @@ class SharedBiasMetadynamics(Metadynamics):
         (a multiple of ``frequency``)
     bias_dir : the shared directory
     walker_id : this walker's id in the file names (unique within ``bias_dir``)
+    defer_loading : at a save, only write this walker's hills; the caller reads the others'
+        with :meth:`load_others` once every walker has written (lockstep exchange)
     """
 
     def __init__(self, system: Any, variables: list, temperature_k: float, bias_factor: float,
                  height_kj_mol: float, frequency: int, save_frequency: int, bias_dir: str | os.PathLike,
-                 walker_id: int) -> None:
+                 walker_id: int, defer_loading: bool = False) -> None:
         if save_frequency < frequency or save_frequency % frequency:
             raise ValueError(f"the save interval ({save_frequency} steps) must be a multiple of the hill "
                              f"interval ({frequency} steps)")
+        self.defer_loading = bool(defer_loading)  # before the stock constructor, which calls _syncWithDisk
         # No biasDir here: the stock constructor would write an (empty) bias file under a random id.
         super().__init__(system, variables, temperature_k, bias_factor, height_kj_mol, frequency)
         missing = [name for name in _INTERNALS if not hasattr(self, name)]
@@ -211,6 +236,23 @@ class SharedBiasMetadynamics(Metadynamics):
         }
         self.push_bias(context)
 
+    def _syncWithDisk(self) -> None:  # OpenMM's hook, called by Metadynamics.step at every save
+        if not self.defer_loading or self.biasDir is None:  # (None: inside the stock constructor)
+            super()._syncWithDisk()
+            return
+        self._saveIndex += 1
+        self.publish()
+
+    def load_others(self) -> None:
+        """Read every other walker's newest hills and rebuild the total bias (in walker-id order, so the
+        sum is the same whatever order the files were written in); :meth:`push_bias` puts it in a Context."""
+        for wid, (n, name) in sorted(_newest_bias_files(self.biasDir).items()):
+            if wid != self._id and (wid not in self._loadedBiases or n > self._loadedBiases[wid].index):
+                self._loadedBiases[wid] = _LoadedBias(wid, n, np.load(os.path.join(self.biasDir, name)))
+        self._totalBias = np.copy(self._selfBias)
+        for wid in sorted(self._loadedBiases):
+            self._totalBias += self._loadedBiases[wid].bias
+
     def publish(self) -> None:
         """Make the bias directory hold exactly this walker's committed hills (after a resume)."""
         pattern = re.compile(rf"^(bias|temp)_{self._id}_(\d+)\.npy$")
@@ -234,17 +276,23 @@ def bias_dir_free_energy(bias_dir: str | os.PathLike, temperature_k: float, bias
     np.ndarray
         Grid in the bias files' shape (CV order reversed: ``[cv1, cv0]`` for two CVs), kJ/mol.
     """
-    newest: dict[int, tuple[int, str]] = {}
-    for name in os.listdir(bias_dir):
-        match = re.match(r"^bias_(\d+)_(\d+)\.npy$", name)
-        if match:
-            wid, n = int(match.group(1)), int(match.group(2))
-            if wid not in newest or n > newest[wid][0]:
-                newest[wid] = (n, name)
+    newest = _newest_bias_files(bias_dir)
     if not newest:
         raise FileNotFoundError(f"{bias_dir} holds no bias files yet")
     total = sum(np.load(os.path.join(bias_dir, name)) for _, name in newest.values())
     return -bias_factor / (bias_factor - 1.0) * total
+
+
+def _newest_bias_files(bias_dir: str | os.PathLike) -> dict[int, tuple[int, str]]:
+    """Walker id -> (save index, file name) of its newest ``bias_<id>_<n>.npy`` in ``bias_dir``."""
+    newest: dict[int, tuple[int, str]] = {}
+    for name in os.listdir(bias_dir):
+        match = _BIAS_FILE.match(name)
+        if match:
+            wid, n = int(match.group(1)), int(match.group(2))
+            if wid not in newest or n > newest[wid][0]:
+                newest[wid] = (n, name)
+    return newest
 
 
 # --------------------------------------------------------------------------- settings
@@ -269,7 +317,12 @@ class WalkerSettings:
     equilibration_ps : unbiased MD after minimisation, before the first hill, ps
     temperature_k, timestep_fs, friction_per_ps : Langevin integrator
     seed : master seed (walker ``i`` uses ``replica_seed(seed, i)``)
+    exchange : ``"lockstep"`` or ``"round_robin"`` (see the module docstring)
     platform, threads : OpenMM platform and CPU threads (do not change the data)
+    cpus : CPU cores to run the walkers on side by side (lockstep only): walker ``i`` on
+        ``cpus[i % len(cpus)]``, its Context made and driven from that core's thread (pinned there)
+        with one thread unless ``threads`` says otherwise; walkers sharing a core run one after
+        another on it; None = one after another on this thread. Does not change the data
     """
 
     n_walkers: int = 4
@@ -288,10 +341,18 @@ class WalkerSettings:
     timestep_fs: float = 2.0
     friction_per_ps: float = 1.0
     seed: int = 0
+    exchange: str = "lockstep"
     platform: str | None = None
     threads: int | None = None
+    cpus: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "cpus", distinct_cpus(self.cpus))
+        if self.exchange not in EXCHANGE_PROTOCOLS:
+            raise ValueError(f"exchange must be one of {EXCHANGE_PROTOCOLS}, not {self.exchange!r}")
+        if self.cpus is not None and self.exchange != "lockstep":
+            raise ValueError("round-robin walkers run one after another by definition; side by side on cpus "
+                             "needs exchange='lockstep'")
         require_positive(self, ("time_ps", "height_kj_mol", "deposit_interval_ps", "save_interval_ps",
                                 "frame_interval_ps", "temperature_k", "timestep_fs", "friction_per_ps"))
         if self.n_walkers < 1:
@@ -369,7 +430,7 @@ class _Walker:
     """One walker: Simulation + SharedBiasMetadynamics + its directory (commit/restore)."""
 
     def __init__(self, index: int, loaded: Any, cvs: Sequence[CVSpec], grid: list[dict], settings: WalkerSettings,
-                 out: Path, start_nm: np.ndarray, platform: Any, properties: dict) -> None:
+                 out: Path, start_nm: np.ndarray, platform: Any, properties: dict, lockstep: bool) -> None:
         import openmm
         from openmm.app.metadynamics import BiasVariable
 
@@ -385,8 +446,9 @@ class _Walker:
         self.meta = SharedBiasMetadynamics(
             system, variables, settings.temperature_k, settings.bias_factor, settings.height_kj_mol,
             whole_steps(settings.deposit_interval_ps, settings.timestep_fs), settings.chunk_steps,
-            out / "bias", walker_id=index,
+            out / "bias", walker_id=index, defer_loading=lockstep,
         )
+        self._rows: list[tuple] = []  # CV rows of the chunk run but not yet committed
         self.simulation = make_simulation(loaded, settings, self.seed, platform, properties, system=system)
 
     @property
@@ -431,19 +493,31 @@ class _Walker:
 
     def run_chunk(self) -> None:
         """One chunk of ``save_interval_ps`` (hills, then save-and-load at its end), then commit."""
+        self.run_md()
+        self.finish_chunk()
+
+    def run_md(self) -> None:
+        """The MD of one chunk of ``save_interval_ps``: hills, and at its end this walker's hills saved
+        (and, unless in lockstep, the others' loaded). Commits nothing: see :meth:`finish_chunk`."""
         s = self.settings
         spf = whole_steps(s.frame_interval_ps, s.timestep_fs)
         group = self.meta.force_group
-        rows = []
         for _ in range(s.chunk_steps // spf):
             self.meta.step(self.simulation, spf)  # the only way hills get deposited
             values = self.meta.getCollectiveVariables(self.simulation)
             bias = self.simulation.context.getState(getEnergy=True, groups={group}).getPotentialEnergy()
             bias_kj_mol = bias.value_in_unit(unit.kilojoule_per_mole)
-            rows.append((self.step * s.timestep_fs / 1000.0, self.step, *values, bias_kj_mol))
-        # The chunk ended on a multiple of saveFrequency, so Metadynamics.step has just saved our
-        # hills and loaded the others'; make the Context see them now.
+            self._rows.append((self.step * s.timestep_fs / 1000.0, self.step, *values, bias_kj_mol))
+
+    def finish_chunk(self) -> None:
+        """End the chunk :meth:`run_md` ran: in lockstep read the others' hills (every walker of the
+        exchange has written its own by now), make the Context see the new total bias, commit."""
+        if self.meta.defer_loading:
+            self.meta.load_others()
+        # The chunk ended on a multiple of saveFrequency, so the others' hills have just been loaded;
+        # make the Context see them now.
         self.meta.push_bias(self.simulation.context)
+        rows, self._rows = self._rows, []
         text = "".join(f"{r[0]:.6f},{r[1]}," + ",".join(f"{v:.6f}" for v in r[2:]) + "\n" for r in rows)
         with open(self.dir / "cv.csv", "ab") as fh:
             fh.write(text.encode())
@@ -520,7 +594,8 @@ def run_walkers(
     settings : :class:`WalkerSettings`
     out_dir : run directory (see the module docstring); rerun to resume or, with a
         larger ``time_ps``, to extend
-    walker_index : run only this walker (separate jobs sharing ``out_dir``); None = all, round-robin
+    walker_index : run only this walker (separate jobs sharing ``out_dir``); None = all of them, exchanging
+        as ``settings.exchange`` says
     max_chunks : stop after this many chunks per walker in this call (resumable)
     log : file-like for one line per round
 
@@ -528,7 +603,8 @@ def run_walkers(
     -------
     WalkerRun
         The free energy is that of the bias directory's newest files (equal to
-        the last walker's ``getFreeEnergy()`` after a round-robin round).
+        every walker's ``getFreeEnergy()`` after a lockstep exchange, to the last
+        walker's after a round-robin round).
     """
     started = time.perf_counter()
     loaded = as_loaded_system(loaded)
@@ -556,11 +632,12 @@ def run_walkers(
         "bias_grid": grid,
         "walkers": plan,
         "bias_dir": "bias",
-        "protocol": "round-robin in one process" if walker_index is None else "separate jobs (walker_index)",
+        "protocol": _protocol(settings, walker_index),
     }
     json_path = out / "walkers.json"
     if json_path.exists():
         old = json.loads(json_path.read_text())
+        old["settings"] = {**SETTINGS_BEFORE_THEY_EXISTED, **old.get("settings", {})}
         check_resumable(old, record, ("system_sha256", "cv", "path_sha256", "bias_grid", "walkers"), out)
         record["time_ps"] = max(settings.time_ps, old.get("time_ps", 0.0))
     else:
@@ -570,23 +647,39 @@ def run_walkers(
     (out / "bias").mkdir(exist_ok=True)
     _atomic_write_json(json_path, record)
 
-    plat, properties = select_platform(settings.platform, settings.threads, n_atoms)
+    cpus = settings.cpus if walker_index is None else None
+    first_cpu = cpus[0] if cpus else None
+    plat, properties = select_platform(settings.platform, pinned_threads(settings.threads, first_cpu), n_atoms)
     indices = range(settings.n_walkers) if walker_index is None else [walker_index]
-    walkers = [_Walker(i, loaded, cvs, grid, settings, out, frames[starts[i]], plat, properties) for i in indices]
-    for w in walkers:
-        w.start()
-    target = settings.total_steps
-    done_chunks = 0
-    t_md = time.perf_counter()
-    while any(w.step < target for w in walkers) and (max_chunks is None or done_chunks < max_chunks):
-        for w in walkers:  # fixed order: reproducible exchange
-            if w.step < target:
-                w.run_chunk()
-        done_chunks += 1
-        if log is not None:
-            t = min(w.step for w in walkers) * settings.timestep_fs / 1000.0
-            print(f"walkers: {t:g}/{settings.time_ps:g} ps each, "
-                  f"{len(walkers)} walker(s), {time.perf_counter() - t_md:.0f} s", file=log, flush=True)
+    lockstep = settings.exchange == "lockstep" and walker_index is None
+    with DedicatedThreads(len(indices), cpus) as threads:
+        walkers = threads.run([  # each walker's Context is made (and equilibrated) on its own thread
+            (slot, lambda i=i: _started(_Walker(i, loaded, cvs, grid, settings, out, frames[starts[i]], plat,
+                                                properties, lockstep)))
+            for slot, i in enumerate(indices)
+        ])
+        slot_of = {w.index: slot for slot, w in enumerate(walkers)}
+        t_md = time.perf_counter()
+        target = settings.total_steps
+        done_chunks = 0
+        while any(w.step < target for w in walkers) and (max_chunks is None or done_chunks < max_chunks):
+            if lockstep:
+                # The walkers at the lowest step run their next chunk together (all of them, unless a kill
+                # fell between two walkers' commits of an exchange: then those left behind catch up).
+                low = min(w.step for w in walkers)
+                group = [w for w in walkers if w.step == low]
+                threads.run([(slot_of[w.index], w.run_md) for w in group])
+                for w in group:  # every walker of the exchange has written its hills: now each reads
+                    w.finish_chunk()
+            else:
+                for w in walkers:  # fixed order: reproducible exchange
+                    if w.step < target:
+                        w.run_chunk()
+            done_chunks += 1
+            if log is not None:
+                t = min(w.step for w in walkers) * settings.timestep_fs / 1000.0
+                print(f"walkers: {t:g}/{settings.time_ps:g} ps each, "
+                      f"{len(walkers)} walker(s), {time.perf_counter() - t_md:.0f} s", file=log, flush=True)
     md_s = time.perf_counter() - t_md
 
     result = write_free_energy(out, settings, grid)
@@ -596,6 +689,21 @@ def run_walkers(
                "md_wall_s": md_s, "wall_s": time.perf_counter() - started,
                "platform": {"name": plat.getName(), "properties": properties}}
     return WalkerRun(summary, result[0], result[1], {w.index: w.meta for w in walkers})
+
+
+def _started(walker: _Walker) -> _Walker:
+    walker.start()
+    return walker
+
+
+def _protocol(settings: WalkerSettings, walker_index: int | None) -> str:
+    """How this call runs the walkers, in words (for ``walkers.json``)."""
+    if walker_index is not None:
+        return "separate jobs (walker_index)"
+    if settings.exchange == "round_robin":
+        return "round-robin in one process"
+    where = "one after another" if settings.cpus is None else f"side by side on CPUs {list(settings.cpus)}"
+    return f"lockstep in one process, {where}"
 
 
 def write_free_energy(out: Path, settings: WalkerSettings, grid: list[dict]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -663,6 +771,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--deposit-interval", default="1ps", help="time between hills (default 1ps)")
     m.add_argument("--save-interval", default="10ps", help="time between bias exchanges (default 10ps)")
     m.add_argument("--frame-interval", default="1ps", help="time between CV rows (default 1ps)")
+    m.add_argument("--exchange", choices=["lockstep", "round-robin"], default="lockstep",
+                   help="lockstep (default): every walker writes its hills before any reads the others'; "
+                        "round-robin: one after another, each reading what those before it wrote (what runs "
+                        "made before this option did; resume them with it)")
+    m.add_argument("--cpus", type=int, nargs="+", metavar="CPU",
+                   help="run the walkers side by side (lockstep), walker i on the (i mod n)-th listed CPU core "
+                        "(one thread pinned to each core; results do not change)")
     m.add_argument("--walker-index", type=int, help="run only this walker (launch one job per walker)")
     m.add_argument("--max-chunks", type=int, help="stop after this many save intervals per walker (resume later)")
     add_md_arguments(p, equilibration="2ps")
@@ -682,7 +797,8 @@ def main(args: argparse.Namespace) -> int:
         bias_factor=args.bias_factor, sigma=tuple(args.sigma) if args.sigma else None,
         cv_min=tuple(rng[0::2]) if rng else None, cv_max=tuple(rng[1::2]) if rng else None,
         deposit_interval_ps=parse_time_ps(args.deposit_interval), save_interval_ps=parse_time_ps(args.save_interval),
-        frame_interval_ps=parse_time_ps(args.frame_interval), platform=args.platform, threads=args.threads,
+        frame_interval_ps=parse_time_ps(args.frame_interval), exchange=args.exchange.replace("-", "_"),
+        platform=args.platform, threads=args.threads, cpus=tuple(args.cpus) if args.cpus else None,
         **md_kwargs(args),
     )
     run = run_walkers(inputs.loaded, inputs.frames_nm, cvs, settings, args.out, walker_index=args.walker_index,

@@ -15,7 +15,7 @@ import openmm
 import openmm.unit as unit
 import pytest
 
-from openmm_biomd.affinity import available_cpus, cpu_for, pinned_to_cpu, run_pinned
+from openmm_biomd.affinity import DedicatedThreads, available_cpus, cpu_for, pinned_to_cpu, run_pinned
 from openmm_biomd.data.systems import get_system
 from openmm_biomd.run import InterleavedMD, time_plain_md
 
@@ -113,3 +113,48 @@ def test_run_pinned_runs_each_call_on_its_own_core_one_call_per_core_and_stops_a
     assert started == [0, 1, 2]  # nothing started after the failure
     with pytest.raises(ValueError, match="at least one CPU"):
         list(run_pinned(call, range(2), []))
+
+
+@needs_affinity
+def test_dedicated_threads_keep_one_pinned_thread_per_slot_and_raise_only_after_every_call_ended():
+    cpus = available_cpus()[:2]
+    before = os.sched_getaffinity(0)
+
+    def where() -> tuple[int, frozenset]:
+        return threading.get_ident(), frozenset(os.sched_getaffinity(0))
+
+    with DedicatedThreads(3, cpus) as threads:  # three slots on (at most) two cores: slot 2 shares slot 0's
+        first = threads.run([(slot, where) for slot in range(3)])
+        again = threads.run([(slot, where) for slot in (2, 1, 0)])
+        assert [t for t, _ in first] == [t for t, _ in reversed(again)]  # each slot keeps its thread
+        assert [m for _, m in first] == [{cpus[i % len(cpus)]} for i in range(3)]
+        threads_of = [t for t, _ in first]
+        assert len(set(threads_of)) == len(cpus) and threading.get_ident() not in threads_of
+        assert threads_of[2] == threads_of[0]  # one thread per core: slots sharing a core share it
+
+        order = []
+        threads.run([(0, lambda: order.append("slot 0")), (2, lambda: order.append("slot 2"))])
+        assert order == ["slot 0", "slot 2"]  # on one core's thread: one after another, in the order given
+        with pytest.raises(IndexError, match="slot 3"):
+            threads.run([(3, where)])
+
+        ended = threading.Event()
+
+        def slow() -> str:
+            ended.wait(0.2)
+            ended.set()
+            return "slow"
+
+        def fails() -> str:
+            raise RuntimeError("walker 1 exploded")
+
+        with pytest.raises(RuntimeError, match="walker 1 exploded"):
+            threads.run([(0, slow), (1, fails)])
+        assert ended.is_set()  # the other call had ended before the error reached the caller
+    assert os.sched_getaffinity(0) == before
+
+    in_order = []
+    assert DedicatedThreads(2, None).run([(1, lambda: in_order.append(1) or 1), (0, lambda: in_order.append(0) or 0)]) \
+        == [1, 0] and in_order == [1, 0]  # cpus=None: on the calling thread, one after another
+    with pytest.raises(ValueError, match="at least one CPU"):
+        DedicatedThreads(1, [])

@@ -29,6 +29,7 @@ from openmm_biomd.enhanced.seeding_common import (
     nearest_frames,
     read_csv,
 )
+from openmm_biomd.affinity import cpu_for
 from openmm_biomd.enhanced.steered import load_steered, steered_path
 from openmm_biomd.enhanced.umbrella import (
     UmbrellaSettings,
@@ -79,6 +80,21 @@ def test_steered_path_pulls_at_constant_velocity(host_guest_cv, pulled):
     with pytest.raises(RunMismatchError, match="force_constant"):
         steered_path(loaded, cv, out, to_value=start + PULL_NM, pull_ps=3.0, force_constant=100.0,
                      frame_interval_ps=0.1, equilibration_ps=0.2, seed=1, **FAST)
+
+
+def test_a_steered_pull_made_and_driven_from_one_core_is_the_same_pull(host_guest_cv, pulled, tmp_path):
+    loaded, _, _, cv = host_guest_cv
+    cpu = cpu_for(1)
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    start = float(cv.values(loaded.positions)[0])
+    frames = steered_path(loaded, cv, tmp_path, to_value=start + PULL_NM, pull_ps=3.0, force_constant=3000.0,
+                          frame_interval_ps=0.1, equilibration_ps=0.2, seed=1, cpu=cpu, **FAST)
+    np.testing.assert_array_equal(frames, pulled[1])
+    assert (tmp_path / "work.csv").read_bytes() == (pulled[0] / "work.csv").read_bytes()
+    platform = json.loads((tmp_path / "steered.json").read_text())["platform"]
+    assert platform["pinned_cpu"] == cpu and platform["properties"] == {"Threads": "1"}
+    if before is not None:
+        assert os.sched_getaffinity(0) == before  # the caller's thread is free again
 
 
 # Six windows 0.06 nm apart (σ = sqrt(kT/k) ≈ 0.03 nm) where the guest has left the cavity: near

@@ -3,7 +3,9 @@
 The path is synthetic (the guest slid rigidly out of the host along its axis,
 no MD): the walkers only need frames to start from.  Runs are a few hundred
 steps per walker; the tests check the exchange of hills through the bias
-directory, resume after a kill, single-walker jobs and the free-energy output.
+directory (lockstep and round-robin), walkers side by side on pinned cores,
+resume after a kill (also one that falls between two walkers' commits),
+single-walker jobs and the free-energy output.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import pytest
 from openmm import unit
 
+from openmm_biomd.affinity import available_cpus
 from openmm_biomd.data import RunMismatchError, get_system
 from openmm_biomd.enhanced import walkers
 from openmm_biomd.enhanced.seeding_common import read_csv
@@ -67,15 +70,13 @@ def test_walkers_read_each_others_hills(host_guest_cv, path, shared_run):
     for i in (0, 1):
         np.testing.assert_array_equal(meta[i].self_bias(), own[i])
         assert own[i].max() > 0  # each walker deposited hills
-    # Walker 1 saved last: its bias is its own hills plus walker 0's newest ones ...
-    np.testing.assert_allclose(meta[1].total_bias(), own[0] + own[1])
-    # ... and walker 0's holds walker 1's hills from the previous exchange (non-zero, not its own).
-    others = meta[0].total_bias() - meta[0].self_bias()
-    assert others.max() > 0 and np.all(others <= own[1] + 1e-9)
+    # Lockstep: after the last exchange both walkers hold the same bias, everyone's newest hills.
+    for i in (0, 1):
+        np.testing.assert_array_equal(meta[i].total_bias(), own[0] + own[1])
     # The two walkers sit at opposite ends of the path, so their hills do not coincide.
     assert np.argmax(own[0]) < np.argmax(own[1])
 
-    # Free energy = Metadynamics.getFreeEnergy() of the walker that loaded everyone's hills.
+    # Free energy = Metadynamics.getFreeEnergy() of a walker that loaded everyone's hills.
     f1 = meta[1].getFreeEnergy().value_in_unit(unit.kilojoule_per_mole)
     np.testing.assert_allclose(f1, -GAMMA / (GAMMA - 1) * (own[0] + own[1]))
     np.testing.assert_allclose(run.free_energy_kj_mol, f1 - f1.min())
@@ -125,6 +126,76 @@ def test_resume_after_kill_matches_uninterrupted_run(host_guest_cv, path, shared
         run_walkers(loaded, path, cv, WalkerSettings(**{**SETTINGS, "height_kj_mol": 1.0}), tmp_path)
 
 
+def test_lockstep_side_by_side_on_pinned_cores_is_the_same_run(host_guest_cv, path, shared_run, tmp_path):
+    """``cpus``: each walker on a thread of its own pinned to a core; the data do not change."""
+    loaded, _, _, cv = host_guest_cv
+    out, _ = shared_run
+    cpus = tuple(available_cpus()[:2])  # two walkers on two cores (one core: both threads share it)
+    side_by_side = run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS, cpus=cpus), tmp_path)
+    assert side_by_side.summary["protocol"] == f"lockstep in one process, side by side on CPUs {list(cpus)}"
+    assert _bias_files(tmp_path) == _bias_files(out)
+    for i in (0, 1):
+        np.testing.assert_array_equal(np.load(tmp_path / "bias" / f"bias_{i}_3.npy"),
+                                      np.load(out / "bias" / f"bias_{i}_3.npy"))
+        cv_rows = f"walker_{i:03d}/cv.csv"
+        assert (tmp_path / cv_rows).read_bytes() == (out / cv_rows).read_bytes()
+
+
+def test_lockstep_resume_after_a_kill_between_two_commits(host_guest_cv, path, shared_run, tmp_path, monkeypatch):
+    """A kill after walker 0 committed the last exchange and before walker 1 did: walker 1 runs that chunk
+    again alone, reading the files walker 0 read, and the run ends as the uninterrupted one."""
+    loaded, _, _, cv = host_guest_cv
+    out, _ = shared_run
+    commit = walkers._Walker._commit
+
+    def killed_at_the_last_commit_of_walker_1(self):
+        if self.index == 1 and self.step == 300:
+            raise KeyboardInterrupt
+        commit(self)
+
+    monkeypatch.setattr(walkers._Walker, "_commit", killed_at_the_last_commit_of_walker_1)
+    with pytest.raises(KeyboardInterrupt):
+        run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS), tmp_path)
+    monkeypatch.undo()
+    progress = {i: json.loads((tmp_path / f"walker_{i:03d}" / "progress.json").read_text())["step"] for i in (0, 1)}
+    assert progress == {0: 300, 1: 200}
+    resumed = run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS), tmp_path)
+    assert resumed.summary["status"] == "complete"
+    assert _bias_files(tmp_path) == _bias_files(out)
+    for i in (0, 1):
+        np.testing.assert_array_equal(np.load(tmp_path / "bias" / f"bias_{i}_3.npy"),
+                                      np.load(out / "bias" / f"bias_{i}_3.npy"))
+        cv_rows = f"walker_{i:03d}/cv.csv"
+        assert (tmp_path / cv_rows).read_bytes() == (out / cv_rows).read_bytes()
+        np.testing.assert_array_equal(resumed.metadynamics[i].total_bias(), np.load(out / "bias" / "bias_0_3.npy")
+                                      + np.load(out / "bias" / "bias_1_3.npy"))
+
+
+def test_round_robin_exchange_and_runs_from_before_it_had_a_name(host_guest_cv, path, tmp_path):
+    """Round-robin: walker 0 reads walker 1's hills of the previous round, walker 1 walker 0's of this
+    one. A run directory written before ``exchange`` existed resumes as round-robin, and only as that."""
+    loaded, _, _, cv = host_guest_cv
+    settings = WalkerSettings(**SETTINGS, exchange="round_robin")
+    run = run_walkers(loaded, path, cv, settings, tmp_path, max_chunks=2)
+    own = {i: np.load(tmp_path / "bias" / f"bias_{i}_2.npy") for i in (0, 1)}
+    meta = run.metadynamics
+    # Walker 1 saved last: its bias is its own hills plus walker 0's newest ones ...
+    np.testing.assert_allclose(meta[1].total_bias(), own[0] + own[1])
+    # ... and walker 0's holds walker 1's hills from the previous exchange (non-zero, fewer than now).
+    others = meta[0].total_bias() - meta[0].self_bias()
+    assert others.max() > 0 and np.all(others <= own[1] + 1e-9) and others.sum() < own[1].sum()
+
+    # The same directory as written before the setting existed: no "exchange" in its settings.
+    record = json.loads((tmp_path / "walkers.json").read_text())
+    del record["settings"]["exchange"]
+    (tmp_path / "walkers.json").write_text(json.dumps(record))
+    with pytest.raises(RunMismatchError, match="exchange: 'round_robin' on disk, 'lockstep' now"):
+        run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS), tmp_path)
+    resumed = run_walkers(loaded, path, cv, settings, tmp_path)
+    assert resumed.summary["status"] == "complete" and resumed.summary["protocol"] == "round-robin in one process"
+    assert json.loads((tmp_path / "walkers.json").read_text())["settings"]["exchange"] == "round_robin"
+
+
 def test_single_walker_jobs_share_through_files(host_guest_cv, path, tmp_path):
     """``walker_index``: walkers as separate jobs (here one after the other) still exchange hills."""
     loaded, _, _, cv = host_guest_cv
@@ -153,6 +224,12 @@ def test_bad_walker_inputs(host_guest_cv, path, tmp_path):
         WalkerSettings(**{**SETTINGS, "deposit_interval_ps": 0.03})
     with pytest.raises(ValueError, match="bias_factor"):
         WalkerSettings(**{**SETTINGS, "bias_factor": 1.0})
+    with pytest.raises(ValueError, match="exchange must be one of"):
+        WalkerSettings(**{**SETTINGS, "exchange": "random"})
+    with pytest.raises(ValueError, match="needs exchange='lockstep'"):
+        WalkerSettings(**{**SETTINGS, "exchange": "round_robin", "cpus": (0,)})
+    with pytest.raises(ValueError, match="distinct CPU numbers"):
+        WalkerSettings(**{**SETTINGS, "cpus": (0, 0)})
     assert not (tmp_path / "bias").exists()
 
 
@@ -172,7 +249,7 @@ def test_command_line_two_cvs(path, tmp_path, capsys):
         "--path", str(tmp_path / "path.dcd"), "--system", "host-guest", "--cv", "distance", "--cv2", "path",
         "--path-nodes", "6", "--walkers", "2", "--time", "0.1ps", "--save-interval", "0.1ps",
         "--deposit-interval", "0.02ps", "--frame-interval", "0.02ps", "--equilibration", "0ps",
-        "--threads", "1", "--out", str(tmp_path / "run"), "--quiet",
+        "--cpus", str(available_cpus()[0]), "--out", str(tmp_path / "run"), "--quiet",
     ])
     assert walkers.main(args) == 0
     report = json.loads(capsys.readouterr().out)
