@@ -13,6 +13,7 @@ Everything returns or reads nm, ps, K, kJ/mol.
 
 from .inputs import load_input_files, load_inputs
 from .md import (
+    MDBlewUpError,
     MDSettings,
     RunMismatchError,
     generate_md,
@@ -33,6 +34,7 @@ __all__ = [
     "BundledSystem",
     "DissociationSettings",
     "LoadedSystem",
+    "MDBlewUpError",
     "MDSettings",
     "RunMismatchError",
     "generate_dissociation",

@@ -73,6 +73,29 @@ class RunMismatchError(ValueError):
     """An existing run directory was made with different settings."""
 
 
+class MDBlewUpError(RuntimeError):
+    """A simulation's coordinates or energy became NaN (the MD blew up); the message says what is kept."""
+
+
+@contextlib.contextmanager
+def explained_blow_up(what: str, kept: str) -> Iterator[None]:
+    """Turn OpenMM's NaN failure inside the block into an :class:`MDBlewUpError` naming ``what`` blew up,
+    what is ``kept`` on disk, and what to try; any other error passes unchanged."""
+    import openmm
+
+    try:
+        yield
+    except openmm.OpenMMException as e:
+        if "nan" not in str(e).lower():
+            raise
+        raise MDBlewUpError(
+            f"{what} blew up ({str(e).split('.')[0]}). {kept} Rerunning the same command retries from there with "
+            "the same random numbers, so it will blow up again: start a new output directory with a smaller "
+            "--timestep, a gentler bias or restraint (hill height, force constant), or a start structure "
+            "without clashes."
+        ) from e
+
+
 # --------------------------------------------------------------------------- time
 
 

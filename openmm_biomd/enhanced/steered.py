@@ -45,6 +45,7 @@ from ..data.md import (
     _fsync_dir,
     _positions_and_box,
     equilibrate,
+    explained_blow_up,
     make_simulation,
     package_versions,
     parse_time_ps,
@@ -220,7 +221,9 @@ def steered_path(
     restraint.addCollectiveVariable("cv", cv.force())
     system.addForce(restraint)
     tmp = out / "path.dcd.tmp"
-    with pinned_to_cpu(cpu) as pinned:  # the Context's worker threads are made (and driven) on this core
+    kept = f"Nothing of the pull is kept in {out} (a pull is run whole)."
+    with pinned_to_cpu(cpu) as pinned, explained_blow_up("the steered pull", kept):
+        # (pinned: the Context's worker threads are made, and driven, on this core)
         simulation = make_simulation(loaded, settings, replica_seed(settings.seed, 0), plat, properties,
                                      system=system)
         equilibrate(simulation, start, settings.temperature_k, replica_seed(settings.seed, 0),

@@ -79,6 +79,7 @@ from ..data.md import (
     _atomic_write_bytes,
     _atomic_write_json,
     equilibrate,
+    explained_blow_up,
     make_simulation,
     package_versions,
     parse_time_ps,
@@ -580,15 +581,19 @@ def _run_window(loaded: Any, start_nm: np.ndarray, cv: CVSpec, settings: Umbrell
                 wdir: Path, platform: Any, properties: dict) -> dict:
     """One window: restrained minimisation, equilibration, production; ``cv.csv`` then ``result.json``."""
     t0 = time.perf_counter()
-    simulation, restraint, record = _equilibrated_window(loaded, start_nm, cv, settings, plan, platform, properties)
-    context = simulation.context
-    sps = settings.steps_per_sample
-    samples = np.empty(settings.n_samples)
-    t_md = time.perf_counter()
-    for i in range(settings.n_samples):
-        simulation.step(sps)
-        samples[i] = restraint.getCollectiveVariableValues(context)[0]
-    md_s = time.perf_counter() - t_md
+    kept = (f"The windows that finished before it are kept in {wdir.parent} (each its own result.json); "
+            "this one starts again from its seed frame.")
+    with explained_blow_up(f"umbrella window {plan['index']} (centre {plan['centre']:.4g})", kept):
+        simulation, restraint, record = _equilibrated_window(loaded, start_nm, cv, settings, plan, platform,
+                                                             properties)
+        context = simulation.context
+        sps = settings.steps_per_sample
+        samples = np.empty(settings.n_samples)
+        t_md = time.perf_counter()
+        for i in range(settings.n_samples):
+            simulation.step(sps)
+            samples[i] = restraint.getCollectiveVariableValues(context)[0]
+        md_s = time.perf_counter() - t_md
     wdir.mkdir(parents=True, exist_ok=True)
     times = (np.arange(settings.n_samples) + 1) * settings.sample_interval_ps
     write_csv(wdir / "cv.csv", ["time_ps", "cv"], np.stack([times, samples], axis=1))

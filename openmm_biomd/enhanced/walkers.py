@@ -89,6 +89,7 @@ from ..data.md import (
     _atomic_write_json,
     _fsync_dir,
     equilibrate,
+    explained_blow_up,
     make_simulation,
     package_versions,
     parse_time_ps,
@@ -474,8 +475,10 @@ class _Walker:
                     p.unlink()
             self.dir.mkdir(parents=True, exist_ok=True)
             self.meta.publish()  # removes stale files of this id
-            equilibrate(self.simulation, self.start_nm, self.settings.temperature_k, self.seed,
-                        whole_steps(self.settings.equilibration_ps, self.settings.timestep_fs))
+            with explained_blow_up(f"walker {self.index}'s equilibration from its seed frame",
+                                   "Nothing of this walker is committed yet."):
+                equilibrate(self.simulation, self.start_nm, self.settings.temperature_k, self.seed,
+                            whole_steps(self.settings.equilibration_ps, self.settings.timestep_fs))
             header = ",".join(["time_ps", "step", *self.cv_names, "bias_kj_mol"]) + "\n"
             _atomic_write_bytes(self.dir / "cv.csv", header.encode())
             self._commit()
@@ -502,12 +505,14 @@ class _Walker:
         s = self.settings
         spf = whole_steps(s.frame_interval_ps, s.timestep_fs)
         group = self.meta.force_group
-        for _ in range(s.chunk_steps // spf):
-            self.meta.step(self.simulation, spf)  # the only way hills get deposited
-            values = self.meta.getCollectiveVariables(self.simulation)
-            bias = self.simulation.context.getState(getEnergy=True, groups={group}).getPotentialEnergy()
-            bias_kj_mol = bias.value_in_unit(unit.kilojoule_per_mole)
-            self._rows.append((self.step * s.timestep_fs / 1000.0, self.step, *values, bias_kj_mol))
+        kept = f"Its last commit (step {self.step}) and the other walkers' are intact in {self.dir.parent}."
+        with explained_blow_up(f"walker {self.index} (in the chunk from step {self.step})", kept):
+            for _ in range(s.chunk_steps // spf):
+                self.meta.step(self.simulation, spf)  # the only way hills get deposited
+                values = self.meta.getCollectiveVariables(self.simulation)
+                bias = self.simulation.context.getState(getEnergy=True, groups={group}).getPotentialEnergy()
+                bias_kj_mol = bias.value_in_unit(unit.kilojoule_per_mole)
+                self._rows.append((self.step * s.timestep_fs / 1000.0, self.step, *values, bias_kj_mol))
 
     def finish_chunk(self) -> None:
         """End the chunk :meth:`run_md` ran: in lockstep read the others' hills (every walker of the

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from openmm_biomd.affinity import cpu_for
-from openmm_biomd.data import RunMismatchError
+from openmm_biomd.data import MDBlewUpError, RunMismatchError
 from openmm_biomd.enhanced import steered, umbrella, umbrella_exchange
 from openmm_biomd.enhanced.seeding_common import (
     DistanceCV,
@@ -80,6 +80,23 @@ def test_steered_path_pulls_at_constant_velocity(host_guest_cv, pulled):
     with pytest.raises(RunMismatchError, match="force_constant"):
         steered_path(loaded, cv, out, to_value=start + PULL_NM, pull_ps=3.0, force_constant=100.0,
                      frame_interval_ps=0.1, equilibration_ps=0.2, seed=1, **FAST)
+
+
+def test_a_pull_or_a_window_that_blows_up_says_so(host_guest_cv, pulled, tmp_path):
+    """A 10 fs step blows the constrained host–guest up (real OpenMM NaN): a clear error naming what blew up."""
+    loaded, _, _, cv = host_guest_cv
+    start = float(cv.values(loaded.positions)[0])
+    with pytest.raises(MDBlewUpError, match=r"the steered pull blew up .*NaN.*Nothing of the pull is kept"):
+        steered_path(loaded, cv, tmp_path / "pull", to_value=start + PULL_NM, pull_ps=3.0, force_constant=3000.0,
+                     frame_interval_ps=0.1, equilibration_ps=0.2, seed=1, **{**FAST, "timestep_fs": 10.0})
+    assert not (tmp_path / "pull" / "path.dcd").exists()
+    assert json.loads((tmp_path / "pull" / "steered.json").read_text())["status"] == "running"
+
+    with pytest.raises(MDBlewUpError, match=r"umbrella window 0 \(centre 0\.4\) blew up .*NaN.*"
+                                                     r"finished before it are kept"):
+        seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**{**DIST, "timestep_fs": 10.0}),
+                              tmp_path / "windows")
+    assert not (tmp_path / "windows" / "window_000" / "result.json").exists()
 
 
 def test_a_steered_pull_made_and_driven_from_one_core_is_the_same_pull(host_guest_cv, pulled, tmp_path):

@@ -19,7 +19,7 @@ import pytest
 from openmm import unit
 
 from openmm_biomd.affinity import available_cpus
-from openmm_biomd.data import RunMismatchError, get_system
+from openmm_biomd.data import MDBlewUpError, RunMismatchError, get_system
 from openmm_biomd.enhanced import walkers
 from openmm_biomd.enhanced.seeding_common import read_csv
 from openmm_biomd.enhanced.walkers import WalkerSettings, bias_dir_free_energy, run_walkers
@@ -194,6 +194,22 @@ def test_round_robin_exchange_and_runs_from_before_it_had_a_name(host_guest_cv, 
     resumed = run_walkers(loaded, path, cv, settings, tmp_path)
     assert resumed.summary["status"] == "complete" and resumed.summary["protocol"] == "round-robin in one process"
     assert json.loads((tmp_path / "walkers.json").read_text())["settings"]["exchange"] == "round_robin"
+
+
+def test_walkers_that_blow_up_say_so_and_keep_their_commits(host_guest_cv, path, tmp_path):
+    """A 10 fs step blows the constrained host–guest up within a chunk (real OpenMM NaN): a clear error
+    naming the walker, and every walker's committed start (step 0) left as it was."""
+    loaded, _, _, cv = host_guest_cv
+    settings = WalkerSettings(**{**SETTINGS, "timestep_fs": 10.0, "equilibration_ps": 0.0},
+                              cpus=tuple(available_cpus()[:2]))
+    with pytest.raises(MDBlewUpError, match=r"walker 0 \(in the chunk from step 0\) blew up .*NaN.*"
+                                                    r"last commit \(step 0\).* intact.*smaller --timestep"):
+        run_walkers(loaded, path, cv, settings, tmp_path)
+    for i in (0, 1):
+        assert json.loads((tmp_path / f"walker_{i:03d}" / "progress.json").read_text())["step"] == 0
+        assert sorted(p.name for p in (tmp_path / f"walker_{i:03d}").glob("state_*")) == \
+            ["state_000000000000.chk", "state_000000000000.npz"]
+        assert (tmp_path / f"walker_{i:03d}" / "cv.csv").read_text().count("\n") == 1  # the header alone
 
 
 def test_single_walker_jobs_share_through_files(host_guest_cv, path, tmp_path):
