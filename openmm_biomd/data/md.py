@@ -89,10 +89,10 @@ def explained_blow_up(what: str, kept: str) -> Iterator[None]:
         if "nan" not in str(e).lower():
             raise
         raise MDBlewUpError(
-            f"{what} blew up ({str(e).split('.')[0]}). {kept} Rerunning the same command retries from there with "
-            "the same random numbers, so it will blow up again: start a new output directory with a smaller "
-            "--timestep, a gentler bias or restraint (hill height, force constant), or a start structure "
-            "without clashes."
+            f"{what} blew up ({str(e).split('.')[0]}). {kept} Rerunning the same command repeats the same MD "
+            "(the same seeds and random numbers), so it would blow up again: start a new output directory with "
+            "a smaller --timestep, a gentler bias or restraint (hill height, force constant), or a start "
+            "structure without clashes."
         ) from e
 
 

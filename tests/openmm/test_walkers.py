@@ -127,10 +127,10 @@ def test_resume_after_kill_matches_uninterrupted_run(host_guest_cv, path, shared
 
 
 def test_lockstep_side_by_side_on_pinned_cores_is_the_same_run(host_guest_cv, path, shared_run, tmp_path):
-    """``cpus``: each walker on a thread of its own pinned to a core; the data do not change."""
+    """``cpus``: the walkers spread over threads pinned one to each core; the data do not change."""
     loaded, _, _, cv = host_guest_cv
     out, _ = shared_run
-    cpus = tuple(available_cpus()[:2])  # two walkers on two cores (one core: both threads share it)
+    cpus = tuple(available_cpus()[:2])  # two walkers on two cores (one core: both on its thread)
     side_by_side = run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS, cpus=cpus), tmp_path)
     assert side_by_side.summary["protocol"] == f"lockstep in one process, side by side on CPUs {list(cpus)}"
     assert _bias_files(tmp_path) == _bias_files(out)
@@ -142,23 +142,24 @@ def test_lockstep_side_by_side_on_pinned_cores_is_the_same_run(host_guest_cv, pa
 
 
 def test_lockstep_resume_after_a_kill_between_two_commits(host_guest_cv, path, shared_run, tmp_path, monkeypatch):
-    """A kill after walker 0 committed the last exchange and before walker 1 did: walker 1 runs that chunk
-    again alone, reading the files walker 0 read, and the run ends as the uninterrupted one."""
+    """A kill after walker 0 committed the second exchange and before walker 1 did: walker 1 runs that
+    chunk again alone (walker 0 waits, or it would read walker 1's hills of the wrong exchange), then both
+    go on together, and the run ends as the uninterrupted one."""
     loaded, _, _, cv = host_guest_cv
     out, _ = shared_run
     commit = walkers._Walker._commit
 
-    def killed_at_the_last_commit_of_walker_1(self):
-        if self.index == 1 and self.step == 300:
+    def killed_at_the_second_commit_of_walker_1(self):
+        if self.index == 1 and self.step == 200:
             raise KeyboardInterrupt
         commit(self)
 
-    monkeypatch.setattr(walkers._Walker, "_commit", killed_at_the_last_commit_of_walker_1)
+    monkeypatch.setattr(walkers._Walker, "_commit", killed_at_the_second_commit_of_walker_1)
     with pytest.raises(KeyboardInterrupt):
         run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS), tmp_path)
     monkeypatch.undo()
     progress = {i: json.loads((tmp_path / f"walker_{i:03d}" / "progress.json").read_text())["step"] for i in (0, 1)}
-    assert progress == {0: 300, 1: 200}
+    assert progress == {0: 200, 1: 100}
     resumed = run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS), tmp_path)
     assert resumed.summary["status"] == "complete"
     assert _bias_files(tmp_path) == _bias_files(out)
@@ -203,7 +204,7 @@ def test_walkers_that_blow_up_say_so_and_keep_their_commits(host_guest_cv, path,
     settings = WalkerSettings(**{**SETTINGS, "timestep_fs": 10.0, "equilibration_ps": 0.0},
                               cpus=tuple(available_cpus()[:2]))
     with pytest.raises(MDBlewUpError, match=r"walker 0 \(in the chunk from step 0\) blew up .*NaN.*"
-                                                    r"last commit \(step 0\).* intact.*smaller --timestep"):
+                                            r"last commit \(step 0\).* intact.*smaller --timestep"):
         run_walkers(loaded, path, cv, settings, tmp_path)
     for i in (0, 1):
         assert json.loads((tmp_path / f"walker_{i:03d}" / "progress.json").read_text())["step"] == 0
