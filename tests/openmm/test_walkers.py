@@ -53,6 +53,15 @@ def _bias_files(out):
     return sorted(p.name for p in (out / "bias").iterdir())
 
 
+def _assert_the_same_run(a, b):
+    """Two finished 2-walker runs wrote bit-identical bias files and CV rows."""
+    assert _bias_files(a) == _bias_files(b)
+    for i in (0, 1):
+        np.testing.assert_array_equal(np.load(a / "bias" / f"bias_{i}_3.npy"), np.load(b / "bias" / f"bias_{i}_3.npy"))
+        cv_rows = f"walker_{i:03d}/cv.csv"
+        assert (a / cv_rows).read_bytes() == (b / cv_rows).read_bytes()
+
+
 def test_walkers_read_each_others_hills(host_guest_cv, path, shared_run):
     _, _, _, cv = host_guest_cv
     out, run = shared_run
@@ -133,12 +142,7 @@ def test_lockstep_side_by_side_on_pinned_cores_is_the_same_run(host_guest_cv, pa
     cpus = tuple(available_cpus()[:2])  # two walkers on two cores (one core: both on its thread)
     side_by_side = run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS, cpus=cpus), tmp_path)
     assert side_by_side.summary["protocol"] == f"lockstep in one process, side by side on CPUs {list(cpus)}"
-    assert _bias_files(tmp_path) == _bias_files(out)
-    for i in (0, 1):
-        np.testing.assert_array_equal(np.load(tmp_path / "bias" / f"bias_{i}_3.npy"),
-                                      np.load(out / "bias" / f"bias_{i}_3.npy"))
-        cv_rows = f"walker_{i:03d}/cv.csv"
-        assert (tmp_path / cv_rows).read_bytes() == (out / cv_rows).read_bytes()
+    _assert_the_same_run(tmp_path, out)
 
 
 def test_lockstep_resume_after_a_kill_between_two_commits(host_guest_cv, path, shared_run, tmp_path, monkeypatch):
@@ -162,12 +166,8 @@ def test_lockstep_resume_after_a_kill_between_two_commits(host_guest_cv, path, s
     assert progress == {0: 200, 1: 100}
     resumed = run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS), tmp_path)
     assert resumed.summary["status"] == "complete"
-    assert _bias_files(tmp_path) == _bias_files(out)
+    _assert_the_same_run(tmp_path, out)
     for i in (0, 1):
-        np.testing.assert_array_equal(np.load(tmp_path / "bias" / f"bias_{i}_3.npy"),
-                                      np.load(out / "bias" / f"bias_{i}_3.npy"))
-        cv_rows = f"walker_{i:03d}/cv.csv"
-        assert (tmp_path / cv_rows).read_bytes() == (out / cv_rows).read_bytes()
         np.testing.assert_array_equal(resumed.metadynamics[i].total_bias(), np.load(out / "bias" / "bias_0_3.npy")
                                       + np.load(out / "bias" / "bias_1_3.npy"))
 
