@@ -33,11 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 ARRANGEMENTS = ("one after another, unpinned", "one after another, one pinned core", "side by side on all cores")
 
 
-def generated_path(loaded, max_attempts: int) -> tuple[np.ndarray, dict]:
+def generated_path(unbinder, max_attempts: int) -> tuple[np.ndarray, dict]:
     """A dissociation path ``[T, N, 3]`` nm from the shipped model, and which attempt it was."""
-    from openmm_biomd.enhanced.unbind import UnbindSettings, Unbinder
-
-    unbinder = Unbinder(loaded, "host-guest", settings=UnbindSettings(max_time_ps=100.0))
+    loaded = unbinder.loaded
     start = np.asarray(loaded.positions, dtype=np.float64)[unbinder.modelled]
     for seed in range(max_attempts):
         frames, result = unbinder.attempt(start, seed)
@@ -74,17 +72,18 @@ def main() -> None:
     args = parser.parse_args()
 
     from openmm_biomd.affinity import available_cpus
-    from openmm_biomd.data.metadynamics import select_atoms
     from openmm_biomd.data.systems import get_system
     from openmm_biomd.enhanced.seeding_common import DistanceCV
+    from openmm_biomd.enhanced.unbind import UnbindSettings, Unbinder
     from openmm_biomd.recipes import hardware
     from openmm_biomd.run import time_plain_md
 
     loaded = get_system("host-guest").load()
-    ligand = select_atoms(loaded.topology, "resname B2")
-    pocket = np.setdiff1d(select_atoms(loaded.topology, "resname CUC and not element H"), ligand)
-    cv = DistanceCV(ligand, pocket)
-    path_nm, path_record = generated_path(loaded, max_attempts=10)
+    unbinder = Unbinder(loaded, "host-guest", settings=UnbindSettings(max_time_ps=100.0))
+    # The CV of bench_unbind's umbrella windows: the guest–pocket centroid distance of the unbinder's pocket.
+    modelled = unbinder.modelled
+    cv = DistanceCV(modelled[unbinder.pocket.ligand], modelled[unbinder.pocket.pocket])
+    path_nm, path_record = generated_path(unbinder, max_attempts=10)
     cpus = available_cpus()
     work = Path(args.work)
     rows = []

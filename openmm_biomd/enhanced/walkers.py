@@ -658,12 +658,11 @@ def run_walkers(
     indices = range(settings.n_walkers) if walker_index is None else [walker_index]
     lockstep = settings.exchange == "lockstep" and walker_index is None
     with DedicatedThreads(len(indices), cpus) as threads:
-        walkers = threads.run([  # each walker's Context is made (and equilibrated) on its own thread
+        walkers = threads.run([  # each walker's Context is made (and equilibrated) on its core's thread
             (slot, lambda i=i: _started(_Walker(i, loaded, cvs, grid, settings, out, frames[starts[i]], plat,
                                                 properties, lockstep)))
             for slot, i in enumerate(indices)
         ])
-        slot_of = {w.index: slot for slot, w in enumerate(walkers)}
         t_md = time.perf_counter()
         target = settings.total_steps
         done_chunks = 0
@@ -672,9 +671,9 @@ def run_walkers(
                 # The walkers at the lowest step run their next chunk together (all of them, unless a kill
                 # fell between two walkers' commits of an exchange: then those left behind catch up).
                 low = min(w.step for w in walkers)
-                group = [w for w in walkers if w.step == low]
-                threads.run([(slot_of[w.index], w.run_md) for w in group])
-                for w in group:  # every walker of the exchange has written its hills: now each reads
+                group = [(slot, w) for slot, w in enumerate(walkers) if w.step == low]
+                threads.run([(slot, w.run_md) for slot, w in group])
+                for _, w in group:  # every walker of the exchange has written its hills: now each reads
                     w.finish_chunk()
             else:
                 for w in walkers:  # fixed order: reproducible exchange
