@@ -47,7 +47,8 @@ with a campaign; a finished window is never touched again).
 
 With ``replica_exchange`` the windows run side by side and swap configurations
 (:mod:`.umbrella_exchange`; storage ``OUT/exchange.nc``, resumed from its last
-checkpoint); they write the same ``window_NNN`` files, so the analysis is the same.
+checkpoint; with ``cpus`` the replicas' MD is spread over those cores); they write
+the same ``window_NNN`` files, so the analysis is the same.
 
 :func:`refine_umbrella_windows` closes sampling gaps: where two windows
 neighbouring in CV overlap too little for MBAR (``neighbour_overlap`` below
@@ -174,8 +175,10 @@ class UmbrellaSettings:
     cpus : CPU cores to run windows on side by side, one window per core at a time, each window's
         Context made and driven from its core with one thread unless ``threads`` says otherwise
         (:func:`~openmm_biomd.affinity.run_pinned`; for small systems on the CPU platform several times
-        the windows' throughput of one multi-threaded Context, see BENCHMARKS.md). Replica exchange runs
-        all its replicas from the first core. Does not change the data
+        the windows' throughput of one multi-threaded Context, see BENCHMARKS.md). Does not change the
+        data, except with replica exchange: its replicas then run side by side too (replica ``r`` on core
+        ``r % len(cpus)``, each core with an integrator of its own seed), so the same number of cores gives
+        the same samples bit for bit and another number other noise
     """
 
     n_windows: int | None = 10
@@ -511,8 +514,12 @@ def _exchange_windows(loaded: Any, frames: np.ndarray, cv: CVSpec, settings: Umb
     def equilibrate_window(plan: dict) -> tuple:
         from openmm import unit
 
-        simulation, _, record = _equilibrated_window(loaded, frames[plan["start_frame"]], cv, settings, plan,
-                                                     platform, properties)
+        kept = ("Nothing of the replica exchange is stored yet: it starts once every window is equilibrated, "
+                "and a rerun equilibrates them all again.")
+        with explained_blow_up(f"the equilibration of umbrella window {plan['index']} (centre "
+                               f"{plan['centre']:.4g})", kept):
+            simulation, _, record = _equilibrated_window(loaded, frames[plan["start_frame"]], cv, settings, plan,
+                                                         platform, properties)
         state = simulation.context.getState(getPositions=True, getVelocities=True)
         box = state.getPeriodicBoxVectors() if loaded.system.usesPeriodicBoundaryConditions() else None
         positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
@@ -1113,7 +1120,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="largest |CV(seed frame) - centre| (default: no limit; centres must lie in the path's range)")
     w.add_argument("--cpus", type=int, nargs="+", metavar="CPU",
                    help="run windows side by side, one per listed CPU core, each on one thread pinned to its "
-                        "core (fastest for small systems on the CPU platform; results do not change)")
+                        "core (fastest for small systems on the CPU platform; results do not change, except "
+                        "that with --exchange another number of cores gives other noise)")
     w.add_argument("--exchange", action="store_true",
                    help="Hamiltonian replica exchange between the windows, swaps every --sample-interval "
                         "(then 0.5ps-1ps is typical); not with --refine")

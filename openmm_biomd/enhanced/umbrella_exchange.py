@@ -11,9 +11,12 @@ one window can travel to the others.
 
 The windows differ only in the restraint's centre, a global parameter of the
 ``CustomCVForce`` (:class:`UmbrellaCentreState`), so all of them share one
-OpenMM Context for energies.  Each window is first minimised and equilibrated
-from its seed frame exactly as a plain window is (same seeds); then
-``production_ps`` of exchange MD.  Storage: ``OUT/exchange.nc``
+OpenMM Context for MD and one for energies — one pair per core: with the
+settings' ``cpus`` the replicas are propagated, and their energies computed,
+side by side on those cores (:class:`_ReplicasSideBySide`; openmmtools alone
+goes through them one after another).  Each window is first minimised and
+equilibrated from its seed frame exactly as a plain window is (same seeds, side
+by side on the same cores); then ``production_ps`` of exchange MD.  Storage: ``OUT/exchange.nc``
 (``MultiStateReporter``: the reduced-energy matrix every iteration, full
 configurations every ``checkpoint_interval`` iterations); a killed run resumes
 from its last checkpoint with the same call.
@@ -31,11 +34,12 @@ series passes from replica to replica, which is what shortens its correlation).
 
 Reproducible: openmmtools draws its swaps from numba's random state (numpy's
 global one without numba), so each stretch of iterations runs with those
-seeded from the run's seed and the iteration it starts at, and the
-Langevin integrator is seeded from the run's seed; the same command gives the
-same samples bit for bit.  A resumed run seeds its new integrator from the
-iteration it resumes at, so it does not replay the noise of the first part (it
-is then not bit-identical to an uninterrupted run).
+seeded from the run's seed and the iteration it starts at, and each core's
+Langevin integrator is seeded from the run's seed and the core's place in
+``cpus``; the same command on as many cores gives the same samples bit for bit.
+A resumed run seeds its new integrators from the iteration it resumes at, so it
+does not replay the noise of the first part (it is then not bit-identical to an
+uninterrupted run).
 """
 
 from __future__ import annotations
@@ -44,14 +48,17 @@ import contextlib
 import functools
 import json
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from openmmtools import cache, mcmc, multistate, states
 
-from ..data.md import _atomic_write_json, replica_seed, whole_steps
+from ..affinity import DedicatedThreads, run_pinned
+from ..data.md import MDBlewUpError, _atomic_write_json, replica_seed, whole_steps
 from .seeding_common import kt_kj_mol, write_csv
 
 __all__ = ["UmbrellaCentreState", "cv_from_energies", "run_exchange"]
@@ -101,7 +108,11 @@ def _numba_seed():
 
 
 class _SeededLangevinMove(mcmc.LangevinDynamicsMove):
-    """openmmtools' Langevin move with the integrator seeded (openmmtools leaves OpenMM's random seed)."""
+    """openmmtools' Langevin move with the integrator seeded (openmmtools leaves OpenMM's random seed).
+
+    Runs stored before 2026-12-07 name this move in ``exchange.nc``; it is kept so that they load and resume.
+    New runs use openmmtools' own move: each slot's :class:`_SeededContextCache` seeds the integrators.
+    """
 
     def __init__(self, *args: Any, random_seed: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -118,6 +129,118 @@ class _SeededLangevinMove(mcmc.LangevinDynamicsMove):
     def __setstate__(self, serialization: dict) -> None:
         super().__setstate__(serialization)
         self.random_seed = int(serialization["random_seed"])
+
+
+class _SeededContextCache(cache.ContextCache):
+    """A Context cache whose Contexts' integrators draw their noise from ``random_seed``.
+
+    OpenMM reads an integrator's seed when a Context is made with it, so the seed is set on every
+    integrator asked for (on one that finds its Context made already, it changes nothing).
+    """
+
+    def __init__(self, random_seed: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.random_seed = int(random_seed)
+
+    def get_context(self, thermodynamic_state: Any, integrator: Any = None) -> tuple[Any, Any]:
+        if integrator is not None:
+            integrator.setRandomNumberSeed(self.random_seed)
+        return super().get_context(thermodynamic_state, integrator)
+
+
+def _nth_seed(seed: int, n: int) -> int:
+    """``seed + n`` kept among OpenMM's seeds, 1 … 2**31 − 1 (0 would mean "pick one at random")."""
+    return (int(seed) + n - 1) % (2**31 - 1) + 1
+
+
+class _ReplicasSideBySide(multistate.ReplicaExchangeSampler):
+    """openmmtools' replica exchange with the replicas' MD and energies computed on several cores at once.
+
+    openmmtools goes through the replicas one after another (or over MPI ranks).  Here replica ``r``
+    belongs to slot ``r % n`` of :class:`~openmm_biomd.affinity.DedicatedThreads` (``n`` slots, one per
+    core), and each slot has Contexts of its own (a Context cache for MD and one for energies), made and
+    driven from its core.  Each iteration the per-replica work (openmmtools' ``_propagate_replica`` and
+    ``_compute_replica_energies``) runs side by side first; openmmtools' own bookkeeping then takes the
+    results replica by replica, as if it had computed them itself.  The swaps, storage and
+    checkpoints are openmmtools' unchanged.
+
+    Slot ``s``'s Langevin integrator is seeded ``langevin_seed + s`` (:meth:`run_on`): the same number of
+    cores gives the same samples bit for bit; another number, other noise of the same dynamics.
+    """
+
+    _threads: DedicatedThreads | None = None
+
+    def run_on(self, threads: DedicatedThreads, langevin_seed: int, platform: Any, properties: dict) -> None:
+        """Run every later iteration's per-replica work on ``threads`` (one slot per core)."""
+        options = dict(platform=platform, platform_properties=properties or None)
+        self._threads = threads
+        self._slot = threading.local()  # .index: the slot the calling thread works for (None: none)
+        self._slot_caches = {
+            "sampler": [_SeededContextCache(_nth_seed(langevin_seed, s), **options) for s in range(threads.n_slots)],
+            "energy": [cache.ContextCache(**options) for _ in range(threads.n_slots)],
+        }
+
+    # openmmtools reads its two caches from these attributes inside the per-replica work: each slot its own.
+    @property
+    def sampler_context_cache(self) -> Any:
+        return self._cache_for("sampler")
+
+    @sampler_context_cache.setter
+    def sampler_context_cache(self, value: Any) -> None:
+        self.__dict__.setdefault("_assigned_caches", {})["sampler"] = value
+
+    @property
+    def energy_context_cache(self) -> Any:
+        return self._cache_for("energy")
+
+    @energy_context_cache.setter
+    def energy_context_cache(self, value: Any) -> None:
+        self.__dict__.setdefault("_assigned_caches", {})["energy"] = value
+
+    def _cache_for(self, role: str) -> Any:
+        """The calling slot's cache for ``role``; outside the per-replica work the one assigned."""
+        slot = getattr(self.__dict__.get("_slot"), "index", None)
+        return self.__dict__["_assigned_caches"][role] if slot is None else self._slot_caches[role][slot]
+
+    def _side_by_side(self, per_replica: Callable[[int], Any]) -> dict[int, Any]:
+        """``per_replica(r)`` for every replica, replica ``r`` in slot ``r % n``; results by replica."""
+        n = self._threads.n_slots
+
+        def in_slot(replica: int) -> Any:
+            self._slot.index = replica % n
+            try:
+                return per_replica(replica)
+            finally:
+                self._slot.index = None
+
+        calls = [(r % n, functools.partial(in_slot, r)) for r in range(self.n_replicas)]
+        return dict(enumerate(self._threads.run(calls)))
+
+    def _propagate_replicas(self) -> None:
+        if self._threads is None:
+            return super()._propagate_replicas()
+        self._propagated = self._side_by_side(super()._propagate_replica)
+        try:
+            super()._propagate_replicas()  # its per-replica calls take the results (below)
+        finally:
+            self._propagated = {}
+
+    def _propagate_replica(self, replica_id: int) -> Any:
+        done = self.__dict__.get("_propagated", {})
+        return done.pop(replica_id) if replica_id in done else super()._propagate_replica(replica_id)
+
+    def _compute_energies(self) -> None:
+        if self._threads is None:
+            return super()._compute_energies()
+        self._computed = self._side_by_side(super()._compute_replica_energies)
+        try:
+            super()._compute_energies()
+        finally:
+            self._computed = {}
+
+    def _compute_replica_energies(self, replica_id: int) -> Any:
+        done = self.__dict__.get("_computed", {})
+        return done.pop(replica_id) if replica_id in done else super()._compute_replica_energies(replica_id)
 
 
 def cv_from_energies(reduced: np.ndarray, centres: np.ndarray, force_constant: float, temperature_k: float) -> np.ndarray:
@@ -163,9 +286,11 @@ def run_exchange(
     windows : the plan (``index``, ``centre``, ``start_frame``, ... per window)
     equilibrate_window : ``plan -> (positions [N, 3] nm, velocities [N, 3] nm/ps, box or None, record)``,
         the plain windows' minimisation and equilibration from the seed frame (``record``:
-        ``seed``, ``start_cv_openmm``, ``approach_ps``, ``equilibrated_cv``)
+        ``seed``, ``start_cv_openmm``, ``approach_ps``, ``equilibrated_cv``); called side by side
+        on the cores of ``settings.cpus``
     system : the System with the umbrella restraint (``umbrella_centre`` a global parameter)
-    settings : :class:`~.umbrella.UmbrellaSettings` (swaps every ``sample_interval_ps``)
+    settings : :class:`~.umbrella.UmbrellaSettings` (swaps every ``sample_interval_ps``; the replicas run
+        side by side on the cores of ``cpus``, :class:`_ReplicasSideBySide`)
     out : run directory
     platform, properties : OpenMM platform for every Context
     progress : ``(iteration, n_iterations, exchange record) -> None``, called every few iterations
@@ -176,75 +301,112 @@ def run_exchange(
     list[dict]
         Per window (plan order) the result also written to ``window_NNN/result.json``.
     """
-    from openmm import unit
-
-    storage = out / "exchange.nc"
     n_iterations = settings.n_samples
-    steps = whole_steps(settings.sample_interval_ps, settings.timestep_fs, "sample interval")
     started = time.perf_counter()
-    records: dict[int, dict] = {}
-    records_path = out / "exchange_windows.json"
-    if storage.exists() and records_path.exists():
-        reporter = multistate.MultiStateReporter(str(storage), checkpoint_interval=CHECKPOINT_INTERVAL)
-        sampler = multistate.ReplicaExchangeSampler.from_storage(reporter)
-        records = {int(k): v for k, v in json.loads(records_path.read_text()).items()}
-        if log is not None:
-            print(f"replica exchange: resuming at iteration {sampler.iteration} of {n_iterations}", file=log, flush=True)
-    else:
-        storage.unlink(missing_ok=True)  # a file without its window records died before its first iteration
-        (out / "exchange_checkpoint.nc").unlink(missing_ok=True)
-        thermodynamic_states, sampler_states = [], []
-        base = states.ThermodynamicState(system, settings.temperature_k * unit.kelvin)
-        for plan in windows:
-            positions, velocities, box, record = equilibrate_window(plan)
-            records[plan["index"]] = record
-            centre = UmbrellaCentreState(umbrella_centre=plan["centre"])
-            thermodynamic_states.append(states.CompoundThermodynamicState(base, composable_states=[centre]))
-            sampler_states.append(states.SamplerState(positions * unit.nanometer, velocities * unit.nanometer
-                                                      / unit.picosecond, box_vectors=box))
-        move = _SeededLangevinMove(timestep=settings.timestep_fs * unit.femtosecond,
-                                   collision_rate=settings.friction_per_ps / unit.picosecond, n_steps=steps,
-                                   reassign_velocities=False,
-                                   random_seed=replica_seed(settings.seed, LANGEVIN_SEED_OFFSET))
-        sampler = multistate.ReplicaExchangeSampler(mcmc_moves=move, number_of_iterations=n_iterations,
-                                                    replica_mixing_scheme="swap-all", online_analysis_interval=None)
-        reporter = multistate.MultiStateReporter(str(storage), checkpoint_interval=CHECKPOINT_INTERVAL)
-        with contextlib.redirect_stdout(sys.stderr):
-            sampler.create(thermodynamic_states, sampler_states, reporter)
-        _atomic_write_json(records_path, {str(k): v for k, v in records.items()})  # marks the file as resumable
-    sampler.energy_context_cache = cache.ContextCache(platform=platform, platform_properties=properties or None)
-    sampler.sampler_context_cache = cache.ContextCache(platform=platform, platform_properties=properties or None)
-
-    first = sampler.iteration
-    if first:  # a new Context and integrator: fresh noise, not a replay of the stream the run started with
-        # (openmmtools' public ``mcmc_moves`` is a copy once the sampler exists; its moves are ``_mcmc_moves``)
-        for move in sampler._mcmc_moves:
-            move.random_seed = replica_seed(settings.seed, LANGEVIN_SEED_OFFSET + first)
-    md_started = time.perf_counter()
-    # openmmtools prints its citations on stdout: to stderr with them, away from a command's JSON output.
-    # The storage is closed whatever happens, so that a rerun can resume from it.
-    stats = None  # the statistics of the last progress step (a run resumed at its end has none yet)
-    with contextlib.redirect_stdout(sys.stderr), contextlib.closing(reporter):
-        while sampler.iteration < n_iterations:
-            with _seeded_swaps(replica_seed(settings.seed, SWAP_SEED_OFFSET + sampler.iteration)):
-                sampler.run(n_iterations=min(PROGRESS_ITERATIONS, n_iterations - sampler.iteration))
-            stats = exchange_statistics(reporter, windows)
+    cpus = list(settings.cpus) if settings.cpus else None
+    with DedicatedThreads(len(cpus) if cpus else 1, cpus) as threads:
+        if (out / "exchange.nc").exists() and (out / RECORDS_FILE).exists():
+            sampler, reporter, records = _resumed_sampler(out)
             if log is not None:
-                print(f"replica exchange: iteration {sampler.iteration}/{n_iterations}, neighbour swap acceptance "
-                      f"{stats['lowest_neighbour_acceptance']:.2f} lowest / {stats['mean_neighbour_acceptance']:.2f} "
-                      "mean", file=log, flush=True)
-            if progress is not None:
-                progress(sampler.iteration, n_iterations, stats)
-        md_s = time.perf_counter() - md_started
-        results = _window_results(reporter, windows, records, settings, out)
-        if stats is None:
-            stats = exchange_statistics(reporter, windows)
+                print(f"replica exchange: resuming at iteration {sampler.iteration} of {n_iterations}", file=log,
+                      flush=True)
+        else:
+            sampler, reporter, records = _new_sampler(windows, equilibrate_window, system, settings, out)
+        first = sampler.iteration
+        # A resumed run has new Contexts and integrators: fresh noise, not a replay of the stream it started with.
+        sampler.run_on(threads, replica_seed(settings.seed, LANGEVIN_SEED_OFFSET + first), platform, properties)
+        md_started = time.perf_counter()
+        # openmmtools prints its citations on stdout: to stderr with them, away from a command's JSON output.
+        # The storage is closed whatever happens, so that a rerun can resume from it.
+        stats = None  # the statistics of the last progress step (a run resumed at its end has none yet)
+        with contextlib.redirect_stdout(sys.stderr), contextlib.closing(reporter):
+            while sampler.iteration < n_iterations:
+                with (_seeded_swaps(replica_seed(settings.seed, SWAP_SEED_OFFSET + sampler.iteration)),
+                      _explained_exchange_blow_up(sampler, out)):
+                    sampler.run(n_iterations=min(PROGRESS_ITERATIONS, n_iterations - sampler.iteration))
+                stats = exchange_statistics(reporter, windows)
+                if log is not None:
+                    print(f"replica exchange: iteration {sampler.iteration}/{n_iterations}, neighbour swap acceptance "
+                          f"{stats['lowest_neighbour_acceptance']:.2f} lowest / "
+                          f"{stats['mean_neighbour_acceptance']:.2f} mean", file=log, flush=True)
+                if progress is not None:
+                    progress(sampler.iteration, n_iterations, stats)
+            md_s = time.perf_counter() - md_started
+            results = _window_results(reporter, windows, records, settings, out)
+            if stats is None:
+                stats = exchange_statistics(reporter, windows)
     ran_ps = (n_iterations - first) * settings.sample_interval_ps * len(windows)
     stats["ns_per_day_all_windows"] = ran_ps / 1000.0 / md_s * 86400.0 if md_s > 0 and ran_ps else None
+    stats["cpus"] = cpus
     stats["wall_s"] = time.perf_counter() - started
     if progress is not None:
         progress(n_iterations, n_iterations, stats)
     return results
+
+
+#: The windows' equilibration records; its presence marks ``exchange.nc`` as resumable.
+RECORDS_FILE = "exchange_windows.json"
+
+
+def _resumed_sampler(out: Path) -> tuple[_ReplicasSideBySide, Any, dict[int, dict]]:
+    """The sampler, its reporter and the windows' records of a run stored in ``out``."""
+    reporter = multistate.MultiStateReporter(str(out / "exchange.nc"), checkpoint_interval=CHECKPOINT_INTERVAL)
+    sampler = _ReplicasSideBySide.from_storage(reporter)
+    records = {int(k): v for k, v in json.loads((out / RECORDS_FILE).read_text()).items()}
+    return sampler, reporter, records
+
+
+def _new_sampler(windows: list[dict], equilibrate_window: Any, system: Any, settings: Any,
+                 out: Path) -> tuple[_ReplicasSideBySide, Any, dict[int, dict]]:
+    """Equilibrate the windows (side by side on ``settings.cpus``: the next window on the first core free, as
+    their lengths differ with their approaches), then a new sampler storing to ``out/exchange.nc``."""
+    from openmm import unit
+
+    storage = out / "exchange.nc"
+    storage.unlink(missing_ok=True)  # a file without its window records died before its first iteration
+    (out / "exchange_checkpoint.nc").unlink(missing_ok=True)
+    ran = (run_pinned(equilibrate_window, windows, list(settings.cpus)) if settings.cpus
+           else enumerate(map(equilibrate_window, windows)))
+    by_index = dict(ran)
+    equilibrated = [by_index[i] for i in range(len(windows))]
+    records, thermodynamic_states, sampler_states = {}, [], []
+    base = states.ThermodynamicState(system, settings.temperature_k * unit.kelvin)
+    for plan, (positions, velocities, box, record) in zip(windows, equilibrated):
+        records[plan["index"]] = record
+        centre = UmbrellaCentreState(umbrella_centre=plan["centre"])
+        thermodynamic_states.append(states.CompoundThermodynamicState(base, composable_states=[centre]))
+        sampler_states.append(states.SamplerState(positions * unit.nanometer,
+                                                  velocities * unit.nanometer / unit.picosecond, box_vectors=box))
+    # (each slot's Context cache seeds the integrator: _SeededContextCache)
+    move = mcmc.LangevinDynamicsMove(timestep=settings.timestep_fs * unit.femtosecond,
+                                     collision_rate=settings.friction_per_ps / unit.picosecond,
+                                     n_steps=whole_steps(settings.sample_interval_ps, settings.timestep_fs,
+                                                         "sample interval"),
+                                     reassign_velocities=False)
+    sampler = _ReplicasSideBySide(mcmc_moves=move, number_of_iterations=settings.n_samples,
+                                  replica_mixing_scheme="swap-all", online_analysis_interval=None)
+    reporter = multistate.MultiStateReporter(str(storage), checkpoint_interval=CHECKPOINT_INTERVAL)
+    with contextlib.redirect_stdout(sys.stderr):
+        sampler.create(thermodynamic_states, sampler_states, reporter)
+    _atomic_write_json(out / RECORDS_FILE, {str(k): v for k, v in records.items()})  # marks the file resumable
+    return sampler, reporter, records
+
+
+@contextlib.contextmanager
+def _explained_exchange_blow_up(sampler: Any, out: Path) -> Iterator[None]:
+    """openmmtools' NaN failure of a replica as an :class:`~..data.md.MDBlewUpError` that says what to do."""
+    from openmmtools.multistate.utils import SimulationNaNError
+
+    try:
+        yield
+    except SimulationNaNError as e:
+        raise MDBlewUpError(
+            f"replica exchange blew up after iteration {sampler.iteration} ({str(e).splitlines()[0]}). "
+            f"{out / 'exchange.nc'} keeps every iteration up to its last checkpoint (every {CHECKPOINT_INTERVAL} "
+            "iterations; openmmtools saved the failing state under nan-error-logs/). Rerunning the same command "
+            "resumes there with fresh noise, but MD that blew up once mostly does again: start a new output "
+            "directory with a smaller --timestep or a gentler --force-constant, or check the seed path."
+        ) from e
 
 
 def _window_results(reporter: Any, windows: list[dict], records: dict[int, dict], settings: Any,

@@ -29,7 +29,6 @@ from openmm_biomd.enhanced.seeding_common import (
     nearest_frames,
     read_csv,
 )
-from openmm_biomd.affinity import cpu_for
 from openmm_biomd.enhanced.steered import load_steered, steered_path
 from openmm_biomd.enhanced.umbrella import (
     UmbrellaSettings,
@@ -371,6 +370,54 @@ def test_replica_exchange_windows_swap_sample_and_resume(host_guest_cv, pulled, 
     for k in range(4):
         a, b, resumed = (read_csv(d / f"window_{k:03d}" / "cv.csv")[1] for d in (tmp_path / "a", tmp_path / "b", tmp_path))
         assert np.array_equal(a, b) and np.array_equal(a[:10], resumed[:10])
+
+
+def test_replica_exchange_on_several_cores_is_reproducible_and_its_own_noise(host_guest_cv, pulled, tmp_path):
+    """Replicas side by side on two cores: the same run twice is the same bit for bit; one core is the serial run
+    (openmmtools' own order); two cores differ from it (the second core's integrator has a seed of its own)."""
+    loaded, _, _, cv = host_guest_cv
+    cpus = tuple(sorted({cpu_for(0), cpu_for(1)} - {None}))
+    if len(cpus) < 2:
+        cpus = (cpus[0], cpus[0] + 1) if cpus else (0, 1)  # a pin that fails leaves the thread unpinned
+    short = {**EXCHANGE, "production_ps": 1.0}
+    arrangements = {"serial": None, "one core": cpus[:1], "two cores": cpus, "two cores again": cpus}
+    samples, summaries = {}, {}
+    for name, where in arrangements.items():
+        summaries[name] = seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**short, cpus=where),
+                                                tmp_path / name.replace(" ", "_"))
+        samples[name] = [read_csv(tmp_path / name.replace(" ", "_") / f"window_{k:03d}" / "cv.csv")[1]
+                         for k in range(4)]
+    same = {name: all(np.array_equal(a, b) for a, b in zip(samples["serial"], s)) for name, s in samples.items()}
+    assert same == {"serial": True, "one core": True, "two cores": False, "two cores again": False}
+    assert all(np.array_equal(a, b) for a, b in zip(samples["two cores"], samples["two cores again"]))
+    # The windows were equilibrated side by side from the same seeds: the same starts of the exchange.
+    assert [w["equilibrated_cv"] for w in summaries["two cores"]["windows"]] == \
+        [w["equilibrated_cv"] for w in summaries["serial"]["windows"]]
+    assert summaries["two cores"]["exchange"]["cpus"] == list(cpus) and summaries["serial"]["exchange"]["cpus"] is None
+    for s in samples["two cores"]:
+        assert s.shape == (10, 2) and np.all(np.isfinite(s))
+
+
+def test_replica_exchange_that_blows_up_says_so(host_guest_cv, pulled, tmp_path):
+    """10 fs steps blow the constrained host–guest up (real OpenMM NaN): in the windows' equilibration, or, with
+    none, in the exchange itself, whose storage then stays readable up to where it blew up."""
+    from openmmtools import multistate
+
+    loaded, _, _, cv = host_guest_cv
+    unstable = {**EXCHANGE, "timestep_fs": 10.0}
+    with pytest.raises(MDBlewUpError, match=r"the equilibration of umbrella window 0 \(centre 0\.45\) blew up "
+                                            r".*NaN.*Nothing of the replica exchange is stored yet"):
+        seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**unstable), tmp_path / "a")
+    assert not (tmp_path / "a" / "exchange.nc").exists()
+    with pytest.raises(MDBlewUpError, match=r"replica exchange blew up after iteration \d+ .*NaN.*keeps every "
+                                            r"iteration up to its last checkpoint"):
+        seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**{**unstable, "equilibration_ps": 0.0,
+                                                                          "approach_per_ps": None}), tmp_path / "b")
+    reporter = multistate.MultiStateReporter(str(tmp_path / "b" / "exchange.nc"), open_mode="r")
+    try:
+        assert reporter.read_last_iteration() >= 0
+    finally:
+        reporter.close()
 
 
 def test_pymbar_profile_with_uncertainties_and_plot(distance_run):
