@@ -181,21 +181,13 @@ class _ReplicasSideBySide(multistate.ReplicaExchangeSampler):
         }
 
     # openmmtools reads its two caches from these attributes inside the per-replica work: each slot its own.
-    @property
-    def sampler_context_cache(self) -> Any:
-        return self._cache_for("sampler")
+    sampler_context_cache = property(lambda self: self._cache_for("sampler"),
+                                     lambda self, value: self._assign_cache("sampler", value))
+    energy_context_cache = property(lambda self: self._cache_for("energy"),
+                                    lambda self, value: self._assign_cache("energy", value))
 
-    @sampler_context_cache.setter
-    def sampler_context_cache(self, value: Any) -> None:
-        self.__dict__.setdefault("_assigned_caches", {})["sampler"] = value
-
-    @property
-    def energy_context_cache(self) -> Any:
-        return self._cache_for("energy")
-
-    @energy_context_cache.setter
-    def energy_context_cache(self, value: Any) -> None:
-        self.__dict__.setdefault("_assigned_caches", {})["energy"] = value
+    def _assign_cache(self, role: str, value: Any) -> None:
+        self.__dict__.setdefault("_assigned_caches", {})[role] = value
 
     def _cache_for(self, role: str) -> Any:
         """The calling slot's cache for ``role``; outside the per-replica work the one assigned."""
