@@ -110,7 +110,8 @@ def _numba_seed():
 class _SeededLangevinMove(mcmc.LangevinDynamicsMove):
     """openmmtools' Langevin move with the integrator seeded (openmmtools leaves OpenMM's random seed).
 
-    Runs stored before 2026-12-07 name this move in ``exchange.nc``; it is kept so that they load and resume.
+    Runs stored by earlier versions (until 2026-12-06) name this move in ``exchange.nc``; it is kept so that they
+    load and resume.
     New runs use openmmtools' own move: each slot's :class:`_SeededContextCache` seeds the integrators.
     """
 

@@ -9,6 +9,7 @@ the machinery — seed frames, restraint centres, samples, resume, pymbar output
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import math
@@ -396,6 +397,28 @@ def test_replica_exchange_on_several_cores_is_reproducible_and_its_own_noise(hos
     assert summaries["two cores"]["exchange"]["cpus"] == list(cpus) and summaries["serial"]["exchange"]["cpus"] is None
     for s in samples["two cores"]:
         assert s.shape == (10, 2) and np.all(np.isfinite(s))
+
+
+def test_replica_exchange_stored_with_the_old_seeded_move_resumes(host_guest_cv, pulled, tmp_path, monkeypatch):
+    """Runs stored before the per-core seeding name ``_SeededLangevinMove`` in exchange.nc: they still resume."""
+    loaded, _, _, cv = host_guest_cv
+    settings = UmbrellaSettings(**EXCHANGE)
+    monkeypatch.setattr(umbrella_exchange, "PROGRESS_ITERATIONS", 10)  # a checkpoint
+    monkeypatch.setattr(umbrella_exchange.mcmc, "LangevinDynamicsMove",
+                        functools.partial(umbrella_exchange._SeededLangevinMove, random_seed=7))
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(umbrella_exchange, "exchange_statistics", killed)
+    with pytest.raises(KeyboardInterrupt):
+        seed_umbrella_windows(loaded, pulled[1], cv, settings, tmp_path)
+    assert b"_SeededLangevinMove" in (tmp_path / "exchange.nc").read_bytes()
+    monkeypatch.undo()  # today's move and statistics again
+    log = io.StringIO()
+    summary = seed_umbrella_windows(loaded, pulled[1], cv, settings, tmp_path, log=log)
+    assert "resuming at iteration 10 of 20" in log.getvalue()
+    assert summary["status"] == "complete" and summary["exchange"]["iterations"] == 20
 
 
 def test_replica_exchange_that_blows_up_says_so(host_guest_cv, pulled, tmp_path):
