@@ -209,31 +209,32 @@ class _ReplicasSideBySide(multistate.ReplicaExchangeSampler):
         calls = [(r % n, functools.partial(in_slot, r)) for r in range(self.n_replicas)]
         return dict(enumerate(self._threads.run(calls)))
 
-    def _propagate_replicas(self) -> None:
+    def _ahead(self, store: str, per_replica: Callable[[int], Any], bookkeeping: Callable[[], None]) -> None:
+        """``per_replica`` for every replica side by side, kept in ``store``; then openmmtools' ``bookkeeping``,
+        whose per-replica calls take those results (:meth:`_taken`)."""
         if self._threads is None:
-            return super()._propagate_replicas()
-        self._propagated = self._side_by_side(super()._propagate_replica)
+            return bookkeeping()
+        self.__dict__[store] = self._side_by_side(per_replica)
         try:
-            super()._propagate_replicas()  # its per-replica calls take the results (below)
+            bookkeeping()
         finally:
-            self._propagated = {}
+            self.__dict__[store] = {}
+
+    def _taken(self, store: str, replica_id: int, per_replica: Callable[[int], Any]) -> Any:
+        done = self.__dict__.get(store, {})
+        return done.pop(replica_id) if replica_id in done else per_replica(replica_id)
+
+    def _propagate_replicas(self) -> None:
+        self._ahead("_propagated", super()._propagate_replica, super()._propagate_replicas)
 
     def _propagate_replica(self, replica_id: int) -> Any:
-        done = self.__dict__.get("_propagated", {})
-        return done.pop(replica_id) if replica_id in done else super()._propagate_replica(replica_id)
+        return self._taken("_propagated", replica_id, super()._propagate_replica)
 
     def _compute_energies(self) -> None:
-        if self._threads is None:
-            return super()._compute_energies()
-        self._computed = self._side_by_side(super()._compute_replica_energies)
-        try:
-            super()._compute_energies()
-        finally:
-            self._computed = {}
+        self._ahead("_computed", super()._compute_replica_energies, super()._compute_energies)
 
     def _compute_replica_energies(self, replica_id: int) -> Any:
-        done = self.__dict__.get("_computed", {})
-        return done.pop(replica_id) if replica_id in done else super()._compute_replica_energies(replica_id)
+        return self._taken("_computed", replica_id, super()._compute_replica_energies)
 
 
 def cv_from_energies(reduced: np.ndarray, centres: np.ndarray, force_constant: float, temperature_k: float) -> np.ndarray:
