@@ -118,6 +118,13 @@ def run_pinned(function: Callable[[T], Any], items: Iterable[T], cpus: list[int]
                 future.cancel()
 
 
+def run_on_cpus(function: Callable[[T], Any], items: Iterable[T],
+                cpus: Sequence[int] | None) -> Iterator[tuple[int, Any]]:
+    """:func:`run_pinned` on ``cpus``; with ``cpus=None`` the calls one after another on the calling thread
+    (yielded in order)."""
+    return enumerate(map(function, items)) if cpus is None else run_pinned(function, items, list(cpus))
+
+
 def distinct_cpus(cpus: Iterable[int] | None) -> tuple[int, ...] | None:
     """``cpus`` as a tuple of distinct CPU numbers ≥ 0 (a settings field's check); ``None`` stays ``None``."""
     if cpus is None:

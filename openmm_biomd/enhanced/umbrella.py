@@ -74,7 +74,7 @@ from typing import Any
 
 import numpy as np
 
-from ..affinity import distinct_cpus, pinned_to_cpu, run_pinned
+from ..affinity import distinct_cpus, pinned_to_cpu, run_on_cpus
 from ..data.md import (
     RunMismatchError,
     _atomic_write_bytes,
@@ -388,8 +388,8 @@ def seed_umbrella_windows(
             return _run_window(loaded, frames[plan["start_frame"]], cv, settings, plan,
                                out / f"window_{plan['index']:03d}", plat, properties)
 
-        ran = run_pinned(run, todo, list(settings.cpus)) if settings.cpus else ((i, run(p)) for i, p in enumerate(todo))
-        for i, result in ran:  # each window's result is on disk before the summary lists it
+        # each window's result is on disk before the summary lists it
+        for i, result in run_on_cpus(run, todo, settings.cpus):
             finished[todo[i]["index"]] = result
             report(result)
             save(windows=[finished[p["index"]] for p in windows if p["index"] in finished])

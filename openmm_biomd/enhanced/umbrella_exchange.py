@@ -57,12 +57,16 @@ from typing import Any
 import numpy as np
 from openmmtools import cache, mcmc, multistate, states
 
-from ..affinity import DedicatedThreads, run_pinned
+from ..affinity import DedicatedThreads, run_on_cpus
 from ..data.md import MDBlewUpError, _atomic_write_json, replica_seed, whole_steps
 from .seeding_common import kt_kj_mol, write_csv
 
 __all__ = ["UmbrellaCentreState", "cv_from_energies", "run_exchange"]
 
+#: openmmtools' storage of a run (``MultiStateReporter``), in the run directory.
+STORAGE_FILE = "exchange.nc"
+#: The windows' equilibration records; its presence marks the storage as resumable.
+RECORDS_FILE = "exchange_windows.json"
 #: Iterations between full checkpoints in ``exchange.nc`` (a resume repeats at most this many).
 CHECKPOINT_INTERVAL = 10
 #: Iterations per progress line (and per update of ``umbrella.json``).
@@ -299,13 +303,13 @@ def run_exchange(
     started = time.perf_counter()
     cpus = list(settings.cpus) if settings.cpus else None
     with DedicatedThreads(len(cpus) if cpus else 1, cpus) as threads:
-        if (out / "exchange.nc").exists() and (out / RECORDS_FILE).exists():
+        if (out / STORAGE_FILE).exists() and (out / RECORDS_FILE).exists():
             sampler, reporter, records = _resumed_sampler(out)
             if log is not None:
                 print(f"replica exchange: resuming at iteration {sampler.iteration} of {n_iterations}", file=log,
                       flush=True)
         else:
-            sampler, reporter, records = _new_sampler(windows, equilibrate_window, system, settings, out)
+            sampler, reporter, records = _new_sampler(windows, equilibrate_window, system, settings, cpus, out)
         first = sampler.iteration
         # A resumed run has new Contexts and integrators: fresh noise, not a replay of the stream it started with.
         sampler.run_on(threads, replica_seed(settings.seed, LANGEVIN_SEED_OFFSET + first), platform, properties)
@@ -338,30 +342,24 @@ def run_exchange(
     return results
 
 
-#: The windows' equilibration records; its presence marks ``exchange.nc`` as resumable.
-RECORDS_FILE = "exchange_windows.json"
-
-
 def _resumed_sampler(out: Path) -> tuple[_ReplicasSideBySide, Any, dict[int, dict]]:
     """The sampler, its reporter and the windows' records of a run stored in ``out``."""
-    reporter = multistate.MultiStateReporter(str(out / "exchange.nc"), checkpoint_interval=CHECKPOINT_INTERVAL)
+    reporter = multistate.MultiStateReporter(str(out / STORAGE_FILE), checkpoint_interval=CHECKPOINT_INTERVAL)
     sampler = _ReplicasSideBySide.from_storage(reporter)
     records = {int(k): v for k, v in json.loads((out / RECORDS_FILE).read_text()).items()}
     return sampler, reporter, records
 
 
-def _new_sampler(windows: list[dict], equilibrate_window: Any, system: Any, settings: Any,
+def _new_sampler(windows: list[dict], equilibrate_window: Any, system: Any, settings: Any, cpus: list[int] | None,
                  out: Path) -> tuple[_ReplicasSideBySide, Any, dict[int, dict]]:
-    """Equilibrate the windows (side by side on ``settings.cpus``: the next window on the first core free, as
-    their lengths differ with their approaches), then a new sampler storing to ``out/exchange.nc``."""
+    """Equilibrate the windows (side by side on ``cpus``: the next window on the first core free, as their
+    lengths differ with their approaches), then a new sampler storing to ``out/exchange.nc``."""
     from openmm import unit
 
-    storage = out / "exchange.nc"
+    storage = out / STORAGE_FILE
     storage.unlink(missing_ok=True)  # a file without its window records died before its first iteration
     (out / "exchange_checkpoint.nc").unlink(missing_ok=True)
-    ran = (run_pinned(equilibrate_window, windows, list(settings.cpus)) if settings.cpus
-           else enumerate(map(equilibrate_window, windows)))
-    by_index = dict(ran)
+    by_index = dict(run_on_cpus(equilibrate_window, windows, cpus))
     equilibrated = [by_index[i] for i in range(len(windows))]
     records, thermodynamic_states, sampler_states = {}, [], []
     base = states.ThermodynamicState(system, settings.temperature_k * unit.kelvin)
@@ -396,7 +394,7 @@ def _explained_exchange_blow_up(sampler: Any, out: Path) -> Iterator[None]:
     except SimulationNaNError as e:
         raise MDBlewUpError(
             f"replica exchange blew up after iteration {sampler.iteration} ({str(e).splitlines()[0]}). "
-            f"{out / 'exchange.nc'} keeps every iteration up to its last checkpoint (every {CHECKPOINT_INTERVAL} "
+            f"{out / STORAGE_FILE} keeps every iteration up to its last checkpoint (every {CHECKPOINT_INTERVAL} "
             "iterations; openmmtools saved the failing state under nan-error-logs/). Rerunning the same command "
             "resumes there with fresh noise, but MD that blew up once mostly does again: start a new output "
             "directory with a smaller --timestep or a gentler --force-constant, or check the seed path."
