@@ -151,10 +151,12 @@ class DedicatedThreads:
         if self.cpus is not None and not self.cpus:
             raise ValueError("DedicatedThreads needs at least one CPU (or cpus=None)")
         self.n_slots = int(n_slots)
+        if self.n_slots < 1:
+            raise ValueError(f"DedicatedThreads needs at least one slot, not {n_slots}")
         self._pools = [] if self.cpus is None else [
             ThreadPoolExecutor(1, thread_name_prefix=f"biomd-cpu{cpu}", initializer=pin_calling_thread,
                                initargs=(cpu,))
-            for cpu in self.cpus[: max(1, self.n_slots)]
+            for cpu in self.cpus[: self.n_slots]
         ]
 
     def run(self, calls: Sequence[tuple[int, Callable[[], T]]]) -> list[T]:

@@ -176,9 +176,8 @@ class UmbrellaSettings:
         Context made and driven from its core with one thread unless ``threads`` says otherwise
         (:func:`~openmm_biomd.affinity.run_pinned`; for small systems on the CPU platform several times
         the windows' throughput of one multi-threaded Context, see BENCHMARKS.md). Does not change the
-        data, except with replica exchange: its replicas then run side by side too (replica ``r`` on core
-        ``r % len(cpus)``, each core with an integrator of its own seed), so the same number of cores gives
-        the same samples bit for bit and another number other noise
+        data, with replica exchange neither: its replicas then run side by side too (replica ``r`` on core
+        ``r % len(cpus)``), each drawing its own noise, so any number of cores gives the same samples bit for bit
     """
 
     n_windows: int | None = 10
@@ -1120,8 +1119,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="largest |CV(seed frame) - centre| (default: no limit; centres must lie in the path's range)")
     w.add_argument("--cpus", type=int, nargs="+", metavar="CPU",
                    help="run windows side by side, one per listed CPU core, each on one thread pinned to its "
-                        "core (fastest for small systems on the CPU platform; results do not change, except "
-                        "that with --exchange another number of cores gives other noise)")
+                        "core (fastest for small systems on the CPU platform; results do not change, with "
+                        "--exchange neither)")
     w.add_argument("--exchange", action="store_true",
                    help="Hamiltonian replica exchange between the windows, swaps every --sample-interval "
                         "(then 0.5ps-1ps is typical); not with --refine")

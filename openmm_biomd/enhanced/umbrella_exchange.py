@@ -34,12 +34,12 @@ series passes from replica to replica, which is what shortens its correlation).
 
 Reproducible: openmmtools draws its swaps from numba's random state (numpy's
 global one without numba), so each stretch of iterations runs with those
-seeded from the run's seed and the iteration it starts at, and each core's
-Langevin integrator is seeded from the run's seed and the core's place in
-``cpus``; the same command on as many cores gives the same samples bit for bit.
-A resumed run seeds its new integrators from the iteration it resumes at, so it
-does not replay the noise of the first part (it is then not bit-identical to an
-uninterrupted run).
+seeded from the run's seed and the iteration it starts at, and each replica
+draws its Langevin noise from a stream of its own, seeded from the run's seed
+and the replica's index (:class:`_ReplicaNoise`): the same command gives the
+same samples bit for bit, on one core or several.  A resumed run seeds its
+replicas' streams from the iteration it resumes at, so it does not replay the
+noise of the first part (it is then not bit-identical to an uninterrupted run).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class _SeededLangevinMove(mcmc.LangevinDynamicsMove):
 
     Runs stored by earlier versions (until 2026-12-06) name this move in ``exchange.nc``; it is kept so that they
     load and resume.
-    New runs use openmmtools' own move: each slot's :class:`_SeededContextCache` seeds the integrators.
+    New runs use openmmtools' own move: :class:`_ReplicaNoise` gives each replica its stream of noise.
     """
 
     def __init__(self, *args: Any, random_seed: int = 1, **kwargs: Any) -> None:
@@ -136,21 +136,75 @@ class _SeededLangevinMove(mcmc.LangevinDynamicsMove):
         self.random_seed = int(serialization["random_seed"])
 
 
-class _SeededContextCache(cache.ContextCache):
-    """A Context cache whose Contexts' integrators draw their noise from ``random_seed``.
+class _ReplicaNoise:
+    """Every replica's own stream of Langevin noise, whichever core's Context propagates it.
 
-    OpenMM reads an integrator's seed when a Context is made with it, so the seed is set on every
-    integrator asked for (on one that finds its Context made already, it changes nothing).
+    An OpenMM checkpoint holds the integrator's random-number state.  A replica's stream is kept as the
+    checkpoint of the Context it was last propagated in and loaded into the Context that propagates it next
+    (whose positions, velocities and parameters are then set again from the replica's state), so a replica's
+    noise depends on the run's seed and its own history only, not on which core, or after which other
+    replica, it runs.  Its first stream is that of a fresh Context whose integrator is seeded
+    ``seed + replica``.  (A checkpoint holds the replica's coordinates too: ``[N, 3]`` positions and velocities
+    per replica in memory, where per-replica Contexts would each hold a platform's whole state.)
     """
 
-    def __init__(self, random_seed: int, **kwargs: Any) -> None:
+    def __init__(self, seed: int, properties: dict) -> None:
+        self.seed = int(seed)
+        self._properties = dict(properties or {})
+        self._checkpoints: dict[int, bytes] = {}
+
+    def load(self, replica: int, context: Any) -> None:
+        """Give ``context``'s integrator ``replica``'s stream (``context``'s state is overwritten)."""
+        checkpoint = self._checkpoints.get(replica)
+        context.loadCheckpoint(self._first(replica, context) if checkpoint is None else checkpoint)
+
+    def keep(self, replica: int, context: Any) -> None:
+        """``context`` has just propagated ``replica``: its stream goes on from here next time."""
+        self._checkpoints[replica] = context.createCheckpoint()
+
+    def _first(self, replica: int, context: Any) -> bytes:
+        import openmm
+
+        integrator = openmm.XmlSerializer.clone(context.getIntegrator())
+        integrator.setRandomNumberSeed(_nth_seed(self.seed, replica))
+        fresh = openmm.Context(context.getSystem(), integrator, context.getPlatform(), self._properties)
+        try:
+            return fresh.createCheckpoint()
+        finally:
+            del fresh
+
+
+class _ReplicaNoiseCache(cache.ContextCache):
+    """One slot's Context cache for MD whose Context propagates each replica with the replica's own noise.
+
+    Inside :meth:`propagating` the Context handed out carries that replica's stream (:class:`_ReplicaNoise`)
+    with the thermodynamic state applied again (a checkpoint brings its own parameters); openmmtools' move
+    then sets the replica's positions and velocities and integrates.
+    """
+
+    def __init__(self, noise: _ReplicaNoise, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.random_seed = int(random_seed)
+        self.noise = noise
+        self._replica: int | None = None
+        self._context = None
+
+    @contextlib.contextmanager
+    def propagating(self, replica: int) -> Iterator[None]:
+        """The block propagates ``replica`` (one move); its stream is kept when the block ends normally."""
+        self._replica = replica
+        try:
+            yield
+            self.noise.keep(replica, self._context)
+        finally:
+            self._replica, self._context = None, None
 
     def get_context(self, thermodynamic_state: Any, integrator: Any = None) -> tuple[Any, Any]:
-        if integrator is not None:
-            integrator.setRandomNumberSeed(self.random_seed)
-        return super().get_context(thermodynamic_state, integrator)
+        context, integrator = super().get_context(thermodynamic_state, integrator)
+        if self._replica is not None:
+            self.noise.load(self._replica, context)
+            thermodynamic_state.apply_to_context(context)
+            self._context = context
+        return context, integrator
 
 
 def _nth_seed(seed: int, n: int) -> int:
@@ -169,8 +223,9 @@ class _ReplicasSideBySide(multistate.ReplicaExchangeSampler):
     results replica by replica, as if it had computed them itself.  The swaps, storage and
     checkpoints are openmmtools' unchanged.
 
-    Slot ``s``'s Langevin integrator is seeded ``langevin_seed + s`` (:meth:`run_on`): the same number of
-    cores gives the same samples bit for bit; another number, other noise of the same dynamics.
+    Replica ``r`` draws its Langevin noise from a stream of its own, seeded ``langevin_seed + r``
+    (:class:`_ReplicaNoise`), so the samples do not depend on the number of cores: one, two or more give the
+    same run bit for bit (on the CPU platform, whose energies and forces do not depend on the Context either).
     """
 
     _threads: DedicatedThreads | None = None
@@ -180,8 +235,9 @@ class _ReplicasSideBySide(multistate.ReplicaExchangeSampler):
         options = dict(platform=platform, platform_properties=properties or None)
         self._threads = threads
         self._slot = threading.local()  # .index: the slot the calling thread works for (None: none)
+        noise = _ReplicaNoise(langevin_seed, properties)
         self._slot_caches = {
-            "sampler": [_SeededContextCache(_nth_seed(langevin_seed, s), **options) for s in range(threads.n_slots)],
+            "sampler": [_ReplicaNoiseCache(noise, **options) for _ in range(threads.n_slots)],
             "energy": [cache.ContextCache(**options) for _ in range(threads.n_slots)],
         }
 
@@ -229,7 +285,12 @@ class _ReplicasSideBySide(multistate.ReplicaExchangeSampler):
         return done.pop(replica_id) if replica_id in done else per_replica(replica_id)
 
     def _propagate_replicas(self) -> None:
-        self._ahead("_propagated", super()._propagate_replica, super()._propagate_replicas)
+        self._ahead("_propagated", self._propagate_with_own_noise, super()._propagate_replicas)
+
+    def _propagate_with_own_noise(self, replica_id: int) -> Any:
+        """openmmtools' propagation of one replica in the calling slot, with the replica's own noise."""
+        with self.sampler_context_cache.propagating(replica_id):
+            return super()._propagate_replica(replica_id)
 
     def _propagate_replica(self, replica_id: int) -> Any:
         return self._taken("_propagated", replica_id, super()._propagate_replica)
@@ -369,7 +430,7 @@ def _new_sampler(windows: list[dict], equilibrate_window: Any, system: Any, sett
         thermodynamic_states.append(states.CompoundThermodynamicState(base, composable_states=[centre]))
         sampler_states.append(states.SamplerState(positions * unit.nanometer,
                                                   velocities * unit.nanometer / unit.picosecond, box_vectors=box))
-    # (each slot's Context cache seeds the integrator: _SeededContextCache)
+    # (each replica's integrator noise: _ReplicaNoise)
     move = mcmc.LangevinDynamicsMove(timestep=settings.timestep_fs * unit.femtosecond,
                                      collision_rate=settings.friction_per_ps / unit.picosecond,
                                      n_steps=whole_steps(settings.sample_interval_ps, settings.timestep_fs,

@@ -158,3 +158,5 @@ def test_dedicated_threads_keep_one_pinned_thread_per_slot_and_raise_only_after_
         == [1, 0] and in_order == [1, 0]  # cpus=None: on the calling thread, one after another
     with pytest.raises(ValueError, match="at least one CPU"):
         DedicatedThreads(1, [])
+    with pytest.raises(ValueError, match="at least one slot"):
+        DedicatedThreads(0, [0])

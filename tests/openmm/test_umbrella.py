@@ -373,24 +373,56 @@ def test_replica_exchange_windows_swap_sample_and_resume(host_guest_cv, pulled, 
         assert np.array_equal(a, b) and np.array_equal(a[:10], resumed[:10])
 
 
-def test_replica_exchange_on_several_cores_is_reproducible_and_its_own_noise(host_guest_cv, pulled, tmp_path):
-    """Replicas side by side on two cores: the same run twice is the same bit for bit; one core is the serial run
-    (openmmtools' own order); two cores differ from it (the second core's integrator has a seed of its own)."""
+def test_each_replica_draws_its_own_noise_whichever_context_propagates_it(host_guest_cv):
+    """Two replicas taking turns in one Context (one slot's cache) move exactly as each does in a Context of its
+    own seeded ``seed + replica``: its noise goes on from one propagation to the next, untouched by the other's."""
+    import openmm
+    from openmm import unit
+    from openmmtools import mcmc, states
+
+    loaded = host_guest_cv[0]
+    thermodynamic_state = states.ThermodynamicState(loaded.system, 300.0 * unit.kelvin)
+    move = mcmc.LangevinDynamicsMove(timestep=2.0 * unit.femtosecond, n_steps=20, reassign_velocities=False)
+    platform, properties = openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"}
+    noise = umbrella_exchange._ReplicaNoise(41, properties)
+    slot = umbrella_exchange._ReplicaNoiseCache(noise, platform=platform, platform_properties=properties)
+    still = np.zeros_like(loaded.positions)
+    replicas = [states.SamplerState(loaded.positions * unit.nanometer, still * unit.nanometer / unit.picosecond)
+                for _ in range(2)]
+    for _ in range(3):
+        for r, replica in enumerate(replicas):
+            with slot.propagating(r):
+                move.apply(thermodynamic_state, replica, context_cache=slot)
+    for r, replica in enumerate(replicas):
+        integrator = move._get_integrator(thermodynamic_state)
+        integrator.setRandomNumberSeed(umbrella_exchange._nth_seed(41, r))
+        alone = thermodynamic_state.create_context(integrator, platform, properties)
+        alone.setPositions(loaded.positions)
+        alone.setVelocities(still)
+        integrator.step(3 * 20)
+        expected = alone.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        assert np.array_equal(replica.positions.value_in_unit(unit.nanometer), expected)
+    assert not np.array_equal(replicas[0].positions, replicas[1].positions)
+
+
+def test_replica_exchange_gives_the_same_samples_on_any_number_of_cores(host_guest_cv, pulled, tmp_path):
+    """Replicas one after another, pinned to one core, or side by side on two: the same samples bit for bit (each
+    replica draws its own noise, whichever core propagates it); another seed, other samples."""
     loaded, _, _, cv = host_guest_cv
     cpus = tuple(sorted({cpu_for(0), cpu_for(1)} - {None}))
     if len(cpus) < 2:
         cpus = (cpus[0], cpus[0] + 1) if cpus else (0, 1)  # a pin that fails leaves the thread unpinned
     short = {**EXCHANGE, "production_ps": 1.0}
-    arrangements = {"serial": None, "one core": cpus[:1], "two cores": cpus, "two cores again": cpus}
+    arrangements = {"serial": ({}, None), "one core": ({}, cpus[:1]), "two cores": ({}, cpus),
+                    "two cores, another seed": ({"seed": 1}, cpus)}
     samples, summaries = {}, {}
-    for name, where in arrangements.items():
-        summaries[name] = seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**short, cpus=where),
-                                                tmp_path / name.replace(" ", "_"))
-        samples[name] = [read_csv(tmp_path / name.replace(" ", "_") / f"window_{k:03d}" / "cv.csv")[1]
-                         for k in range(4)]
+    for name, (changed, where) in arrangements.items():
+        out = tmp_path / name.replace(" ", "_").replace(",", "")
+        summaries[name] = seed_umbrella_windows(loaded, pulled[1], cv,
+                                                UmbrellaSettings(**{**short, **changed}, cpus=where), out)
+        samples[name] = [read_csv(out / f"window_{k:03d}" / "cv.csv")[1] for k in range(4)]
     same = {name: all(np.array_equal(a, b) for a, b in zip(samples["serial"], s)) for name, s in samples.items()}
-    assert same == {"serial": True, "one core": True, "two cores": False, "two cores again": False}
-    assert all(np.array_equal(a, b) for a, b in zip(samples["two cores"], samples["two cores again"]))
+    assert same == {"serial": True, "one core": True, "two cores": True, "two cores, another seed": False}
     # The windows were equilibrated side by side from the same seeds: the same starts of the exchange.
     assert [w["equilibrated_cv"] for w in summaries["two cores"]["windows"]] == \
         [w["equilibrated_cv"] for w in summaries["serial"]["windows"]]
