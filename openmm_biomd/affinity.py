@@ -132,7 +132,20 @@ def distinct_cpus(cpus: Iterable[int] | None) -> tuple[int, ...] | None:
     checked = tuple(int(c) for c in cpus)
     if not checked or min(checked) < 0 or len(set(checked)) != len(checked):
         raise ValueError(f"cpus must be distinct CPU numbers >= 0, not {cpus}")
+    for cpu in checked:
+        allowed_cpu(cpu)
     return checked
+
+
+def allowed_cpu(cpu: int | None) -> int | None:
+    """``cpu``, once checked to be a CPU this process may run on (where the OS says which; ``None`` passes).
+
+    A pin to any other CPU would silently not take effect, and the run would record a core it never used.
+    """
+    allowed = available_cpus()
+    if cpu is not None and allowed and int(cpu) not in allowed:
+        raise ValueError(f"CPU {cpu} is not one this process may run on (allowed: {' '.join(map(str, allowed))})")
+    return cpu
 
 
 class DedicatedThreads:

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -397,10 +398,15 @@ def main(argv: list[str] | None = None) -> int:
     handler = COMMANDS[args.command][0]
     try:
         return handler(args)
-    except (ValueError, RuntimeError, KeyError, FileNotFoundError, FloatingPointError, ImportError) as exc:
-        # User-facing errors: one clear line, no traceback.
+    except (ValueError, RuntimeError, KeyError, OSError, FloatingPointError, ImportError, zipfile.BadZipFile) as exc:
+        # User-facing errors (bad input, damaged or unwritable files): one clear line, no traceback.
         print(f"biomd {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"biomd {args.command}: interrupted. Files already written are kept; the same command resumes from "
+              "the run's last checkpoint (a command without checkpoints, such as a steered pull, starts again).",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .affinity import cpu_for, pinned_to_cpu
-from .data.md import MDSettings, equilibrate, make_simulation, parse_time_ps, select_platform
+from .data.md import MDSettings, equilibrate, make_simulation, parse_time_ps, read_json, select_platform
 
 #: Integrator and equilibration settings shared with ``biomd generate-data`` (300 K, 1/ps, 2 fs, 10 ps);
 #: only those fields of the data-generation settings are used.
@@ -205,7 +205,7 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
     progress_file, checkpoint = out / "progress.json", out / "checkpoint.zip"
     done = {"step": 0, "wall_s": 0.0, "md": None}
     if progress_file.exists() and checkpoint.exists():
-        done = json.loads(progress_file.read_text())
+        done = read_json(progress_file)
         if done.get("settings") != settings:
             raise ValueError(f"{out} holds a run with other settings ({progress_file}); use a new --out")
         propagator.load_checkpoint(checkpoint)

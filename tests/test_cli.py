@@ -44,3 +44,16 @@ def test_biomd_run_defaults_are_the_run_requests():
                           ("md_benchmark", "md_benchmark_ps"), ("md_interleave", "md_interleave_ps"),
                           ("system", "system"), ("seed", "seed")):
         assert getattr(args, switch) == getattr(RunRequest, field), switch
+
+
+def test_an_interrupted_command_says_how_to_go_on(monkeypatch, capsys):
+    """Ctrl-C: no traceback, exit status 130, and what happens to the files and how to resume."""
+    from openmm_biomd import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "presets", (interrupted, *cli.COMMANDS["presets"][1:]))
+    assert main(["presets"]) == 130
+    err = capsys.readouterr().err
+    assert "biomd presets: interrupted. Files already written are kept; the same command resumes" in err

@@ -37,7 +37,6 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 import re
 import struct
@@ -49,7 +48,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..affinity import pinned_to_cpu
+from ..affinity import allowed_cpu, pinned_to_cpu
 from .systems import LoadedSystem, as_loaded_system, get_system
 
 FORMAT = "biomd-md-data"
@@ -77,6 +76,27 @@ class MDBlewUpError(RuntimeError):
     """A simulation's coordinates or energy became NaN (the MD blew up); the message says what is kept."""
 
 
+class DamagedRunFileError(RuntimeError):
+    """A file of a run directory cannot be read back (cut short, emptied or edited); the message names it."""
+
+
+def damaged_file(path: str | os.PathLike, why: str, remedy: str | None = None) -> DamagedRunFileError:
+    """The error for a run file at ``path`` that cannot be used because ``why``; ``remedy`` says what to do
+    (default: restore it or start a new output directory)."""
+    remedy = remedy or ("Restore it from a copy, or start again in a new output directory; the other files next "
+                        "to it are left as they are.")
+    return DamagedRunFileError(f"{path} is damaged: {why} (cut short by a full disk or a copy, or edited). {remedy}")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON document in ``path``; a file that is not valid JSON raises :class:`DamagedRunFileError`."""
+    text = Path(path).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise damaged_file(path, f"it is not valid JSON ({e})") from e
+
+
 @contextlib.contextmanager
 def explained_blow_up(what: str, kept: str) -> Iterator[None]:
     """Turn OpenMM's NaN failure inside the block into an :class:`MDBlewUpError` naming ``what`` blew up,
@@ -90,7 +110,8 @@ def explained_blow_up(what: str, kept: str) -> Iterator[None]:
             raise
         raise MDBlewUpError(
             f"{what} blew up ({str(e).split('.')[0]}). {kept} Rerunning the same command repeats the same MD "
-            "(the same seeds and random numbers), so it would blow up again: start a new output directory with "
+            "(the same seeds; bit for bit on one CPU thread, closely otherwise), so it would most likely blow up "
+            "again: start a new output directory with "
             "a smaller --timestep, a gentler bias or restraint (hill height, force constant), or a start "
             "structure without clashes."
         ) from e
@@ -232,6 +253,7 @@ def replica_seed(seed: int, replica: int) -> int:
 def pinned_threads(threads: int | None, cpu: int | None) -> int | None:
     """CPU threads for a Context made and driven from core ``cpu``: one unless ``threads`` says otherwise (more
     threads than the one core would only wait for each other); ``threads`` as given when not pinned."""
+    allowed_cpu(cpu)
     return 1 if threads is None and cpu is not None else threads
 
 
@@ -254,6 +276,8 @@ def select_platform(name: str | None = None, threads: int | None = None, n_atoms
     """
     import openmm
 
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"CPU threads must be at least 1, not {threads}")
     names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
     if name is None:
         name = "CUDA" if "CUDA" in names else "CPU"
@@ -379,7 +403,7 @@ class ReplicaDir:
     def progress(self) -> dict:
         """``{"chunks", "frames", "step"}`` of the last checkpoint (zeros when none)."""
         if self.progress_file.exists():
-            return json.loads(self.progress_file.read_text())
+            return read_json(self.progress_file)
         return {"chunks": 0, "frames": 0, "step": 0}
 
     def remove_temporaries(self) -> None:
@@ -567,7 +591,7 @@ def read_metadata(out_dir: str | os.PathLike) -> dict:
     path = Path(out_dir) / "metadata.json"
     if not path.exists():
         raise FileNotFoundError(f"{out_dir} has no metadata.json: not a biomd generate-data run directory")
-    meta = json.loads(path.read_text())
+    meta = read_json(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not {FORMAT} metadata")
     return meta

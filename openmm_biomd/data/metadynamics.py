@@ -40,7 +40,6 @@ are independent.  Centroids are geometric (equal weights), as in
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, fields
@@ -60,6 +59,7 @@ from .md import (
     make_simulation,
     package_versions,
     pinned_threads,
+    read_json,
     replica_seed,
     require_positive,
     select_platform,
@@ -426,7 +426,7 @@ def generate_dissociation(
     }
     old_path = out / "summary.json"
     if old_path.exists():
-        _check_resumable(json.loads(old_path.read_text()), summary, out)
+        _check_resumable(read_json(old_path), summary, out)
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "topology.pdb").exists():
         _write_topology_pdb(out / "topology.pdb", loaded)
@@ -436,7 +436,7 @@ def generate_dissociation(
         seed_dir = out / f"seed_{index:03d}"
         done = seed_dir / "result.json"
         if done.exists():
-            result = json.loads(done.read_text())
+            result = read_json(done)
         else:
             with pinned_to_cpu(cpu):
                 result = _run_seed(loaded, settings, ligand, pocket, cv_max_nm, index, seed_dir, plat, properties)

@@ -1198,6 +1198,8 @@ def main(args: argparse.Namespace) -> int:
         traj = mdtraj.load(str(path), top=md_top, stride=args.stride)
     except ValueError as exc:  # mdtraj: atom count mismatch
         raise ValueError(f"{path} does not match the system ({md_top.n_atoms} atoms): {exc}") from None
+    except OSError as exc:  # not a trajectory mdtraj reads, or cut short
+        raise ValueError(f"cannot read {path} as a trajectory ({exc}); give one mdtraj reads (DCD, XTC, ...)") from None
     if traj.n_frames == 0:
         raise ValueError(f"{path} holds no frames")
     times = _trajectory_times(path, traj, args.stride, args.frame_interval)

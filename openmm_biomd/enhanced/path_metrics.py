@@ -13,11 +13,11 @@ is the mean over levels.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from ..data.md import read_json
 from .unbind import Pocket, mean_success_at_k
 
 
@@ -82,7 +82,7 @@ def campaign_paths(directory: str | Path) -> list[np.ndarray]:
     top = mdtraj.load_topology(str(directory / "topology.pdb"))
     paths = []
     for result_path in sorted(directory.glob("seed_*/result.json")):
-        result = json.loads(result_path.read_text())
+        result = read_json(result_path)
         if result["dissociated"]:
             xyz = mdtraj.load(str(result_path.parent / "path.dcd"), top=top).xyz.astype(np.float64)
             end = result.get("exit_frame")  # absent in campaigns made before after_exit_ps existed: path ends there
@@ -95,7 +95,7 @@ def read_unbind_summary(directory: str | Path) -> dict:
     path = Path(directory) / "summary.json"
     if not path.exists():
         raise FileNotFoundError(f"{directory} is not a biomd unbind output (no summary.json); run `biomd unbind` first")
-    summary = json.loads(path.read_text())
+    summary = read_json(path)
     if summary.get("format") != "biomd-unbind":
         raise ValueError(f"{path} is not a biomd unbind summary (format {summary.get('format')!r})")
     return summary

@@ -20,10 +20,8 @@ Units: nm, ps, K, kJ/mol; a CV's own unit is :attr:`CVSpec.unit`.
 from __future__ import annotations
 
 import abc
-
 import argparse
 import hashlib
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from ..data.md import (
     _quiet_c_stdout,
     _write_topology_pdb,
     parse_time_ps,
+    read_json,
     system_sha256,
 )
 from ..data.metadynamics import centroid_distance_force, pocket_atoms, select_atoms
@@ -329,8 +328,13 @@ def load_path_frames(path: str | os.PathLike, topology: str | os.PathLike | None
                 break
     if topology is None and path.suffix.lower() in (".dcd", ".xtc", ".trr", ".nc"):
         raise ValueError(f"{path} has no topology; give one (a PDB, e.g. the unbind run's topology.pdb)")
-    with _quiet_c_stdout():  # mdtraj's DCD plugin greets every file on the C stdout
-        traj = mdtraj.load(str(path), top=str(topology)) if topology is not None else mdtraj.load(str(path))
+    try:
+        with _quiet_c_stdout():  # mdtraj's DCD plugin greets every file on the C stdout
+            traj = mdtraj.load(str(path), top=str(topology)) if topology is not None else mdtraj.load(str(path))
+    except (OSError, ValueError, TypeError, IndexError, KeyError) as e:
+        raise ValueError(f"cannot read {path} as a trajectory{f' with topology {topology}' if topology else ''} "
+                         f"({type(e).__name__}: {e}); give a trajectory mdtraj reads (DCD, XTC, PDB, ...) whole, "
+                         "and its topology for formats without one") from e
     return np.ascontiguousarray(traj.xyz, dtype=np.float64)
 
 
@@ -343,7 +347,7 @@ def load_unbind_attempt(run_dir: str | os.PathLike, attempt: int | None = None) 
     summary_path = run / "summary.json"
     if not summary_path.exists():
         raise FileNotFoundError(f"{run} has no summary.json: not a biomd unbind output directory")
-    summary = json.loads(summary_path.read_text())
+    summary = read_json(summary_path)
     if attempt is None:
         attempt = summary.get("first_success_attempt")
         if attempt is None:

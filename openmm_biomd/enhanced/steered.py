@@ -50,6 +50,7 @@ from ..data.md import (
     package_versions,
     parse_time_ps,
     pinned_threads,
+    read_json,
     replica_seed,
     require_positive,
     select_platform,
@@ -205,16 +206,16 @@ def steered_path(
     }
     done = out / "steered.json"
     if done.exists():
-        old = json.loads(done.read_text())
+        old = read_json(done)
         check_resumable(old, record, ("system_sha256", "cv", "start_sha256"), out)
         if old.get("status") == "complete" and (out / "path.dcd").exists():
             frames = load_path_frames(out / "path.dcd", out / "topology.pdb")
             if len(frames) == settings.n_frames:
                 return frames
+    plat, properties = select_platform(platform, pinned_threads(threads, cpu), n_atoms)  # (checked before writing)
     write_common_files(out, loaded, [cv])
     _atomic_write_json(done, record)
 
-    plat, properties = select_platform(platform, pinned_threads(threads, cpu), n_atoms)
     system = openmm.XmlSerializer.clone(loaded.system)
     restraint = openmm.CustomCVForce("0.5*steer_k*(cv-steer_centre)^2")
     restraint.addGlobalParameter("steer_k", settings.force_constant)
@@ -290,7 +291,7 @@ def load_steered(out_dir: str | os.PathLike) -> dict:
     """A finished pull: ``frames_nm [T, N, 3]`` nm; ``time_ps``, ``centre``, ``cv``, ``work_kj_mol`` ``[T]``; ``record``.
     """
     out = Path(out_dir)
-    record = json.loads((out / "steered.json").read_text())
+    record = read_json(out / "steered.json")
     if record.get("status") != "complete":
         raise RuntimeError(f"{out} holds an unfinished pull; rerun it")
     _, table = read_csv(out / "work.csv")

@@ -85,6 +85,7 @@ from ..data.md import (
     package_versions,
     parse_time_ps,
     pinned_threads,
+    read_json,
     replica_seed,
     require_positive,
     select_platform,
@@ -347,13 +348,13 @@ def seed_umbrella_windows(
     }
     old_path = out / "umbrella.json"
     if old_path.exists():
-        _check_resumable(json.loads(old_path.read_text()), summary, out)
+        _check_resumable(read_json(old_path), summary, out)
     write_common_files(out, loaded, [cv])
     first_cpu = settings.cpus[0] if settings.cpus else None
     plat, properties = select_platform(settings.platform, pinned_threads(settings.threads, first_cpu), n_atoms)
     summary["platform"] = {"name": plat.getName(), "properties": properties, "cpus": settings.cpus}
     if old_path.exists():  # what the finished windows (and a replica-exchange run) recorded is kept
-        old = json.loads(old_path.read_text())
+        old = read_json(old_path)
         summary.update({key: old[key] for key in ("windows", "exchange") if key in old})
     _atomic_write_json(old_path, summary)  # the plan is on disk before the first window runs
 
@@ -378,7 +379,7 @@ def seed_umbrella_windows(
         for plan in windows:
             done = out / f"window_{plan['index']:03d}" / "result.json"
             if done.exists():
-                finished[plan["index"]] = json.loads(done.read_text())
+                finished[plan["index"]] = read_json(done)
                 report(finished[plan["index"]])
             else:
                 todo.append(plan)
@@ -466,7 +467,7 @@ def refine_umbrella_windows(
     record_path = out / "refinement.json"
     record = {"threshold": min_overlap, "base_centres": None, "rounds": []}
     if record_path.exists():
-        record = json.loads(record_path.read_text())
+        record = read_json(record_path)
         if record["threshold"] != min_overlap:
             raise RunMismatchError(f"{out} was refined to an overlap of {record['threshold']}, not {min_overlap}: "
                                    "use the same min_overlap or a new output directory")
@@ -507,7 +508,7 @@ def _exchange_windows(loaded: Any, frames: np.ndarray, cv: CVSpec, settings: Umb
                       out: Path, platform: Any, properties: dict, save: Any, log: Any) -> list[dict]:
     """The windows side by side with replica exchange (:mod:`.umbrella_exchange`); results as plain windows'."""
     if all((out / f"window_{p['index']:03d}" / "result.json").exists() for p in windows):
-        return [json.loads((out / f"window_{p['index']:03d}" / "result.json").read_text()) for p in windows]
+        return [read_json(out / f"window_{p['index']:03d}" / "result.json") for p in windows]
     from .umbrella_exchange import run_exchange
 
     def equilibrate_window(plan: dict) -> tuple:
@@ -625,7 +626,7 @@ def read_windows(out_dir: str | os.PathLike) -> tuple[dict, list[dict], list[np.
     path = out / "umbrella.json"
     if not path.exists():
         raise FileNotFoundError(f"{out} has no umbrella.json: not an umbrella run directory")
-    summary = json.loads(path.read_text())
+    summary = read_json(path)
     if summary.get("format") != FORMAT:
         raise ValueError(f"{path} is not {FORMAT} output")
     missing = [p["index"] for p in summary["plan"] if not (out / f"window_{p['index']:03d}" / "result.json").exists()]
@@ -636,7 +637,7 @@ def read_windows(out_dir: str | os.PathLike) -> tuple[dict, list[dict], list[np.
     results, samples = [], []
     for p in summary["plan"]:
         wdir = out / f"window_{p['index']:03d}"
-        results.append(json.loads((wdir / "result.json").read_text()))
+        results.append(read_json(wdir / "result.json"))
         samples.append(read_csv(wdir / "cv.csv")[1][:, 1])
     return summary, results, samples
 

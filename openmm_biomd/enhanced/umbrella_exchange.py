@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import sys
 import threading
 import time
@@ -58,7 +57,7 @@ import numpy as np
 from openmmtools import cache, mcmc, multistate, states
 
 from ..affinity import DedicatedThreads, run_on_cpus
-from ..data.md import MDBlewUpError, _atomic_write_json, replica_seed, whole_steps
+from ..data.md import MDBlewUpError, _atomic_write_json, read_json, replica_seed, whole_steps
 from .seeding_common import kt_kj_mol, write_csv
 
 __all__ = ["UmbrellaCentreState", "cv_from_energies", "run_exchange"]
@@ -407,7 +406,7 @@ def _resumed_sampler(out: Path) -> tuple[_ReplicasSideBySide, Any, dict[int, dic
     """The sampler, its reporter and the windows' records of a run stored in ``out``."""
     reporter = multistate.MultiStateReporter(str(out / STORAGE_FILE), checkpoint_interval=CHECKPOINT_INTERVAL)
     sampler = _ReplicasSideBySide.from_storage(reporter)
-    records = {int(k): v for k, v in json.loads((out / RECORDS_FILE).read_text()).items()}
+    records = {int(k): v for k, v in read_json(out / RECORDS_FILE).items()}
     return sampler, reporter, records
 
 

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.md import _atomic_write_bytes, _atomic_write_json, replica_seed
+from ..data.md import _atomic_write_bytes, _atomic_write_json, read_json, replica_seed
 from ..data.metadynamics import pocket_atoms, select_atoms
 
 SUMMARY_FORMAT = "biomd-unbind"
@@ -252,7 +252,7 @@ class Unbinder:
         from biomd_core.sampling.steering import SteeredModel, SteeringConfig
 
         from ..propagator.compatibility import check_compatibility
-        from ..propagator.gate import GateConfig, PhysicsGate
+        from ..propagator.gate import PhysicsGate
         from ..propagator.generation import JumpGenerator
         from ..propagator.model_source import model_label, resolve_model
         from ..propagator.solute_system import build_solute_system, rigid_bonds
@@ -480,6 +480,10 @@ def _write_path_dcd(path: Path, frames_nm: np.ndarray, topology_pdb: Path, frame
     os.replace(tmp, path)
 
 
+#: Largest |coordinate| of a starting frame, nm: beyond it a frame is taken for damaged (NaN-free blow-ups).
+MAX_COORDINATE_NM = 1.0e4
+
+
 def _start_frames(unbinder: Unbinder, starts_nm: np.ndarray | None) -> np.ndarray:
     """Starting frames ``[S, N_modelled, 3]`` nm: the given ones (full system or modelled atoms) or the input pose."""
     if starts_nm is None:
@@ -493,6 +497,10 @@ def _start_frames(unbinder: Unbinder, starts_nm: np.ndarray | None) -> np.ndarra
     elif starts.shape[1] != len(unbinder.modelled):
         raise ValueError(f"starting frames have {starts.shape[1]} atoms; expected {n_system} (whole system) or "
                          f"{len(unbinder.modelled)} (modelled atoms)")
+    sane = np.all(np.isfinite(starts) & (np.abs(starts) < MAX_COORDINATE_NM), axis=(1, 2))
+    if not sane.all():
+        raise ValueError(f"starting frame {int(np.argmin(sane))} holds coordinates that are not finite or lie beyond "
+                         f"{MAX_COORDINATE_NM:g} nm (a damaged or blown-up frame): give bound poses from MD")
     bound = ~unbinder.pocket.unbound(starts)
     if not bound.all():
         raise ValueError(f"starting frame {int(np.argmin(bound))} is not bound (ligand beyond the pocket's exit "
@@ -547,7 +555,7 @@ def unbind(loaded: Any, model: Any, out_dir: str | os.PathLike, *, settings: Unb
     summary_path = out / "summary.json"
     first_path_s = None
     if summary_path.exists():
-        old = json.loads(summary_path.read_text())
+        old = read_json(summary_path)
         first_path_s = old.get("time_to_first_path_s")  # a success found before a restart still counts
         # more attempts extend a run; anything else makes it another run (the same weights from another
         # path are the same model: the hash decides, not the label)
@@ -567,7 +575,7 @@ def unbind(loaded: Any, model: Any, out_dir: str | os.PathLike, *, settings: Unb
         folder = out / f"attempt_{i:03d}"
         done = folder / "result.json"
         if done.exists():
-            results.append(json.loads(done.read_text()))
+            results.append(read_json(done))
             continue
         start_index = i % len(starts)
         frames, result = unbinder.attempt(starts[start_index], replica_seed(settings.seed, i))
@@ -691,9 +699,9 @@ def main(args: Any) -> int:
     model = args.model or _shipped_model_for(loaded)
     starts = None
     if args.starts:
-        import mdtraj
+        from .seeding_common import load_path_frames
 
-        starts = mdtraj.load(args.starts, **({"top": args.starts_topology} if args.starts_topology else {})).xyz
+        starts = load_path_frames(args.starts, args.starts_topology)
     settings = UnbindSettings(attempts=args.attempts, max_time_ps=parse_time_ps(args.max_time), margin_nm=args.margin,
                               pocket_radius_nm=args.pocket_radius, solver=args.solver, ode_steps=args.ode_steps,
                               steering=args.steering, keep_passing_prefix=args.keep_passing_prefix, seed=args.seed)

@@ -74,12 +74,14 @@ import os
 import re
 import sys
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import openmm
 from openmm import unit
 from openmm.app.metadynamics import Metadynamics, _LoadedBias
 
@@ -88,12 +90,14 @@ from ..data.md import (
     _atomic_write_bytes,
     _atomic_write_json,
     _fsync_dir,
+    damaged_file,
     equilibrate,
     explained_blow_up,
     make_simulation,
     package_versions,
     parse_time_ps,
     pinned_threads,
+    read_json,
     replica_seed,
     require_positive,
     select_platform,
@@ -463,7 +467,7 @@ class _Walker:
 
     def _progress(self) -> dict | None:
         path = self.dir / "progress.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_json(path) if path.exists() else None
 
     def start(self) -> None:
         """Resume from the last commit, or equilibrate from the seed frame and commit step 0."""
@@ -484,15 +488,41 @@ class _Walker:
             self._commit()
             return
         step = int(progress["step"])
-        self.simulation.loadCheckpoint(str(self._state(step, "chk")))
-        with np.load(self._state(step, "npz")) as data:
-            self.meta.set_state(dict(data), self.simulation.context)
-        if self.step != step:
-            raise RuntimeError(f"{self.dir}: checkpoint at step {self.step}, progress says {step}")
-        with open(self.dir / "cv.csv", "r+b") as fh:  # drop rows of a chunk that was not committed
-            fh.truncate(int(progress["cv_bytes"]))
+        self._load_commit(step)
+        cv_csv, cv_bytes = self.dir / "cv.csv", int(progress["cv_bytes"])
+        held = cv_csv.stat().st_size if cv_csv.exists() else 0
+        if held < cv_bytes:  # (truncating it to cv_bytes would pad it with zero bytes)
+            raise damaged_file(cv_csv, f"walker {self.index}'s last commit (step {step}) wrote {cv_bytes} bytes of "
+                               f"CV rows, the file holds {held}")
+        with open(cv_csv, "r+b") as fh:  # drop rows of a chunk that was not committed
+            fh.truncate(cv_bytes)
         self._remove_stale_states(step)
         self.meta.publish()
+
+    def _load_commit(self, step: int) -> None:
+        """The Context and this walker's hills as committed at ``step``; a damaged state file is named."""
+        chk, npz = self._state(step, "chk"), self._state(step, "npz")
+        for path in (chk, npz):
+            if not path.exists():
+                raise damaged_file(self.dir, f"walker {self.index}'s last commit (step {step}) names {path.name}, "
+                                   "which is missing")
+        try:
+            self.simulation.loadCheckpoint(str(chk))
+        except openmm.OpenMMException as e:
+            raise damaged_file(chk, f"OpenMM cannot load it ({e})") from e
+        state = self.simulation.context.getState(getPositions=True, getVelocities=True, getEnergy=True)
+        numbers = [state.getPositions(asNumpy=True).value_in_unit(unit.nanometer),
+                   state.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond),
+                   state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)]
+        if not all(np.all(np.isfinite(x)) for x in numbers):
+            raise damaged_file(chk, "it loads, but with coordinates, velocities or an energy that are not finite")
+        try:
+            with np.load(npz) as data:
+                self.meta.set_state(dict(data), self.simulation.context)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise damaged_file(npz, f"its hills cannot be read ({type(e).__name__}: {e})") from e
+        if self.step != step:
+            raise damaged_file(chk, f"it holds step {self.step}, walker {self.index}'s last commit says {step}")
 
     def run_chunk(self) -> None:
         """One chunk of ``save_interval_ps`` (hills, then save-and-load at its end), then commit."""
@@ -641,7 +671,7 @@ def run_walkers(
     }
     json_path = out / "walkers.json"
     if json_path.exists():
-        old = json.loads(json_path.read_text())
+        old = read_json(json_path)
         old["settings"] = {**SETTINGS_BEFORE_THEY_EXISTED, **old.get("settings", {})}
         check_resumable(old, record, ("system_sha256", "cv", "path_sha256", "bias_grid", "walkers"), out)
         record["time_ps"] = max(settings.time_ps, old.get("time_ps", 0.0))

@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 from dataclasses import replace
 
@@ -22,6 +23,7 @@ import pytest
 
 from openmm_biomd.affinity import cpu_for
 from openmm_biomd.data import MDBlewUpError, RunMismatchError
+from openmm_biomd.data.md import DamagedRunFileError
 from openmm_biomd.enhanced import steered, umbrella, umbrella_exchange
 from openmm_biomd.enhanced.seeding_common import (
     DistanceCV,
@@ -691,6 +693,39 @@ def test_bad_inputs_are_refused(host_guest_cv, pulled, tmp_path):
     with pytest.raises(FileNotFoundError, match="umbrella.json"):
         analyze_umbrella(tmp_path / "nothing")
     assert not any(tmp_path.glob("window_*"))
+
+
+def test_unreadable_and_damaged_files_and_bad_machine_settings_get_one_line_errors(pulled, distance_run, tmp_path,
+                                                                                    capsys):
+    """Through ``biomd``: a file that is no trajectory, an output path that is a file, a CPU this process may not
+    use, zero threads, a window record cut short: exit status 2 and one line naming the problem."""
+    from openmm_biomd.cli import main
+
+    steer_dir, _ = pulled
+    not_a_trajectory = tmp_path / "notes.dcd"
+    not_a_trajectory.write_text("not a trajectory\n")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    steer = ["steer", "--system", "host-guest", "--by", "0.2", "--time", "0.2ps", "--equilibration", "0ps",
+             "--frame-interval", "0.1ps", "--quiet"]
+    cases = {
+        "cannot read .*notes.dcd as a trajectory": ["--path", str(not_a_trajectory), "--topology",
+                                                    str(steer_dir / "topology.pdb"), "--out", str(tmp_path / "a")],
+        "File exists|Not a directory": ["--out", str(a_file)],
+        "CPU 100000 is not one this process may run on": ["--cpu", "100000", "--out", str(tmp_path / "b")],
+        "CPU threads must be at least 1": ["--threads", "0", "--out", str(tmp_path / "c")],
+    }
+    for message, argv in cases.items():
+        assert main(steer + argv) == 2, message
+        err = capsys.readouterr().err
+        assert re.search(f"biomd steer: error: .*({message})", err) and "Traceback" not in err, err
+    assert not any((tmp_path / name).exists() for name in "abc")
+    damaged = tmp_path / "damaged"
+    shutil.copytree(distance_run[0], damaged)
+    record = damaged / "window_002" / "result.json"
+    record.write_bytes(record.read_bytes()[:50])
+    with pytest.raises(DamagedRunFileError, match=r"window_002/result.json is damaged: it is not valid JSON"):
+        analyze_umbrella(damaged, write=False)
 
 
 def _parse(module, argv):

@@ -160,7 +160,7 @@ def test_steering_prior_is_the_unbinding_gates_geometry(host_guest):
 
 
 @pytest.mark.slow
-def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path):
+def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, capsys):
     from openmm_biomd.cli import main
 
     out = tmp_path / "unbind"
@@ -214,6 +214,16 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path):
     (out / "summary.json").write_text(json.dumps(legacy))
     assert main(args + ["--attempts", "3"]) == 0
     assert json.loads((out / "summary.json").read_text())["results"] == saved["results"]
+    # damaged inputs: a NaN starting frame, a summary cut short (named, the run left as it was)
+    starts = np.repeat(host_guest.positions[None], 2, axis=0)
+    starts[1, 7] = np.nan
+    with pytest.raises(ValueError, match="starting frame 1 holds coordinates that are not finite"):
+        unbind(host_guest, "host-guest", tmp_path / "nan_starts", unbinder=unbinder, starts_nm=starts)
+    kept = (out / "summary.json").read_bytes()
+    (out / "summary.json").write_bytes(kept[: len(kept) // 2])
+    assert main(args + ["--attempts", "3"]) == 2
+    assert f"{out / 'summary.json'} is damaged: it is not valid JSON" in capsys.readouterr().err
+    (out / "summary.json").write_bytes(kept)
     # the real run's paths evaluate against reference paths (hand-made exits through both portals)
     reference = tmp_path / "campaign"
     _reference_campaign(reference, host_guest, unbinder.pocket.ligand, unbinder.pocket)

@@ -213,6 +213,43 @@ def test_walkers_that_blow_up_say_so_and_keep_their_commits(host_guest_cv, path,
         assert (tmp_path / f"walker_{i:03d}" / "cv.csv").read_text().count("\n") == 1  # the header alone
 
 
+def test_damaged_walker_files_are_named_and_left_alone(host_guest_cv, path, tmp_path):
+    """A resume that finds a walker's committed files damaged (cut short, emptied) stops with an error naming the
+    file, before anything is changed: no rows padded onto a short cv.csv, no checkpoint taken for a blow-up."""
+    import shutil
+
+    from openmm_biomd.data.md import DamagedRunFileError
+
+    loaded, _, _, cv = host_guest_cv
+    partial = tmp_path / "partial"
+    run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS), partial, max_chunks=1)
+    committed = partial / "walker_000"
+    chk, npz = committed / "state_000000000100.chk", committed / "state_000000000100.npz"
+    damages = {
+        "cv.csv": (lambda d: (d / "cv.csv").write_bytes((d / "cv.csv").read_bytes()[:40]),
+                   r"cv\.csv is damaged: walker 0's last commit \(step 100\) wrote \d+ bytes of CV rows, the file "
+                   r"holds 40"),
+        "empty checkpoint": (lambda d: (d / chk.name).write_bytes(b""), r"\.chk is damaged: OpenMM cannot load it"),
+        "checkpoint cut short": (lambda d: (d / chk.name).write_bytes(chk.read_bytes()[:300]),
+                                 r"\.chk is damaged: (OpenMM cannot load it|it loads, but with coordinates, "
+                                 r"velocities or an energy that are not finite)"),
+        "hills cut short": (lambda d: (d / npz.name).write_bytes(npz.read_bytes()[:100]),
+                            r"\.npz is damaged: its hills cannot be read"),
+        "missing checkpoint": (lambda d: (d / chk.name).unlink(), r"walker_000 is damaged: .* names "
+                               r"state_000000000100\.chk, which is missing"),
+        "progress": (lambda d: (d / "progress.json").write_text('{"step": 1'), r"progress\.json is damaged: it is "
+                     r"not valid JSON"),
+    }
+    for name, (damage, message) in damages.items():
+        copy = tmp_path / name.replace(" ", "_")
+        shutil.copytree(partial, copy)
+        damage(copy / "walker_000")
+        before = {f: f.read_bytes() for f in copy.rglob("*") if f.is_file()}
+        with pytest.raises(DamagedRunFileError, match=message):
+            run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS), copy)
+        assert {f: f.read_bytes() for f in copy.rglob("*") if f.is_file()} == before, name
+
+
 def test_single_walker_jobs_share_through_files(host_guest_cv, path, tmp_path):
     """``walker_index``: walkers as separate jobs (here one after the other) still exchange hills."""
     loaded, _, _, cv = host_guest_cv
