@@ -1202,6 +1202,9 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"cannot read {path} as a trajectory ({exc}); give one mdtraj reads (DCD, XTC, ...)") from None
     if traj.n_frames == 0:
         raise ValueError(f"{path} holds no frames")
+    for name in ("near", "frame_interval"):
+        if getattr(args, name) is not None and not getattr(args, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, not {getattr(args, name)}")
     times = _trajectory_times(path, traj, args.stride, args.frame_interval)
     frames = np.asarray(traj.xyz, dtype=np.float64)  # [T, N, 3] nm
     box = None if traj.unitcell_vectors is None else np.asarray(traj.unitcell_vectors, dtype=np.float64)

@@ -35,6 +35,7 @@ from ..data.md import (
     _atomic_write_bytes,
     _quiet_c_stdout,
     _write_topology_pdb,
+    damaged_file,
     parse_time_ps,
     read_json,
     system_sha256,
@@ -425,8 +426,11 @@ def read_csv(path: Path) -> tuple[list[str], np.ndarray]:
     """``(header, [R, C] float64)`` of a CSV written by :func:`write_csv`."""
     with open(path) as fh:
         header = fh.readline().strip().split(",")
-    data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
-    return header, data.reshape(-1, len(header))
+    try:
+        data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+        return header, data.reshape(-1, len(header))
+    except ValueError as e:
+        raise damaged_file(path, f"its rows cannot be read as {len(header)} numbers each ({e})") from e
 
 
 # --------------------------------------------------------------------------- command line

@@ -79,6 +79,7 @@ from ..data.md import (
     RunMismatchError,
     _atomic_write_bytes,
     _atomic_write_json,
+    damaged_file,
     equilibrate,
     explained_blow_up,
     make_simulation,
@@ -133,6 +134,10 @@ _PLACEMENT = ("n_windows", "centres", "cv_min", "cv_max")
 MIN_OVERLAP = 0.03
 #: What a run recorded before these settings existed did: seeded from the nearest frame, no approach.
 SETTINGS_BEFORE_THEY_EXISTED = {"seed_frames": "nearest", "approach_per_ps": None}
+#: A window whose approach to its centre would take longer than this many times its production (and than
+#: MAX_APPROACH_FLOOR_PS) is refused: the path jumps across that part of the CV.
+MAX_APPROACH_PER_PRODUCTION = 10.0
+MAX_APPROACH_FLOOR_PS = 50.0
 #: Integrator steps between moves of the restraint centre while a window approaches its centre.
 APPROACH_UPDATE_STEPS = 10
 #: How a window's seed frame is chosen (``UmbrellaSettings.seed_frames``): path CV values ``[T]`` and
@@ -279,6 +284,16 @@ def _plan_windows(values: np.ndarray, settings: UmbrellaSettings, unit: str) -> 
             raise ValueError(
                 f"window {i} (centre {c:.4g} {unit}) is outside the path's CV range [{lo:.4g}, {hi:.4g}] {unit} "
                 f"(tolerance {slack:.3g}); choose centres inside it, or a path that reaches further"
+            )
+        approach_ps = offsets[i] / settings.approach_per_ps if settings.approach_per_ps else 0.0
+        if approach_ps > max(MAX_APPROACH_PER_PRODUCTION * settings.production_ps, MAX_APPROACH_FLOOR_PS):
+            raise ValueError(
+                f"window {i} (centre {c:.4g} {unit}) would start from frame {int(frames[i])} at CV "
+                f"{values[frames[i]]:.4g} {unit} and approach its centre for {approach_ps:.4g} ps at "
+                f"{settings.approach_per_ps:g} {unit}/ps, more than {MAX_APPROACH_PER_PRODUCTION:g}x its "
+                f"{settings.production_ps:g} ps of sampling: the path jumps across that part of the CV (a damaged "
+                "or blown-up frame?). Give a path that goes through it, centres inside the part it covers "
+                "(--range), or a faster --approach"
             )
         if settings.max_start_offset is not None and offsets[i] > settings.max_start_offset:
             raise ValueError(
@@ -639,6 +654,11 @@ def read_windows(out_dir: str | os.PathLike) -> tuple[dict, list[dict], list[np.
         wdir = out / f"window_{p['index']:03d}"
         results.append(read_json(wdir / "result.json"))
         samples.append(read_csv(wdir / "cv.csv")[1][:, 1])
+        recorded = results[-1].get("n_samples")  # (None: a record written by hand)
+        if recorded is not None and len(samples[-1]) != recorded:
+            raise damaged_file(wdir / "cv.csv", f"it holds {len(samples[-1])} samples, the window's result.json "
+                               f"{recorded}", remedy="Restore it, or delete the window's result.json "
+                               "and rerun the same biomd umbrella command to run that window again.")
     return summary, results, samples
 
 

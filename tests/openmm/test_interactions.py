@@ -382,3 +382,11 @@ def test_cli_on_a_dcd(host_guest, tmp_path, capsys):
                              "--out", str(out)])
     with pytest.raises(ValueError, match="matches no atom"):
         main(bad)
+    for option, message in (("--near", "--near must be positive"), ("--frame-interval", "--frame-interval must be")):
+        bad = parser.parse_args(["--system", "host-guest", "--trajectory", str(dcd), f"{option}=0", "--out", str(out)])
+        with pytest.raises(ValueError, match=message):
+            main(bad)
+    notes = tmp_path / "notes.dcd"
+    notes.write_text("not a trajectory")
+    with pytest.raises(ValueError, match="cannot read .*notes.dcd as a trajectory"):
+        main(parser.parse_args(["--system", "host-guest", "--trajectory", str(notes), "--out", str(out)]))

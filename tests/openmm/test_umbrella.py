@@ -692,6 +692,13 @@ def test_bad_inputs_are_refused(host_guest_cv, pulled, tmp_path):
         DistanceCV([0, 1], [1, 2])
     with pytest.raises(FileNotFoundError, match="umbrella.json"):
         analyze_umbrella(tmp_path / "nothing")
+    # A last frame 5 nm away (a blown-up frame): a window in the gap would approach its centre for ~200 ps.
+    jumped = frames.copy()
+    jumped[-1, host_guest_cv[1], 0] += 5.0
+    with pytest.raises(ValueError, match=r"window 1 \(centre 3 nm\) would start from frame .* approach its centre "
+                                         r"for [\d.]+ ps .* the path jumps across that part of the CV"):
+        seed_umbrella_windows(loaded, jumped, cv, UmbrellaSettings(centres=(0.5, 3.0), production_ps=1.0,
+                                                                   sample_interval_ps=0.1, **FAST), tmp_path)
     assert not any(tmp_path.glob("window_*"))
 
 
@@ -723,8 +730,19 @@ def test_unreadable_and_damaged_files_and_bad_machine_settings_get_one_line_erro
     damaged = tmp_path / "damaged"
     shutil.copytree(distance_run[0], damaged)
     record = damaged / "window_002" / "result.json"
-    record.write_bytes(record.read_bytes()[:50])
+    kept = record.read_bytes()
+    record.write_bytes(kept[:50])
     with pytest.raises(DamagedRunFileError, match=r"window_002/result.json is damaged: it is not valid JSON"):
+        analyze_umbrella(damaged, write=False)
+    record.write_bytes(kept)
+    samples = damaged / "window_001" / "cv.csv"
+    rows = samples.read_text().splitlines(keepends=True)
+    samples.write_text("".join(rows[:-3]))
+    with pytest.raises(DamagedRunFileError, match=rf"window_001/cv.csv is damaged: it holds {len(rows) - 4} "
+                                                  rf"samples, the window's result.json {len(rows) - 1}.*rerun"):
+        analyze_umbrella(damaged, write=False)
+    samples.write_text("".join(rows[:-1]) + rows[-1][:3] + ",\n")
+    with pytest.raises(DamagedRunFileError, match=r"window_001/cv.csv is damaged: its rows cannot be read"):
         analyze_umbrella(damaged, write=False)
 
 
