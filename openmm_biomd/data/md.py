@@ -76,6 +76,10 @@ class MDBlewUpError(RuntimeError):
     """A simulation's coordinates or energy became NaN (the MD blew up); the message says what is kept."""
 
 
+#: Largest |coordinate| an input frame may have, nm: beyond it a frame is taken for damaged (a blow-up without NaN).
+MAX_COORDINATE_NM = 1.0e4
+
+
 class DamagedRunFileError(RuntimeError):
     """A file of a run directory cannot be read back (cut short, emptied or edited); the message names it."""
 
@@ -83,8 +87,7 @@ class DamagedRunFileError(RuntimeError):
 def damaged_file(path: str | os.PathLike, why: str, remedy: str | None = None) -> DamagedRunFileError:
     """The error for a run file at ``path`` that cannot be used because ``why``; ``remedy`` says what to do
     (default: restore it or start a new output directory)."""
-    remedy = remedy or ("Restore it from a copy, or start again in a new output directory; the other files next "
-                        "to it are left as they are.")
+    remedy = remedy or "Restore it from a copy, or start again in a new output directory."
     return DamagedRunFileError(f"{path} is damaged: {why} (cut short by a full disk or a copy, or edited). {remedy}")
 
 

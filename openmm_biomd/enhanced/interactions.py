@@ -438,6 +438,8 @@ def _as_frames(frames_nm: Any) -> np.ndarray:
     """``[T, N, 3]`` float64 nm from an array, a single ``[N, 3]`` frame or a Quantity."""
     from openmm import unit
 
+    from ..data.md import MAX_COORDINATE_NM
+
     if unit.is_quantity(frames_nm):
         frames_nm = frames_nm.value_in_unit(unit.nanometer)
     x = np.asarray(frames_nm, dtype=np.float64)
@@ -447,6 +449,8 @@ def _as_frames(frames_nm: Any) -> np.ndarray:
         raise ValueError(f"frames must have shape [T, N, 3] nm, got {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError("frames contain NaN or infinite coordinates")
+    if np.abs(x).max(initial=0.0) >= MAX_COORDINATE_NM:
+        raise ValueError(f"frames contain coordinates beyond {MAX_COORDINATE_NM:g} nm (a damaged or blown-up frame)")
     return x
 
 

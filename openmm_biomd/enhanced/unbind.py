@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.md import _atomic_write_bytes, _atomic_write_json, read_json, replica_seed
+from ..data.md import MAX_COORDINATE_NM, _atomic_write_bytes, _atomic_write_json, read_json, replica_seed
 from ..data.metadynamics import pocket_atoms, select_atoms
 
 SUMMARY_FORMAT = "biomd-unbind"
@@ -478,10 +478,6 @@ def _write_path_dcd(path: Path, frames_nm: np.ndarray, topology_pdb: Path, frame
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-
-
-#: Largest |coordinate| of a starting frame, nm: beyond it a frame is taken for damaged (NaN-free blow-ups).
-MAX_COORDINATE_NM = 1.0e4
 
 
 def _start_frames(unbinder: Unbinder, starts_nm: np.ndarray | None) -> np.ndarray:

@@ -819,6 +819,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """``biomd walkers``: metadynamics walkers seeded along a path, one shared bias directory."""
+    if args.cv2 is not None and args.cv2 == args.cv:
+        raise ValueError(f"--cv2 {args.cv2} is --cv again: a 2-D bias needs two different variables (e.g. "
+                         "--cv path --cv2 path-z), or leave --cv2 out")
     inputs = resolve_inputs(args)
     cvs = [inputs.build_cv(args.path_nodes)]
     if args.cv2:

@@ -167,6 +167,8 @@ def test_t4l_sum_matches_openmm_and_vanishes_far_away(lysozyme):
     )
     assert np.abs(far.total_kj_mol).max() < 1e-2
     assert abs(far.summed_kj_mol()[1]) < abs(far.summed_kj_mol()[0]) < 0.1
+    with pytest.raises(ValueError, match="beyond 10000 nm"):  # a blown-up frame gives no energies (were NaN)
+        residue_interaction_energies(loaded.system, loaded.topology, np.full_like(frames[:1], 1e20), ligand)
 
 
 # --------------------------------------------------------------------------- hand-built systems

@@ -317,3 +317,9 @@ def test_command_line_two_cvs(path, tmp_path, capsys):
     assert header == ["distance", "path_s", "f_kj_mol", "f_kt"] and len(table) == f.size
     names = sorted(p.name for p in (tmp_path / "run" / "bias").iterdir())
     assert all(re.fullmatch(r"bias_[01]_1\.npy", n) for n in names) and len(names) == 2
+    # The same variable twice is no 2-D bias: refused before anything is written.
+    same = parser.parse_args(["--path", str(tmp_path / "path.dcd"), "--system", "host-guest", "--cv", "path",
+                              "--cv2", "path", "--out", str(tmp_path / "same")])
+    with pytest.raises(ValueError, match="--cv2 path is --cv again"):
+        walkers.main(same)
+    assert not (tmp_path / "same").exists()
