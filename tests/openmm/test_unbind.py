@@ -223,6 +223,7 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
     (out / "summary.json").write_bytes(kept[: len(kept) // 2])
     assert main(args + ["--attempts", "3"]) == 2
     assert f"{out / 'summary.json'} is damaged: it is not valid JSON" in capsys.readouterr().err
+    assert (out / "attempt_000" / "result.json").read_bytes() == before and not (out / "attempt_003").exists()
     (out / "summary.json").write_bytes(kept)
     # the real run's paths evaluate against reference paths (hand-made exits through both portals)
     reference = tmp_path / "campaign"

@@ -215,7 +215,7 @@ def test_walkers_that_blow_up_say_so_and_keep_their_commits(host_guest_cv, path,
 
 def test_damaged_walker_files_are_named_and_left_alone(host_guest_cv, path, tmp_path):
     """A resume that finds a walker's committed files damaged (cut short, emptied) stops with an error naming the
-    file, before anything is changed: no rows padded onto a short cv.csv, no checkpoint taken for a blow-up."""
+    file, before anything is changed: no rows padded onto a short cv.csv, no damaged checkpoint taken for a blow-up."""
     import shutil
 
     from openmm_biomd.data.md import DamagedRunFileError
