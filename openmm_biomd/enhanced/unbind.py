@@ -157,7 +157,7 @@ class UnbindSettings:
     Attributes
     ----------
     attempts : generated paths (spread round-robin over the starting frames)
-    max_time_ps : longest path, ps (rounded down to whole coarse blocks)
+    max_time_ps : longest path, ps (rounded down to whole coarse blocks; at least one block)
     margin_nm : exit margin beyond the pocket radius, nm
     pocket_radius_nm : pocket = receptor heavy atoms this close to the ligand in the bound frame, nm
     solver, ode_steps : ODE integration of the flow
@@ -264,6 +264,10 @@ class Unbinder:
         self.model_label = model_label(self.model)
         self.model_hash = self.model.weights_hash()
         self.time = self.model.time
+        block_ps = self.block_frames * self.time.frame_interval_ps
+        if settings.max_time_ps < block_ps * (1 - 1e-9):
+            raise ValueError(f"max_time_ps {settings.max_time_ps:g} is shorter than one generated block of this model "
+                             f"({block_ps:g} ps): give at least {block_ps:g} ps (paths are whole blocks)")
         positions = np.asarray(loaded.positions, dtype=np.float64)
         self.graph = self.model.featurize(loaded.topology, positions_nm=positions, ligand_sdf=ligand_sdf)
         check_compatibility(self.model, self.graph, allow_transfer=allow_transfer)
@@ -327,7 +331,7 @@ class Unbinder:
 
     @property
     def max_frames(self) -> int:
-        blocks = max(1, int(self.settings.max_time_ps / (self.block_frames * self.time.frame_interval_ps) + 1e-9))
+        blocks = int(self.settings.max_time_ps / (self.block_frames * self.time.frame_interval_ps) + 1e-9)
         return blocks * self.block_frames
 
     def attempt(self, start_nm: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:

@@ -225,6 +225,11 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
     assert f"{out / 'summary.json'} is damaged: it is not valid JSON" in capsys.readouterr().err
     assert (out / "attempt_000" / "result.json").read_bytes() == before and not (out / "attempt_003").exists()
     (out / "summary.json").write_bytes(kept)
+    short = ["unbind", "--system", "host-guest", "--model", "host-guest", "--max-time", "10ps", "--out",
+             str(tmp_path / "short"), "--quiet"]  # shorter than one 20 ps block: paths would outrun it
+    assert main(short) == 2
+    assert "max_time_ps 10 is shorter than one generated block of this model (20 ps)" in capsys.readouterr().err
+    assert not (tmp_path / "short").exists()
     # the real run's paths evaluate against reference paths (hand-made exits through both portals)
     reference = tmp_path / "campaign"
     _reference_campaign(reference, host_guest, unbinder.pocket.ligand, unbinder.pocket)
