@@ -438,7 +438,7 @@ def _as_frames(frames_nm: Any) -> np.ndarray:
     """``[T, N, 3]`` float64 nm from an array, a single ``[N, 3]`` frame or a Quantity."""
     from openmm import unit
 
-    from ..data.md import MAX_COORDINATE_NM
+    from ..data.md import MAX_COORDINATE_NM, first_damaged_frame
 
     if unit.is_quantity(frames_nm):
         frames_nm = frames_nm.value_in_unit(unit.nanometer)
@@ -449,7 +449,7 @@ def _as_frames(frames_nm: Any) -> np.ndarray:
         raise ValueError(f"frames must have shape [T, N, 3] nm, got {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError("frames contain NaN or infinite coordinates")
-    if np.abs(x).max(initial=0.0) >= MAX_COORDINATE_NM:
+    if first_damaged_frame(x) is not None:
         raise ValueError(f"frames contain coordinates beyond {MAX_COORDINATE_NM:g} nm (a damaged or blown-up frame)")
     return x
 
@@ -1194,6 +1194,9 @@ def main(args: argparse.Namespace) -> int:
         if not name:
             raise ValueError("give --ligand (an mdtraj selection such as 'resname LIG')")
         ligand = f"resname {name}"
+    for option, value in (("--near", args.near), ("--frame-interval", args.frame_interval)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{option} must be positive, not {value}")
     path = Path(args.trajectory)
     if not path.is_file():
         raise FileNotFoundError(f"trajectory {path} does not exist")
@@ -1206,9 +1209,6 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"cannot read {path} as a trajectory ({exc}); give one mdtraj reads (DCD, XTC, ...)") from None
     if traj.n_frames == 0:
         raise ValueError(f"{path} holds no frames")
-    for name in ("near", "frame_interval"):
-        if getattr(args, name) is not None and not getattr(args, name) > 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, not {getattr(args, name)}")
     times = _trajectory_times(path, traj, args.stride, args.frame_interval)
     frames = np.asarray(traj.xyz, dtype=np.float64)  # [T, N, 3] nm
     box = None if traj.unitcell_vectors is None else np.asarray(traj.unitcell_vectors, dtype=np.float64)

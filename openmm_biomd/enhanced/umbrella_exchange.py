@@ -167,10 +167,7 @@ class _ReplicaNoise:
         integrator = openmm.XmlSerializer.clone(context.getIntegrator())
         integrator.setRandomNumberSeed(_nth_seed(self.seed, replica))
         fresh = openmm.Context(context.getSystem(), integrator, context.getPlatform(), self._properties)
-        try:
-            return fresh.createCheckpoint()
-        finally:
-            del fresh
+        return fresh.createCheckpoint()
 
 
 class _ReplicaNoiseCache(cache.ContextCache):
