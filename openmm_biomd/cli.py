@@ -402,6 +402,13 @@ def main(argv: list[str] | None = None) -> int:
         # User-facing errors (bad input, damaged or unwritable files): one clear line, no traceback.
         print(f"biomd {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        openmm = sys.modules.get("openmm")  # loaded by whatever raised an OpenMMException
+        if openmm is None or not isinstance(exc, openmm.OpenMMException):
+            raise
+        print(f"biomd {args.command}: error: OpenMM refused: {exc}. Check the inputs (topology, coordinates, "
+              "force field), the platform and its threads; files already written are kept.", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"biomd {args.command}: interrupted. Files already written are kept; the same command resumes from "
               "the run's last checkpoint (a command without checkpoints, such as a steered pull, starts again).",

@@ -46,6 +46,22 @@ def test_biomd_run_defaults_are_the_run_requests():
         assert getattr(args, switch) == getattr(RunRequest, field), switch
 
 
+def test_an_openmm_error_is_one_line_and_no_traceback(monkeypatch, capsys):
+    """An OpenMM exception no module anticipated (here a real one: an unknown platform) ends in exit status 2."""
+    import openmm
+
+    from openmm_biomd import cli
+
+    def refused(args):
+        openmm.Platform.getPlatformByName("NoSuchPlatform")
+
+    monkeypatch.setitem(cli.COMMANDS, "presets", (refused, *cli.COMMANDS["presets"][1:]))
+    assert main(["presets"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("biomd presets: error: OpenMM refused: There is no registered Platform called")
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
 def test_an_interrupted_command_says_how_to_go_on(monkeypatch, capsys):
     """Ctrl-C: no traceback, exit status 130, and what happens to the files and how to resume."""
     from openmm_biomd import cli

@@ -76,17 +76,6 @@ class MDBlewUpError(RuntimeError):
     """A simulation's coordinates or energy became NaN (the MD blew up); the message says what is kept."""
 
 
-#: Largest |coordinate| an input frame may have, nm: beyond it a frame is taken for damaged (a blow-up without NaN).
-MAX_COORDINATE_NM = 1.0e4
-
-
-def first_damaged_frame(frames_nm: np.ndarray) -> int | None:
-    """Index of the first ``[..., N, 3]`` nm frame with a coordinate that is not finite or lies beyond
-    :data:`MAX_COORDINATE_NM` (``frames_nm`` ``[T, N, 3]``); ``None`` when every frame is sound."""
-    sound = np.all(np.isfinite(frames_nm) & (np.abs(frames_nm) < MAX_COORDINATE_NM), axis=(-2, -1))
-    return None if sound.all() else int(np.argmin(sound))
-
-
 class DamagedRunFileError(RuntimeError):
     """A file of a run directory cannot be read back (cut short, emptied or edited); the message names it."""
 

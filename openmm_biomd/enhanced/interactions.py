@@ -78,6 +78,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..data.frame_checks import check_frames_fit, minimum_image
+from ..data.md import _quiet_c_stdout
+
 #: Coulomb's constant 1/(4π ε0) in kJ mol⁻¹ nm e⁻², OpenMM's value (ONE_4PI_EPS0 of OpenMM ≥ 8.0).
 ONE_4PI_EPS0 = 138.93545764438198
 
@@ -418,27 +421,10 @@ def _default_box(system: Any) -> np.ndarray:
     return np.array([v.value_in_unit(unit.nanometer) for v in system.getDefaultPeriodicBoxVectors()])
 
 
-def _minimum_image(d: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Minimum-image displacements as OpenMM reduces them (c, then b, then a) for reduced triclinic boxes.
-
-    Parameters
-    ----------
-    d : ``[t, ..., 3]`` nm displacements
-    box : ``[t, 3, 3]`` nm box vectors (rows)
-    """
-    shape = (box.shape[0],) + (1,) * (d.ndim - 2)
-    for axis in (2, 1, 0):
-        vec = box[:, axis].reshape(shape + (3,))  # [t, 1.., 3]
-        shift = np.round(d[..., axis] / box[:, axis, axis].reshape(shape))  # [t, ...]
-        d = d - shift[..., None] * vec
-    return d
-
-
-def _as_frames(frames_nm: Any) -> np.ndarray:
-    """``[T, N, 3]`` float64 nm from an array, a single ``[N, 3]`` frame or a Quantity."""
+def _as_frames(frames_nm: Any, system: Any, box_vectors_nm: Any = None) -> np.ndarray:
+    """``[T, N, 3]`` float64 nm from an array, a single ``[N, 3]`` frame or a Quantity, refused unless
+    every frame is sound and fits ``system`` (its atom count and stiff bonds; :mod:`..data.frame_checks`)."""
     from openmm import unit
-
-    from ..data.md import MAX_COORDINATE_NM, first_damaged_frame
 
     if unit.is_quantity(frames_nm):
         frames_nm = frames_nm.value_in_unit(unit.nanometer)
@@ -447,10 +433,12 @@ def _as_frames(frames_nm: Any) -> np.ndarray:
         x = x[None]
     if x.ndim != 3 or x.shape[-1] != 3:
         raise ValueError(f"frames must have shape [T, N, 3] nm, got {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError("frames contain NaN or infinite coordinates")
-    if first_damaged_frame(x) is not None:
-        raise ValueError(f"frames contain coordinates beyond {MAX_COORDINATE_NM:g} nm (a damaged or blown-up frame)")
+    if x.shape[1] != system.getNumParticles():
+        raise ValueError(f"frames have {x.shape[1]} atoms, the System {system.getNumParticles()} particles")
+    box = None
+    if system.usesPeriodicBoundaryConditions():  # a trajectory may be wrapped atom by atom
+        box = _box_array(_default_box(system) if box_vectors_nm is None else box_vectors_nm, len(x))
+    check_frames_fit(x, system, "trajectory", box_nm=box)
     return x
 
 
@@ -582,11 +570,10 @@ def residue_interaction_energies(
     InteractionEnergies
         ``coulomb_kj_mol`` and ``lj_kj_mol`` of shape ``[T, R]``, kJ/mol.
     """
-    x = _as_frames(frames_nm)  # [T, N, 3]
+    x = _as_frames(frames_nm, system, box_vectors_nm)  # [T, N, 3]
     n_frames, n_atoms = x.shape[:2]
-    if n_atoms != system.getNumParticles() or n_atoms != topology.getNumAtoms():
-        raise ValueError(f"frames have {n_atoms} atoms, the System {system.getNumParticles()} particles and the "
-                         f"topology {topology.getNumAtoms()} atoms")
+    if n_atoms != topology.getNumAtoms():
+        raise ValueError(f"frames have {n_atoms} atoms, the topology {topology.getNumAtoms()} atoms")
     model = _pair_model(system, long_range)
     lig = _ligand_array(topology, ligand_atoms)  # [L]
     if by not in ("residue", "atom"):
@@ -647,7 +634,7 @@ def residue_interaction_energies(
         xs = x[t0 : t0 + chunk]  # [t, N, 3]
         d = xs[:, None, rec, :] - xs[:, lig, None, :]  # [t, L, M, 3]
         if model.periodic:
-            d = _minimum_image(d, box[t0 : t0 + chunk])
+            d = minimum_image(d, box[t0 : t0 + chunk])
         r = np.sqrt(np.einsum("tlmk,tlmk->tlm", d, d))  # [t, L, M] nm
         nearest = np.minimum(nearest, r.min(axis=(0, 1)))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -668,7 +655,7 @@ def residue_interaction_energies(
         if len(ex_l):
             de = xs[:, rec[ex_m], :] - xs[:, lig[ex_l], :]  # [t, E', 3]
             if model.exceptions_periodic:
-                de = _minimum_image(de, box[t0 : t0 + chunk])
+                de = minimum_image(de, box[t0 : t0 + chunk])
             re = np.linalg.norm(de, axis=-1)  # [t, E']
             sr6 = (ex_p[:, 1] / re) ** 6
             # Exceptions are plain Coulomb + LJ with their own parameters and no cutoff (as in OpenMM).
@@ -834,7 +821,7 @@ def openmm_interaction_energy(
     """
     import openmm
 
-    x = _as_frames(frames_nm)
+    x = _as_frames(frames_nm, system, box_vectors_nm)
     lig = np.unique(np.asarray(ligand_atoms, dtype=int))
     partner = _partner(system, lig, partner_atoms)
     force = openmm.XmlSerializer.clone(_nonbonded_force(system))
@@ -914,7 +901,7 @@ def gb_interaction_energy(
     np.ndarray or None
         ``[T]`` kJ/mol.
     """
-    x = _as_frames(frames_nm)
+    x = _as_frames(frames_nm, system, box_vectors_nm)
     forces = [f for f in system.getForces() if type(f).__name__ in _GB_FORCES]
     if not forces:
         return None
@@ -1202,7 +1189,8 @@ def main(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"trajectory {path} does not exist")
     md_top = mdtraj.Topology.from_openmm(loaded.topology)
     try:
-        traj = mdtraj.load(str(path), top=md_top, stride=args.stride)
+        with _quiet_c_stdout():  # mdtraj's DCD plugin greets every file on the C stdout, amid our JSON
+            traj = mdtraj.load(str(path), top=md_top, stride=args.stride)
     except ValueError as exc:  # mdtraj: atom count mismatch
         raise ValueError(f"{path} does not match the system ({md_top.n_atoms} atoms): {exc}") from None
     except OSError as exc:  # not a trajectory mdtraj reads, or cut short

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..data.frame_checks import check_frames_fit
 from ..data.md import (
     RunMismatchError,
     _atomic_write_bytes,
@@ -238,8 +239,11 @@ def _frames3(frames_nm: Any) -> np.ndarray:
     return frames
 
 
-def check_frames(frames_nm: Any, n_atoms: int, what: str = "path") -> np.ndarray:
-    """``frames_nm`` as a float64 ``[T, N, 3]`` nm array; clear errors for an empty or mismatched path."""
+def check_frames(frames_nm: Any, system: Any, what: str = "path") -> np.ndarray:
+    """``frames_nm`` as a float64 ``[T, N, 3]`` nm array for OpenMM ``system``; clear errors for an empty path,
+    one of another atom count, and frames damaged or not fitting the system's bonds
+    (:func:`..data.frame_checks.check_frames_fit`)."""
+    n_atoms = system.getNumParticles()
     frames = np.asarray(frames_nm, dtype=np.float64)
     if frames.size == 0 or frames.ndim != 3 or len(frames) == 0:
         raise ValueError(f"the {what} is empty (shape {frames.shape}); it needs at least one frame [T, N, 3] nm")
@@ -248,8 +252,7 @@ def check_frames(frames_nm: Any, n_atoms: int, what: str = "path") -> np.ndarray
             f"the {what}'s frames have shape {frames.shape[1:]}, but the system has {n_atoms} particles "
             f"(expected [T, {n_atoms}, 3] nm): a different topology?"
         )
-    if not np.all(np.isfinite(frames)):
-        raise ValueError(f"the {what} holds non-finite coordinates")
+    check_frames_fit(frames, system, what)
     return np.ascontiguousarray(frames)
 
 
@@ -574,7 +577,7 @@ def resolve_inputs(args: argparse.Namespace) -> SeedingInputs:
                 f"the unbind run's paths hold its {summary['modelled_atoms']} modelled atoms, the system has {n_atoms} "
                 "particles (solvent not modelled?): seeding MD needs every particle's position"
             )
-        frames = check_frames(frames, n_atoms)
+        frames = check_frames(frames, loaded.system)
 
     if args.ligand:
         ligand = select_atoms(loaded.topology, args.ligand)

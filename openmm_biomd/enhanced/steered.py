@@ -186,7 +186,7 @@ def steered_path(
     loaded = as_loaded_system(loaded)
     n_atoms = loaded.system.getNumParticles()
     start = loaded.positions if start_positions_nm is None else check_frames(
-        np.asarray(start_positions_nm)[None], n_atoms, "start structure")[0]
+        np.asarray(start_positions_nm)[None], loaded.system, "start structure")[0]
     if from_value is None:
         from_value = float(cv.values(start[None])[0])
     settings = SteeredSettings(

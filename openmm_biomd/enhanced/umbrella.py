@@ -343,7 +343,7 @@ def seed_umbrella_windows(
     started = time.perf_counter()
     loaded = as_loaded_system(loaded)
     n_atoms = loaded.system.getNumParticles()
-    frames = check_frames(path_frames_nm, n_atoms)
+    frames = check_frames(path_frames_nm, loaded.system)
     values = np.asarray(cv.values(frames), dtype=np.float64)  # [T]
     if not np.all(np.isfinite(values)):
         raise ValueError("the CV is not finite on every path frame")
@@ -371,6 +371,14 @@ def seed_umbrella_windows(
     if old_path.exists():  # what the finished windows (and a replica-exchange run) recorded is kept
         old = read_json(old_path)
         summary.update({key: old[key] for key in ("windows", "exchange") if key in old})
+    finished: dict[int, dict] = {}  # plain windows already run (read first: a damaged one changes nothing)
+    todo = []
+    for plan in [] if settings.replica_exchange else windows:
+        done = out / f"window_{plan['index']:03d}" / "result.json"
+        if done.exists():
+            finished[plan["index"]] = read_json(done)
+        else:
+            todo.append(plan)
     _atomic_write_json(old_path, summary)  # the plan is on disk before the first window runs
 
     def report(result: dict) -> None:
@@ -389,15 +397,8 @@ def seed_umbrella_windows(
         for result in results:
             report(result)
     else:
-        finished: dict[int, dict] = {}
-        todo = []
-        for plan in windows:
-            done = out / f"window_{plan['index']:03d}" / "result.json"
-            if done.exists():
-                finished[plan["index"]] = read_json(done)
-                report(finished[plan["index"]])
-            else:
-                todo.append(plan)
+        for result in finished.values():
+            report(result)
 
         def run(plan: dict) -> dict:
             return _run_window(loaded, frames[plan["start_frame"]], cv, settings, plan,
@@ -488,7 +489,7 @@ def refine_umbrella_windows(
                                    "use the same min_overlap or a new output directory")
         if record["base_centres"] is not None:  # go on from the windows the recorded rounds added
             loaded = as_loaded_system(loaded)
-            frames = check_frames(path_frames_nm, loaded.system.getNumParticles())
+            frames = check_frames(path_frames_nm, loaded.system)
             requested = settings.window_centres(np.asarray(cv.values(frames), dtype=np.float64))
             if list(map(_centre_key, requested)) != list(map(_centre_key, record["base_centres"])):
                 raise RunMismatchError(f"{out} refined other windows (centres {record['base_centres']}) than "

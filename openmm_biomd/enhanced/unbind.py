@@ -55,14 +55,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.md import (
-    MAX_COORDINATE_NM,
-    _atomic_write_bytes,
-    _atomic_write_json,
-    first_damaged_frame,
-    read_json,
-    replica_seed,
-)
+from ..data.frame_checks import check_frames_fit
+from ..data.md import _atomic_write_bytes, _atomic_write_json, read_json, replica_seed
 from ..data.metadynamics import pocket_atoms, select_atoms
 
 SUMMARY_FORMAT = "biomd-unbind"
@@ -504,10 +498,7 @@ def _start_frames(unbinder: Unbinder, starts_nm: np.ndarray | None) -> np.ndarra
     elif starts.shape[1] != len(unbinder.modelled):
         raise ValueError(f"starting frames have {starts.shape[1]} atoms; expected {n_system} (whole system) or "
                          f"{len(unbinder.modelled)} (modelled atoms)")
-    damaged = first_damaged_frame(starts)
-    if damaged is not None:
-        raise ValueError(f"starting frame {damaged} holds coordinates that are not finite or lie beyond "
-                         f"{MAX_COORDINATE_NM:g} nm (a damaged or blown-up frame): give bound poses from MD")
+    check_frames_fit(starts, unbinder.loaded.system, "starting frames", atoms=unbinder.modelled)
     bound = ~unbinder.pocket.unbound(starts)
     if not bound.all():
         raise ValueError(f"starting frame {int(np.argmin(bound))} is not bound (ligand beyond the pocket's exit "

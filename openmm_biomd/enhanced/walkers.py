@@ -647,7 +647,7 @@ def run_walkers(
     if not 1 <= len(cvs) <= 2:
         raise ValueError(f"walkers bias one or two CVs, got {len(cvs)}")
     n_atoms = loaded.system.getNumParticles()
-    frames = check_frames(path_frames_nm, n_atoms)
+    frames = check_frames(path_frames_nm, loaded.system)
     values = np.stack([np.asarray(cv.values(frames), dtype=np.float64) for cv in cvs], axis=1)  # [T, C]
     if not np.all(np.isfinite(values)):
         raise ValueError("a CV is not finite on every path frame")

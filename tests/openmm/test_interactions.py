@@ -392,3 +392,11 @@ def test_cli_on_a_dcd(host_guest, tmp_path, capsys):
     notes.write_text("not a trajectory")
     with pytest.raises(ValueError, match="cannot read .*notes.dcd as a trajectory"):
         main(parser.parse_args(["--system", "host-guest", "--trajectory", str(notes), "--out", str(out)]))
+    # The same atom count in another order (a trajectory of another build of the complex) gave energies of
+    # nonsense; now its first frame is named, and nothing of the earlier output is touched.
+    kept = (out / "interactions.json").read_bytes()
+    shuffled = tmp_path / "shuffled.dcd"
+    write_dcd(shuffled, loaded.topology, frames[:, np.random.default_rng(0).permutation(frames.shape[1])], 2.0)
+    with pytest.raises(ValueError, match="frame 0 of the trajectory does not fit the system: atoms"):
+        main(parser.parse_args(["--system", "host-guest", "--trajectory", str(shuffled), "--out", str(out)]))
+    assert (out / "interactions.json").read_bytes() == kept

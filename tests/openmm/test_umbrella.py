@@ -702,8 +702,8 @@ def test_bad_inputs_are_refused(host_guest_cv, pulled, tmp_path):
     assert not any(tmp_path.glob("window_*"))
 
 
-def test_unreadable_and_damaged_files_and_bad_machine_settings_get_one_line_errors(pulled, distance_run, tmp_path,
-                                                                                    capsys):
+def test_unreadable_and_damaged_files_and_bad_machine_settings_get_one_line_errors(host_guest_cv, pulled,
+                                                                                    distance_run, tmp_path, capsys):
     """Through ``biomd``: a file that is no trajectory, an output path that is a file, a CPU this process may not
     use, zero threads, a window record cut short: exit status 2 and one line naming the problem."""
     from openmm_biomd.cli import main
@@ -734,6 +734,10 @@ def test_unreadable_and_damaged_files_and_bad_machine_settings_get_one_line_erro
     record.write_bytes(kept[:50])
     with pytest.raises(DamagedRunFileError, match=r"window_002/result.json is damaged: it is not valid JSON"):
         analyze_umbrella(damaged, write=False)
+    summary = (damaged / "umbrella.json").read_bytes()  # resuming names it too, before rewriting the summary
+    with pytest.raises(DamagedRunFileError, match=r"window_002/result.json is damaged"):
+        seed_umbrella_windows(host_guest_cv[0], pulled[1], host_guest_cv[3], UmbrellaSettings(**DIST), damaged)
+    assert (damaged / "umbrella.json").read_bytes() == summary
     record.write_bytes(kept)
     samples = damaged / "window_001" / "cv.csv"
     rows = samples.read_text().splitlines(keepends=True)

@@ -214,11 +214,16 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
     (out / "summary.json").write_text(json.dumps(legacy))
     assert main(args + ["--attempts", "3"]) == 0
     assert json.loads((out / "summary.json").read_text())["results"] == saved["results"]
-    # damaged inputs: a NaN starting frame, a summary cut short (named, the run left as it was)
-    starts = np.repeat(host_guest.positions[None], 2, axis=0)
+    # damaged inputs: a NaN starting frame, one with its atoms in another order, a summary cut short (named,
+    # the run left as it was)
+    starts = np.repeat(np.asarray(host_guest.positions)[None], 2, axis=0)
     starts[1, 7] = np.nan
-    with pytest.raises(ValueError, match="starting frame 1 holds coordinates that are not finite"):
+    with pytest.raises(ValueError, match="frame 1 of the starting frames holds coordinates that are not finite"):
         unbind(host_guest, "host-guest", tmp_path / "nan_starts", unbinder=unbinder, starts_nm=starts)
+    starts[1] = starts[0][np.random.default_rng(0).permutation(len(starts[0]))]
+    with pytest.raises(ValueError, match="frame 1 of the starting frames does not fit the system: atoms"):
+        unbind(host_guest, "host-guest", tmp_path / "permuted_starts", unbinder=unbinder, starts_nm=starts)
+    assert not (tmp_path / "nan_starts").exists() and not (tmp_path / "permuted_starts").exists()
     kept = (out / "summary.json").read_bytes()
     (out / "summary.json").write_bytes(kept[: len(kept) // 2])
     assert main(args + ["--attempts", "3"]) == 2

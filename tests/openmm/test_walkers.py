@@ -274,6 +274,10 @@ def test_bad_walker_inputs(host_guest_cv, path, tmp_path):
         run_walkers(loaded, path, cv, WalkerSettings(**{**SETTINGS, "cv_min": (0.0,), "cv_max": (0.5,)}), tmp_path)
     with pytest.raises(ValueError, match="empty"):
         run_walkers(loaded, path[:0], cv, settings, tmp_path)
+    torn = path.copy()  # one frame torn apart (σ 4.3 nm): every coordinate finite and small, the bonds broken
+    torn[1] += np.random.default_rng(0).normal(0.0, 4.3, torn[1].shape)
+    with pytest.raises(ValueError, match="frame 1 of the path does not fit the system: atoms"):
+        run_walkers(loaded, torn, cv, settings, tmp_path)
     with pytest.raises(ValueError, match="hill"):
         WalkerSettings(**{**SETTINGS, "deposit_interval_ps": 0.03})
     with pytest.raises(ValueError, match="bias_factor"):
