@@ -96,6 +96,29 @@ def read_json(path: str | os.PathLike) -> Any:
         raise damaged_file(path, f"it is not valid JSON ({e})") from e
 
 
+def load_checkpoint(context: Any, path: str | os.PathLike) -> None:
+    """Load the OpenMM checkpoint file ``path`` into ``context``; a damaged one raises :class:`DamagedRunFileError`.
+
+    OpenMM loads a file cut short without a word (the velocities it lacks read as zero, the random state is
+    lost, or the Context's state is garbage), so the file must first be exactly as long as a checkpoint of
+    ``context`` itself: the layout depends only on the System, the integrator and the platform with its
+    threads (one random stream per thread), none of which change during a run.
+    """
+    import openmm
+
+    data = Path(path).read_bytes()
+    expected = len(context.createCheckpoint())
+    if len(data) != expected:
+        raise damaged_file(path, f"it holds {len(data)} bytes, where a checkpoint of this run's System, integrator "
+                           f"and platform holds {expected}",
+                           "Restore it from a copy, or resume with the platform and threads the run was started "
+                           "with, or start again in a new output directory.")
+    try:
+        context.loadCheckpoint(data)
+    except openmm.OpenMMException as e:
+        raise damaged_file(path, f"OpenMM cannot load it ({e})") from e
+
+
 @contextlib.contextmanager
 def explained_blow_up(what: str, kept: str) -> Iterator[None]:
     """Turn OpenMM's NaN failure inside the block into an :class:`MDBlewUpError` naming ``what`` blew up,
@@ -704,18 +727,23 @@ def generate_md(
 
     flush("running")
     budget = max_chunks
-    for replica in range(settings.replicas):
-        if budget is not None and budget <= 0:
-            break
-        rdir = ReplicaDir(out / f"replica_{replica:03d}")
-        with pinned_to_cpu(cpu):
-            written = _run_replica(
-                loaded, settings, rdir, meta["seeds"][replica], plat, properties, budget,
-                on_chunk=lambda frames, seconds, r=replica: _on_chunk(meta, session, r, frames, seconds, flush, log),
-            )
-        meta["frames_per_replica"][replica] = rdir.progress()["frames"]
-        if budget is not None:
-            budget -= written
+    try:
+        for replica in range(settings.replicas):
+            if budget is not None and budget <= 0:
+                break
+            rdir = ReplicaDir(out / f"replica_{replica:03d}")
+            with pinned_to_cpu(cpu):
+                written = _run_replica(
+                    loaded, settings, rdir, meta["seeds"][replica], plat, properties, budget,
+                    on_chunk=lambda frames, seconds, r=replica: _on_chunk(meta, session, r, frames, seconds, flush,
+                                                                          log),
+                )
+            meta["frames_per_replica"][replica] = rdir.progress()["frames"]
+            if budget is not None:
+                budget -= written
+    except BaseException:  # a damaged checkpoint, a blow-up, Ctrl-C: the record says the run stopped
+        flush("incomplete")
+        raise
     complete = all(f >= settings.n_frames for f in meta["frames_per_replica"][: settings.replicas])
     flush("complete" if complete else "incomplete")
     return meta
@@ -760,7 +788,7 @@ def _run_replica(
     simulation = make_simulation(loaded, settings, seed, platform, properties)
     spf = settings.steps_per_frame
     if rdir.checkpoint.exists():
-        simulation.loadCheckpoint(str(rdir.checkpoint))
+        load_checkpoint(simulation.context, rdir.checkpoint)
         progress = rdir.reconcile(int(simulation.currentStep), spf)
     else:
         # Killed (or never started) before the first checkpoint: start this replica afresh.

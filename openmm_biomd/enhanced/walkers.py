@@ -81,7 +81,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import openmm
 from openmm import unit
 from openmm.app.metadynamics import Metadynamics, _LoadedBias
 
@@ -93,6 +92,7 @@ from ..data.md import (
     damaged_file,
     equilibrate,
     explained_blow_up,
+    load_checkpoint,
     make_simulation,
     package_versions,
     parse_time_ps,
@@ -506,10 +506,7 @@ class _Walker:
             if not path.exists():
                 raise damaged_file(self.dir, f"walker {self.index}'s last commit (step {step}) names {path.name}, "
                                    "which is missing")
-        try:
-            self.simulation.loadCheckpoint(str(chk))
-        except openmm.OpenMMException as e:
-            raise damaged_file(chk, f"OpenMM cannot load it ({e})") from e
+        load_checkpoint(self.simulation.context, chk)
         state = self.simulation.context.getState(getPositions=True, getVelocities=True, getEnergy=True)
         numbers = [state.getPositions(asNumpy=True).value_in_unit(unit.nanometer),
                    state.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond),

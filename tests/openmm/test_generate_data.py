@@ -278,6 +278,26 @@ def test_stop_then_resume_matches_uninterrupted(tmp_path, small_reference, damag
     assert len(list(replica.glob("chunk_*.dcd"))) == 5 and not list(replica.glob("*.tmp"))
 
 
+def test_a_checkpoint_cut_short_is_named_and_nothing_changes(tmp_path):
+    """OpenMM loads a checkpoint cut short without a word (zero velocities, lost random state): the resume
+    refuses it, naming the file, before any frame is written (the metadata records the stopped session)."""
+    from openmm_biomd.data.md import DamagedRunFileError
+
+    out = tmp_path / "run"
+    generate_md("alanine-dipeptide", out, **SMALL, max_chunks=2)
+    checkpoint = out / "replica_000" / "checkpoint.chk"
+    whole = checkpoint.read_bytes()
+    for kept in (len(whole) // 3, int(0.8 * len(whole)), len(whole) - 1):
+        checkpoint.write_bytes(whole[:kept])
+        before = {f: f.read_bytes() for f in out.rglob("*") if f.is_file() and f.name != "metadata.json"}
+        with pytest.raises(DamagedRunFileError, match=rf"checkpoint\.chk is damaged: it holds {kept} bytes, where a "
+                                                      rf"checkpoint of this run's System, integrator and platform "
+                                                      rf"holds {len(whole)}"):
+            generate_md("alanine-dipeptide", out, **SMALL)
+        assert {f: f.read_bytes() for f in out.rglob("*") if f.is_file() and f.name != "metadata.json"} == before
+        assert json.loads((out / "metadata.json").read_text())["status"] == "incomplete"  # the session's record
+
+
 def test_a_run_pinned_to_a_core_makes_the_same_frames(tmp_path, small_reference):
     """``cpu=`` (``--cpu``): Contexts made and driven on one core, one thread; the frames are those of the
     unpinned single-thread run, the session records the core, and the caller's CPU mask is as it was."""

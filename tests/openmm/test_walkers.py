@@ -229,10 +229,13 @@ def test_damaged_walker_files_are_named_and_left_alone(host_guest_cv, path, tmp_
         "cv.csv": (lambda d: (d / "cv.csv").write_bytes((d / "cv.csv").read_bytes()[:40]),
                    r"cv\.csv is damaged: walker 0's last commit \(step 100\) wrote \d+ bytes of CV rows, the file "
                    r"holds 40"),
-        "empty checkpoint": (lambda d: (d / chk.name).write_bytes(b""), r"\.chk is damaged: OpenMM cannot load it"),
-        "checkpoint cut short": (lambda d: (d / chk.name).write_bytes(chk.read_bytes()[:300]),
-                                 r"\.chk is damaged: (OpenMM cannot load it|it loads, but with coordinates, "
-                                 r"velocities or an energy that are not finite)"),
+        "empty checkpoint": (lambda d: (d / chk.name).write_bytes(b""), r"\.chk is damaged: it holds 0 bytes, where "
+                             r"a checkpoint of this run's System, integrator and platform holds \d+"),
+        # OpenMM loads a checkpoint cut short silently: early, a garbage state; in its velocities, zeros for
+        # the atoms it lacks (106 of 156 at 40 %); at its end, no random state
+        **{f"checkpoint cut to {int(100 * f)} %": ((lambda f: lambda d: (d / chk.name).write_bytes(
+            chk.read_bytes()[:int(f * len(chk.read_bytes()))]))(f), r"\.chk is damaged: it holds \d+ bytes, where")
+           for f in (0.03, 0.4, 0.65, 0.999)},
         "hills cut short": (lambda d: (d / npz.name).write_bytes(npz.read_bytes()[:100]),
                             r"\.npz is damaged: its hills cannot be read"),
         "missing checkpoint": (lambda d: (d / chk.name).unlink(), r"walker_000 is damaged: .* names "
