@@ -19,8 +19,13 @@ orphans of a run killed between the chunk's rename and the checkpoint's, and
 are deleted.  A kill between the checkpoint and ``progress.json`` leaves the
 progress one chunk behind; it is rolled forward.  So a killed run, started
 again, loses at most the chunk in flight and never duplicates a frame.  The
-checkpoint also holds the integrator's random state, so on one platform a
-resumed replica continues exactly as an uninterrupted one would.
+checkpoint also holds the integrator's random state, so on one platform with one
+CPU thread (the default up to :data:`SMALL_SYSTEM_ATOMS` atoms, ``threads=1`` or
+``cpu=`` beyond) a resumed replica continues exactly as an uninterrupted one would.
+With several threads the CPU platform's sums run in an order that changes from run
+to run (its ``DeterministicForces`` property does not remove it: host–guest, two
+threads, 2026-12-07), so two runs of one seed, resumed or not, agree only in
+distribution.
 
 A checkpoint is specific to its platform (and OpenMM build): a run resumes on
 the platform it started on.  Settings that change the data (system, Δt,

@@ -52,7 +52,9 @@ commits of one exchange; the walkers left behind then run that chunk again
 alone (the others wait) and read the same files as the first time.  On one
 platform a resumed run continues exactly as an uninterrupted one would
 (bit-identical bias files and CV rows on the CPU platform, checked for both
-protocols).
+protocols) when each walker's Context has one CPU thread (``threads=1``, or
+``cpus``); with several, OpenMM's CPU sums change order from run to run and runs
+of one seed agree only in distribution (see :mod:`openmm_biomd.data.md`).
 
 Layout of ``OUT``::
 
