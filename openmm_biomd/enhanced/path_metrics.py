@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.md import read_json
+from .seeding_common import load_recorded_path, unbind_attempt_remedy
 from .unbind import Pocket, mean_success_at_k
 
 
@@ -76,15 +77,13 @@ def nearest_path_rmsd_nm(path: np.ndarray, references: list[np.ndarray], pocket:
 def campaign_paths(directory: str | Path) -> list[np.ndarray]:
     """The paths ``[T, N, 3]`` nm of a finished dissociation campaign that left the pocket, each up to its
     exit frame (a campaign run with ``after_exit_ps`` has frames after it)."""
-    import mdtraj
-
     directory = Path(directory)
-    top = mdtraj.load_topology(str(directory / "topology.pdb"))
     paths = []
     for result_path in sorted(directory.glob("seed_*/result.json")):
         result = read_json(result_path)
         if result["dissociated"]:
-            xyz = mdtraj.load(str(result_path.parent / "path.dcd"), top=top).xyz.astype(np.float64)
+            xyz = load_recorded_path(result_path.parent / "path.dcd", directory / "topology.pdb",
+                                     result.get("n_frames"))
             end = result.get("exit_frame")  # absent in campaigns made before after_exit_ps existed: path ends there
             paths.append(xyz if end is None else xyz[: end + 1])
     return paths
@@ -110,14 +109,14 @@ def pocket_of(summary: dict) -> Pocket:
 
 def generated_paths(directory: str | Path, summary: dict) -> dict[int, np.ndarray]:
     """Successful attempts of an unbind run: ``{attempt: [T, N_modelled, 3] nm}``."""
-    import mdtraj
-
     directory = Path(directory)
-    top = mdtraj.load_topology(str(directory / "topology.pdb"))
-    return {
-        r["attempt"]: mdtraj.load(str(directory / f"attempt_{r['attempt']:03d}" / "path.dcd"), top=top).xyz.astype(np.float64)
-        for r in summary["results"] if r["success"]
-    }
+    paths = {}
+    for r in summary["results"]:
+        if r["success"]:
+            folder = directory / f"attempt_{r['attempt']:03d}"
+            paths[r["attempt"]] = load_recorded_path(folder / "path.dcd", directory / "topology.pdb",
+                                                     r.get("n_frames"), unbind_attempt_remedy(folder))
+    return paths
 
 
 def unbinding_metrics(directory: str | Path, references: list[np.ndarray], n_points: int = 20,

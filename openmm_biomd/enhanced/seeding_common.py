@@ -9,7 +9,7 @@
   registry the command lines use.
 - :func:`nearest_frames` / :func:`first_arrival_frames` — which path frame
   starts a window or walker.
-- :func:`load_path_frames` / :func:`load_unbind_attempt` — a generated path
+- :func:`load_path_frames` / :func:`load_recorded_path` / :func:`load_unbind_attempt` — a generated path
   (``biomd unbind`` output) as ``[T, N, 3]`` nm.
 - :func:`add_input_arguments` / :func:`resolve_inputs` — the command-line
   inputs every seeding command takes (system, path, CV, atoms).
@@ -58,6 +58,7 @@ __all__ = [
     "first_arrival_frames",
     "frames_sha256",
     "load_path_frames",
+    "load_recorded_path",
     "load_unbind_attempt",
     "nearest_frames",
     "resolve_inputs",
@@ -342,6 +343,24 @@ def load_path_frames(path: str | os.PathLike, topology: str | os.PathLike | None
     return np.ascontiguousarray(traj.xyz, dtype=np.float64)
 
 
+def load_recorded_path(path: str | os.PathLike, topology: str | os.PathLike, n_frames: int | None,
+                       remedy: str | None = None) -> np.ndarray:
+    """Frames ``[T, N, 3]`` nm of a path a run wrote, whose record says it holds ``n_frames`` (``None``: a
+    record from before the count was kept, not checked).
+
+    A file that cannot be read, or holds another number of frames, raises
+    :class:`~openmm_biomd.data.md.DamagedRunFileError` with ``remedy``: mdtraj reads a DCD cut short as
+    the frames it still has, with no more than a warning from its C plugin.
+    """
+    try:
+        frames = load_path_frames(path, topology)
+    except ValueError as e:
+        raise damaged_file(path, f"it cannot be read as a trajectory ({e.__cause__ or e})", remedy) from e
+    if n_frames is not None and len(frames) != n_frames:
+        raise damaged_file(path, f"it holds {len(frames)} frames, the run's record {n_frames}", remedy)
+    return frames
+
+
 def load_unbind_attempt(run_dir: str | os.PathLike, attempt: int | None = None) -> tuple[np.ndarray, dict, int]:
     """One generated path of a ``biomd unbind`` run: ``(frames [T, N, 3] nm, summary dict, attempt)``.
 
@@ -360,7 +379,15 @@ def load_unbind_attempt(run_dir: str | os.PathLike, attempt: int | None = None) 
     if not dcd.exists():
         found = sorted(p.parent.name for p in run.glob("attempt_*/path.dcd"))
         raise FileNotFoundError(f"{dcd} does not exist; attempts with a path: {', '.join(found) or 'none'}")
-    return load_path_frames(dcd, run / "topology.pdb"), summary, int(attempt)
+    recorded = next((r for r in summary.get("results", []) if r.get("attempt") == int(attempt)), {})
+    frames = load_recorded_path(dcd, run / "topology.pdb", recorded.get("n_frames"), unbind_attempt_remedy(dcd.parent))
+    return frames, summary, int(attempt)
+
+
+def unbind_attempt_remedy(folder: Path) -> str:
+    """What to do about a damaged file of a ``biomd unbind`` attempt directory ``folder``."""
+    return (f"Delete {folder} and rerun the same biomd unbind command: that attempt is generated again from its own "
+            "seed (the others are kept).")
 
 
 # --------------------------------------------------------------------------- run directories

@@ -58,6 +58,7 @@ import torch
 from ..data.frame_checks import check_frames_fit
 from ..data.md import _atomic_write_bytes, _atomic_write_json, read_json, replica_seed
 from ..data.metadynamics import pocket_atoms, select_atoms
+from .seeding_common import load_recorded_path, unbind_attempt_remedy
 
 SUMMARY_FORMAT = "biomd-unbind"
 
@@ -572,8 +573,10 @@ def unbind(loaded: Any, model: Any, out_dir: str | os.PathLike, *, settings: Unb
     for i in range(settings.attempts):
         folder = out / f"attempt_{i:03d}"
         done = folder / "result.json"
-        if done.exists():
+        if done.exists():  # its path is checked too: a DCD cut short would enter every later analysis
             results.append(read_json(done))
+            load_recorded_path(folder / "path.dcd", topology_pdb, results[-1].get("n_frames"),
+                               unbind_attempt_remedy(folder))
             continue
         start_index = i % len(starts)
         frames, result = unbinder.attempt(starts[start_index], replica_seed(settings.seed, i))

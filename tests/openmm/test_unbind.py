@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import mdtraj
 import numpy as np
@@ -243,6 +244,28 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
     assert scored["attempts"] == 3 and scored["successes"] == saved["successes"] and scored["n_reference_paths"] == 2
     assert scored["path_rmsd_to_nearest_reference_nm"]["n"] == saved["successes"]
     assert (tmp_path / "ev" / "unbinding_distance.png").stat().st_size > 0
+    # a path.dcd cut short (mdtraj reads what is left, with a warning) is named: by evaluate and by a resume,
+    # which then changes nothing
+    success = next(r for r in saved["results"] if r["success"])
+    dcd = out / f"attempt_{success['attempt']:03d}" / "path.dcd"
+    whole = dcd.read_bytes()
+    dcd.write_bytes(whole[: len(whole) // 2])
+    files = {f: f.read_bytes() for f in out.rglob("*") if f.is_file()}
+    message = (rf"attempt_{success['attempt']:03d}/path.dcd is damaged: it holds \d+ frames, the run's record "
+               rf"{success['n_frames']} .*Delete .*attempt_{success['attempt']:03d} and rerun the same biomd unbind")
+    for argv in (["evaluate", "--paths", str(out), "--reference-paths", str(reference), "--out", str(tmp_path / "e2")],
+                 args + ["--attempts", "4"]):
+        assert main(argv) == 2
+        assert re.search(message, capsys.readouterr().err)
+    assert {f: f.read_bytes() for f in out.rglob("*") if f.is_file()} == files
+    assert not any(f.is_file() for f in (tmp_path / "e2").rglob("*"))  # no metrics of a damaged run
+    dcd.write_bytes(whole)
+    # a reference path cut short as well (its record counts its frames)
+    seed_dir = reference / "seed_000"
+    (seed_dir / "result.json").write_text(json.dumps({"dissociated": True, "n_frames": 40}))
+    (seed_dir / "path.dcd").write_bytes((seed_dir / "path.dcd").read_bytes()[:5000])
+    assert main(["evaluate", "--paths", str(out), "--reference-paths", str(reference), "--out", str(tmp_path / "e3")]) == 2
+    assert re.search(r"seed_000/path.dcd is damaged: it holds \d+ frames, the run's record 40", capsys.readouterr().err)
 
 
 def test_unbind_keeping_the_passing_prefix_of_refused_blocks(host_guest, tmp_path):
