@@ -57,7 +57,7 @@ import numpy as np
 from openmmtools import cache, mcmc, multistate, states
 
 from ..affinity import DedicatedThreads, run_on_cpus
-from ..data.md import MDBlewUpError, _atomic_write_json, read_json, replica_seed, whole_steps
+from ..data.md import MDBlewUpError, _atomic_write_json, damaged_file, read_json, replica_seed, whole_steps
 from .seeding_common import kt_kj_mol, write_csv
 
 __all__ = ["UmbrellaCentreState", "cv_from_energies", "run_exchange"]
@@ -401,9 +401,16 @@ def run_exchange(
 
 def _resumed_sampler(out: Path) -> tuple[_ReplicasSideBySide, Any, dict[int, dict]]:
     """The sampler, its reporter and the windows' records of a run stored in ``out``."""
-    reporter = multistate.MultiStateReporter(str(out / STORAGE_FILE), checkpoint_interval=CHECKPOINT_INTERVAL)
-    sampler = _ReplicasSideBySide.from_storage(reporter)
     records = {int(k): v for k, v in read_json(out / RECORDS_FILE).items()}
+    reporter = multistate.MultiStateReporter(str(out / STORAGE_FILE), checkpoint_interval=CHECKPOINT_INTERVAL)
+    try:
+        sampler = _ReplicasSideBySide.from_storage(reporter)
+    except (OSError, RuntimeError, KeyError, IndexError, ValueError) as e:  # netCDF4/HDF5 on a file cut short
+        reporter.close()
+        checkpoint = Path(STORAGE_FILE).stem + "_checkpoint.nc"  # openmmtools' name for its checkpoint file
+        raise damaged_file(out / STORAGE_FILE, f"openmmtools cannot resume from it ({type(e).__name__}: {e})",
+                           f"Restore it and {checkpoint} from a copy, or delete both to run the exchange again "
+                           "from the start (its windows are equilibrated again), or use a new output directory.") from e
     return sampler, reporter, records
 
 

@@ -320,6 +320,16 @@ def test_replica_exchange_windows_swap_sample_and_resume(host_guest_cv, pulled, 
     with pytest.raises(KeyboardInterrupt):
         seed_umbrella_windows(loaded, pulled[1], cv, settings, tmp_path)
     assert not any(tmp_path.glob("window_*/result.json"))
+    # The storage cut short (a full disk): named, with what to do, and left as it is.
+    damaged = tmp_path.parent / f"{tmp_path.name}_damaged"
+    shutil.copytree(tmp_path, damaged)
+    storage = damaged / "exchange.nc"
+    storage.write_bytes(storage.read_bytes()[: storage.stat().st_size // 2])
+    kept = {f.name: f.read_bytes() for f in damaged.glob("exchange*")}
+    with pytest.raises(DamagedRunFileError, match=r"exchange\.nc is damaged: openmmtools cannot resume from it .*"
+                                                  r"delete both to run the exchange again"):
+        seed_umbrella_windows(loaded, pulled[1], cv, settings, damaged)
+    assert {f.name: f.read_bytes() for f in damaged.glob("exchange*")} == kept
     records = tmp_path / "exchange_windows.json"
     stamp = os.stat(records).st_mtime_ns
     monkeypatch.setattr(umbrella_exchange, "exchange_statistics", real_statistics)
