@@ -25,20 +25,32 @@ class TopologyMismatchError(ValueError):
     """The simulation's modelled atoms do not match what the model was trained on."""
 
 
-_ADVICE = ("Fine-tune the model on MD of this system (`biomd train` with `init_from`), choose the atoms it "
-           "knows with `selection=`, or pass allow_transfer=True (`biomd run --allow-transfer`) to use it anyway.")
+_ADVICE = ("Fine-tune the model on MD of this system (`biomd train` with `init_from`), or use it anyway with "
+           "--allow-transfer (allow_transfer=True in Python; a GenerativePropagator's `selection=` can also limit the "
+           "model to atoms it knows).")
 
 
-def _unknown_atoms(graph) -> list[str]:
+def _unknown_atoms(graph) -> dict[str, list[str]]:
+    """``{residue name: ["atom (what is unknown)", ...]}`` of the modelled atoms with an ``<unk>`` token."""
     fields = (("element", graph.element, graph.element_labels), ("atom name", graph.atom_name, graph.atom_name_labels),
               ("residue", graph.residue_name, graph.residue_name_labels))
-    out = []
+    out: dict[str, list[str]] = {}
     for i in range(graph.n_atoms):
         # str(): the labels are numpy strings, whose repr under numpy 2 is "np.str_('CUC')"
         missing = [f"{what} {str(labels[i])!r}" for what, index, labels in fields if index[i] == 0]
         if missing:
-            out.append(f"{graph.residue_name_labels[i]}:{graph.atom_name_labels[i]} ({', '.join(missing)})")
+            out.setdefault(str(graph.residue_name_labels[i]), []).append(
+                f"{graph.atom_name_labels[i]} ({', '.join(missing)})")
     return out
+
+
+def _describe_unknown(unknown: dict[str, list[str]]) -> str:
+    """Residue by residue, fewest unknown atoms first (a renamed ligand before a large host), a few atoms each."""
+    parts = []
+    for residue, atoms in sorted(unknown.items(), key=lambda item: len(item[1])):
+        shown = ", ".join(atoms[:3]) + (f", … {len(atoms) - 3} more" if len(atoms) > 3 else "")
+        parts.append(f"residue {residue}: {len(atoms)} atom(s), e.g. {shown}")
+    return "; ".join(parts)
 
 
 def check_compatibility(model: Any, graph: Any, *, allow_transfer: bool = False) -> None:
@@ -51,10 +63,10 @@ def check_compatibility(model: Any, graph: Any, *, allow_transfer: bool = False)
         return
     unknown = _unknown_atoms(graph)
     if unknown:
-        shown = "; ".join(unknown[:8]) + (f"; … {len(unknown) - 8} more" if len(unknown) > 8 else "")
+        n_unknown = sum(len(atoms) for atoms in unknown.values())
         raise TopologyMismatchError(
-            f"the model's vocabularies do not know {len(unknown)} of the {graph.n_atoms} modelled atoms: {shown}. "
-            + _ADVICE)
+            f"the model's vocabularies do not know {n_unknown} of the {graph.n_atoms} modelled atoms "
+            f"({_describe_unknown(unknown)}). " + _ADVICE)
     if prints:
         sizes = sorted({int(s.get("n_atoms", 0)) for s in trained})
         residues = sorted(set(np.asarray(graph.residue_name_labels).tolist()))

@@ -16,6 +16,7 @@ import csv
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -638,6 +639,10 @@ def test_model_for_another_topology_is_refused_unless_transfer_is_allowed(model)
     message = str(info.value)
     assert "allow_transfer=True" in message and "Fine-tune" in message and "selection=" in message
     assert "CUC" in message and "np.str_" not in message
+    assert "--allow-transfer" in message and "biomd run" not in message  # the option of whichever command ran
+    # residue by residue, the one with fewest unknown atoms first (a renamed ligand before a whole host)
+    counts = [int(n) for n in re.findall(r"residue \w+: (\d+) atom\(s\), e\.g\. ", message)]
+    assert len(counts) >= 2 and counts == sorted(counts)
     prop = GenerativePropagator(sim, model, allow_transfer=True, jump_ps=5)
     assert prop.summary()["modelled_atoms"] == host_guest.system.getNumParticles()
     assert sim.currentStep == 0
