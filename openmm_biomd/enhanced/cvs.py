@@ -41,6 +41,33 @@ __all__ = [
 ]
 
 
+def atom_indices(indices: Any, name: str, n_atoms: int | None = None) -> np.ndarray:
+    """``indices`` as a 1-D int64 array of distinct atom indices (in ``[0, n_atoms)`` when given).
+
+    Clear errors for an empty list, a boolean mask or non-integer values (numpy would
+    silently read a mask as atoms 0 and 1, or truncate floats), negative or
+    out-of-range indices, and an atom listed twice.
+    """
+    array = np.asarray(indices).reshape(-1)
+    if array.size == 0:
+        raise ValueError(f"{name} is empty: a CV needs at least one atom")
+    if array.dtype == bool:
+        raise TypeError(f"{name} is a boolean mask: give atom indices (np.flatnonzero(mask))")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer atom indices, got dtype {array.dtype}")
+    if array.min() < 0:
+        raise ValueError(f"{name} has a negative atom index ({int(array.min())})")
+    if n_atoms is not None and array.max() >= n_atoms:
+        raise ValueError(f"{name} has atom index {int(array.max())}, but the frames have {n_atoms} atoms")
+    if len(np.unique(array)) != len(array):
+        raise ValueError(f"{name} lists an atom twice")
+    return array.astype(np.int64)
+
+
+#: Below this mean squared RMSD between neighbouring nodes (nm²) a path does not move its atoms.
+_STILL_PATH_NM2 = 1e-12
+
+
 def kabsch_rmsd_nm(frames_nm: np.ndarray, reference_nm: np.ndarray) -> np.ndarray:
     """RMSD after optimal superposition (translation + rotation), as ``RMSDForce`` computes it.
 
@@ -118,17 +145,27 @@ class PathCV:
     def from_path(cls, frames_nm: np.ndarray, atoms: Any, n_nodes: int = 12,
                   lambda_per_nm2: float | None = None) -> "PathCV":
         """Nodes picked along ``frames_nm [T, N, 3]`` nm; λ from the node spacing unless given."""
-        atoms = np.asarray(atoms, dtype=int)
         frames = np.asarray(frames_nm, dtype=np.float64)
+        if frames.ndim != 3 or frames.shape[-1] != 3:
+            raise ValueError(f"path frames must have shape [T, N, 3] nm, got {frames.shape}")
+        atoms = atom_indices(atoms, "the path CV's atoms", frames.shape[1])
+        finite = np.isfinite(frames[:, atoms]).all(axis=(1, 2))
+        if not finite.all():
+            raise ValueError(f"frame {int(np.argmin(finite))} of the path holds non-finite coordinates of the "
+                             "path CV's atoms")
         nodes = frames[select_path_nodes(frames, atoms, n_nodes)]
         if lambda_per_nm2 is None:
             spacing = np.array([kabsch_rmsd_nm(nodes[i + 1: i + 2, atoms], nodes[i, atoms])[0]
                                 for i in range(len(nodes) - 1)])
             mean_sq = float(np.mean(spacing**2))
-            if not mean_sq > 0:
+            if not mean_sq > _STILL_PATH_NM2:  # (identical frames leave ~1e-16 nm² of round-off)
                 raise ValueError("the path's nodes are identical: the path does not move the chosen atoms")
             lambda_per_nm2 = 2.3 / mean_sq
         return cls(nodes, atoms, float(lambda_per_nm2))
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.lambda_per_nm2) and self.lambda_per_nm2 > 0):
+            raise ValueError(f"lambda_per_nm2 must be a positive number (1/nm²), got {self.lambda_per_nm2}")
 
     @property
     def n_nodes(self) -> int:

@@ -80,6 +80,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from .cvs import atom_indices
+
 __all__ = [
     "BACKENDS",
     "CV_MODULES",
@@ -130,17 +132,8 @@ def minimum_image(delta: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
 
 
 def _index_tensor(indices: Any, name: str) -> torch.Tensor:
-    """Atom indices as a 1-D int64 tensor; clear errors for empty, negative or duplicate indices."""
-    array = np.asarray(indices).reshape(-1)
-    if array.size == 0:
-        raise ValueError(f"{name} is empty: a CV group needs at least one atom")
-    if not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer atom indices, got dtype {array.dtype}")
-    if array.min() < 0:
-        raise ValueError(f"{name} has a negative atom index ({int(array.min())})")
-    if len(np.unique(array)) != len(array):
-        raise ValueError(f"{name} lists an atom twice")
-    return torch.as_tensor(array.astype(np.int64))
+    """Atom indices as a 1-D int64 tensor (:func:`~openmm_biomd.enhanced.cvs.atom_indices`'s checks)."""
+    return torch.as_tensor(atom_indices(indices, name))
 
 
 def _whole_centroid(positions: torch.Tensor, group: torch.Tensor, box: Optional[torch.Tensor]) -> torch.Tensor:
@@ -307,8 +300,10 @@ def evaluate_cv(module: torch.nn.Module, positions_nm: Any, box_nm: Any = None) 
         if not value.requires_grad:
             raise ValueError("the CV module's output does not depend differentiably on the positions: no forces")
         (grad,) = torch.autograd.grad(value, pos, allow_unused=True)
-    forces = np.zeros((pos.shape[0], 3)) if grad is None else -grad.detach().numpy()
-    return float(value.detach()), np.ascontiguousarray(forces, dtype=np.float64)
+    if grad is None:  # differentiable through parameters or constants only
+        raise ValueError("the CV module's output does not depend differentiably on the positions (only on its "
+                         "parameters or constants): a constant CV has no forces")
+    return float(value.detach()), np.ascontiguousarray(-grad.detach().numpy(), dtype=np.float64)
 
 
 class PythonCV:
@@ -335,7 +330,12 @@ class PythonCV:
 
         positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)  # [N, 3] float64
         box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer) if self.periodic else None
-        return evaluate_cv(self.module, positions, box)
+        value, forces = evaluate_cv(self.module, positions, box)
+        if not (np.isfinite(value) and np.isfinite(forces).all()):
+            # finite on the trial positions, not here: say so, rather than let OpenMM report NaN coordinates later
+            raise ValueError(f"the PyTorch CV {type(self.module).__name__} gave a non-finite value ({value}) or "
+                             "force at the simulation's positions: make it finite wherever the atoms can go")
+        return value, forces
 
     def __getstate__(self) -> dict:
         if isinstance(self.module, torch.jit.ScriptModule):
@@ -360,12 +360,16 @@ def _trial_check(module: torch.nn.Module, n_particles: int, periodic: bool) -> N
     generator = np.random.default_rng(0)
     positions = generator.uniform(0.0, 3.0, size=(int(n_particles), 3))  # [N, 3] nm, no two atoms on top
     box = np.diag([3.0, 3.0, 3.0]) if periodic else None
+    signature = "forward(positions [N, 3], box [3, 3])" if periodic else "forward(positions [N, 3])"
     try:
         value, forces = evaluate_cv(module, positions, box)
-    except (TypeError, ValueError):
+    except TypeError as exc:
+        if "positional argument" in str(exc):  # periodic=True with a forward(positions) module, or the reverse
+            raise TypeError(f"the CV module cannot be called as {signature} (periodic={bool(periodic)}): {exc}") from exc
         raise
-    except Exception as exc:  # index out of range, wrong signature, ...: say where it came from
-        signature = "forward(positions [N, 3], box [3, 3])" if periodic else "forward(positions [N, 3])"
+    except ValueError:
+        raise
+    except Exception as exc:  # index out of range, ...: say where it came from
         raise ValueError(
             f"the CV module failed on trial positions [{int(n_particles)}, 3] nm (called as {signature}): "
             f"{type(exc).__name__}: {exc}"

@@ -79,3 +79,30 @@ def test_path_nodes_are_spread_along_the_path(host_guest):
     assert (nodes[1:] >= 19).all()
     with pytest.raises(ValueError, match="at least 2 nodes"):
         select_path_nodes(frames, np.arange(3), 1)
+
+
+def test_path_cv_refuses_bad_atoms_frames_and_lambda(host_guest):
+    """Atom lists numpy would misread (a mask as atoms 0 and 1, floats truncated, negatives wrapped), NaN
+    frames, a still path and a non-positive λ: each a clear error, not a CV of the wrong atoms."""
+    frames, ligand = _pull_path(host_guest, n_frames=20)
+    n = frames.shape[1]
+    mask = np.zeros(n, dtype=bool)
+    mask[ligand] = True
+    bad_atoms = {"boolean mask": (mask, TypeError), "integer atom indices": (ligand + 0.5, TypeError),
+                 "negative atom index": (np.array([-1, 3]), ValueError), "lists an atom twice": ([3, 3], ValueError),
+                 "is empty": ([], ValueError), f"has atom index {n}, but the frames have {n} atoms": ([0, n], ValueError)}
+    for message, (atoms, error) in bad_atoms.items():
+        with pytest.raises(error, match=message):
+            PathCV.from_path(frames, atoms, n_nodes=6)
+    torn = frames.copy()
+    torn[4, ligand[0], 1] = np.nan
+    with pytest.raises(ValueError, match="frame 4 of the path holds non-finite coordinates"):
+        PathCV.from_path(torn, ligand, n_nodes=6)
+    with pytest.raises(ValueError, match=r"shape \[T, N, 3\]"):
+        PathCV.from_path(frames[..., :2], ligand, n_nodes=6)
+    with pytest.raises(ValueError, match="nodes are identical"):  # round-off alone once gave λ ~ 1e17
+        PathCV.from_path(np.repeat(frames[:1], 20, axis=0), ligand, n_nodes=6)
+    for lam in (-5.0, float("nan")):
+        with pytest.raises(ValueError, match="lambda_per_nm2 must be a positive number"):
+            PathCV.from_path(frames, ligand, n_nodes=6, lambda_per_nm2=lam)
+    assert PathCV.from_path(frames, ligand.tolist(), n_nodes=6).atoms.dtype == np.int64  # lists are fine

@@ -260,11 +260,45 @@ def _sum_all(**kwargs):
     return sum(v.sum() for v in kwargs.values())
 
 
+class _OfItsParameterOnly(torch.nn.Module):
+    """Differentiable, but not in the positions: a constant CV with zero forces."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.w * 2.0
+
+
+class _FiniteOnlyNearTheOrigin(torch.nn.Module):
+    """Finite on the trial positions (0–3 nm), NaN where atom 0 has x > 3 nm."""
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(3.0 - positions[0, 0])
+
+
 def test_clear_errors_for_broken_modules(tmp_path):
     with pytest.raises(ValueError, match="must return a scalar.*shape \\(5,\\)"):
         torch_cv_force(_PerAtomDistances(), 5, backend="python")
     with pytest.raises(ValueError, match="does not depend differentiably"):
         torch_cv_force(_Constant(), 5, backend="python")
+    with pytest.raises(ValueError, match="only on its parameters or constants"):
+        torch_cv_force(_OfItsParameterOnly(), 5, backend="python")
+    with pytest.raises(TypeError, match=r"cannot be called as forward\(positions \[N, 3\], box \[3, 3\]\) "
+                                        r"\(periodic=True\)"):
+        torch_cv_force(_PerAtomDistances(), 5, backend="python", periodic=True)
+    with pytest.raises(TypeError, match="boolean mask"):
+        CentroidDistance(np.array([True, False, True]), [1])
+    # finite on the trial positions, NaN in the simulation: the CV is named there, not NaN coordinates later
+    system = openmm.System()
+    for _ in range(4):
+        system.addParticle(1.0)
+    system.addForce(torch_cv_force(_FiniteOnlyNearTheOrigin(), 4, backend="python"))
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(np.array([[5.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]]))
+    with pytest.raises(openmm.OpenMMException, match="the PyTorch CV _FiniteOnlyNearTheOrigin gave a non-finite"):
+        context.getState(getEnergy=True)
     with pytest.raises(ValueError, match="failed on trial positions \\[5, 3\\]"):
         torch_cv_force(CentroidDistance([0, 1], [7]), 5, backend="python")  # atom 7 of 5
     with pytest.raises(ValueError, match="torch.jit.script"):
