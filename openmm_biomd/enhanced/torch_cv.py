@@ -365,7 +365,8 @@ def _trial_check(module: torch.nn.Module, n_particles: int, periodic: bool) -> N
         value, forces = evaluate_cv(module, positions, box)
     except TypeError as exc:
         if "positional argument" in str(exc):  # periodic=True with a forward(positions) module, or the reverse
-            raise TypeError(f"the CV module cannot be called as {signature} (periodic={bool(periodic)}): {exc}") from exc
+            raise TypeError(f"the CV module cannot be called as {signature} (periodic={bool(periodic)}): "
+                            f"{exc}") from exc
         raise
     except ValueError:
         raise

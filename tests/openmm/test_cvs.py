@@ -90,7 +90,8 @@ def test_path_cv_refuses_bad_atoms_frames_and_lambda(host_guest):
     mask[ligand] = True
     bad_atoms = {"boolean mask": (mask, TypeError), "integer atom indices": (ligand + 0.5, TypeError),
                  "negative atom index": (np.array([-1, 3]), ValueError), "lists an atom twice": ([3, 3], ValueError),
-                 "is empty": ([], ValueError), f"has atom index {n}, but the frames have {n} atoms": ([0, n], ValueError)}
+                 "is empty": ([], ValueError),
+                 f"has atom index {n}, but the frames have {n} atoms": ([0, n], ValueError)}
     for message, (atoms, error) in bad_atoms.items():
         with pytest.raises(error, match=message):
             PathCV.from_path(frames, atoms, n_nodes=6)
