@@ -380,10 +380,41 @@ def _is_periodic(has_box: bool, topology: Any, periodic: bool | None) -> bool:
 
 
 def _check_counts(system: Any, topology: Any, positions: Any, where: Path) -> None:
-    """Topology, System and coordinates must describe the same particles."""
+    """Topology, System and coordinates must describe the same particles, in the same order."""
     n_top, n_sys, n_pos = topology.getNumAtoms(), system.getNumParticles(), len(positions)
     if not n_top == n_sys == n_pos:
         raise ValueError(
             f"{where.name}: inconsistent inputs: topology has {n_top} atoms, System {n_sys} particles, "
             f"coordinates {n_pos} positions"
         )
+    _check_residue_masses(system, topology, where)
+
+
+#: Largest difference (amu) between a residue's mass by its elements and by the System's particles.
+_RESIDUE_MASS_TOLERANCE_AMU = 0.5
+
+
+def _check_residue_masses(system: Any, topology: Any, where: Path) -> None:
+    """Each residue's atoms must weigh in the System what their elements weigh: the same count in another
+    order (a PDB with the ligand's lines moved) passes every count check and mislabels every atom.
+
+    Sums per residue, not per atom, because hydrogen mass repartitioning moves mass between an atom
+    and its hydrogens, which share its residue; residues with an atom of unknown element are skipped.
+    """
+    from openmm import unit
+
+    for residue in topology.residues():
+        atoms = list(residue.atoms())
+        if any(a.element is None for a in atoms):
+            continue
+        by_element = sum(a.element.mass.value_in_unit(unit.dalton) for a in atoms)
+        in_system = sum(system.getParticleMass(a.index).value_in_unit(unit.dalton) for a in atoms)
+        if abs(by_element - in_system) > _RESIDUE_MASS_TOLERANCE_AMU:
+            first = atoms[0].index
+            raise ValueError(
+                f"{where.name}: the topology's residue {residue.name} {residue.id} (atoms {first}–{atoms[-1].index}) "
+                f"weighs {by_element:.2f} amu by its elements, but the System's particles {first}–{atoms[-1].index} "
+                f"weigh {in_system:.2f} amu: the topology lists the atoms in another order than the System (or "
+                "belongs to another system). Give the topology written with this System (e.g. by the script that "
+                "made it)."
+            )

@@ -183,6 +183,23 @@ def test_load_openmm_xml(tmp_path):
     loaded = load_input_files([tmp_path / "state.xml", tmp_path / "top.pdb", tmp_path / "system.xml"])
     assert loaded.description["kind"] == "openmm-xml" and loaded.system.getNumParticles() == 22
     assert _energy_kj_mol(loaded.system, loaded.positions) == pytest.approx(_energy_kj_mol(system, positions), rel=1e-6)
+    # The same atoms with a residue's lines moved first: every count matches, every atom would be mislabelled.
+    atoms = [line for line in (tmp_path / "top.pdb").read_text().splitlines() if line.startswith(("ATOM", "HETATM"))]
+    last = [line for line in atoms if line[17:20] == "NME"]
+    (tmp_path / "moved.pdb").write_text("\n".join(last + [line for line in atoms if line not in last] + ["END"]) + "\n")
+    with pytest.raises(ValueError, match=r"residue NME .* weighs 30\.\d+ amu by its elements, but the System's "
+                                         r"particles 0–5 weigh 43\.\d+ amu: the topology lists the atoms in "
+                                         r"another order"):
+        load_input_files([tmp_path / "system.xml", tmp_path / "state.xml", tmp_path / "moved.pdb"])
+    # Hydrogen mass repartitioning moves mass between an atom and its hydrogens (one residue): accepted.
+    heavy_h = openmm.XmlSerializer.clone(system)
+    for a, b in topology.bonds():
+        h, other = (a, b) if a.element.symbol == "H" else (b, a)
+        if h.element.symbol == "H":
+            heavy_h.setParticleMass(h.index, heavy_h.getParticleMass(h.index) + 2.0 * unit.dalton)
+            heavy_h.setParticleMass(other.index, heavy_h.getParticleMass(other.index) - 2.0 * unit.dalton)
+    (tmp_path / "hmr.xml").write_text(openmm.XmlSerializer.serialize(heavy_h))
+    assert load_input_files([tmp_path / "hmr.xml", tmp_path / "state.xml", tmp_path / "top.pdb"]).system
 
 
 def test_load_gromacs_via_parmed(tmp_path, alanine_amber_files):

@@ -264,7 +264,8 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
     seed_dir = reference / "seed_000"
     (seed_dir / "result.json").write_text(json.dumps({"dissociated": True, "n_frames": 40}))
     (seed_dir / "path.dcd").write_bytes((seed_dir / "path.dcd").read_bytes()[:5000])
-    assert main(["evaluate", "--paths", str(out), "--reference-paths", str(reference), "--out", str(tmp_path / "e3")]) == 2
+    evaluate = ["evaluate", "--paths", str(out), "--reference-paths", str(reference), "--out", str(tmp_path / "e3")]
+    assert main(evaluate) == 2
     assert re.search(r"seed_000/path.dcd is damaged: it holds \d+ frames, the run's record 40", capsys.readouterr().err)
 
 
