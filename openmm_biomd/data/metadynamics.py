@@ -141,17 +141,23 @@ class DissociationSettings:
 # --------------------------------------------------------------------------- atoms and CV
 
 
-def select_atoms(topology: Any, selection: str) -> np.ndarray:
-    """Atom indices of an mdtraj selection (e.g. ``"resname B2"``) on an OpenMM topology."""
+def select_atoms(topology: Any, selection: str, what: str = "atom selection") -> np.ndarray:
+    """Atom indices of an mdtraj selection (e.g. ``"resname B2"``) on an OpenMM topology; ``what`` names the
+    selection in errors (e.g. ``"--ligand selection"``)."""
     import mdtraj
 
     md_top = mdtraj.Topology.from_openmm(topology)
     try:
         atoms = md_top.select(selection)
-    except Exception as exc:  # mdtraj raises several types for a bad expression
-        raise ValueError(f"invalid atom selection {selection!r}: {exc}") from None
+    except Exception as exc:  # mdtraj raises several types for a bad expression (pyparsing: a long dump)
+        reason = " ".join(str(exc).split())
+        reason = reason if len(reason) <= 160 else reason[:157] + "..."
+        raise ValueError(f"invalid {what} {selection!r} (mdtraj's selection language, e.g. 'resname LIG'): "
+                         f"{reason}") from None
     if len(atoms) == 0:
-        raise ValueError(f"atom selection {selection!r} matches no atom")
+        residues = sorted({r.name for r in topology.residues()})
+        shown = ", ".join(residues[:12]) + (", ..." if len(residues) > 12 else "")
+        raise ValueError(f"{what} {selection!r} matches no atom (residue names here: {shown})")
     return np.asarray(atoms, dtype=int)
 
 
@@ -392,7 +398,7 @@ def generate_dissociation(
         ligand_selection = f"resname {residue}"
     if pocket_selection is None and bundled is not None:
         pocket_selection = bundled.pocket_selection
-    ligand = select_atoms(loaded.topology, ligand_selection)
+    ligand = select_atoms(loaded.topology, ligand_selection, "ligand selection")
     if pocket_selection is not None:
         pocket = np.setdiff1d(select_atoms(loaded.topology, pocket_selection), ligand)
         if len(pocket) == 0:

@@ -111,7 +111,8 @@ def select_path_nodes(frames_nm: np.ndarray, atoms: np.ndarray, n_nodes: int) ->
         raise ValueError(f"a path needs at least 2 nodes, got {n_nodes}")
     frames = np.asarray(frames_nm)[:, atoms]
     if len(frames) < n_nodes:
-        raise ValueError(f"the path has {len(frames)} frames, fewer than the {n_nodes} nodes asked for")
+        raise ValueError(f"the path has {len(frames)} frames, fewer than the {n_nodes} nodes asked for "
+                         "(--path-nodes, n_nodes): ask for fewer nodes or give a longer path")
     steps = np.array([kabsch_rmsd_nm(frames[i + 1: i + 2], frames[i])[0] for i in range(len(frames) - 1)])
     arc = np.concatenate([[0.0], np.cumsum(steps)])
     targets = np.linspace(0.0, arc[-1], n_nodes)

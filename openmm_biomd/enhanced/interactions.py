@@ -450,7 +450,7 @@ def _ligand_array(topology: Any, ligand_atoms: Any) -> np.ndarray:
     if isinstance(ligand_atoms, str):
         from openmm_biomd.data.metadynamics import select_atoms
 
-        return select_atoms(topology, ligand_atoms)
+        return select_atoms(topology, ligand_atoms, "ligand selection")
     lig = np.unique(np.asarray(ligand_atoms, dtype=int))
     if lig.size == 0:
         raise ValueError("no ligand atoms given")
@@ -468,7 +468,8 @@ def _receptor_residues(topology: Any, ligand: np.ndarray, residues: Any) -> list
     elif isinstance(residues, str):
         from openmm_biomd.data.metadynamics import select_atoms
 
-        wanted = {atom.residue.index for atom in _atoms_at(topology, select_atoms(topology, residues))}
+        selected = select_atoms(topology, residues, "--residues selection")
+        wanted = {atom.residue.index for atom in _atoms_at(topology, selected)}
         chosen = [r for r in all_res if r.index in wanted]
     else:
         wanted = {int(i) for i in residues}

@@ -607,7 +607,7 @@ def resolve_inputs(args: argparse.Namespace) -> SeedingInputs:
         frames = check_frames(frames, loaded.system)
 
     if args.ligand:
-        ligand = select_atoms(loaded.topology, args.ligand)
+        ligand = select_atoms(loaded.topology, args.ligand, "--ligand selection")
     elif summary.get("ligand_atoms"):
         ligand = np.asarray(summary["ligand_atoms"], dtype=int)
     else:
@@ -616,7 +616,7 @@ def resolve_inputs(args: argparse.Namespace) -> SeedingInputs:
             raise ValueError("this system has no known ligand: give --ligand (an mdtraj selection, e.g. 'resname LIG')")
         ligand = select_atoms(loaded.topology, f"resname {residue}")
     if args.pocket:
-        pocket = np.setdiff1d(select_atoms(loaded.topology, args.pocket), ligand)
+        pocket = np.setdiff1d(select_atoms(loaded.topology, args.pocket, "--pocket selection"), ligand)
         if len(pocket) == 0:
             raise ValueError(f"pocket selection {args.pocket!r} has no atom outside the ligand")
     elif summary.get("pocket_atoms") and not args.ligand:

@@ -276,10 +276,10 @@ class Unbinder:
         self.modelled = np.asarray(self.graph.atom_indices, dtype=np.int64)
 
         ligand_selection = ligand_selection or _default_ligand_selection(loaded)
-        ligand = select_atoms(loaded.topology, ligand_selection)
+        ligand = select_atoms(loaded.topology, ligand_selection, "--ligand selection")
         if pocket_selection is None:
             pocket_selection = _bundled_pocket_selection(loaded)
-        pocket = (select_atoms(loaded.topology, pocket_selection) if pocket_selection
+        pocket = (select_atoms(loaded.topology, pocket_selection, "--pocket selection") if pocket_selection
                   else pocket_atoms(loaded.topology, positions, ligand, settings.pocket_radius_nm))
         local = {int(a): i for i, a in enumerate(self.modelled)}
         missing = [int(a) for a in np.concatenate([ligand, pocket]) if int(a) not in local]

@@ -819,9 +819,15 @@ def test_command_lines(host_guest_cv, pulled, distance_run, tmp_path, capsys):
     assert umbrella.main(_parse(umbrella, ["--analyze-only", "--out", str(out), "--bins", "20"])) == 0
     assert json.loads(capsys.readouterr().out)["bound_minimum"] > 0
     # An unknown selection is a clear error, before any MD.
-    with pytest.raises(ValueError, match="matches no atom"):
+    with pytest.raises(ValueError, match=r"--ligand selection 'resname NOPE' matches no atom \(residue names here: "
+                                         r"B2, CUC\)"):
         umbrella.main(_parse(umbrella, ["--path", str(steer_dir / "path.dcd"), "--system", "host-guest",
                                         "--ligand", "resname NOPE", "--out", str(tmp_path / "x")]))
+    with pytest.raises(ValueError, match=r"invalid --pocket selection 'resname CUC and' \(mdtraj's selection "
+                                         r"language") as bad_syntax:  # pyparsing's dump, cut to one short line
+        umbrella.main(_parse(umbrella, ["--path", str(steer_dir / "path.dcd"), "--system", "host-guest",
+                                        "--pocket", "resname CUC and", "--out", str(tmp_path / "x")]))
+    assert len(str(bad_syntax.value)) < 300 and "\n" not in str(bad_syntax.value)
     with pytest.raises(ValueError, match="give the path"):
         umbrella.main(_parse(umbrella, ["--system", "host-guest", "--out", str(tmp_path / "y")]))
     # biomd steer: a tiny pull from the system's own (bound) pose.
