@@ -92,13 +92,14 @@ def damaged_file(path: str | os.PathLike, why: str, remedy: str | None = None) -
     return DamagedRunFileError(f"{path} is damaged: {why} (cut short by a full disk or a copy, or edited). {remedy}")
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """The JSON document in ``path``; a file that is not valid JSON raises :class:`DamagedRunFileError`."""
+def read_json(path: str | os.PathLike, remedy: str | None = None) -> Any:
+    """The JSON document in ``path``; a file that is not valid JSON raises :class:`DamagedRunFileError`
+    (saying ``remedy``, default :func:`damaged_file`'s)."""
     text = Path(path).read_text()
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise damaged_file(path, f"it is not valid JSON ({e})") from e
+        raise damaged_file(path, f"it is not valid JSON ({e})", remedy) from e
 
 
 def load_checkpoint(context: Any, path: str | os.PathLike) -> None:

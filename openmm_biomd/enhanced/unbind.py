@@ -574,7 +574,7 @@ def unbind(loaded: Any, model: Any, out_dir: str | os.PathLike, *, settings: Unb
         folder = out / f"attempt_{i:03d}"
         done = folder / "result.json"
         if done.exists():  # its path is checked too: a DCD cut short would enter every later analysis
-            results.append(read_json(done))
+            results.append(read_json(done, unbind_attempt_remedy(folder)))
             load_recorded_path(folder / "path.dcd", topology_pdb, results[-1].get("n_frames"),
                                unbind_attempt_remedy(folder))
             continue

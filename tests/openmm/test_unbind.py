@@ -260,6 +260,13 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
     assert {f: f.read_bytes() for f in out.rglob("*") if f.is_file()} == files
     assert not any(f.is_file() for f in (tmp_path / "e2").rglob("*"))  # no metrics of a damaged run
     dcd.write_bytes(whole)
+    record = dcd.parent / "result.json"
+    kept_record = record.read_bytes()
+    record.write_bytes(kept_record[:40])  # its record cut short: the same advice
+    assert main(args + ["--attempts", "4"]) == 2
+    assert re.search(r"result.json is damaged: it is not valid JSON .*Delete .*and rerun the same biomd unbind",
+                     capsys.readouterr().err)
+    record.write_bytes(kept_record)
     # a reference path cut short as well (its record counts its frames)
     seed_dir = reference / "seed_000"
     (seed_dir / "result.json").write_text(json.dumps({"dissociated": True, "n_frames": 40}))
