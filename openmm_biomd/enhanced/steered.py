@@ -65,6 +65,7 @@ from .seeding_common import (
     check_resumable,
     cv_record_with_kind,
     load_path_frames,
+    load_recorded_path,
     md_kwargs,
     read_csv,
     resolve_inputs,
@@ -76,6 +77,10 @@ from .seeding_common import (
 __all__ = ["SteeredSettings", "add_arguments", "load_steered", "main", "steered_path"]
 
 FORMAT = "biomd-steered"
+
+#: What to do about a finished pull whose path.dcd cannot be used.
+_DAMAGED_PULL_REMEDY = ("Restore it from a copy, or delete it and rerun the same command to pull again (on several "
+                        "threads the new pull is another path: seed windows or walkers from it in new directories).")
 
 
 @dataclass(frozen=True)
@@ -209,9 +214,10 @@ def steered_path(
         old = read_json(done)
         check_resumable(old, record, ("system_sha256", "cv", "start_sha256"), out)
         if old.get("status") == "complete" and (out / "path.dcd").exists():
-            frames = load_path_frames(out / "path.dcd", out / "topology.pdb")
-            if len(frames) == settings.n_frames:
-                return frames
+            # a finished pull's path cut short is named, not pulled again over it (on several threads a new
+            # pull is another path, and what was seeded from the old one would no longer match)
+            return load_recorded_path(out / "path.dcd", out / "topology.pdb", old.get("n_frames"),
+                                      _DAMAGED_PULL_REMEDY)
     plat, properties = select_platform(platform, pinned_threads(threads, cpu), n_atoms)  # (checked before writing)
     write_common_files(out, loaded, [cv])
     _atomic_write_json(done, record)
@@ -295,7 +301,8 @@ def load_steered(out_dir: str | os.PathLike) -> dict:
     if record.get("status") != "complete":
         raise RuntimeError(f"{out} holds an unfinished pull; rerun it")
     _, table = read_csv(out / "work.csv")
-    return {"frames_nm": load_path_frames(out / "path.dcd", out / "topology.pdb"), "time_ps": table[:, 0],
+    frames = load_recorded_path(out / "path.dcd", out / "topology.pdb", record.get("n_frames"), _DAMAGED_PULL_REMEDY)
+    return {"frames_nm": frames, "time_ps": table[:, 0],
             "centre": table[:, 2], "cv": table[:, 3], "work_kj_mol": table[:, 4], "record": record}
 
 

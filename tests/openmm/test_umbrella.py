@@ -57,7 +57,7 @@ def pulled(host_guest_cv, tmp_path_factory):
     return out, frames
 
 
-def test_steered_path_pulls_at_constant_velocity(host_guest_cv, pulled):
+def test_steered_path_pulls_at_constant_velocity(host_guest_cv, pulled, tmp_path):
     loaded, _, _, cv = host_guest_cv
     out, frames = pulled
     assert frames.shape == (31, loaded.system.getNumParticles(), 3)
@@ -82,6 +82,18 @@ def test_steered_path_pulls_at_constant_velocity(host_guest_cv, pulled):
     with pytest.raises(RunMismatchError, match="force_constant"):
         steered_path(loaded, cv, out, to_value=start + PULL_NM, pull_ps=3.0, force_constant=100.0,
                      frame_interval_ps=0.1, equilibration_ps=0.2, seed=1, **FAST)
+    # Its path cut short is named (it used to be pulled again over it), for a rerun and for seeding.
+    cut = tmp_path / "cut"
+    shutil.copytree(out, cut)
+    (cut / "path.dcd").write_bytes((cut / "path.dcd").read_bytes()[:20000])
+    kept = {f: f.read_bytes() for f in cut.iterdir()}
+    for call in (lambda: steered_path(loaded, cv, cut, to_value=start + PULL_NM, pull_ps=3.0, force_constant=3000.0,
+                                      frame_interval_ps=0.1, equilibration_ps=0.2, seed=1, **FAST),
+                 lambda: load_steered(cut)):
+        with pytest.raises(DamagedRunFileError, match=r"path\.dcd is damaged: it holds \d+ frames, the run's "
+                                                      r"record 31.*delete it and rerun the same command"):
+            call()
+    assert {f: f.read_bytes() for f in cut.iterdir()} == kept
 
 
 def test_a_pull_or_a_window_that_blows_up_says_so(host_guest_cv, pulled, tmp_path):
