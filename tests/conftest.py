@@ -16,6 +16,17 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
+def file_contents():
+    """``file_contents(directory, pattern="**/*", skip=())``: ``{path: bytes}`` of the files under ``directory``
+    matching ``pattern`` (names in ``skip`` left out), to check that a refused call changed nothing on disk."""
+
+    def contents(directory, pattern="**/*", skip=()):
+        return {f: f.read_bytes() for f in directory.glob(pattern) if f.is_file() and f.name not in skip}
+
+    return contents
+
+
+@pytest.fixture(scope="session")
 def alanine():
     """Alanine dipeptide in vacuum: ``(topology, positions_nm [22, 3] float64)``."""
     from openmm import unit

@@ -295,7 +295,7 @@ def test_stop_then_resume_matches_uninterrupted(tmp_path, small_reference, damag
     assert len(list(replica.glob("chunk_*.dcd"))) == 5 and not list(replica.glob("*.tmp"))
 
 
-def test_a_checkpoint_cut_short_is_named_and_nothing_changes(tmp_path):
+def test_a_checkpoint_cut_short_is_named_and_nothing_changes(tmp_path, file_contents):
     """OpenMM loads a checkpoint cut short without a word (zero velocities, lost random state): the resume
     refuses it, naming the file, before any frame is written (the metadata records the stopped session)."""
     from openmm_biomd.data.md import DamagedRunFileError
@@ -306,12 +306,12 @@ def test_a_checkpoint_cut_short_is_named_and_nothing_changes(tmp_path):
     whole = checkpoint.read_bytes()
     for kept in (len(whole) // 3, int(0.8 * len(whole)), len(whole) - 1):
         checkpoint.write_bytes(whole[:kept])
-        before = {f: f.read_bytes() for f in out.rglob("*") if f.is_file() and f.name != "metadata.json"}
+        before = file_contents(out, skip=("metadata.json",))
         with pytest.raises(DamagedRunFileError, match=rf"checkpoint\.chk is damaged: it holds {kept} bytes, where a "
                                                       rf"checkpoint of this run's System, integrator and platform "
                                                       rf"holds {len(whole)}"):
             generate_md("alanine-dipeptide", out, **SMALL)
-        assert {f: f.read_bytes() for f in out.rglob("*") if f.is_file() and f.name != "metadata.json"} == before
+        assert file_contents(out, skip=("metadata.json",)) == before
         assert json.loads((out / "metadata.json").read_text())["status"] == "incomplete"  # the session's record
 
 

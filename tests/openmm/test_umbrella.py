@@ -57,7 +57,7 @@ def pulled(host_guest_cv, tmp_path_factory):
     return out, frames
 
 
-def test_steered_path_pulls_at_constant_velocity(host_guest_cv, pulled, tmp_path):
+def test_steered_path_pulls_at_constant_velocity(host_guest_cv, pulled, tmp_path, file_contents):
     loaded, _, _, cv = host_guest_cv
     out, frames = pulled
     assert frames.shape == (31, loaded.system.getNumParticles(), 3)
@@ -86,14 +86,14 @@ def test_steered_path_pulls_at_constant_velocity(host_guest_cv, pulled, tmp_path
     cut = tmp_path / "cut"
     shutil.copytree(out, cut)
     (cut / "path.dcd").write_bytes((cut / "path.dcd").read_bytes()[:20000])
-    kept = {f: f.read_bytes() for f in cut.iterdir()}
+    kept = file_contents(cut)
     for call in (lambda: steered_path(loaded, cv, cut, to_value=start + PULL_NM, pull_ps=3.0, force_constant=3000.0,
                                       frame_interval_ps=0.1, equilibration_ps=0.2, seed=1, **FAST),
                  lambda: load_steered(cut)):
         with pytest.raises(DamagedRunFileError, match=r"path\.dcd is damaged: it holds \d+ frames, the run's "
                                                       r"record 31.*delete it and rerun the same command"):
             call()
-    assert {f: f.read_bytes() for f in cut.iterdir()} == kept
+    assert file_contents(cut) == kept
 
 
 def test_a_pull_or_a_window_that_blows_up_says_so(host_guest_cv, pulled, tmp_path):
@@ -315,7 +315,8 @@ def test_cv_from_energies_inverts_the_umbrella_bias():
     np.testing.assert_allclose(umbrella_exchange.cv_from_energies(reduced, centres, 2500.0, 300.0), cv, atol=1e-9)
 
 
-def test_replica_exchange_windows_swap_sample_and_resume(host_guest_cv, pulled, tmp_path, monkeypatch):
+def test_replica_exchange_windows_swap_sample_and_resume(host_guest_cv, pulled, tmp_path, monkeypatch,
+                                                         file_contents):
     """Windows side by side with swaps: samples per window from the stored energies, OpenMM's CV, resume."""
     from openmmtools import multistate
 
@@ -337,11 +338,11 @@ def test_replica_exchange_windows_swap_sample_and_resume(host_guest_cv, pulled, 
     shutil.copytree(tmp_path, damaged)
     storage = damaged / "exchange.nc"
     storage.write_bytes(storage.read_bytes()[: storage.stat().st_size // 2])
-    kept = {f.name: f.read_bytes() for f in damaged.glob("exchange*")}
+    kept = file_contents(damaged, "exchange*")
     with pytest.raises(DamagedRunFileError, match=r"exchange\.nc is damaged: openmmtools cannot resume from it .*"
                                                   r"delete both to run the exchange again"):
         seed_umbrella_windows(loaded, pulled[1], cv, settings, damaged)
-    assert {f.name: f.read_bytes() for f in damaged.glob("exchange*")} == kept
+    assert file_contents(damaged, "exchange*") == kept
     records = tmp_path / "exchange_windows.json"
     stamp = os.stat(records).st_mtime_ns
     monkeypatch.setattr(umbrella_exchange, "exchange_statistics", real_statistics)

@@ -213,7 +213,7 @@ def test_walkers_that_blow_up_say_so_and_keep_their_commits(host_guest_cv, path,
         assert (tmp_path / f"walker_{i:03d}" / "cv.csv").read_text().count("\n") == 1  # the header alone
 
 
-def test_damaged_walker_files_are_named_and_left_alone(host_guest_cv, path, tmp_path):
+def test_damaged_walker_files_are_named_and_left_alone(host_guest_cv, path, tmp_path, file_contents):
     """A resume that finds a walker's committed files damaged (cut short, emptied) stops with an error naming the
     file, before anything is changed: no rows padded onto a short cv.csv, no damaged checkpoint taken for a blow-up."""
     import shutil
@@ -247,10 +247,10 @@ def test_damaged_walker_files_are_named_and_left_alone(host_guest_cv, path, tmp_
         copy = tmp_path / name.replace(" ", "_")
         shutil.copytree(partial, copy)
         damage(copy / "walker_000")
-        before = {f: f.read_bytes() for f in copy.rglob("*") if f.is_file()}
+        before = file_contents(copy)
         with pytest.raises(DamagedRunFileError, match=message):
             run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS), copy)
-        assert {f: f.read_bytes() for f in copy.rglob("*") if f.is_file()} == before, name
+        assert file_contents(copy) == before, name
 
 
 def test_single_walker_jobs_share_through_files(host_guest_cv, path, tmp_path):
