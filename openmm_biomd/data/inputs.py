@@ -388,6 +388,7 @@ def _check_counts(system: Any, topology: Any, positions: Any, where: Path) -> No
             f"coordinates {n_pos} positions"
         )
     _check_residue_masses(system, topology, where)
+    _check_residue_bonds(system, topology, where)
 
 
 #: Largest difference (amu) between a residue's mass by its elements and by the System's particles.
@@ -415,6 +416,49 @@ def _check_residue_masses(system: Any, topology: Any, where: Path) -> None:
                 f"{where.name}: the topology's residue {residue.name} {residue.id} (atoms {first}–{atoms[-1].index}) "
                 f"weighs {by_element:.2f} amu by its elements, but the System's particles {first}–{atoms[-1].index} "
                 f"weigh {in_system:.2f} amu: the topology lists the atoms in another order than the System (or "
+                "belongs to another system). Give the topology written with this System (e.g. by the script that "
+                "made it)."
+            )
+
+
+def _system_bonded_pairs(system: Any) -> set[tuple[int, int]]:
+    """Every pair of particles the System bonds: its constraints and the bonds of its (custom) bond forces."""
+    import openmm
+
+    pairs = set()
+    for i in range(system.getNumConstraints()):
+        a, b, _ = system.getConstraintParameters(i)
+        pairs.add((min(a, b), max(a, b)))
+    for force in system.getForces():
+        if isinstance(force, (openmm.HarmonicBondForce, openmm.CustomBondForce)):
+            for i in range(force.getNumBonds()):
+                a, b = force.getBondParameters(i)[:2]
+                pairs.add((min(a, b), max(a, b)))
+    return pairs
+
+
+def _check_residue_bonds(system: Any, topology: Any, where: Path) -> None:
+    """Each bond the topology draws inside a residue must join two particles the System bonds.
+
+    Atoms in another order *within* a residue keep every residue's mass (so
+    :func:`_check_residue_masses` passes) but give the model wrong atom names.  Bonds
+    between residues are not compared: a PDB's ``CONECT`` records often join a metal to
+    its ligands where the force field has no bond.  Atoms without an element (virtual
+    sites, Drude particles) are left out, and so is a System without any bond term.
+    """
+    bonded = _system_bonded_pairs(system)
+    if not bonded:
+        return
+    for a, b in topology.bonds():
+        if a.residue is not b.residue or a.element is None or b.element is None:
+            continue
+        a, b = sorted((a, b), key=lambda atom: atom.index)
+        if (a.index, b.index) not in bonded:
+            residue = a.residue
+            raise ValueError(
+                f"{where.name}: the topology bonds atoms {a.name} ({a.index}) and {b.name} ({b.index}) of residue "
+                f"{residue.name} {residue.id}, but the System has no bond or constraint between particles {a.index} "
+                f"and {b.index}: the topology lists the residue's atoms in another order than the System (or "
                 "belongs to another system). Give the topology written with this System (e.g. by the script that "
                 "made it)."
             )

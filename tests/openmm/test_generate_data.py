@@ -191,6 +191,14 @@ def test_load_openmm_xml(tmp_path):
                                          r"particles 0–5 weigh 43\.\d+ amu: the topology lists the atoms in "
                                          r"another order"):
         load_input_files([tmp_path / "system.xml", tmp_path / "state.xml", tmp_path / "moved.pdb"])
+    # Two atoms of one residue swapped (ACE's H1 and CH3): every residue weighs what it should, the names do not fit.
+    swapped = [atoms[1], atoms[0]] + atoms[2:]
+    assert [line[12:16].strip() for line in swapped[:2]] == ["CH3", "H1"]
+    (tmp_path / "swapped.pdb").write_text("\n".join(swapped + ["END"]) + "\n")
+    with pytest.raises(ValueError, match=r"the topology bonds atoms CH3 \(0\) and C \(4\) of residue ACE 1, but the "
+                                         r"System has no bond or constraint between particles 0 and 4: the topology "
+                                         r"lists the residue's atoms in another order"):
+        load_input_files([tmp_path / "system.xml", tmp_path / "state.xml", tmp_path / "swapped.pdb"])
     # Hydrogen mass repartitioning moves mass between an atom and its hydrogens (one residue): accepted.
     heavy_h = openmm.XmlSerializer.clone(system)
     for a, b in topology.bonds():
