@@ -19,6 +19,7 @@ distance along every path.  Either kind of input, or both, in one call.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,13 +233,19 @@ def run_evaluate(request: EvaluateRequest, out: Path) -> dict:
                          "and/or generated paths with reference paths (--paths with --reference-paths)")
     if not (request.generated or request.paths):
         raise ValueError("nothing to evaluate: give --generated/--reference and/or --paths/--reference-paths")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     public: dict = {"plots": []}
-    if request.generated:
-        public.update(trajectory_evaluation(request, out))
-    if request.paths:
-        public["unbinding"] = path_evaluation(Path(request.paths), Path(request.reference_paths), out)
-        public["plots"].append("unbinding_distance.png")
+    try:
+        if request.generated:
+            public.update(trajectory_evaluation(request, out))
+        if request.paths:
+            public["unbinding"] = path_evaluation(Path(request.paths), Path(request.reference_paths), out)
+            public["plots"].append("unbinding_distance.png")
+    except BaseException:
+        if created:  # a refused evaluation leaves no folder of half the plots behind (it made the folder itself)
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     (out / "metrics.json").write_text(json.dumps(public, indent=2))
     (out / "report.md").write_text(report_markdown(public))
     return public

@@ -258,7 +258,7 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
         assert main(argv) == 2
         assert re.search(message, capsys.readouterr().err)
     assert file_contents(out) == files
-    assert not file_contents(tmp_path / "e2")  # no metrics of a damaged run
+    assert not (tmp_path / "e2").exists()  # no metrics, nor an empty folder, of a damaged run
     dcd.write_bytes(whole)
     record = dcd.parent / "result.json"
     kept_record = record.read_bytes()
@@ -274,6 +274,11 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
     evaluate = ["evaluate", "--paths", str(out), "--reference-paths", str(reference), "--out", str(tmp_path / "e3")]
     assert main(evaluate) == 2
     assert re.search(r"seed_000/path.dcd is damaged: it holds \d+ frames, the run's record 40", capsys.readouterr().err)
+    assert not (tmp_path / "e3").exists()
+    (tmp_path / "e3").mkdir()
+    (tmp_path / "e3" / "notes.txt").write_text("mine")  # a folder the user made is left as it was, with its files
+    assert main(evaluate) == 2
+    assert file_contents(tmp_path / "e3") == {tmp_path / "e3" / "notes.txt": b"mine"}
 
 
 def test_unbind_keeping_the_passing_prefix_of_refused_blocks(host_guest, tmp_path):
@@ -356,6 +361,7 @@ def test_evaluate_paths_scores_success_at_k_and_path_rmsd(host_guest, tmp_path):
     # incomplete requests are refused with a message, and so are inputs of the wrong kind
     assert main(["evaluate", "--paths", str(generated), "--out", str(tmp_path / "x")]) == 2
     assert main(["evaluate", "--paths", str(reference), "--reference-paths", str(reference), "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow
