@@ -61,7 +61,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         model=args.model, system=args.system, structure=args.structure, time=args.time, task=args.task,
         end=args.end, reference=args.reference, reference_topology=args.reference_topology, known=args.known,
         replicas=args.replicas, seed=args.seed, solver=args.solver, ode_steps=args.ode_steps,
-        constraints=args.constraints, device=args.device,
+        constraints=args.constraints, device=args.device, allow_transfer=args.allow_transfer,
     )
     print(json.dumps(run_sample(request, Path(args.out)), indent=2))
     return 0
@@ -317,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "none (raw network output)")
             p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                            help="where the network runs (default: CUDA when PyTorch sees a GPU)")
+            p.add_argument("--allow-transfer", action="store_true",
+                           help="use a model on a system it was not trained on (otherwise refused)")
             p.add_argument("--out", required=True, help="output directory")
         elif name == "evaluate":
             p.add_argument("--generated", help="a biomd sample output directory")

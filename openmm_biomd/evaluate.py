@@ -41,6 +41,13 @@ class EvaluateRequest:
     minimise_iterations: int = 50
     tica_lag_frames: int = 10
 
+    def __post_init__(self) -> None:
+        for flag, value, least in (("--energy-frames", self.energy_frames, 1),
+                                   ("--minimise-iterations", self.minimise_iterations, 0),
+                                   ("tica_lag_frames", self.tica_lag_frames, 1)):
+            if value < least:
+                raise ValueError(f"{flag} must be at least {least}, got {value}")
+
 
 def load_generated(directory: Path):
     """All trajectories of a ``biomd sample`` output: list of mdtraj Trajectories (modelled atoms)."""

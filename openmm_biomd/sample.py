@@ -49,6 +49,8 @@ class SampleRequest:
     #: where the network runs: ``auto`` (CUDA when PyTorch sees a GPU), ``cpu`` or ``cuda``; the solver's
     #: state and random stream stay on the CPU, so a seed gives the same noise on either
     device: str = "auto"
+    #: use the model on a system it was not trained on (otherwise refused, as ``biomd run`` refuses it)
+    allow_transfer: bool = False
 
 
 CONSTRAINT_CHOICES = ("auto", "hbonds", "none")
@@ -104,10 +106,14 @@ def _structure_nm(path: str, atom_indices: np.ndarray, n_total: int) -> np.ndarr
 def run_sample(request: SampleRequest, out: Path) -> dict:
     """Generate and write the files; returns the summary."""
     from .data.md import parse_time_ps
+    from .propagator.compatibility import check_compatibility
 
+    if request.replicas < 1:
+        raise ValueError(f"--replicas must be at least 1, got {request.replicas}")
     model = load_model(request.model, device=sampling_device(request.device))
     topology, positions, system = load_start(request)
     graph = model.featurize(topology, positions_nm=positions)
+    check_compatibility(model, graph, allow_transfer=request.allow_transfer)
     constraints = sampling_constraints(request, graph, positions, system)
     atoms = graph.atom_indices
     duration_ps = parse_time_ps(request.time)
@@ -145,6 +151,9 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
     dt = model.time.frame_interval_ps
     for r in range(replicas):
         write_dcd(out / ("trajectory.dcd" if r == 0 else f"replica_{r:03d}.dcd"), sub_top, frames_np[r], dt)
+    for stale in out.glob("replica_*.dcd"):  # replicas of an earlier, larger sample into this folder
+        if not stale.stem.removeprefix("replica_").isdigit() or int(stale.stem.removeprefix("replica_")) >= replicas:
+            stale.unlink()
     simulated_ps = (frames_np.shape[1] - 1) * dt
     summary = {
         "model": request.model,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import mdtraj
 import numpy as np
@@ -38,6 +39,24 @@ def test_forecast_writes_topology_trajectory_and_summary(tmp_path, checkpoint, c
     import torch
 
     assert summary["device"] == ("cuda:0" if torch.cuda.is_available() else "cpu")  # --device auto
+    # a smaller sample into the same folder leaves no replica of the earlier one for evaluate to pool in
+    assert main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--time", "10ps",
+                 "--out", str(out), "--ode-steps", "2"]) == 0
+    assert not (out / "replica_001.dcd").exists() and (out / "trajectory.dcd").exists()
+
+
+def test_a_model_on_a_system_it_does_not_know_is_refused(tmp_path, capsys):
+    """The shipped alanine-dipeptide weights on the host–guest complex: refused before anything is written, as
+    ``biomd run`` refuses it (they wrote shrunken nonsense frames and exited 0); zero replicas are refused too."""
+    out = tmp_path / "x"
+    assert main(["sample", "--model", "alanine-dipeptide", "--system", "host-guest", "--time", "10ps",
+                 "--out", str(out)]) == 2
+    assert re.search(r"the model's vocabularies do not know \d+ of the 156 modelled atoms .*--allow-transfer",
+                     capsys.readouterr().err)
+    assert main(["sample", "--model", "alanine-dipeptide", "--system", "alanine-dipeptide", "--time", "10ps",
+                 "--replicas", "0", "--out", str(out)]) == 2
+    assert "--replicas must be at least 1" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_the_network_device_is_chosen_and_checked(tmp_path, checkpoint):

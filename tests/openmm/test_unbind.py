@@ -324,7 +324,7 @@ def test_path_rmsd_compares_paths_at_equal_progress(host_guest):
     assert path_rmsd_nm(slow, short, criterion) < 0.05 and path_rmsd_nm(other_portal, short, criterion) > 0.5
 
 
-def test_evaluate_paths_scores_success_at_k_and_path_rmsd(host_guest, tmp_path):
+def test_evaluate_paths_scores_success_at_k_and_path_rmsd(host_guest, tmp_path, capsys):
     """`biomd evaluate --paths`: known answers on paths laid out as `biomd unbind` writes them."""
     from openmm_biomd.cli import main
 
@@ -361,6 +361,9 @@ def test_evaluate_paths_scores_success_at_k_and_path_rmsd(host_guest, tmp_path):
     # incomplete requests are refused with a message, and so are inputs of the wrong kind
     assert main(["evaluate", "--paths", str(generated), "--out", str(tmp_path / "x")]) == 2
     assert main(["evaluate", "--paths", str(reference), "--reference-paths", str(reference), "--out", str(tmp_path / "x")]) == 2
+    assert main(["evaluate", "--paths", str(generated), "--reference-paths", str(reference), "--energy-frames", "0",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--energy-frames must be at least 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
