@@ -248,5 +248,19 @@ class TrainingConfig:
         unknown = set(self.task_weights) - {"forecast", "autoregressive", "tps", "inpaint"}
         if unknown:
             raise ConfigError(f"unknown training task {sorted(unknown)[0]!r} in training.task_weights")
+        for name in ("lr", "weight_decay", "grad_clip", "ema_decay", "fine_fraction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"training.{name} must be a number, got {value!r}")
         if not 0.0 <= self.fine_fraction <= 1.0:
             raise ConfigError("training.fine_fraction must be in [0, 1]")
+        for name, least in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0)):
+            if getattr(self, name) < least:
+                raise ConfigError(f"training.{name} must be at least {least}, got {getattr(self, name)}")
+        for name in ("lr", "grad_clip"):  # clip_grad_norm_ with a negative norm flips the gradients
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"training.{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:  # a decay above 1 extrapolates the average away from the weights
+            raise ConfigError(f"training.ema_decay must be in [0, 1) (0: no average), got {self.ema_decay}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"training.weight_decay must be >= 0, got {self.weight_decay}")

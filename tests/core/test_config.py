@@ -26,6 +26,14 @@ def test_wrong_type_and_invalid_values():
         from_dict(ModelConfig, {"flow": {"parameterization": "polar"}})
     with pytest.raises(ConfigError, match="task"):
         from_dict(TrainingConfig, {"task_weights": {"forcast": 1.0}})
+    # values that trained nothing (steps 0 wrote random weights), flipped the gradients or diverged the average
+    for key, value, message in (("steps", 0, "training.steps must be at least 1, got 0"),
+                                ("batch_size", -2, "training.batch_size must be at least 1"),
+                                ("grad_clip", -1.0, "training.grad_clip must be positive"),
+                                ("ema_decay", 1.5, r"training.ema_decay must be in \[0, 1\)"),
+                                ("lr", "fast", "training.lr must be a number, got 'fast'")):
+        with pytest.raises(ConfigError, match=message):
+            from_dict(TrainingConfig, {key: value})
 
 
 def test_yaml_and_json_files(tmp_path):
