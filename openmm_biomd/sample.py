@@ -151,8 +151,8 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
     dt = model.time.frame_interval_ps
     for r in range(replicas):
         write_dcd(out / ("trajectory.dcd" if r == 0 else f"replica_{r:03d}.dcd"), sub_top, frames_np[r], dt)
-    for stale in out.glob("replica_*.dcd"):  # replicas of an earlier, larger sample into this folder
-        if not stale.stem.removeprefix("replica_").isdigit() or int(stale.stem.removeprefix("replica_")) >= replicas:
+    for stale in out.glob("replica_[0-9][0-9][0-9].dcd"):  # replicas of an earlier, larger sample into this folder
+        if int(stale.stem[len("replica_"):]) >= replicas:
             stale.unlink()
     simulated_ps = (frames_np.shape[1] - 1) * dt
     summary = {
