@@ -391,6 +391,10 @@ def _check_counts(system: Any, topology: Any, positions: Any, where: Path) -> No
     _check_residue_bonds(system, topology, where)
 
 
+#: The end of both topology/System order errors: what it means and what to do.
+_ORDER_ADVICE = ("in another order than the System (or belongs to another system). Give the topology written with "
+                 "this System (e.g. by the script that made it).")
+
 #: Largest difference (amu) between a residue's mass by its elements and by the System's particles.
 _RESIDUE_MASS_TOLERANCE_AMU = 0.5
 
@@ -415,9 +419,7 @@ def _check_residue_masses(system: Any, topology: Any, where: Path) -> None:
             raise ValueError(
                 f"{where.name}: the topology's residue {residue.name} {residue.id} (atoms {first}–{atoms[-1].index}) "
                 f"weighs {by_element:.2f} amu by its elements, but the System's particles {first}–{atoms[-1].index} "
-                f"weigh {in_system:.2f} amu: the topology lists the atoms in another order than the System (or "
-                "belongs to another system). Give the topology written with this System (e.g. by the script that "
-                "made it)."
+                f"weigh {in_system:.2f} amu: the topology lists the atoms {_ORDER_ADVICE}"
             )
 
 
@@ -458,7 +460,5 @@ def _check_residue_bonds(system: Any, topology: Any, where: Path) -> None:
             raise ValueError(
                 f"{where.name}: the topology bonds atoms {a.name} ({a.index}) and {b.name} ({b.index}) of residue "
                 f"{residue.name} {residue.id}, but the System has no bond or constraint between particles {a.index} "
-                f"and {b.index}: the topology lists the residue's atoms in another order than the System (or "
-                "belongs to another system). Give the topology written with this System (e.g. by the script that "
-                "made it)."
+                f"and {b.index}: the topology lists the residue's atoms {_ORDER_ADVICE}"
             )
