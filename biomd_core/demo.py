@@ -20,6 +20,7 @@ import torch
 from .config import ModelConfig, TimeConfig, TrainingConfig, FlowConfig
 from .data.synthetic import HarmonicParticles
 from .featurize import featurize
+from .io.output_folder import check_output_folder, claim_output_folder, json_with_keys
 from .model.biomd import BioMDModel
 from .model.presets import get_preset
 from .model.system import batch_systems
@@ -98,13 +99,22 @@ def generated_variance(result: DemoResult, n_replicas: int = 64, n_coarse: int =
     }
 
 
+#: the files the demo writes into its folder (claimed with biomd_core.io.output_folder)
+DEMO_OUTPUTS = ("model.safetensors", "torchscript", "summary.json")
+
+
+#: a demo written before output folders were claimed
+_earlier_demo = json_with_keys("summary.json", "train_steps")
+
+
 def run_engine_demo(out: Path, steps: int = 1000, seed: int = 0, progress: bool = True) -> dict:
     """Train, sample, save checkpoint + TorchScript + ``summary.json`` into ``out``."""
     from .export import export_torchscript
     from .io import save_model
 
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out, "demo", DEMO_OUTPUTS, _earlier_demo)
     result = train_harmonic(steps, seed, progress)
+    claim_output_folder(out, "demo", DEMO_OUTPUTS, _earlier_demo)
     quality = generated_variance(result)
     save_model(result.model, out / "model.safetensors")
     export_torchscript(result.model, out / "torchscript")

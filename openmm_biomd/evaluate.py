@@ -26,6 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from biomd_core.evaluation import metrics as M
+from biomd_core.io.output_folder import claim_output_folder, json_with_keys, release_output_folder
+
+#: the files an evaluation writes into its folder (claimed with biomd_core.io.output_folder)
+EVALUATE_OUTPUTS = ("metrics.json", "report.md", "ramachandran.png", "rmsf.png", "energy.png",
+                    "unbinding_distance.png")
 
 
 @dataclass(frozen=True)
@@ -241,7 +246,7 @@ def run_evaluate(request: EvaluateRequest, out: Path) -> dict:
     if not (request.generated or request.paths):
         raise ValueError("nothing to evaluate: give --generated/--reference and/or --paths/--reference-paths")
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    marked = claim_output_folder(out, "evaluate", EVALUATE_OUTPUTS, json_with_keys("metrics.json", "plots"))
     public: dict = {"plots": []}
     try:
         if request.generated:
@@ -252,6 +257,8 @@ def run_evaluate(request: EvaluateRequest, out: Path) -> dict:
     except BaseException:
         if created:  # a refused evaluation leaves no folder of half the plots behind (it made the folder itself)
             shutil.rmtree(out, ignore_errors=True)
+        elif marked:  # the folder as it was
+            release_output_folder(out, "evaluate")
         raise
     (out / "metrics.json").write_text(json.dumps(public, indent=2))
     (out / "report.md").write_text(report_markdown(public))

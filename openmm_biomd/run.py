@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
+
 from .affinity import cpu_for, pinned_to_cpu
 from .data.md import MDSettings, equilibrate, make_simulation, parse_time_ps, read_json, select_platform
 
@@ -40,6 +42,10 @@ MD_SETTINGS = MDSettings(time_ps=1.0, frame_interval_ps=1.0)
 TEMPERATURE_K = MD_SETTINGS.temperature_k
 TIMESTEP_PS = MD_SETTINGS.timestep_fs / 1000.0
 EQUILIBRATION_STEPS = int(round(MD_SETTINGS.equilibration_ps / TIMESTEP_PS))
+#: the files a run writes into its folder (claimed with biomd_core.io.output_folder)
+RUN_OUTPUTS = ("trajectory.dcd", "energies.csv", "jumps.jsonl", "topology.pdb", "summary.json", "report.md",
+               "progress.json", "checkpoint.zip", "ramachandran.png", "energy.png", "gate.png")
+_EARLIER_RUN = json_with_keys("progress.json", "settings")  # a run written before output folders were claimed
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,17 @@ def _settings_record(request: RunRequest, model_hash: str) -> dict:
     return {**asdict(request), "model": request.resolved_model(), "model_sha256": model_hash}
 
 
+def _check_same_settings(out: Path, earlier: dict | None, settings: dict) -> None:
+    """Refuse to resume (or restart) the run in ``out`` under settings other than its own, naming them."""
+    if earlier == settings:
+        return
+    earlier = earlier if isinstance(earlier, dict) else {}
+    differ = [f"{key} (there: {earlier.get(key)!r}, now: {settings.get(key)!r})"
+              for key in sorted(set(earlier) | set(settings)) if earlier.get(key) != settings.get(key)]
+    raise ValueError(f"{out} holds a run with other settings: {'; '.join(differ)}. Use a new --out, or the "
+                     "same settings to resume it")
+
+
 def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
     """Run the main job into ``out``; returns the summary (also written to ``summary.json``)."""
     import openmm.app as app
@@ -176,7 +193,7 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
     from .propagator import GenerativePropagator, HandBackConfig
     from .trajectory_io import truncate_csv_after_step, truncate_dcd, write_pdb
 
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out, "run", RUN_OUTPUTS, _EARLIER_RUN)  # before the minutes of setting up
     total_ps = parse_time_ps(request.time)
     loaded = get_system(request.system).load()
     platform, properties = select_platform(request.platform, n_atoms=loaded.topology.getNumAtoms())
@@ -202,19 +219,23 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
         raise ValueError(f"--time {request.time} is not a whole number of report intervals ({report_ps} ps)")
 
     settings = _settings_record(request, propagator.model_hash)
+    claim_output_folder(out, "run", RUN_OUTPUTS, _EARLIER_RUN)
     progress_file, checkpoint = out / "progress.json", out / "checkpoint.zip"
-    done = {"step": 0, "wall_s": 0.0, "md": None}
-    if progress_file.exists() and checkpoint.exists():
-        done = read_json(progress_file)
-        if done.get("settings") != settings:
-            raise ValueError(f"{out} holds a run with other settings ({progress_file}); use a new --out")
-        propagator.load_checkpoint(checkpoint)
+    done = {"step": 0, "wall_s": 0.0, "md": None, "settings": settings}
+    earlier = read_json(progress_file) if progress_file.exists() else None
+    if earlier is not None:
+        # compared even without a checkpoint: a run under other settings would delete this one's trajectory
+        _check_same_settings(out, earlier.get("settings") if isinstance(earlier, dict) else None, settings)
+    if earlier is not None and checkpoint.exists():
+        done = earlier
+        propagator.load_checkpoint(checkpoint)  # also cuts jumps.jsonl back to the checkpoint's records
         done["step"] = simulation.currentStep  # the checkpoint is the truth (a kill may fall between the two writes)
         truncate_dcd(out / "trajectory.dcd", done["step"] // report_steps)
         truncate_csv_after_step(out / "energies.csv", done["step"])
-    else:
+    else:  # a new run, or one killed before its first checkpoint: start again
         for stale in ("trajectory.dcd", "energies.csv", "jumps.jsonl"):
             (out / stale).unlink(missing_ok=True)
+        _write_json(progress_file, done)  # the folder's settings, before any output (a kill now is recognised)
     resuming = done["step"] > 0
 
     if done.get("md") is None:

@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+
+from biomd_core.io.json_lines import read_json_lines
 
 
 def _pyplot():
@@ -72,10 +73,9 @@ def plot_energy(out: Path) -> Path:
 
 
 def read_jump_log(out: Path) -> list[dict]:
-    path = out / "jumps.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    """The run's jump records (``jumps.jsonl``; a last record cut short by a kill is left out)."""
+    return read_json_lines(out / "jumps.jsonl", "Restore it from a copy, or delete it and rerun the same "
+                                                "`biomd run` to write the report without its jump outcomes")
 
 
 def plot_gate(out: Path, summary: dict) -> Path:

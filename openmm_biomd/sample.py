@@ -21,10 +21,18 @@ import numpy as np
 import torch
 
 from biomd_core.io import load_model
+from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
 from biomd_core.sampling import HierarchicalSampler, SolverConfig, tasks
 from biomd_core.sampling.constraints import RigidBonds
 
 from .trajectory_io import subset_topology, write_dcd, write_pdb
+
+#: the files a sample writes into its folder (claimed with biomd_core.io.output_folder)
+SAMPLE_OUTPUTS = ("topology.pdb", "trajectory.dcd", "replica_[0-9][0-9][0-9].dcd", "summary.json")
+
+
+#: a sample written before output folders were claimed
+_earlier_sample = json_with_keys("summary.json", "task", "replicas", "solver")
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,7 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
 
     if request.replicas < 1:
         raise ValueError(f"--replicas must be at least 1, got {request.replicas}")
+    check_output_folder(out, "sample", SAMPLE_OUTPUTS, _earlier_sample)  # before minutes of sampling
     model = load_model(request.model, device=sampling_device(request.device))
     topology, positions, system = load_start(request)
     graph = model.featurize(topology, positions_nm=positions)
@@ -145,7 +154,7 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
     frames_np = frames.double().numpy()
     if not np.isfinite(frames_np).all():
         raise FloatingPointError("the model produced non-finite coordinates; nothing was written")
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output_folder(out, "sample", SAMPLE_OUTPUTS, _earlier_sample)
     sub_top = subset_topology(topology, atoms)
     write_pdb(out / "topology.pdb", sub_top, frames_np[0, 0])
     dt = model.time.frame_interval_ps

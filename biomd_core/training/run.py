@@ -20,8 +20,13 @@ import torch
 from ..config import ConfigError, ModelConfig, TrainingConfig, from_dict, to_dict
 from ..data.trajectories import DataSpec, load_dataset
 from ..io.checkpoint import save_model
+from ..io.json_lines import DamagedLogError, read_json_lines
+from ..io.output_folder import claim_output_folder, json_with_keys
 from . import checkpointing, distributed
 from .trainer import Trainer
+
+#: the files and folders a training run writes into its folder (claimed with biomd_core.io.output_folder)
+TRAIN_OUTPUTS = ("config.json", "metrics.jsonl", "checkpoints", "model.safetensors", "summary.json")
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,8 @@ def run_training(config: RunConfig, out_dir: str | Path, progress: bool = True) 
 
 def _check_run_dir(out: Path, config: RunConfig, ctx) -> None:
     saved = out / "config.json"
+    if ctx.is_main:  # (a folder of training written before folders were claimed holds its config.json)
+        claim_output_folder(out, "train", TRAIN_OUTPUTS, json_with_keys("config.json", "training"))
     if saved.exists():
         # read through the config class: settings added to it since (with their defaults) are not differences
         if to_dict(from_dict(RunConfig, json.loads(saved.read_text()))) != to_dict(config):
@@ -244,7 +251,10 @@ def _loop(trainer: Trainer, config: RunConfig, out: Path, ctx, progress: bool) -
 
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop logged rows at or after ``step`` (a resumed run logs them again, once)."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] < step]
-    path.write_text("".join(line + "\n" for line in keep))
+    remedy = "Delete it (only the logged loss curve is lost) or restore it from a copy, then resume"
+    records = read_json_lines(path, remedy)
+    if any(not isinstance(record.get("step"), int) for record in records):
+        raise DamagedLogError(f"{path} is damaged: a record has no step number. {remedy}")
+    keep = [record for record in records if record["step"] < step]
+    if path.exists():
+        path.write_text("".join(json.dumps(record) + "\n" for record in keep))

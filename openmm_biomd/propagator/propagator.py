@@ -38,7 +38,6 @@ import json
 import os
 import time
 import zipfile
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,7 +135,8 @@ class GenerativePropagator:
     calibration_frames, calibration_interval_steps : that calibration MD
     allow_transfer : use the model on a system it was not trained on
     temperature_k : bath temperature when the integrator has none
-    log_file : JSON-lines file receiving one record per jump
+    log_file : JSON-lines file receiving one record per jump (:meth:`load_checkpoint` cuts it back to the
+        records the checkpoint had seen)
     ligand_sdf, ligand_residues : ligand chemistry for featurisation
     device : where the network runs (default: the Context's device)
     openmm_cpu : the core the Simulation's (single-thread CPU) Context was created on, pinned
@@ -512,7 +512,31 @@ class GenerativePropagator:
             "statistics": statistics,
             "energy_reference": self.gate.energy_reference.to_dict() if self.gate.energy_reference else None,
             "n_records": len(self.records),
+            # the jump log as this checkpoint leaves it: a resumed run cuts off what a killed one logged later
+            "log": {"name": self.log_file.name, "bytes": self._log_size()} if self.log_file is not None else None,
         }
+
+    def _log_size(self) -> int:
+        return self.log_file.stat().st_size if self.log_file.exists() else 0
+
+    def _cut_log(self, logged: dict | None) -> None:
+        """Cut the jump log back to what it held when the checkpoint being loaded was written.
+
+        Records logged after that checkpoint (a run killed before its next one) are logged again by
+        the resumed run; kept, they would be counted twice.  Only the same log (by name) is cut, and
+        only at a line's end.
+        """
+        if self.log_file is None or not isinstance(logged, dict) or logged.get("name") != self.log_file.name:
+            return
+        size = logged.get("bytes")
+        if not isinstance(size, int) or not 0 <= size < self._log_size():
+            return
+        with open(self.log_file, "rb+") as fh:
+            if size > 0:
+                fh.seek(size - 1)
+                if fh.read(1) != b"\n":
+                    return
+            fh.truncate(size)
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """Write OpenMM's checkpoint and the propagator's state into one file, atomically.
@@ -590,6 +614,7 @@ class GenerativePropagator:
         self.seed = seed
         self._history = history
         self.statistics = statistics
+        self._cut_log(state.get("log"))
         if reference is not None and self.gate.reference_matches(reference):
             # (a reference measured with other gate settings is not adopted: it would set a wrong threshold)
             self.gate.energy_reference = reference

@@ -155,6 +155,8 @@ def test_kill_and_resume_loses_and_repeats_nothing(tmp_path, dataset_dir):
     assert not (tmp_path / "killed" / "model.safetensors").exists(), "the run finished before it could be killed"
     killed_at = json.loads(latest.read_text())["step"]
     assert 0 < killed_at < 40
+    with (tmp_path / "killed" / "metrics.jsonl").open("a") as log:
+        log.write('{"step": 39, "loss": 0.1')  # a record cut short: a kill while it was being appended
 
     run_biomd("train", "--config", str(config), "--out", str(tmp_path / "killed"), "--quiet")
     steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]

@@ -263,19 +263,21 @@ def test_checkpoint_round_trip_continues_like_the_uninterrupted_run(frame_md_ste
     """save/load restores step, time, positions, velocities, RNG, history and statistics.
 
     The continuation from the loaded checkpoint is bit-identical to the uninterrupted run, also when every
-    reported frame gets its own short MD (seeded by its step, so it needs no state of its own).
+    reported frame gets its own short MD (seeded by its step, so it needs no state of its own).  The jump
+    log is cut back to the checkpoint's records: a run killed after logging more would count them twice.
     """
     relax = 50
     handback = HandBackConfig(relax_steps=relax, frame_md_steps=frame_md_steps, **FAST_HANDBACK)
-    chk = tmp_path / "run.chk"
+    chk, log = tmp_path / "run.chk", tmp_path / "jumps.jsonl"
 
     sim_a = make_simulation(alanine_system)
     rec_a = Recorder(500)
     sim_a.reporters.append(rec_a)
-    prop_a = GenerativePropagator(sim_a, model, jump_ps=5, seed=7, handback=handback)
+    prop_a = GenerativePropagator(sim_a, model, jump_ps=5, seed=7, handback=handback, log_file=log)
     cycle = prop_a.jump_steps + relax
     prop_a.step(2 * cycle)
     prop_a.save_checkpoint(chk)
+    logged_at_checkpoint = log.read_text()
     saved = _context_snapshot(sim_a)
     saved_rng = prop_a._rng.get_state().clone()
     saved_history = prop_a._history.copy()
@@ -289,8 +291,10 @@ def test_checkpoint_round_trip_continues_like_the_uninterrupted_run(frame_md_ste
     sim_b.step(30)
     rec_b = Recorder(500)
     sim_b.reporters.append(rec_b)
-    prop_b = GenerativePropagator(sim_b, model, jump_ps=5, seed=99, handback=handback)
+    prop_b = GenerativePropagator(sim_b, model, jump_ps=5, seed=99, handback=handback, log_file=log)
+    assert log.read_text() != logged_at_checkpoint  # prop_a logged its later jumps: the "killed" run's leftovers
     state = prop_b.load_checkpoint(chk)
+    assert log.read_text() == logged_at_checkpoint
     assert state["step"] == saved["step"] == 2 * cycle
     assert prop_b.seed == 7  # the run's seed: it seeds reported frames' velocities (and their frame MD)
     restored = _context_snapshot(sim_b)
@@ -309,6 +313,13 @@ def test_checkpoint_round_trip_continues_like_the_uninterrupted_run(frame_md_ste
     np.testing.assert_array_equal(rec_b.energies, rec_a.energies[n_before:])
     assert counted_steps(prop_b.summary()) == sim_b.currentStep == 4 * cycle + 333
     np.testing.assert_array_equal(positions_nm(sim_b), positions_nm(sim_a))
+
+    def timeless(record: dict) -> dict:
+        return {key: value for key, value in record.items() if key != "wall_s"}
+
+    # the log holds each jump once, as the uninterrupted run logged them
+    assert [timeless(json.loads(line)) for line in log.read_text().splitlines()] == \
+        [timeless(json.loads(json.dumps(record))) for record in prop_a.records]
 
 
 def test_checkpoints_land_on_cycle_boundaries_and_count_plain_md(model, alanine_system, tmp_path):

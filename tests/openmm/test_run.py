@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def _check_trajectory(out: Path, n_frames: int, interval_ps: float) -> None:
     assert steps == [interval_steps * (i + 1) for i in range(n_frames)]
 
 
-def test_biomd_run_writes_everything(tmp_path, capsys):
+def test_biomd_run_writes_everything(tmp_path, capsys, file_contents):
     out = tmp_path / "run"
     assert main(["run", "--time", "200ps", "--out", str(out), "--md-benchmark", "1", "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -65,6 +66,32 @@ def test_biomd_run_writes_everything(tmp_path, capsys):
     for name in ("report.md", "energy.png", "gate.png", "ramachandran.png", "topology.pdb", "jumps.jsonl"):
         assert (out / name).stat().st_size > 0, name
     assert "speed-up" in (out / "report.md").read_text()
+    assert len((out / "jumps.jsonl").read_text().splitlines()) == summary["jumps_attempted"]
+
+    # the finished run's folder is kept from other commands and from a run under other settings
+    written = file_contents(out)
+    capsys.readouterr()
+    assert main(["sample", "--model", "alanine-dipeptide", "--system", "alanine-dipeptide", "--time", "10ps",
+                 "--out", str(out)]) == 2
+    assert re.search(r"`biomd sample` would overwrite .*trajectory.dcd.* holds the output of `biomd run`",
+                     capsys.readouterr().err)
+    (out / "checkpoint.zip").unlink()  # even without its checkpoint (the trajectory used to be deleted)
+    del written[out / "checkpoint.zip"]
+    assert main(["run", "--time", "100ps", "--out", str(out), "--md-benchmark", "1", "--quiet", "--seed", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a run with other settings: seed (there: 0, now: 4); time (there: '200ps', now: '100ps')" in err
+    assert file_contents(out) == written
+
+
+def test_biomd_run_refuses_a_folder_of_files_it_did_not_write(tmp_path, capsys, file_contents):
+    """A sample's folder, or the user's own trajectory: refused before any setting up, and left as it was."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "trajectory.dcd").write_bytes(b"the user's frames")
+    (out / "notes.txt").write_text("mine")
+    assert main(["run", "--time", "100ps", "--out", str(out), "--md-benchmark", "1", "--quiet"]) == 2
+    assert "`biomd run` would overwrite trajectory.dcd in" in capsys.readouterr().err
+    assert file_contents(out) == {out / "trajectory.dcd": b"the user's frames", out / "notes.txt": b"mine"}
 
 
 def test_biomd_run_resumes_after_a_kill(tmp_path):

@@ -1,0 +1,92 @@
+"""Which commands wrote an output folder, so that one command never overwrites another's results.
+
+``biomd run``, ``sample``, ``evaluate``, ``train`` and ``demo`` write files of the same names
+(``summary.json``, ``trajectory.dcd``, ``topology.pdb``, ``report.md``): a second command pointed at the
+first one's ``--out`` used to overwrite its trajectory or summary without a word.  Each of them now
+claims its folder with :func:`claim_output_folder`, which adds the command to a small marker file
+(:data:`MARKER`).  A command is refused a folder holding a file it would write that it did not write
+itself (by the marker); files it does not write are no obstacle (an evaluation beside its samples).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+#: the marker file in every claimed output folder: ``{"commands": ["sample", "evaluate"]}``
+MARKER = ".biomd-output.json"
+
+
+class OutputFolderError(ValueError):
+    """An output folder holds files a command would overwrite that it did not write."""
+
+
+def folder_owners(out: Path) -> list[str]:
+    """The commands that claimed ``out`` (``["run"]``, ``["sample", "evaluate"]``…); ``[]``: unclaimed."""
+    try:
+        owners = json.loads((out / MARKER).read_text()).get("commands")
+    except (OSError, ValueError, AttributeError):  # missing, unreadable or not a JSON object
+        return []
+    return [owner for owner in owners if isinstance(owner, str)] if isinstance(owners, list) else []
+
+
+def json_with_keys(name: str, *keys: str) -> Callable[[Path], bool]:
+    """An ``earlier_output`` test: whether the folder's JSON file ``name`` is an object holding ``keys``."""
+
+    def holds(folder: Path) -> bool:
+        try:
+            document = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(document, dict) and set(keys) <= set(document)
+
+    return holds
+
+
+def check_output_folder(out: str | Path, command: str, writes: Iterable[str],
+                        earlier_output: Callable[[Path], bool] | None = None) -> None:
+    """Refuse ``out`` as the output folder of ``biomd COMMAND``, before anything is written or computed.
+
+    ``writes``: the file names (glob patterns allowed) the command writes at the folder's top.
+    ``earlier_output``: recognises a folder that this command wrote before folders were claimed
+    (accepted, not refused).  Raises :class:`OutputFolderError` when the folder holds one of
+    ``writes`` and the command has not claimed it.
+    """
+    out = Path(out)
+    owners = folder_owners(out)
+    if command in owners or not out.is_dir() or (earlier_output is not None and earlier_output(out)):
+        return
+    clashes = sorted({p.name for pattern in writes for p in out.glob(pattern)})
+    if not clashes:
+        return
+    held = f"holds the output of `biomd {' and '.join(owners)}`" if owners else "holds files not written by it"
+    raise OutputFolderError(
+        f"`biomd {command}` would overwrite {', '.join(clashes)} in {out}, which {held}: choose another --out"
+        + ("" if owners else ", or move those files away"))
+
+
+def claim_output_folder(out: str | Path, command: str, writes: Iterable[str],
+                        earlier_output: Callable[[Path], bool] | None = None) -> bool:
+    """:func:`check_output_folder`, then make ``out`` (if needed) and add ``COMMAND`` to its marker.
+
+    Returns whether the marker was written now (``False``: the command had claimed the folder before).
+    """
+    check_output_folder(out, command, writes, earlier_output)
+    out = Path(out)
+    owners = folder_owners(out)
+    if command in owners:
+        return False
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(json.dumps({"commands": [*owners, command]}) + "\n")
+    return True
+
+
+def release_output_folder(out: str | Path, command: str) -> None:
+    """Undo :func:`claim_output_folder` (a refused command leaves the folder as it found it)."""
+    out = Path(out)
+    owners = [owner for owner in folder_owners(out) if owner != command]
+    if owners:
+        (out / MARKER).write_text(json.dumps({"commands": owners}) + "\n")
+    else:
+        (out / MARKER).unlink(missing_ok=True)
