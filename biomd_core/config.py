@@ -182,11 +182,26 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
     """Check a scalar against its annotation; ints are accepted for floats."""
     if hint is dict and isinstance(value, Mapping):
         return dict(value)
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {path!r} must be a number, got {value!r}")
         return float(value)
     if hint in (int, str, bool) and not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"config key {path!r} must be {hint.__name__}, got {value!r}")
     return value
+
+
+def differences(earlier: Mapping[str, Any], now: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """``key (there: …, now: …)`` for every leaf that differs between two settings mappings (nested keys
+    dotted), to say which settings stop a run from resuming."""
+    differ = []
+    for key in sorted(set(earlier) | set(now)):
+        a, b = earlier.get(key), now.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            differ += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            differ.append(f"{prefix}{key} (there: {a!r}, now: {b!r})")
+    return differ
 
 
 def to_dict(config: Any) -> dict:
@@ -196,14 +211,15 @@ def to_dict(config: Any) -> dict:
 
 def load_config(path: str | Path, cls: Type[T] = ModelConfig) -> T:  # type: ignore[assignment]
     """Read a JSON or YAML config file strictly into ``cls``."""
+    import yaml
+
     path = Path(path)
     text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        data = yaml.safe_load(text) or {}
-    else:
-        data = json.loads(text)
+    try:
+        data = (yaml.safe_load(text) or {}) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (yaml.YAMLError, ValueError) as exc:  # (json's decode error is a ValueError)
+        raise ConfigError(f"{path} is not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {exc}") \
+            from None
     return from_dict(cls, data)
 
 

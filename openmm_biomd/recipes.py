@@ -19,6 +19,7 @@ import os
 import platform
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -280,13 +281,22 @@ def _training_record(root: Path, name: str) -> Path:
 
 def _trained(recipe: WeightsRecipe, root: Path) -> dict | None:
     """The facts of a finished training of this very recipe in ``root``, or None (train then)."""
+    from .data.md import DamagedRunFileError, read_json
+
     path = _training_record(root, recipe.name)
     if not path.exists():
         return None
-    record = json.loads(path.read_text())
-    if record.get("plans") != json.loads(json.dumps(_plans(recipe))) or not (root / record["facts"]["model_path"]).exists():
+    try:
+        record = read_json(path)
+    except DamagedRunFileError as exc:  # only a record of finished work: redoing it resumes every finished step
+        warnings.warn(f"{exc} It is written again: the MD and training steps resume from their own files.",
+                      stacklevel=2)
+        return None
+    facts = record.get("facts") if isinstance(record, dict) else None
+    if (record.get("plans") if isinstance(record, dict) else None) != json.loads(json.dumps(_plans(recipe))) \
+            or not isinstance(facts, dict) or not (root / str(facts.get("model_path"))).is_file():
         return None  # another recipe's, or the weights are gone: train again (each step resumes)
-    return record["facts"]
+    return facts
 
 
 def _prepare_and_train(recipe: WeightsRecipe, root: Path, progress: bool, parallel_md: bool) -> dict:
@@ -438,7 +448,13 @@ def _installed(name: str) -> tuple[Path, dict]:
     if not facts_file.exists():
         raise FileNotFoundError(f"{facts_file} is missing: re-evaluating or extending keeps the installed card's "
                                 f"training facts; run `biomd reproduce-weights {name}` to make everything from scratch")
-    return _weights_dir() / f"{name}.safetensors", json.loads(facts_file.read_text())
+    from .data.md import read_json
+
+    facts = read_json(facts_file, remedy=f"Restore it from the repository (`git checkout -- {facts_file}`), or run "
+                                         f"`biomd reproduce-weights {name}` to make everything from scratch.")
+    if not isinstance(facts, dict):
+        raise ValueError(f"{facts_file} is damaged: it is not a JSON object")
+    return _weights_dir() / f"{name}.safetensors", facts
 
 
 def _installed_as_stage(name: str, stage: int, installed: Path, root: Path) -> Path:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from biomd_core.config import differences
 from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
 
 from .affinity import cpu_for, pinned_to_cpu
@@ -176,9 +177,7 @@ def _check_same_settings(out: Path, earlier: dict | None, settings: dict) -> Non
     """Refuse to resume (or restart) the run in ``out`` under settings other than its own, naming them."""
     if earlier == settings:
         return
-    earlier = earlier if isinstance(earlier, dict) else {}
-    differ = [f"{key} (there: {earlier.get(key)!r}, now: {settings.get(key)!r})"
-              for key in sorted(set(earlier) | set(settings)) if earlier.get(key) != settings.get(key)]
+    differ = differences(earlier if isinstance(earlier, dict) else {}, settings)
     raise ValueError(f"{out} holds a run with other settings: {'; '.join(differ)}. Use a new --out, or the "
                      "same settings to resume it")
 

@@ -11,13 +11,14 @@ different config in an existing run directory is refused.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..config import ConfigError, ModelConfig, TrainingConfig, from_dict, to_dict
+from ..config import ConfigError, ModelConfig, TrainingConfig, differences, from_dict, to_dict
 from ..data.trajectories import DataSpec, load_dataset
 from ..io.checkpoint import save_model
 from ..io.json_lines import DamagedLogError, read_json_lines
@@ -63,6 +64,13 @@ class RunConfig:
     amp_on_cpu: bool = False
     objective: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.validation_fraction < 1.0:  # (at least one trajectory of each system is trained on)
+            raise ConfigError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        for name in ("log_every", "validate_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1 (steps), got {getattr(self, name)}")
+
 
 #: ``FlowConfig`` settings a fine-tuning run may change: loss weights and how τ is drawn in training.
 #: (``parameterization`` and ``coord_scale_nm`` define what the network predicts and stay the checkpoint's.)
@@ -83,7 +91,10 @@ def load_run_config(path: str | Path) -> RunConfig:
     from ..model.presets import get_preset
 
     path = Path(path)
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a run config is a mapping of sections")
     if raw.get("init_from") and "model" in raw:
@@ -160,12 +171,20 @@ def run_training(config: RunConfig, out_dir: str | Path, progress: bool = True) 
     out = Path(out_dir)
     ctx = distributed.setup(config.device)
     try:
+        created = not out.exists()
         _check_run_dir(out, config, ctx)
-        model = build_model(config)
-        data = load_dataset(
-            list(config.data), model.time.frame_interval_ps, config.validation_fraction,
-            config.training.seed, vocabs=model.vocabs,
-        )
+        try:
+            model = build_model(config)
+            data = load_dataset(
+                list(config.data), model.time.frame_interval_ps, config.validation_fraction,
+                config.training.seed, vocabs=model.vocabs,
+            )
+        except BaseException:
+            if created and ctx.is_main:  # a config refused for its model or data leaves no run folder behind
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+        if ctx.is_main:
+            _record_config(out, config)
         model.provenance = {**model.provenance, "data": data.provenance, "training": to_dict(config.training)}
         trainer = Trainer(
             model, batch_systems(data.graphs), data.train, config.training, data.validation, ctx, config.amp,
@@ -180,23 +199,36 @@ def run_training(config: RunConfig, out_dir: str | Path, progress: bool = True) 
 
 
 def _check_run_dir(out: Path, config: RunConfig, ctx) -> None:
+    """Claim ``out`` for training; refuse it when it holds a run of another config (naming what differs)."""
     saved = out / "config.json"
     if ctx.is_main:  # (a folder of training written before folders were claimed holds its config.json)
         claim_output_folder(out, "train", TRAIN_OUTPUTS, json_with_keys("config.json", "training"))
     if saved.exists():
-        # read through the config class: settings added to it since (with their defaults) are not differences
-        if to_dict(from_dict(RunConfig, json.loads(saved.read_text()))) != to_dict(config):
+        try:
+            # read through the config class: settings added to it since (with their defaults) are not differences
+            earlier = to_dict(from_dict(RunConfig, json.loads(saved.read_text())))
+        except ValueError as exc:  # not JSON, or not a run config (ConfigError is a ValueError)
             raise ConfigError(
-                f"{out} holds a run with a different config; use a new --out directory, "
-                "or the same config to resume"
+                f"{saved} is damaged ({exc}). Restore it, or delete it and rerun with the config this run "
+                "was started with (its checkpoints are kept)") from None
+        differ = differences(earlier, to_dict(config))
+        if differ:
+            raise ConfigError(
+                f"{out} holds a run with a different config ({'; '.join(differ[:5])}"
+                f"{'; …' if len(differ) > 5 else ''}): use a new --out directory, or the same config to resume"
             )
-    elif ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        written = to_dict(config)
-        if config.init_from:  # the model is the checkpoint's: a default model section here would mislead
-            del written["model"]
-        saved.write_text(json.dumps(written, indent=2))
     distributed.barrier(ctx)
+
+
+def _record_config(out: Path, config: RunConfig) -> None:
+    """Write ``out/config.json`` (once the model and data are known to load: a refused config is no record)."""
+    saved = out / "config.json"
+    if saved.exists():
+        return
+    written = to_dict(config)
+    if config.init_from:  # the model is the checkpoint's: a default model section here would mislead
+        del written["model"]
+    saved.write_text(json.dumps(written, indent=2))
 
 
 def _loop(trainer: Trainer, config: RunConfig, out: Path, ctx, progress: bool) -> dict:

@@ -31,7 +31,7 @@ def test_wrong_type_and_invalid_values():
                                 ("batch_size", -2, "training.batch_size must be at least 1"),
                                 ("grad_clip", -1.0, "training.grad_clip must be positive"),
                                 ("ema_decay", 1.5, r"training.ema_decay must be in \[0, 1\)"),
-                                ("lr", "fast", "training.lr must be a number, got 'fast'")):
+                                ("lr", "fast", "'lr' must be a number, got 'fast'")):
         with pytest.raises(ConfigError, match=message):
             from_dict(TrainingConfig, {key: value})
 
@@ -43,3 +43,9 @@ def test_yaml_and_json_files(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"flow": {"oops": 1}}))
     with pytest.raises(ConfigError, match="oops"):
         load_config(tmp_path / "bad.json")
+    (tmp_path / "cut.json").write_text('{"flow": {"bond_weight": 0.')  # was a bare JSONDecodeError
+    with pytest.raises(ConfigError, match=r"cut.json is not valid JSON: "):
+        load_config(tmp_path / "cut.json")
+    (tmp_path / "tab.yaml").write_text("time:\n\tframe_interval_ps: 2\n")  # was a bare yaml ScannerError
+    with pytest.raises(ConfigError, match=r"tab.yaml is not valid YAML: "):
+        load_config(tmp_path / "tab.yaml")

@@ -123,6 +123,17 @@ def test_run_config_is_strict(tmp_path, dataset_dir):
     with pytest.raises(ConfigError, match="stepz"):
         load_run_config(path)
     cfg["training"].pop("stepz")
+    # run-level values that held out every trajectory, or divided by zero in the training loop
+    for key, value, message in (("validation_fraction", 1.5, r"validation_fraction must be in \[0, 1\), got 1.5"),
+                                ("validation_fraction", "half", "'validation_fraction' must be a number"),
+                                ("log_every", 0, "log_every must be at least 1"),
+                                ("checkpoint_every", -5, "checkpoint_every must be at least 1")):
+        path.write_text(yaml.safe_dump({**cfg, key: value}))
+        with pytest.raises(ConfigError, match=message):
+            load_run_config(path)
+    path.write_text(yaml.safe_dump(cfg).replace("training:", "training: [", 1))  # a YAML syntax error
+    with pytest.raises(ConfigError, match=r"c.yaml is not valid YAML: "):
+        load_run_config(path)
     cfg["init_from"] = "model.safetensors"
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ConfigError, match="init_from"):
@@ -176,7 +187,22 @@ def test_different_config_in_existing_run_dir_is_refused(tmp_path, dataset_dir):
     other = write_config(tmp_path / "d.yaml", dataset_dir, steps=3)
     cmd, env = biomd("train", "--config", str(other), "--out", str(tmp_path / "run"), "--quiet")
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    assert result.returncode == 2 and "different config" in result.stderr
+    assert result.returncode == 2 and "different config (training.steps (there: 2, now: 3))" in result.stderr
+
+
+def test_a_config_refused_for_its_data_leaves_nothing_to_block_the_corrected_rerun(tmp_path, dataset_dir):
+    """config.json used to be written before the data were read: the corrected config was then refused as
+    "a different config" in the same --out."""
+    from biomd_core.training.run import run_training
+
+    out = tmp_path / "run"
+    wrong = write_config(tmp_path / "wrong.yaml", tmp_path / "nowhere", steps=2)
+    with pytest.raises(Exception, match="nowhere"):
+        run_training(load_run_config(wrong), out, progress=False)
+    assert not out.exists()
+    summary = run_training(load_run_config(write_config(tmp_path / "c.yaml", dataset_dir, steps=2)), out,
+                           progress=False)
+    assert summary["steps"] == 2 and (out / "model.safetensors").exists()
 
 
 def test_ddp_two_processes_match_one(tmp_path, dataset_dir):

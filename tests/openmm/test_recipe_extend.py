@@ -101,6 +101,11 @@ def test_extend_trains_only_the_new_stage_from_the_installed_weights(tmp_path, m
 
     with pytest.raises(ValueError, match="already have all 2 stages"):
         recipes.extend("toy", repo / "runs")
+    # the installed card's facts cut short: re-evaluating says what to restore (it was a bare JSON error)
+    card_facts = weights / "toy.card.json"
+    card_facts.write_bytes(card_facts.read_bytes()[:60])
+    with pytest.raises(RuntimeError, match=r"toy.card.json is damaged: it is not valid JSON .*git checkout -- "):
+        recipes.reevaluate("toy", repo / "runs")
 
 
 def test_extend_continues_an_unbinding_recipe_on_its_campaigns(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ import json
 import shutil
 from dataclasses import replace
 
+import pytest
 import yaml
 
 TIME_GRID = {"frame_interval_ps": 0.4, "coarse_stride": 5, "history_frames": 1, "block_frames": 3}
@@ -69,3 +70,10 @@ def test_train_side_by_side_then_evaluate_elsewhere(tmp_path, monkeypatch):
     # a record of another recipe is not reused: a changed plan trains again
     assert recipes._trained(replace(recipe, train_data=replace(plan, seed=9)), second) is None
     assert recipes._trained(recipe, second) is not None
+    # a record cut short (a full disk, a bad copy) is only finished work to redo: a warning, then each step resumes
+    record = second / "eval" / "toy" / "training-facts.json"
+    record.write_bytes(record.read_bytes()[:50])
+    with pytest.warns(UserWarning, match=r"training-facts.json is damaged: it is not valid JSON .* written again"):
+        assert recipes._trained(recipe, second) is None
+    record.write_text("[1, 2]")
+    assert recipes._trained(recipe, second) is None
