@@ -80,6 +80,22 @@ class RunRequest:
     reference: str | None = None
     allow_transfer: bool = False
 
+    def __post_init__(self) -> None:
+        # each named by its flag: the values below used to surface as OpenMM's "Could not open file", a
+        # report interval of 0 was taken for the default, and a negative seed as numpy's "non-negative integer"
+        if parse_time_ps(self.time) <= 0:
+            raise ValueError(f"--time must be positive, got {self.time!r}")
+        for flag, value in (("--report-interval", self.report_interval_ps), ("--jump", self.jump_ps),
+                            ("--md-benchmark", self.md_benchmark_ps)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{flag} must be positive (ps), got {value:g}")
+        for flag, value, least in (("--seed", self.seed, 0), ("--ode-steps", self.ode_steps, 1),
+                                   ("--frame-md-steps", self.frame_md_steps, 0),
+                                   ("--thermalize-steps", self.thermalize_steps, 0),
+                                   ("--steering", self.steering, 0), ("--md-interleave", self.md_interleave_ps, 0)):
+            if value < least:
+                raise ValueError(f"{flag} must be at least {least}, got {value:g}")
+
     def resolved_model(self) -> str:
         return self.model or self.system
 

@@ -60,6 +60,11 @@ class SampleRequest:
     #: use the model on a system it was not trained on (otherwise refused, as ``biomd run`` refuses it)
     allow_transfer: bool = False
 
+    def __post_init__(self) -> None:
+        for flag, value in (("--replicas", self.replicas), ("--ode-steps", self.ode_steps)):
+            if value < 1:
+                raise ValueError(f"{flag} must be at least 1, got {value}")
+
 
 CONSTRAINT_CHOICES = ("auto", "hbonds", "none")
 
@@ -116,8 +121,6 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
     from .data.md import parse_time_ps
     from .propagator.compatibility import check_compatibility
 
-    if request.replicas < 1:
-        raise ValueError(f"--replicas must be at least 1, got {request.replicas}")
     check_output_folder(out, "sample", SAMPLE_OUTPUTS, _earlier_sample)  # before minutes of sampling
     model = load_model(request.model, device=sampling_device(request.device))
     topology, positions, system = load_start(request)

@@ -56,6 +56,9 @@ def test_a_model_on_a_system_it_does_not_know_is_refused(tmp_path, capsys):
     assert main(["sample", "--model", "alanine-dipeptide", "--system", "alanine-dipeptide", "--time", "10ps",
                  "--replicas", "0", "--out", str(out)]) == 2
     assert "--replicas must be at least 1" in capsys.readouterr().err
+    assert main(["sample", "--model", "alanine-dipeptide", "--system", "alanine-dipeptide", "--time", "10ps",
+                 "--ode-steps", "0", "--out", str(out)]) == 2
+    assert "--ode-steps must be at least 1, got 0" in capsys.readouterr().err  # was the solver's "n_steps"
     assert not out.exists()
 
 
