@@ -112,9 +112,28 @@ def export_torchscript(model, out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
+class ExportArchiveError(ValueError):
+    """A file is not a TorchScript archive written by :func:`export_torchscript`."""
+
+
 def read_extra_files(path: str | Path) -> dict[str, dict]:
-    """The metadata stored in an exported archive, parsed from JSON."""
+    """The metadata stored in an exported archive, parsed from JSON.
+
+    Raises :class:`ExportArchiveError` for a file that is no TorchScript archive, or one that another
+    program wrote (without BioMD's metadata).
+    """
     files = {name: "" for name in EXTRA_FILES}
-    with _torchscript_is_intended():
-        torch.jit.load(str(path), _extra_files=files)
-    return {name: json.loads(text) for name, text in files.items()}
+    try:
+        with _torchscript_is_intended():
+            torch.jit.load(str(path), _extra_files=files, map_location="cpu")
+    except RuntimeError as exc:  # torch.save pickles, zips of something else, files cut short
+        raise ExportArchiveError(f"{path} is not a TorchScript archive ({str(exc).splitlines()[0]}); "
+                                 "write one with `biomd export`") from None
+    parsed = {}
+    for name, text in files.items():
+        try:
+            parsed[name] = json.loads(text)
+        except ValueError:
+            raise ExportArchiveError(f"{path} is a TorchScript archive without BioMD's {name}: it was not "
+                                     "written by `biomd export`") from None
+    return parsed

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from openmm_biomd.cli import main
 
 
@@ -31,6 +33,28 @@ def test_export_command_writes_archives(tmp_path, tiny_model):
     save_model(tiny_model, tmp_path / "m.safetensors")
     assert main(["export", "--model", str(tmp_path / "m.safetensors"), "--out", str(tmp_path / "ts")]) == 0
     assert (tmp_path / "ts" / "velocity_net.pt").exists() and (tmp_path / "ts" / "sampler_step.pt").exists()
+
+
+def test_a_torchscript_file_that_is_not_an_exported_network_is_refused_clearly(tmp_path, tiny_model):
+    """What `biomd run --model FILE.pt` loads: the step archive was an AttributeError deep in the first jump,
+    another program's archive a bare JSONDecodeError, a pickle PyTorch's own message."""
+    import torch
+
+    from biomd_core.export import ExportArchiveError, export_torchscript
+    from openmm_biomd.propagator.model_source import ScriptedModel, resolve_model
+
+    paths = export_torchscript(tiny_model, tmp_path / "ts")
+    assert isinstance(resolve_model(paths["network"]), ScriptedModel)
+    with pytest.raises(ExportArchiveError, match=r"sampler_step.pt is not an exported velocity network .*"
+                                                 r"pass the velocity_net.pt"):
+        resolve_model(paths["step"])
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(tmp_path / "foreign.pt"))
+    with pytest.raises(ExportArchiveError, match=r"foreign.pt is a TorchScript archive without BioMD's "
+                                                 r"biomd_config.json: it was not written by `biomd export`"):
+        resolve_model(tmp_path / "foreign.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "pickle.pt")
+    with pytest.raises(ExportArchiveError, match=r"pickle.pt is not a TorchScript archive .*biomd export"):
+        resolve_model(tmp_path / "pickle.pt")
 
 
 def test_biomd_run_defaults_are_the_run_requests():

@@ -84,12 +84,30 @@ def read_metadata(path: str | Path) -> dict:
             meta = f.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types for damaged headers
         raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or corrupt?): {exc}. "
-            "Re-download it, or re-save it with biomd_core.io.save_model."
+            f"{path} is not a readable checkpoint (truncated or corrupt?): {exc}. Restore it from a copy "
+            "(a shipped model: from the repository)"
         ) from exc
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a safetensors file but not a BioMD checkpoint (format {meta.get('format')!r})")
     return meta
+
+
+def _check_time_grid(path: Path, meta: dict, config: ModelConfig) -> None:
+    """The header's time grid (``frame_interval_ps``, ``coarse_stride``) must be its config's.
+
+    A model's time grid is fixed by its training; the header states it twice, so an edit of either
+    (e.g. to run the model at another Δt) is refused rather than loaded with one or the other.
+    """
+    stated = {"frame_interval_ps": config.time.frame_interval_ps, "coarse_stride": config.time.coarse_stride}
+    for key, value in stated.items():
+        try:
+            agrees = key not in meta or float(meta[key]) == float(value)
+        except ValueError:
+            agrees = False
+        if not agrees:
+            raise CheckpointError(
+                f"{path}: the header's {key} ({meta[key]!r}) is not its config's ({value!r}): the header was "
+                "edited. A model's time grid is fixed by its training: fine-tune it on the new grid instead")
 
 
 def load_model(path_or_name: str | Path, device: str | torch.device = "cpu"):
@@ -114,6 +132,7 @@ def load_model(path_or_name: str | Path, device: str | torch.device = "cpu"):
         provenance = json.loads(meta.get("provenance", "{}"))
     except (ConfigError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{path}: invalid checkpoint header: {exc}") from exc
+    _check_time_grid(path, meta, config)
     try:
         tensors = load_file(str(path), device="cpu")
     except Exception as exc:

@@ -57,25 +57,38 @@ def latest_checkpoint(directory: Path) -> Path | None:
     if not pointer.exists():
         return None
     try:
-        step_dir = directory / json.loads(pointer.read_text())["dir"]
-    except (ValueError, KeyError) as exc:
-        raise CheckpointError(f"{pointer} is damaged ({exc}); delete it to restart from scratch") from exc
-    if not step_dir.exists():
-        raise CheckpointError(f"{pointer} names {step_dir.name}, which is missing")
+        name = json.loads(pointer.read_text())["dir"]
+        if not isinstance(name, str):
+            raise TypeError(f"its dir is {name!r}, not a folder name")
+    except (ValueError, KeyError, TypeError) as exc:  # TypeError: a JSON document that is not {"dir": ...}
+        raise CheckpointError(f"{pointer} is damaged ({exc!r}). {_resume_advice(directory)}") from exc
+    step_dir = directory / name
+    if not step_dir.is_dir():
+        raise CheckpointError(f"{pointer} names {name}, which is missing. {_resume_advice(directory)}")
     return step_dir
+
+
+def _resume_advice(directory: Path, damaged: str = "") -> str:
+    """What to do when the newest training checkpoint (``damaged``) cannot be used: resume from another kept
+    step checkpoint, or restart."""
+    kept = sorted(p.name for p in directory.glob("step_*") if p.is_dir() and p.name != damaged)
+    earlier = (f"To resume from a step checkpoint that is here ({', '.join(kept)}), write "
+               f'{{"dir": "{kept[-1]}"}} (or another of them) into {directory / LATEST}; ' if kept else "")
+    return f"{earlier}to restart the training from scratch, delete {directory}."
 
 
 def restore_training_checkpoint(trainer, step_dir: Path) -> None:
     """Load weights and trainer state from ``step_dir`` into ``trainer`` (in place)."""
-    model = load_model(step_dir / "model.safetensors")
+    try:
+        model = load_model(step_dir / "model.safetensors")
+        state = torch.load(step_dir / "trainer.pt", weights_only=True, map_location=trainer.device)
+        state["numpy_rng"] = json.loads((step_dir / "rng.json").read_text())
+    except Exception as exc:  # the weights' own advice ("re-download") does not fit a training checkpoint
+        raise CheckpointError(f"{step_dir} is a damaged training checkpoint ({exc}). "
+                              f"{_resume_advice(step_dir.parent, step_dir.name)}") from exc
     if model.config != trainer.model.config:
         raise CheckpointError(f"{step_dir}: the checkpoint's model config differs from this run's")
     trainer.model.load_state_dict(model.state_dict())
-    try:
-        state = torch.load(step_dir / "trainer.pt", weights_only=True, map_location=trainer.device)
-        state["numpy_rng"] = json.loads((step_dir / "rng.json").read_text())
-    except Exception as exc:
-        raise CheckpointError(f"{step_dir}: trainer state cannot be read ({exc})") from exc
     # The generator state must stay on the CPU whatever map_location did.
     state["torch_generator"] = state["torch_generator"].cpu()
     trainer.load_state_dict(state)

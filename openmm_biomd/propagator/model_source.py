@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from biomd_core.config import ModelConfig, from_dict
-from biomd_core.export import _torchscript_is_intended, read_extra_files
+from biomd_core.export import ExportArchiveError, _torchscript_is_intended, read_extra_files
 from biomd_core.featurize import Vocabularies
 from biomd_core.io import load_model
 from biomd_core.model.biomd import BioMDModel, BoundModel
@@ -36,6 +36,10 @@ class ScriptedModel:
         self._hash = meta["weights_sha256"]
         with _torchscript_is_intended():
             self.net = torch.jit.load(str(path), map_location=device).eval()
+        if not all(hasattr(self.net, method) for method in ("encode", "denoise")):
+            # sampler_step.pt carries the same metadata, but is one ODE step for libtorch, not the network
+            raise ExportArchiveError(f"{path} is not an exported velocity network (no encode/denoise methods): "
+                                     "pass the velocity_net.pt that `biomd export` wrote beside it")
         self.checkpoint_path = str(path)
 
     @property

@@ -38,7 +38,7 @@ import json
 import os
 import time
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,21 @@ class PropagatorStatistics:
     md_wall_s: float = 0.0
     frame_md_wall_s: float = 0.0  # beyond the hand-back, which runs beside it
     report_wall_s: float = 0.0
+
+    @classmethod
+    def from_dict(cls, stored: dict) -> "PropagatorStatistics":
+        """The counters of a checkpoint, each checked for its type (an edited one failed later, in arithmetic)."""
+        statistics = cls(**stored)
+        for counter in fields(cls):
+            value = getattr(statistics, counter.name)
+            if counter.type == "dict":
+                ok = isinstance(value, dict)
+            else:
+                ok = isinstance(value, int if counter.type == "int" else (int, float)) and not isinstance(value, bool)
+            if not ok:
+                kind = {"int": "a whole number", "dict": "a mapping"}.get(counter.type, "a number")
+                raise TypeError(f"statistics.{counter.name} is {value!r}, not {kind}")
+        return statistics
 
     def to_dict(self, timestep_ps: float) -> dict:
         out = asdict(self)
@@ -593,7 +608,7 @@ class GenerativePropagator:
             shape = tuple(int(n) for n in state["history"]["shape"])
             history = np.frombuffer(base64.b64decode(state["history"]["data"], validate=True),
                                     dtype=np.float64).reshape(shape).copy()
-            statistics = PropagatorStatistics(**state["statistics"])
+            statistics = PropagatorStatistics.from_dict(state["statistics"])
             seed = int(state["seed"])
             reference = EnergyReference.from_dict(state["energy_reference"]) if state.get("energy_reference") else None
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -602,6 +617,14 @@ class GenerativePropagator:
             raise PropagatorCheckpointError(
                 f"{path} holds a frame history of shape {history.shape}, but this simulation models "
                 f"{len(self.modelled)} atoms: it belongs to another system")
+        expected = len(self.context.createCheckpoint())
+        if len(chk) != expected:
+            # OpenMM loads a checkpoint of the wrong length without a word (lost velocities, garbage state); its
+            # layout depends only on the System, integrator and platform (threads), as data.md.load_checkpoint says
+            raise PropagatorCheckpointError(
+                f"{path} holds an OpenMM checkpoint of {len(chk)} bytes, where one of this simulation's System, "
+                f"integrator and platform holds {expected}: resume with the platform and threads the run was "
+                "started with, or restore the file from a copy")
         try:
             self.context.loadCheckpoint(chk)
         except Exception as exc:

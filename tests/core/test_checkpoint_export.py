@@ -90,6 +90,25 @@ def test_unknown_config_key_in_checkpoint_is_refused(tmp_path, tiny_model):
         load_model(tmp_path / "bad.safetensors")
 
 
+def test_an_edited_time_grid_in_the_header_is_refused(tmp_path, tiny_model):
+    """Editing the header's Δt (or the config's) to run a model at another time step loaded silently before."""
+    from safetensors.torch import load_file, save_file
+
+    from biomd_core.io.checkpoint import read_metadata
+
+    path = save_model(tiny_model, tmp_path / "m.safetensors")
+    tensors, meta = load_file(str(path)), read_metadata(path)
+    edits = {"frame_interval_ps": "2.0", "coarse_stride": "x"}
+    config = json.loads(meta["config"])
+    config["time"]["frame_interval_ps"] *= 2
+    for key, value in [*edits.items(), ("config", json.dumps(config))]:
+        save_file(tensors, str(tmp_path / "edited.safetensors"), metadata={**meta, key: value})
+        with pytest.raises(CheckpointError, match=r"edited.safetensors: the header's (frame_interval_ps|coarse_stride) "
+                                                  r".* is not its config's .*fine-tune it on the new grid"):
+            load_model(tmp_path / "edited.safetensors")
+    assert load_model(path).time.frame_interval_ps == tiny_model.time.frame_interval_ps
+
+
 def test_failed_save_leaves_existing_checkpoint_intact(tmp_path, tiny_model, monkeypatch):
     import safetensors.torch
 

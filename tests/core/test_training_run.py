@@ -181,6 +181,30 @@ def test_kill_and_resume_loses_and_repeats_nothing(tmp_path, dataset_dir):
     assert {name: (tmp_path / "killed" / name).read_bytes() for name in finished} == finished
 
 
+def test_a_damaged_step_checkpoint_says_how_to_resume_from_the_one_before(tmp_path, dataset_dir):
+    """Its weights cut short used to say "Re-download it"; an edited latest.json was a TypeError traceback."""
+    from biomd_core.io import CheckpointError
+    from biomd_core.training.run import run_training
+
+    config, out = load_run_config(write_config(tmp_path / "c.yaml", dataset_dir, steps=10)), tmp_path / "run"
+    run_training(config, out, progress=False)
+    finished = load_model(out / "model.safetensors").weights_hash()
+    newest = out / "checkpoints" / "step_0000010" / "model.safetensors"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    with pytest.raises(CheckpointError) as info:
+        run_training(config, out, progress=False)
+    message = str(info.value)
+    assert "step_0000010 is a damaged training checkpoint" in message and "Re-download" not in message
+    assert 'write {"dir": "step_0000005"} (or another of them) into' in message
+    latest = out / "checkpoints" / "latest.json"
+    latest.write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match=r"latest.json is damaged .*to restart the training from scratch"):
+        run_training(config, out, progress=False)
+    latest.write_text(json.dumps({"dir": "step_0000005"}))  # the advice, followed: the same weights again
+    assert run_training(config, out, progress=False)["steps"] == 10
+    assert load_model(out / "model.safetensors").weights_hash() == finished
+
+
 def test_different_config_in_existing_run_dir_is_refused(tmp_path, dataset_dir):
     config = write_config(tmp_path / "c.yaml", dataset_dir, steps=2)
     run_biomd("train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet")
