@@ -28,6 +28,8 @@ import numpy as np
 from biomd_core.evaluation import metrics as M
 from biomd_core.io.output_folder import claim_output_folder, json_with_keys, release_output_folder
 
+from .data.frame_checks import check_frames_sound
+
 #: the files an evaluation writes into its folder (claimed with biomd_core.io.output_folder)
 EVALUATE_OUTPUTS = ("metrics.json", "report.md", "ramachandran.png", "rmsf.png", "energy.png",
                     "unbinding_distance.png")
@@ -63,7 +65,10 @@ def load_generated(directory: Path):
     files = [f for f in files if f.exists()]
     if not top.exists() or not files:
         raise FileNotFoundError(f"{directory} is not a biomd sample output (needs topology.pdb and trajectory.dcd)")
-    return [mdtraj.load(str(f), top=str(top)) for f in files]
+    trajectories = [mdtraj.load(str(f), top=str(top)) for f in files]
+    for path, traj in zip(files, trajectories):  # NaN frames ended in numpy's "SVD did not converge"
+        check_frames_sound(traj.xyz, f"generated trajectory {path}")
+    return trajectories
 
 
 def load_reference(directory: Path, n_atoms: int):
@@ -76,6 +81,8 @@ def load_reference(directory: Path, n_atoms: int):
     replicas = [t for t in iter_replica_trajectories(directory) if t.n_frames > 0]
     if not replicas:
         raise ValueError(f"{directory} holds no frames yet")
+    for number, replica in enumerate(replicas):
+        check_frames_sound(replica.xyz, f"reference MD {directory} (replica {number})")
     atoms = featurize(replicas[0].topology).atom_indices
     if len(atoms) != n_atoms:
         raise ValueError(

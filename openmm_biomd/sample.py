@@ -25,6 +25,7 @@ from biomd_core.io.output_folder import check_output_folder, claim_output_folder
 from biomd_core.sampling import HierarchicalSampler, SolverConfig, tasks
 from biomd_core.sampling.constraints import RigidBonds
 
+from .data.frame_checks import check_frames_sound
 from .trajectory_io import subset_topology, write_dcd, write_pdb
 
 #: the files a sample writes into its folder (claimed with biomd_core.io.output_folder)
@@ -79,6 +80,7 @@ def load_start(request: SampleRequest):
     import mdtraj
 
     traj = mdtraj.load(request.structure)
+    check_frames_sound(traj.xyz[:1], f"start structure {request.structure}")  # else the model got the blame
     return traj.topology.to_openmm(), traj.xyz[0].astype(np.float64), None
 
 
@@ -113,6 +115,7 @@ def _structure_nm(path: str, atom_indices: np.ndarray, n_total: int) -> np.ndarr
     traj = mdtraj.load(path)
     if traj.n_atoms != n_total:
         raise ValueError(f"{path} has {traj.n_atoms} atoms but the start structure has {n_total}")
+    check_frames_sound(traj.xyz[:1], f"end structure {path}")
     return traj.xyz[0][atom_indices].astype(np.float64)
 
 
@@ -197,6 +200,7 @@ def _inpaint(request, model, graph, sampler, start, generator):
     if not (request.reference and request.known):
         raise ValueError("the inpaint task needs --reference (trajectory of the known atoms) and --known (a selection)")
     ref = mdtraj.load(request.reference, top=request.reference_topology) if request.reference_topology else mdtraj.load(request.reference)
+    check_frames_sound(ref.xyz, f"reference trajectory {request.reference}")
     known_total = ref.topology.select(request.known)
     position = {int(a): i for i, a in enumerate(graph.atom_indices)}
     known = sorted(position[int(a)] for a in known_total if int(a) in position)

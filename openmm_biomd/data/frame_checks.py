@@ -117,15 +117,21 @@ def first_broken_bond(frames_nm: np.ndarray, system: Any, atoms: np.ndarray | No
     return None
 
 
-def check_frames_fit(frames_nm: np.ndarray, system: Any, what: str = "path", atoms: np.ndarray | None = None,
-                     box_nm: np.ndarray | None = None) -> None:
-    """Raise ``ValueError`` naming the first damaged frame of ``frames_nm`` ``[T, N, 3]`` nm, or the first
-    whose stiff bonds do not fit ``system`` (``atoms``, ``box_nm``: as :func:`first_broken_bond`)."""
+def check_frames_sound(frames_nm: np.ndarray, what: str) -> None:
+    """Raise ``ValueError`` naming the first damaged frame (:func:`first_damaged_frame`) of ``frames_nm``
+    ``[T, N, 3]`` nm, ``what`` saying whose frames they are."""
     damaged = first_damaged_frame(frames_nm)
     if damaged is not None:
         raise ValueError(f"frame {damaged} of the {what} holds coordinates that are not finite or lie beyond "
                          f"{MAX_COORDINATE_NM:g} nm (a damaged file or a blown-up simulation): give frames from "
                          "sound MD or a generated path")
+
+
+def check_frames_fit(frames_nm: np.ndarray, system: Any, what: str = "path", atoms: np.ndarray | None = None,
+                     box_nm: np.ndarray | None = None) -> None:
+    """Raise ``ValueError`` naming the first damaged frame of ``frames_nm`` ``[T, N, 3]`` nm, or the first
+    whose stiff bonds do not fit ``system`` (``atoms``, ``box_nm``: as :func:`first_broken_bond`)."""
+    check_frames_sound(frames_nm, what)
     broken = first_broken_bond(frames_nm, system, atoms, box_nm)
     if broken is not None:
         a, b = broken.atoms

@@ -44,6 +44,24 @@ def test_forecast_writes_topology_trajectory_and_summary(tmp_path, checkpoint, c
                  "--out", str(out), "--ode-steps", "2"]) == 0
     assert not (out / "replica_001.dcd").exists() and (out / "trajectory.dcd").exists()
 
+    # NaN frames: a start structure's is refused as the input's fault (the model was blamed), a generated
+    # trajectory's by evaluate naming the file (numpy's "SVD did not converge" before)
+    traj[0].save_pdb(str(tmp_path / "nan.pdb"))
+    lines = (tmp_path / "nan.pdb").read_text().splitlines(keepends=True)
+    fifth = [i for i, line in enumerate(lines) if line.startswith(("ATOM", "HETATM"))][4]
+    lines[fifth] = lines[fifth][:30] + "     nan" + lines[fifth][38:]  # mdtraj will not write one
+    (tmp_path / "nan.pdb").write_text("".join(lines))
+    broken = traj[:3]
+    broken.xyz[1, 4] = np.nan
+    capsys.readouterr()
+    assert main(["sample", "--model", checkpoint, "--structure", str(tmp_path / "nan.pdb"), "--time", "10ps",
+                 "--out", str(tmp_path / "from-nan")]) == 2
+    assert "frame 0 of the start structure " in capsys.readouterr().err and not (tmp_path / "from-nan").exists()
+    broken.save_dcd(str(out / "trajectory.dcd"))
+    assert main(["evaluate", "--generated", str(out), "--reference", str(tmp_path), "--out", str(tmp_path / "e")]) == 2
+    assert re.search(r"frame 1 of the generated trajectory .*trajectory.dcd holds coordinates that are not finite",
+                     capsys.readouterr().err)
+
 
 def test_a_model_on_a_system_it_does_not_know_is_refused(tmp_path, capsys):
     """The shipped alanine-dipeptide weights on the host–guest complex: refused before anything is written, as
