@@ -55,12 +55,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from biomd_core.io.output_folder import claim_output_folder, json_with_keys
+
 from ..data.frame_checks import check_frames_fit
 from ..data.md import _atomic_write_bytes, _atomic_write_json, read_json, replica_seed
 from ..data.metadynamics import pocket_atoms, select_atoms
 from .seeding_common import load_recorded_path, unbind_attempt_remedy
 
 SUMMARY_FORMAT = "biomd-unbind"
+#: the files an unbinding run writes into its folder (claimed with biomd_core.io.output_folder)
+UNBIND_OUTPUTS = ("summary.json", "topology.pdb", "attempt_[0-9][0-9][0-9]")
 
 
 # --------------------------------------------------------------------------- success criterion
@@ -538,7 +542,8 @@ def unbind(loaded: Any, model: Any, out_dir: str | os.PathLike, *, settings: Unb
                                     allow_transfer=allow_transfer, ligand_sdf=ligand_sdf)
     settings = unbinder.settings
     starts = _start_frames(unbinder, starts_nm)
-    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
+    # only once the inputs are known to be good; a run's or a sample's folder is refused by name
+    claim_output_folder(out, "unbind", UNBIND_OUTPUTS, json_with_keys("summary.json", "format", "starts_sha"))
     identity = _json_shaped({
         "format": SUMMARY_FORMAT,
         "system": loaded.description,

@@ -257,6 +257,10 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
                  args + ["--attempts", "4"]):
         assert main(argv) == 2
         assert re.search(message, capsys.readouterr().err)
+    # another command pointed at the unbinding run's folder is refused, naming it (a sample overwrote its summary)
+    assert main(["sample", "--model", "host-guest", "--system", "host-guest", "--time", "10ps", "--out", str(out)]) == 2
+    assert re.search(r"`biomd sample` would overwrite summary.json, topology.pdb in .* which holds the output of "
+                     r"`biomd unbind`", capsys.readouterr().err)
     assert file_contents(out) == files
     assert not (tmp_path / "e2").exists()  # no metrics, nor an empty folder, of a damaged run
     dcd.write_bytes(whole)
