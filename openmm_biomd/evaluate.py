@@ -81,8 +81,8 @@ def load_reference(directory: Path, n_atoms: int):
     replicas = [t for t in iter_replica_trajectories(directory) if t.n_frames > 0]
     if not replicas:
         raise ValueError(f"{directory} holds no frames yet")
-    for number, replica in enumerate(replicas):
-        check_frames_sound(replica.xyz, f"reference MD {directory} (replica {number})")
+    for replica in replicas:
+        check_frames_sound(replica.xyz, f"reference MD in {directory}")
     atoms = featurize(replicas[0].topology).atom_indices
     if len(atoms) != n_atoms:
         raise ValueError(

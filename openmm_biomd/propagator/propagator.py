@@ -617,14 +617,6 @@ class GenerativePropagator:
             raise PropagatorCheckpointError(
                 f"{path} holds a frame history of shape {history.shape}, but this simulation models "
                 f"{len(self.modelled)} atoms: it belongs to another system")
-        expected = len(self.context.createCheckpoint())
-        if len(chk) != expected:
-            # OpenMM loads a checkpoint of the wrong length without a word (lost velocities, garbage state); its
-            # layout depends only on the System, integrator and platform (threads), as data.md.load_checkpoint says
-            raise PropagatorCheckpointError(
-                f"{path} holds an OpenMM checkpoint of {len(chk)} bytes, where one of this simulation's System, "
-                f"integrator and platform holds {expected}: resume with the platform and threads the run was "
-                "started with, or restore the file from a copy")
         try:
             self.context.loadCheckpoint(chk)
         except Exception as exc:

@@ -474,24 +474,23 @@ def test_damaged_checkpoints_are_refused_and_leave_the_simulation_alone(model, a
     truncated.write_bytes(data[: len(data) // 2])
     garbage = tmp_path / "garbage.chk"
     garbage.write_bytes(os.urandom(2048))
-    def rezipped(name: str, edit_state=lambda state: None, edit_chk=lambda chk: chk) -> Path:
-        """A valid zip of the good checkpoint with its propagator state or OpenMM part edited."""
+
+    def rezipped(name: str, edit_state) -> Path:
+        """A valid zip of the good checkpoint with its propagator state edited."""
         with zipfile.ZipFile(good) as zin, zipfile.ZipFile(tmp_path / name, "w") as zout:
             state = json.loads(zin.read("propagator.json"))
             edit_state(state)
-            zout.writestr("openmm.chk", edit_chk(zin.read("openmm.chk")))
+            zout.writestr("openmm.chk", zin.read("openmm.chk"))
             zout.writestr("propagator.json", json.dumps(state))
         return tmp_path / name
 
     damaged = rezipped("damaged.chk", lambda state: state.update(rng=state["rng"][:16]))  # random stream cut short
     # a counter edited into a string passed the load and failed in the summary's arithmetic
     edited = rezipped("edited.chk", lambda state: state["statistics"].update(jumps_attempted="3"))
-    short_chk = rezipped("short.chk", edit_chk=lambda chk: chk[:-40])  # OpenMM loaded it without a word
     cases = [(truncated, "not a readable propagator checkpoint"), (garbage, "not a readable propagator checkpoint"),
              (tmp_path / "missing.chk", "not a readable propagator checkpoint"),
              (damaged, "damaged propagator checkpoint"),
-             (edited, r"damaged propagator checkpoint: TypeError\(\"statistics.jumps_attempted is '3', not a whole"),
-             (short_chk, r"holds an OpenMM checkpoint of \d+ bytes, where one of this simulation's System")]
+             (edited, r"damaged propagator checkpoint: TypeError\(\"statistics.jumps_attempted is '3', not a whole")]
     for path, message in cases:
         with pytest.raises(PropagatorCheckpointError, match=message) as info:
             prop.load_checkpoint(path)
