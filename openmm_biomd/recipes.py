@@ -450,10 +450,11 @@ def _installed(name: str) -> tuple[Path, dict]:
                                 f"training facts; run `biomd reproduce-weights {name}` to make everything from scratch")
     from .data.md import read_json
 
-    facts = read_json(facts_file, remedy=f"Restore it from the repository (`git checkout -- {facts_file}`), or run "
-                                         f"`biomd reproduce-weights {name}` to make everything from scratch.")
+    remedy = (f"Restore it from the repository (`git checkout -- {facts_file}`), or run "
+              f"`biomd reproduce-weights {name}` to make everything from scratch.")
+    facts = read_json(facts_file, remedy=remedy)
     if not isinstance(facts, dict):
-        raise ValueError(f"{facts_file} is damaged: it is not a JSON object")
+        raise ValueError(f"{facts_file} is damaged: it is not a JSON object. {remedy}")
     return _weights_dir() / f"{name}.safetensors", facts
 
 

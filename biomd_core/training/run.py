@@ -22,7 +22,7 @@ from ..config import ConfigError, ModelConfig, TrainingConfig, differences, from
 from ..data.trajectories import DataSpec, load_dataset
 from ..io.checkpoint import save_model
 from ..io.json_lines import DamagedLogError, read_json_lines
-from ..io.output_folder import claim_output_folder, json_with_keys
+from ..io.output_folder import claim_output_folder, json_with_keys, release_output_folder
 from . import checkpointing, distributed
 from .trainer import Trainer
 
@@ -172,7 +172,7 @@ def run_training(config: RunConfig, out_dir: str | Path, progress: bool = True) 
     ctx = distributed.setup(config.device)
     try:
         created = not out.exists()
-        _check_run_dir(out, config, ctx)
+        marked = _check_run_dir(out, config, ctx)
         try:
             model = build_model(config)
             data = load_dataset(
@@ -182,6 +182,8 @@ def run_training(config: RunConfig, out_dir: str | Path, progress: bool = True) 
         except BaseException:
             if created and ctx.is_main:  # a config refused for its model or data leaves no run folder behind
                 shutil.rmtree(out, ignore_errors=True)
+            elif marked:  # nor a claim on a folder that was there before
+                release_output_folder(out, "train")
             raise
         if ctx.is_main:
             _record_config(out, config)
@@ -198,11 +200,15 @@ def run_training(config: RunConfig, out_dir: str | Path, progress: bool = True) 
         distributed.teardown(ctx)
 
 
-def _check_run_dir(out: Path, config: RunConfig, ctx) -> None:
-    """Claim ``out`` for training; refuse it when it holds a run of another config (naming what differs)."""
+def _check_run_dir(out: Path, config: RunConfig, ctx) -> bool:
+    """Claim ``out`` for training; refuse it when it holds a run of another config (naming what differs).
+
+    Returns whether this call claimed the folder (on the main process).
+    """
     saved = out / "config.json"
+    marked = False
     if ctx.is_main:  # (a folder of training written before folders were claimed holds its config.json)
-        claim_output_folder(out, "train", TRAIN_OUTPUTS, json_with_keys("config.json", "training"))
+        marked = claim_output_folder(out, "train", TRAIN_OUTPUTS, json_with_keys("config.json", "training"))
     if saved.exists():
         try:
             # read through the config class: settings added to it since (with their defaults) are not differences
@@ -218,6 +224,7 @@ def _check_run_dir(out: Path, config: RunConfig, ctx) -> None:
                 f"{'; …' if len(differ) > 5 else ''}): use a new --out directory, or the same config to resume"
             )
     distributed.barrier(ctx)
+    return marked
 
 
 def _record_config(out: Path, config: RunConfig) -> None:

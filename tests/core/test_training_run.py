@@ -224,6 +224,11 @@ def test_a_config_refused_for_its_data_leaves_nothing_to_block_the_corrected_rer
     with pytest.raises(Exception, match="nowhere"):
         run_training(load_run_config(wrong), out, progress=False)
     assert not out.exists()
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")  # a folder that was there before is left as it was
+    with pytest.raises(Exception, match="nowhere"):
+        run_training(load_run_config(wrong), out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     summary = run_training(load_run_config(write_config(tmp_path / "c.yaml", dataset_dir, steps=2)), out,
                            progress=False)
     assert summary["steps"] == 2 and (out / "model.safetensors").exists()
