@@ -13,7 +13,7 @@ import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Type, TypeVar
+from typing import Any, Iterable, Mapping, Type, TypeVar
 
 T = TypeVar("T")
 
@@ -191,6 +191,14 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
     return value
 
 
+def require_at_least(checks: Iterable[tuple[str, float, float]], error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` naming the first ``(name, value, least)`` of ``checks`` whose value is below ``least``
+    (``name``: what the user set, a config key or a command-line flag)."""
+    for name, value, least in checks:
+        if value < least:
+            raise error(f"{name} must be at least {least:g}, got {value:g}")
+
+
 def differences(earlier: Mapping[str, Any], now: Mapping[str, Any], prefix: str = "") -> list[str]:
     """``key (there: …, now: …)`` for every leaf that differs between two settings mappings (nested keys
     dotted), to say which settings stop a run from resuming."""
@@ -270,9 +278,8 @@ class TrainingConfig:
                 raise ConfigError(f"training.{name} must be a number, got {value!r}")
         if not 0.0 <= self.fine_fraction <= 1.0:
             raise ConfigError("training.fine_fraction must be in [0, 1]")
-        for name, least in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0)):
-            if getattr(self, name) < least:
-                raise ConfigError(f"training.{name} must be at least {least}, got {getattr(self, name)}")
+        require_at_least([(f"training.{name}", getattr(self, name), least)
+                          for name, least in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0))], ConfigError)
         for name in ("lr", "grad_clip"):  # clip_grad_norm_ with a negative norm flips the gradients
             if not getattr(self, name) > 0:
                 raise ConfigError(f"training.{name} must be positive, got {getattr(self, name)}")

@@ -19,14 +19,14 @@ distance along every path.  Either kind of input, or both, in one call.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from biomd_core.config import require_at_least
 from biomd_core.evaluation import metrics as M
-from biomd_core.io.output_folder import claim_output_folder, json_with_keys, release_output_folder
+from biomd_core.io.output_folder import abandon_output_folder, claim_output_folder, json_with_keys
 
 from .data.frame_checks import check_frames_sound
 
@@ -49,11 +49,9 @@ class EvaluateRequest:
     tica_lag_frames: int = 10
 
     def __post_init__(self) -> None:
-        for flag, value, least in (("--energy-frames", self.energy_frames, 1),
-                                   ("--minimise-iterations", self.minimise_iterations, 0),
-                                   ("tica_lag_frames", self.tica_lag_frames, 1)):
-            if value < least:
-                raise ValueError(f"{flag} must be at least {least}, got {value}")
+        require_at_least([("--energy-frames", self.energy_frames, 1),
+                          ("--minimise-iterations", self.minimise_iterations, 0),
+                          ("tica_lag_frames", self.tica_lag_frames, 1)])
 
 
 def load_generated(directory: Path):
@@ -261,11 +259,8 @@ def run_evaluate(request: EvaluateRequest, out: Path) -> dict:
         if request.paths:
             public["unbinding"] = path_evaluation(Path(request.paths), Path(request.reference_paths), out)
             public["plots"].append("unbinding_distance.png")
-    except BaseException:
-        if created:  # a refused evaluation leaves no folder of half the plots behind (it made the folder itself)
-            shutil.rmtree(out, ignore_errors=True)
-        elif marked:  # the folder as it was
-            release_output_folder(out, "evaluate")
+    except BaseException:  # a refused evaluation leaves no folder of half the plots behind
+        abandon_output_folder(out, "evaluate", created, marked)
         raise
     (out / "metrics.json").write_text(json.dumps(public, indent=2))
     (out / "report.md").write_text(report_markdown(public))

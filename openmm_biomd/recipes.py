@@ -293,9 +293,9 @@ def _trained(recipe: WeightsRecipe, root: Path) -> dict | None:
                       stacklevel=2)
         return None
     facts = record.get("facts") if isinstance(record, dict) else None
-    if (record.get("plans") if isinstance(record, dict) else None) != json.loads(json.dumps(_plans(recipe))) \
-            or not isinstance(facts, dict) or not (root / str(facts.get("model_path"))).is_file():
-        return None  # another recipe's, or the weights are gone: train again (each step resumes)
+    if not isinstance(facts, dict) or record.get("plans") != json.loads(json.dumps(_plans(recipe))) \
+            or not (root / str(facts.get("model_path"))).is_file():
+        return None  # not a record, another recipe's, or the weights are gone: train again (each step resumes)
     return facts
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biomd_core.config import differences
+from biomd_core.config import differences, require_at_least
 from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
 
 from .affinity import cpu_for, pinned_to_cpu
@@ -89,12 +89,9 @@ class RunRequest:
                             ("--md-benchmark", self.md_benchmark_ps)):
             if value is not None and not value > 0:
                 raise ValueError(f"{flag} must be positive (ps), got {value:g}")
-        for flag, value, least in (("--seed", self.seed, 0), ("--ode-steps", self.ode_steps, 1),
-                                   ("--frame-md-steps", self.frame_md_steps, 0),
-                                   ("--thermalize-steps", self.thermalize_steps, 0),
-                                   ("--steering", self.steering, 0), ("--md-interleave", self.md_interleave_ps, 0)):
-            if value < least:
-                raise ValueError(f"{flag} must be at least {least}, got {value:g}")
+        require_at_least([("--seed", self.seed, 0), ("--ode-steps", self.ode_steps, 1),
+                          ("--frame-md-steps", self.frame_md_steps, 0), ("--thermalize-steps", self.thermalize_steps, 0),
+                          ("--steering", self.steering, 0), ("--md-interleave", self.md_interleave_ps, 0)])
 
     def resolved_model(self) -> str:
         return self.model or self.system

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from biomd_core.config import require_at_least
 from biomd_core.io import load_model
 from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
 from biomd_core.sampling import HierarchicalSampler, SolverConfig, tasks
@@ -62,9 +63,7 @@ class SampleRequest:
     allow_transfer: bool = False
 
     def __post_init__(self) -> None:
-        for flag, value in (("--replicas", self.replicas), ("--ode-steps", self.ode_steps)):
-            if value < 1:
-                raise ValueError(f"{flag} must be at least 1, got {value}")
+        require_at_least([("--replicas", self.replicas, 1), ("--ode-steps", self.ode_steps, 1)])
 
 
 CONSTRAINT_CHOICES = ("auto", "hbonds", "none")

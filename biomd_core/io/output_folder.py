@@ -11,6 +11,7 @@ itself (by the marker); files it does not write are no obstacle (an evaluation b
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -80,6 +81,15 @@ def claim_output_folder(out: str | Path, command: str, writes: Iterable[str],
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text(json.dumps({"commands": [*owners, command]}) + "\n")
     return True
+
+
+def abandon_output_folder(out: str | Path, command: str, created: bool, claimed: bool) -> None:
+    """After ``COMMAND`` was refused: remove the folder when it ``created`` it, else undo the claim it
+    ``claimed`` now (:func:`release_output_folder`), so that the folder is left as it was found."""
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+    elif claimed:
+        release_output_folder(out, command)
 
 
 def release_output_folder(out: str | Path, command: str) -> None:

@@ -11,18 +11,17 @@ different config in an existing run directory is refused.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..config import ConfigError, ModelConfig, TrainingConfig, differences, from_dict, to_dict
+from ..config import ConfigError, ModelConfig, TrainingConfig, differences, from_dict, require_at_least, to_dict
 from ..data.trajectories import DataSpec, load_dataset
 from ..io.checkpoint import save_model
 from ..io.json_lines import DamagedLogError, read_json_lines
-from ..io.output_folder import claim_output_folder, json_with_keys, release_output_folder
+from ..io.output_folder import abandon_output_folder, claim_output_folder, json_with_keys
 from . import checkpointing, distributed
 from .trainer import Trainer
 
@@ -67,9 +66,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.validation_fraction < 1.0:  # (at least one trajectory of each system is trained on)
             raise ConfigError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
-        for name in ("log_every", "validate_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1 (steps), got {getattr(self, name)}")
+        require_at_least([(name, getattr(self, name), 1) for name in ("log_every", "validate_every", "checkpoint_every")],
+                         ConfigError)
 
 
 #: ``FlowConfig`` settings a fine-tuning run may change: loss weights and how τ is drawn in training.
@@ -179,11 +177,9 @@ def run_training(config: RunConfig, out_dir: str | Path, progress: bool = True) 
                 list(config.data), model.time.frame_interval_ps, config.validation_fraction,
                 config.training.seed, vocabs=model.vocabs,
             )
-        except BaseException:
-            if created and ctx.is_main:  # a config refused for its model or data leaves no run folder behind
-                shutil.rmtree(out, ignore_errors=True)
-            elif marked:  # nor a claim on a folder that was there before
-                release_output_folder(out, "train")
+        except BaseException:  # a config refused for its model or data leaves no run folder, nor a claim, behind
+            if ctx.is_main:
+                abandon_output_folder(out, "train", created, marked)
             raise
         if ctx.is_main:
             _record_config(out, config)
