@@ -345,8 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "cores or GPUs)")
             p.add_argument("--stop-after-training", action="store_true",
                            help="end after the training; a later run (another machine, with root/train/NAME*, "
-                                "root/data/NAME-reference and root/eval/NAME/training-facts.json copied) "
-                                "evaluates and writes the card")
+                                "root/data/NAME-reference and root/eval/NAME/training-facts.json copied; for "
+                                "host-guest the same root) evaluates and writes the card")
             p.add_argument("--quiet", action="store_true")
         elif name == "run":
             p.add_argument("--system", default="alanine-dipeptide", help="bundled system (default alanine-dipeptide)")

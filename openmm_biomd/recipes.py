@@ -225,14 +225,19 @@ def reproduce(name: str, root: str | Path = "runs", install: bool = False, progr
 
     ``parallel_md`` runs the recipe's MD plans side by side, one process each: for CPU cores or several
     GPUs (on one H200, five T4L runs together were no faster than one: BENCHMARKS.md).
-    ``stop_after_training`` ends after the training (see :func:`reproduce_recipe`).
+    ``stop_after_training`` ends after the training (see :func:`reproduce_recipe` and
+    :func:`~openmm_biomd.enhanced.recipe.reproduce_unbinding`), so there is nothing to ``install`` yet.
     """
+    if install and stop_after_training:
+        raise ValueError("--install needs the evaluated weights and their card, which --stop-after-training does "
+                         "not make: install with the later run that evaluates them")
     root = Path(root)
     unbinding = _unbinding_recipes()
     if name in unbinding:
         from .enhanced.recipe import reproduce_unbinding
 
-        return _install_unbinding(reproduce_unbinding(unbinding[name], root, progress=progress), install)
+        result = reproduce_unbinding(unbinding[name], root, progress, parallel_md, stop_after_training)
+        return result if stop_after_training else _install_unbinding(result, install)
     return reproduce_recipe(_recipe(name, unbinding), root, install, progress, parallel_md, stop_after_training)
 
 

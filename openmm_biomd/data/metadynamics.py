@@ -378,7 +378,8 @@ def generate_dissociation(
         The summary (as in ``OUT/summary.json``): ``settings``, ``ligand_atoms``,
         ``pocket_atoms``, ``results`` (one dict per seed: ``dissociated``,
         ``time_to_dissociation_ps``, ``bound_cv_nm``, ``wall_s``, ...),
-        ``n_dissociated``, ``wall_s``.
+        ``n_dissociated``, ``wall_s`` (all sessions of the campaign). A finished campaign is returned as
+        recorded, its files untouched.
     """
     started = time.perf_counter()
     settings = DissociationSettings(
@@ -432,7 +433,12 @@ def generate_dissociation(
     }
     old_path = out / "summary.json"
     if old_path.exists():
-        _check_resumable(read_json(old_path), summary, out)
+        old = read_json(old_path)
+        _check_resumable(old, summary, out)
+        if old.get("status") == "complete" and len(old.get("results", [])) == settings.n_seeds \
+                and all((out / f"seed_{i:03d}" / "result.json").exists() for i in range(settings.n_seeds)):
+            return old  # nothing to run: its record (platform, wall time) stays the one of the run that made it
+        started -= float(old.get("wall_s") or 0.0)  # wall_s counts every session of the campaign
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "topology.pdb").exists():
         _write_topology_pdb(out / "topology.pdb", loaded)

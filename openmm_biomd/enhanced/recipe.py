@@ -94,14 +94,20 @@ def evaluate_unbinding(unbinder, starts: np.ndarray, references: list[np.ndarray
             "gate_early_accept_steps": list(unbinder.gate.config.relaxation_stages[:-1])}
 
 
-def reproduce_unbinding(recipe: UnbindingRecipe, root: Path, progress: bool = True) -> dict:
+def reproduce_unbinding(recipe: UnbindingRecipe, root: Path, progress: bool = True, parallel_md: bool = False,
+                        stop_after_training: bool = False) -> dict:
     """Run an :class:`UnbindingRecipe` into ``root``; returns the model card's facts, plus
-    ``model_path`` and the rendered ``card``."""
+    ``model_path`` and the rendered ``card``.
+
+    ``parallel_md`` runs the campaigns (training and held-out) side by side, one process each.
+    ``stop_after_training`` ends after the training and returns the facts so far (no ``quality``, no
+    ``card``); a later call in the same ``root`` finds every campaign and stage finished (each resumes
+    from its own files) and goes on to the gate statistics, the evaluation and the card.
+    """
     from ..recipes import hardware, train_stages
 
     t0 = time.perf_counter()
-    make_training_campaigns(recipe, root)
-    _heldout_campaign(recipe, root)
+    run_campaigns(recipe, root, parallel_md)
     md_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -115,15 +121,46 @@ def reproduce_unbinding(recipe: UnbindingRecipe, root: Path, progress: bool = Tr
         "training": {"steps": sum(steps), "steps_per_stage": steps, "wall_s_last_session": round(train_s, 1),
                      "samples_per_s": training.get("samples_per_s")},
         "md_generation_wall_s_last_session": round(md_s, 1),
+        "md_in_parallel": parallel_md,
         "hardware": hardware(),
     }
+    if stop_after_training:
+        return {**facts, "model_path": str(model_path)}
     return measure_new_stages(recipe, facts, model_path, root)
 
 
 def make_training_campaigns(recipe: UnbindingRecipe, root: Path) -> None:
     """Generate (or resume) the recipe's training campaigns into ``root/data/NAME-diss-SEED``."""
     for plan in recipe.train_campaigns:
-        generate_dissociation(recipe.system, root / "data" / f"{recipe.name}-diss-{plan.seed}", **plan.kwargs())
+        generate_dissociation(recipe.system, _campaign_dir(recipe, root, plan), **plan.kwargs())
+
+
+def run_campaigns(recipe: UnbindingRecipe, root: Path, parallel: bool = False) -> None:
+    """Generate (or resume) the training campaigns and the held-out one; with ``parallel`` side by side, one
+    process each (a fresh interpreter per campaign: no forked OpenMM or CUDA state)."""
+    if not parallel:
+        make_training_campaigns(recipe, root)
+        _heldout_campaign(recipe, root)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = [(_campaign_dir(recipe, root, plan), plan) for plan in recipe.train_campaigns]
+    jobs.append((_heldout_dir(recipe, root), recipe.heldout_campaign))
+    with ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_campaign, [recipe.system] * len(jobs), *zip(*jobs)))
+
+
+def _campaign(system: str, out: Path, plan: MetadynamicsPlan) -> None:
+    generate_dissociation(system, out, **plan.kwargs())
+
+
+def _campaign_dir(recipe: UnbindingRecipe, root: Path, plan: MetadynamicsPlan) -> Path:
+    return root / "data" / f"{recipe.name}-diss-{plan.seed}"
+
+
+def _heldout_dir(recipe: UnbindingRecipe, root: Path) -> Path:
+    return root / "data" / f"{recipe.name}-heldout"
 
 
 def measure_new_stages(recipe: UnbindingRecipe, facts: dict, model_path: Path, root: Path) -> dict:
@@ -251,7 +288,7 @@ def write_unbinding_card(recipe: UnbindingRecipe, facts: dict, model_path: Path,
 
 def _heldout_campaign(recipe: UnbindingRecipe, root: Path) -> tuple[Path, dict]:
     """Generate (or resume) the held-out campaign; returns its directory and its card facts."""
-    heldout_dir = root / "data" / f"{recipe.name}-heldout"
+    heldout_dir = _heldout_dir(recipe, root)
     run = generate_dissociation(recipe.system, heldout_dir, **recipe.heldout_campaign.kwargs())
     return heldout_dir, {**asdict(recipe.heldout_campaign), "dissociated": run.get("n_dissociated")}
 

@@ -108,39 +108,16 @@ def test_extend_trains_only_the_new_stage_from_the_installed_weights(tmp_path, m
         recipes.reevaluate("toy", repo / "runs")
 
 
-def test_extend_continues_an_unbinding_recipe_on_its_campaigns(tmp_path, monkeypatch):
+def test_extend_continues_an_unbinding_recipe_on_its_campaigns(toy_unbinding, monkeypatch):
     """Toy scale, all real: metadynamics campaigns (hills strong enough to push the guest out within a
     few ps, 3 ps kept after the exit), a stage trained from the installed weights, the new gate
     statistics and one gated unbinding attempt from a held-out start, all written into the card."""
     import openmm_biomd.recipes as recipes
     from biomd_core.io import load_model
-    from openmm_biomd.enhanced.recipe import MetadynamicsPlan, UnbindingRecipe
 
-    repo = tmp_path / "repo"
-    weights, configs = repo / "biomd_core" / "weights", repo / "examples" / "configs"
+    repo, grid = toy_unbinding.repo, toy_unbinding.grid
+    weights = repo / "biomd_core" / "weights"
     weights.mkdir(parents=True)
-    configs.mkdir(parents=True)
-    grid = {"frame_interval_ps": 1.0, "coarse_stride": 2, "history_frames": 1, "block_frames": 2}
-    common = {
-        "data": [{"trajectories": ["../../runs/data/toyhg-diss-0/seed_*"],
-                  "topology": "../../runs/data/toyhg-diss-0/topology.pdb", "frame_interval_ps": 1.0}],
-        "validation_fraction": 0.0, "checkpoint_every": 2, "log_every": 1, "device": "cpu",
-    }
-    training = {"steps": 2, "batch_size": 2, "lr": 1e-3, "warmup_steps": 1, "seed": 0}
-    (configs / "toyhg.yaml").write_text(yaml.safe_dump({"model": {"preset": "tiny", "time": grid},
-                                                        "training": training, **common}))
-    (configs / "toyhg-stage2.yaml").write_text(yaml.safe_dump({
-        "init_from": "../../runs/train/toyhg/model.safetensors", "training": {**training, "seed": 1}, **common}))
-    shove = dict(max_time="30ps", height_kj_mol=20.0, bias_factor=30.0, deposit_interval_ps=0.1)
-    recipe = UnbindingRecipe(
-        name="toyhg", system="host-guest",
-        train_campaigns=(MetadynamicsPlan(seed=0, n_seeds=1, after_exit_ps=3.0, **shove),),
-        heldout_campaign=MetadynamicsPlan(seed=5, n_seeds=1, **shove),
-        train_config="examples/configs/toyhg.yaml", finetune_configs=("examples/configs/toyhg-stage2.yaml",),
-        n_eval_starts=1, attempts_per_start=1, max_path_time_ps=4.0, notes=["toy"],
-    )
-    monkeypatch.setattr(recipes, "REPO", repo)
-    monkeypatch.setattr(recipes, "_unbinding_recipes", lambda: {"toyhg": recipe})
     stage_one = _install_tiny_model(weights / "toyhg.safetensors", grid)
     (weights / "toyhg.card.json").write_text(json.dumps({
         "name": "toyhg", "system": "host-guest", "train_config": "examples/configs/toyhg.yaml", "hardware": "CPU",

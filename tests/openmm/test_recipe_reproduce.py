@@ -77,3 +77,34 @@ def test_train_side_by_side_then_evaluate_elsewhere(tmp_path, monkeypatch):
         assert recipes._trained(recipe, second) is None
     record.write_text("[1, 2]")
     assert recipes._trained(recipe, second) is None
+
+
+def test_unbinding_recipe_runs_campaigns_side_by_side_and_stops_after_training(toy_unbinding):
+    """``biomd reproduce-weights host-guest --parallel-md --stop-after-training`` on a toy recipe: the campaigns
+    run in processes of their own, the run ends after the training, and the next run in the same root goes on
+    from the finished campaigns and stages (nothing written before is touched) to the evaluation and the card.
+    Both flags had been ignored for unbinding recipes."""
+    import openmm_biomd.recipes as recipes
+
+    root = toy_unbinding.repo / "runs"
+    with pytest.raises(ValueError, match="--install needs the evaluated weights"):
+        recipes.reproduce("toyhg", root, install=True, progress=False, stop_after_training=True)
+    assert not root.exists()  # refused before any work
+
+    trained = recipes.reproduce("toyhg", root, progress=False, parallel_md=True, stop_after_training=True)
+
+    assert trained["md_in_parallel"] and trained["training"]["steps_per_stage"] == [2, 2]
+    assert "quality" not in trained and "card" not in trained
+    assert trained["model_path"] == str(root / "train" / "toyhg-stage2" / "model.safetensors")
+    for campaign in ("toyhg-diss-0", "toyhg-heldout"):
+        assert json.loads((root / "data" / campaign / "seed_000" / "result.json").read_text())["dissociated"]
+    assert not (root / "eval" / "toyhg").exists()
+    written = {path: path.read_bytes() for part in ("data", "train") for path in (root / part).rglob("*")
+               if path.is_file() and path.name != "model.safetensors"}  # the last stage's gets gate statistics
+
+    facts = recipes.reproduce("toyhg", root, progress=False)
+
+    assert facts["quality"]["attempts"] == 1 and not facts["md_in_parallel"]
+    assert facts["training"]["steps_per_stage"] == [2, 2]
+    assert (root / "eval" / "toyhg" / "MODEL_CARD.md").is_file()
+    assert {path: path.read_bytes() for path in written} == written
