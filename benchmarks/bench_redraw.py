@@ -74,7 +74,7 @@ def main() -> None:
 
     from openmm_biomd.data.systems import get_system
     from openmm_biomd.enhanced.path_metrics import campaign_paths
-    from openmm_biomd.enhanced.unbind import UnbindSettings, Unbinder
+    from openmm_biomd.enhanced.unbind import Unbinder, UnbindSettings
     from openmm_biomd.recipes import hardware
 
     loaded = get_system("host-guest").load()

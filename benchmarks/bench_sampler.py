@@ -129,7 +129,7 @@ def gaussian_errors() -> list[dict]:
 def gate_verdicts(loaded, starts: np.ndarray, draws: int, seed: int) -> list[dict]:
     """Paired coarse blocks per solver (same initial noise), checked with the shipped unbinding gate."""
     from biomd_core.sampling import SolverConfig
-    from openmm_biomd.enhanced.unbind import UnbindSettings, Unbinder
+    from openmm_biomd.enhanced.unbind import Unbinder, UnbindSettings
 
     unbinder = Unbinder(loaded, "host-guest", settings=UnbindSettings())
     rows = []
@@ -145,7 +145,7 @@ def gate_verdicts(loaded, starts: np.ndarray, draws: int, seed: int) -> list[dic
 def whole_paths(loaded, starts: np.ndarray, references: list, per_start: int, work: Path) -> list[dict]:
     """Gated paths per solver (the shipped unbinding settings otherwise)."""
     from openmm_biomd.enhanced.recipe import evaluate_unbinding
-    from openmm_biomd.enhanced.unbind import UnbindSettings, Unbinder
+    from openmm_biomd.enhanced.unbind import Unbinder, UnbindSettings
 
     rows = []
     for solver, steps in SOLVERS[:2]:

@@ -83,7 +83,7 @@ def main() -> None:
 
     from openmm_biomd.data.systems import get_system
     from openmm_biomd.enhanced.path_metrics import campaign_paths
-    from openmm_biomd.enhanced.unbind import UNBIND_GATE, UnbindSettings, Unbinder
+    from openmm_biomd.enhanced.unbind import UNBIND_GATE, Unbinder, UnbindSettings
     from openmm_biomd.propagator.gate import PhysicsGate
     from openmm_biomd.recipes import hardware
 
@@ -127,7 +127,7 @@ def whole_paths(loaded, starts: np.ndarray, references: list, per_start: int, st
 
     from openmm_biomd.enhanced.path_metrics import nearest_path_rmsd_nm
     from openmm_biomd.enhanced.recipe import evaluate_unbinding
-    from openmm_biomd.enhanced.unbind import UnbindSettings, Unbinder
+    from openmm_biomd.enhanced.unbind import Unbinder, UnbindSettings
 
     rows = []
     for steering in (0.0, strength):

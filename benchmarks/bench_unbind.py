@@ -47,7 +47,7 @@ def generative(work: Path, heldout: Path, n_starts: int, attempts: int, max_time
     from openmm_biomd.data.systems import get_system
     from openmm_biomd.enhanced.path_metrics import campaign_paths
     from openmm_biomd.enhanced.recipe import evaluate_unbinding
-    from openmm_biomd.enhanced.unbind import UnbindSettings, Unbinder
+    from openmm_biomd.enhanced.unbind import Unbinder, UnbindSettings
 
     references = campaign_paths(heldout)
     if len(references) < n_starts:
@@ -475,7 +475,7 @@ def main() -> None:
         return
     if args.umbrella_only:
         from openmm_biomd.data.systems import get_system
-        from openmm_biomd.enhanced.unbind import UnbindSettings, Unbinder
+        from openmm_biomd.enhanced.unbind import Unbinder, UnbindSettings
 
         result = json.loads(Path(args.out).read_text())
         result["speedup"], speed_targets = compare_speed(result["generative"], result["metadynamics"])

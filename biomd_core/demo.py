@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ModelConfig, TimeConfig, TrainingConfig, FlowConfig
+from .config import FlowConfig, ModelConfig, TimeConfig, TrainingConfig
 from .data.synthetic import HarmonicParticles
 from .featurize import featurize
 from .io.output_folder import check_output_folder, claim_output_folder, json_with_keys

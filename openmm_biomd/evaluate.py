@@ -302,7 +302,13 @@ def path_evaluation(paths_dir: Path, reference_dir: Path, out: Path) -> dict:
 
     from biomd_core.featurize import featurize
 
-    from .enhanced.path_metrics import campaign_paths, generated_paths, pocket_of, read_unbind_summary, unbinding_metrics
+    from .enhanced.path_metrics import (
+        campaign_paths,
+        generated_paths,
+        pocket_of,
+        read_unbind_summary,
+        unbinding_metrics,
+    )
 
     summary = read_unbind_summary(paths_dir)
     if not (reference_dir / "topology.pdb").exists():

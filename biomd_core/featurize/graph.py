@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .ligand import CHEM_FEATURES, N_CHEM_FEATURES, connectivity_features, ligand_chemistry
+from .ligand import N_CHEM_FEATURES, connectivity_features, ligand_chemistry
 from .roles import ROLE_INDEX, ROLES, residue_role
 from .vocab import DEFAULT_VOCABULARIES, Vocabularies
 

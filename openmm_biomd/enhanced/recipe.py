@@ -245,7 +245,7 @@ def measure_unbinding(recipe: UnbindingRecipe, model_path: Path, references: lis
     """The card's quality facts: ``attempts_per_start`` gated paths from each of the first ``n_eval_starts``
     held-out bound poses (:func:`evaluate_unbinding`)."""
     from ..data.systems import get_system
-    from .unbind import UnbindSettings, Unbinder
+    from .unbind import Unbinder, UnbindSettings
 
     starts = np.stack([ref[0] for ref in references[: recipe.n_eval_starts]])
     unbinder = Unbinder(get_system(recipe.system).load(), str(model_path),

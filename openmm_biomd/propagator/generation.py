@@ -45,8 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from biomd_core.sampling import HierarchicalSampler
-from biomd_core.sampling import schedules
+from biomd_core.sampling import HierarchicalSampler, schedules
 
 from .gate import PhysicsGate
 
@@ -214,7 +213,7 @@ class JumpGenerator:
                 j = i
                 while not line[j][2]:
                     j += 1  # the right anchor is always ok
-                left, right = line[i - 1], line[j]
+                left = line[i - 1]
                 times = tuple((e[0] - left[0]) * dt_step for e in line[i - 1:j + 1])
                 groups.setdefault(times, []).append(line[i - 1:j + 1])
                 i = j + 1

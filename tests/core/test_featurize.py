@@ -18,6 +18,11 @@ import mdtraj as md
 import numpy as np
 import pytest
 
+# Hard dependencies: a missing one must fail the suite, not skip it.
+from openmmtools import testsystems  # noqa: E402
+from rdkit import Chem  # noqa: E402
+from rdkit.Chem import AllChem  # noqa: E402
+
 from biomd_core.featurize import (
     ATOM_NAMES,
     CHEM_FEATURES,
@@ -25,17 +30,11 @@ from biomd_core.featurize import (
     ELEMENTS,
     RESIDUE_NAMES,
     ROLE_INDEX,
-    ROLES,
     SystemGraph,
     Vocabularies,
     Vocabulary,
     featurize,
 )
-
-# Hard dependencies: a missing one must fail the suite, not skip it.
-from openmmtools import testsystems  # noqa: E402
-from rdkit import Chem  # noqa: E402
-from rdkit.Chem import AllChem  # noqa: E402
 
 COL = {name: i for i, name in enumerate(CHEM_FEATURES)}
 PROTEIN, LIGAND, SOLVENT = ROLE_INDEX["protein"], ROLE_INDEX["ligand"], ROLE_INDEX["solvent"]

@@ -97,8 +97,6 @@ def test_known_frame_prob_makes_extra_frames_known(alanine, alanine_graph, tiny_
     left to learn (all loss terms 0); at 0 the same draw (same generator seed) has unknown frames to learn."""
     from dataclasses import replace
 
-    import numpy as np
-
     from biomd_core.model import batch_systems
     from biomd_core.sampling.schedules import forecast
     from biomd_core.training.objective import flow_matching_loss

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from biomd_core.config import ModelConfig, replace
+from biomd_core.config import replace
 from biomd_core.flow.augment import random_rotations
 from biomd_core.model import BioMDModel, batch_systems
 from biomd_core.model.pairs import lookup_hops

@@ -43,7 +43,7 @@ def test_a_card_is_what_the_recipe_renders_from_its_facts(name):
 
     from biomd_core.training.run import load_run_config
     from openmm_biomd.enhanced.recipe import unbinding_model_card
-    from openmm_biomd.recipes import REPO, RECIPES, _unbinding_recipes, model_card
+    from openmm_biomd.recipes import RECIPES, REPO, _unbinding_recipes, model_card
 
     facts = json.loads((WEIGHTS_DIR / f"{name}.card.json").read_text())
     unbinding = _unbinding_recipes()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from biomd_core.config import TimeConfig, TrainingConfig
 from biomd_core.data.synthetic import HarmonicParticles

@@ -22,7 +22,6 @@ N_MD_FRAMES = 6
 def alanine():
     """(gate factory, ``[T, 22, 3]`` nm MD frames of the modelled atoms): short Langevin MD at 300 K."""
     from biomd_core.io import load_model
-
     from openmm_biomd.data.systems import get_system
     from openmm_biomd.propagator.calibration import gate_for
 

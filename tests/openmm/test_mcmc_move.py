@@ -154,7 +154,6 @@ def test_steering_and_early_gate_acceptance_reach_the_propagator_and_round_trip(
     """``steering`` and the gate's ``early_accept_iterations`` are plain YAML settings of the move and arrive
     in the propagator it builds: a steered sampler over the gate's geometry and a staged relaxation."""
     from biomd_core.sampling.steering import SteeredModel
-
     from openmm_biomd.propagator.gate import GateConfig
 
     move = _move(alanine_implicit, steering=0.5, gate=GateConfig(early_accept_iterations=(5,)))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from openmm_biomd.data.systems import get_system
-from openmm_biomd.enhanced.unbind import Pocket, UnbindSettings, Unbinder, success_at_k, unbind
+from openmm_biomd.enhanced.unbind import Pocket, Unbinder, UnbindSettings, success_at_k, unbind
 
 
 @pytest.fixture(scope="module")
