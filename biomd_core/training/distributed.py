@@ -46,6 +46,9 @@ def setup(device: str = "auto") -> DistributedContext:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
+        if not torch.cuda.is_available():  # (a CPU-only PyTorch failed in torch._C with an AttributeError)
+            raise RuntimeError("device: cuda, but PyTorch sees no CUDA GPU on this machine (a CPU-only build, or "
+                               "no driver): train with device: auto or cpu, or on a machine with a GPU")
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         dev = torch.device("cuda", local)

@@ -66,8 +66,15 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.validation_fraction < 1.0:  # (at least one trajectory of each system is trained on)
             raise ConfigError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.device not in TRAINING_DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(TRAINING_DEVICES)}, got {self.device!r} "
+                              "(several GPUs: launch with torchrun, one process per GPU, and device: cuda)")
         require_at_least([(name, getattr(self, name), 1) for name in ("log_every", "validate_every", "checkpoint_every")],
                          ConfigError)
+
+
+#: What a run config's ``device`` may say (each rank of a ``torchrun`` launch takes the GPU of its LOCAL_RANK).
+TRAINING_DEVICES = ("auto", "cpu", "cuda")
 
 
 #: ``FlowConfig`` settings a fine-tuning run may change: loss weights and how τ is drawn in training.

@@ -74,6 +74,18 @@ def weights(path):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for a machine without a CUDA GPU")
+def test_device_cuda_without_a_gpu_says_so_and_leaves_no_run_folder(tmp_path, dataset_dir):
+    # a CPU-only PyTorch had failed inside torch._C with an AttributeError
+    out = tmp_path / "run"
+    cmd, env = biomd("train", "--config", str(write_config(tmp_path / "c.yaml", dataset_dir, device="cuda")),
+                     "--out", str(out))
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "device: cuda, but PyTorch sees no CUDA GPU on this machine" in result.stderr
+    assert not out.exists()
+
+
 def test_dataset_splits_by_trajectory_and_resamples(dataset_dir):
     spec = DataSpec(trajectories=(str(dataset_dir / "traj_*.dcd"),), topology=str(dataset_dir / "top.pdb"),
                     frame_interval_ps=DATA_INTERVAL_PS)
@@ -127,7 +139,8 @@ def test_run_config_is_strict(tmp_path, dataset_dir):
     for key, value, message in (("validation_fraction", 1.5, r"validation_fraction must be in \[0, 1\), got 1.5"),
                                 ("validation_fraction", "half", "'validation_fraction' must be a number"),
                                 ("log_every", 0, "log_every must be at least 1"),
-                                ("checkpoint_every", -5, "checkpoint_every must be at least 1")):
+                                ("checkpoint_every", -5, "checkpoint_every must be at least 1"),
+                                ("device", "gpu", "device must be one of auto, cpu, cuda, got 'gpu'")):
         path.write_text(yaml.safe_dump({**cfg, key: value}))
         with pytest.raises(ConfigError, match=message):
             load_run_config(path)
