@@ -476,7 +476,7 @@ def _finish(summary: dict, started: float, out: Path, status: str) -> dict:
 
 
 def _check_resumable(old: dict, new: dict, out: Path) -> None:
-    """Refuse to mix seeds made with different settings in one directory (n_seeds may grow)."""
+    """Refuse to mix seeds made with different settings in one directory (n_seeds may grow, not shrink)."""
     diffs = [
         f"{k}: {old.get(k)!r} on disk, {new.get(k)!r} now"
         for k in ("system", "system_sha256", "ligand_atoms", "pocket_atoms")
@@ -488,6 +488,10 @@ def _check_resumable(old: dict, new: dict, out: Path) -> None:
         for k, v in new["settings"].items()
         if k != "n_seeds" and old["settings"].get(k, defaults[k]) != v
     ]
+    recorded, asked = len(old.get("results", [])), new["settings"]["n_seeds"]
+    if asked < recorded:
+        diffs.append(f"n_seeds: {recorded} recorded, {asked} now (that would drop seeds from the record: give at "
+                     f"least {recorded}; finished seeds are kept, not rerun)")
     if diffs:
         raise RunMismatchError(
             f"{out} holds dissociation runs made with different settings, refusing to add to them: "

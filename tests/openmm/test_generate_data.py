@@ -459,11 +459,16 @@ def test_dissociation_by_metadynamics_on_host_guest(tmp_path):
         else:
             assert result["time_to_dissociation_ps"] is None and len(table) == 21
     assert summary["n_dissociated"] == sum(r["dissociated"] for r in summary["results"])
-    # Same call again: finished seeds are kept, not rerun; different settings are refused.
+    # Same call again: finished seeds are kept, not rerun, and the record is left as it was (its wall time had
+    # been overwritten by the call that ran nothing); different settings, or fewer seeds, are refused.
+    recorded = (out / "summary.json").read_bytes()
     again = generate_dissociation("host-guest", out, **kwargs)
-    assert [r["wall_s"] for r in again["results"]] == [r["wall_s"] for r in summary["results"]]
+    assert again == summary and (out / "summary.json").read_bytes() == recorded
     with pytest.raises(RunMismatchError, match="height_kj_mol"):
         generate_dissociation("host-guest", out, **{**kwargs, "height_kj_mol": 5.0})
+    with pytest.raises(RunMismatchError, match="n_seeds: 2 recorded, 1 now .* give at least 2"):
+        generate_dissociation("host-guest", out, **{**kwargs, "n_seeds": 1})
+    assert (out / "summary.json").read_bytes() == recorded
 
 
 def test_dissociation_keeps_unbiased_md_after_the_exit(tmp_path):
