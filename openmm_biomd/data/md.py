@@ -68,7 +68,7 @@ TIME_UNITS_PS = {"fs": 1e-3, "ps": 1.0, "ns": 1e3, "us": 1e6, "µs": 1e6}
 SMALL_SYSTEM_ATOMS = 100
 
 #: DCD stores its timestep in AKMA time units of this many ps (as OpenMM's DCDFile).
-_AKMA_PS = 0.04888821
+AKMA_TIME_PS = 0.04888821
 
 _CHUNK_RE = re.compile(r"^chunk_(\d{5})\.dcd$")
 
@@ -380,7 +380,7 @@ def read_dcd_header(path: str | os.PathLike) -> dict:
         "n_frames": n_frames,
         "first_step": first_step,
         "interval_steps": interval,
-        "timestep_ps": dt_akma * _AKMA_PS,
+        "timestep_ps": dt_akma * AKMA_TIME_PS,
     }
 
 

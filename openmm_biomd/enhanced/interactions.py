@@ -1139,24 +1139,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory")
 
 
-def _trajectory_times(path: Path, traj: Any, stride: int, interval_ps: float | None) -> np.ndarray:
-    """``[T]`` ps of the frames kept (after ``stride``)."""
+def _trajectory_times(path: Path, traj: Any, stride: int, interval_ps: float | None) -> np.ndarray | None:
+    """``[T]`` ps of the frames kept (after ``stride``), or ``None`` when the file does not say.
+
+    A DCD's time step is read from its header, except mdtraj's placeholder of exactly 1 AKMA unit
+    (0.0489 ps, no MD step): ``biomd unbind`` paths written before 2026-12-07 carry it, and trusting it
+    put every release time ~20× too early.
+    """
     n = traj.n_frames
     if interval_ps is not None:
         return np.arange(n) * interval_ps * stride
-    if path.suffix.lower() == ".dcd":
-        from openmm_biomd.data.md import read_dcd_header
+    if path.suffix.lower() != ".dcd":
+        return np.asarray(traj.time, dtype=float)
+    from openmm_biomd.data.md import AKMA_TIME_PS, read_dcd_header
 
-        try:
-            h = read_dcd_header(path)
-        except ValueError:
-            h = None
-        if h and h["timestep_ps"] > 0 and h["interval_steps"] > 0:
-            dt = h["interval_steps"] * h["timestep_ps"]
-            # The header stores the step as float32 AKMA units: round to 1e-6 ps.
-            return np.round((h["first_step"] * h["timestep_ps"] + np.arange(n) * dt * stride), 6)
-        return np.arange(n) * float(stride)  # no time axis in the file: frame numbers
-    return np.asarray(traj.time, dtype=float)
+    try:
+        h = read_dcd_header(path)
+    except ValueError:
+        h = None
+    if h and h["timestep_ps"] > 0 and h["interval_steps"] > 0 and not np.isclose(h["timestep_ps"], AKMA_TIME_PS):
+        dt = h["interval_steps"] * h["timestep_ps"]
+        # The header stores the step as float32 AKMA units: round to 1e-6 ps.
+        return np.round((h["first_step"] * h["timestep_ps"] + np.arange(n) * dt * stride), 6)
+    warnings.warn(f"{path}'s header gives no time step: frames are reported by number, with no times; give "
+                  "--frame-interval PS (a biomd unbind path: its summary.json's frame_interval_ps)", stacklevel=2)
+    return None
 
 
 def main(args: argparse.Namespace) -> int:

@@ -477,14 +477,17 @@ def _write_subset_pdb(path: Path, loaded: Any, atoms: np.ndarray) -> None:
 
 
 def _write_path_dcd(path: Path, frames_nm: np.ndarray, topology_pdb: Path, frame_interval_ps: float) -> None:
-    """Frames ``[T, N, 3]`` nm as a DCD (Å inside, via mdtraj), atomically."""
+    """Frames ``[T, N, 3]`` nm as a DCD whose header says they are ``frame_interval_ps`` apart, atomically.
+
+    (Written by OpenMM's DCDFile: mdtraj's writer leaves a placeholder time step of 1 AKMA unit, 0.0489 ps.)
+    """
     import mdtraj
 
-    top = mdtraj.load_topology(str(topology_pdb))
-    traj = mdtraj.Trajectory(frames_nm.astype(np.float32), top,
-                             time=np.arange(len(frames_nm)) * frame_interval_ps)
+    from ..trajectory_io import write_dcd
+
+    top = mdtraj.load_topology(str(topology_pdb)).to_openmm()
     tmp = path.with_name(path.name + ".tmp")
-    traj.save_dcd(str(tmp))
+    write_dcd(tmp, top, frames_nm, frame_interval_ps)
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)

@@ -376,6 +376,19 @@ def test_cli_on_a_dcd(host_guest, tmp_path, capsys):
     assert (out / "interactions.png").stat().st_size > 10_000
     assert len((out / "interactions.csv").read_text().splitlines()) == 1 + 6 * 126
 
+    # mdtraj's DCD writer leaves a placeholder time step (1 AKMA unit): no times, said so, not 0.0489 ps apart
+    import mdtraj
+
+    placeholder = tmp_path / "mdtraj.dcd"
+    mdtraj.Trajectory(frames.astype(np.float32), mdtraj.Topology.from_openmm(loaded.topology)).save_dcd(
+        str(placeholder))
+    quiet = tmp_path / "placeholder"
+    with pytest.warns(UserWarning, match="header gives no time step: frames are reported by number"):
+        assert main(parser.parse_args(["--system", "host-guest", "--trajectory", str(placeholder), "--by", "atom",
+                                       "--check-frames", "0", "--out", str(quiet)])) == 0
+    assert json.loads((quiet / "interactions.json").read_text())["per_frame"]["time_ps"] is None
+    capsys.readouterr()
+
     # Errors are clear: a trajectory of the wrong system, a selection that matches nothing.
     bad = parser.parse_args(["--system", "t4l-pxylene", "--trajectory", str(dcd), "--out", str(out)])
     with pytest.raises(ValueError, match="does not match the system"):

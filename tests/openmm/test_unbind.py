@@ -10,6 +10,7 @@ import mdtraj
 import numpy as np
 import pytest
 
+from openmm_biomd.data.md import read_dcd_header
 from openmm_biomd.data.systems import get_system
 from openmm_biomd.enhanced.unbind import Pocket, Unbinder, UnbindSettings, success_at_k, unbind
 
@@ -178,6 +179,10 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
     for r in summary["results"]:
         path = mdtraj.load(str(out / f"attempt_{r['attempt']:03d}" / "path.dcd"), top=top)
         assert path.n_frames == r["n_frames"] >= 1
+        # the header's time step is the model's Δt (mdtraj's writer had left 1 AKMA unit, 0.0489 ps)
+        header = read_dcd_header(out / f"attempt_{r['attempt']:03d}" / "path.dcd")
+        assert header["n_frames"] == r["n_frames"]
+        assert header["timestep_ps"] * header["interval_steps"] == pytest.approx(unbinder.time.frame_interval_ps)
         d = unbinder.pocket.distances(path.xyz.astype(np.float64))
         assert d[0] == pytest.approx(r["bound_distance_nm"], abs=1e-3)
         # every frame but a successful path's last is still bound; the last is unbound iff success
