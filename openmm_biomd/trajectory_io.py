@@ -58,6 +58,32 @@ def _dcd_layout(fh) -> tuple[int, int, int, int]:
     return header, frame, first_step, interval
 
 
+def check_dcd_whole(path: str | Path) -> int | None:
+    """Frames of the DCD file ``path``, once checked to be whole: as many complete frames as its header
+    counts, and no part of another.  ``None`` when its layout is not the plain one OpenMM and mdtraj write
+    (then nothing is checked and the reader decides).
+
+    mdtraj reads a file cut short as the frames it still has, with no more than a message from its C
+    plugin, so a path cut short would seed windows or walkers from part of it without a word.
+    """
+    import struct
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            header, frame, _, _ = _dcd_layout(fh)
+            fh.seek(8)
+            counted = struct.unpack("<i", fh.read(4))[0]
+    except (ValueError, struct.error):
+        return None
+    whole, partial = divmod(path.stat().st_size - header, frame)
+    if whole < 0 or partial or whole < counted:
+        raise ValueError(f"{path} is cut short: its header counts {counted} frames of {frame} bytes, the file holds "
+                         f"{max(whole, 0)} whole ones{' and part of another' if partial else ''}. Give the whole "
+                         "file (restore it from a copy, or rerun what wrote it)")
+    return whole
+
+
 def truncate_dcd(path: str | Path, n_frames: int) -> None:
     """Cut a DCD file back to its first ``n_frames`` frames (for resuming a killed run).
 

@@ -80,6 +80,7 @@ import numpy as np
 
 from ..data.frame_checks import check_frames_fit, minimum_image
 from ..data.md import _quiet_c_stdout
+from ..trajectory_io import check_dcd_whole
 
 #: Coulomb's constant 1/(4π ε0) in kJ mol⁻¹ nm e⁻², OpenMM's value (ONE_4PI_EPS0 of OpenMM ≥ 8.0).
 ONE_4PI_EPS0 = 138.93545764438198
@@ -1195,6 +1196,8 @@ def main(args: argparse.Namespace) -> int:
     path = Path(args.trajectory)
     if not path.is_file():
         raise FileNotFoundError(f"trajectory {path} does not exist")
+    if path.suffix.lower() == ".dcd":
+        check_dcd_whole(path)
     md_top = mdtraj.Topology.from_openmm(loaded.topology)
     try:
         with _quiet_c_stdout():  # mdtraj's DCD plugin greets every file on the C stdout, amid our JSON

@@ -43,6 +43,7 @@ from ..data.md import (
 )
 from ..data.metadynamics import centroid_distance_force, pocket_atoms, select_atoms
 from ..data.systems import BUNDLED_SYSTEMS, LoadedSystem, as_loaded_system
+from ..trajectory_io import check_dcd_whole
 from .cvs import PathCV
 
 __all__ = [
@@ -314,12 +315,15 @@ def first_arrival_frames(path_values: np.ndarray, targets: np.ndarray) -> np.nda
     return frames
 
 
-def load_path_frames(path: str | os.PathLike, topology: str | os.PathLike | None = None) -> np.ndarray:
+def load_path_frames(path: str | os.PathLike, topology: str | os.PathLike | None = None,
+                     check_whole: bool = True) -> np.ndarray:
     """Frames of a trajectory file as ``[T, N, 3]`` float64 nm (mdtraj reads DCD, XTC, ...).
 
     ``topology`` (a PDB) is needed for formats without one; default
     ``topology.pdb`` beside the file or one directory up (a ``biomd unbind``
-    layout: ``DIR/topology.pdb``, ``DIR/attempt_000/path.dcd``).
+    layout: ``DIR/topology.pdb``, ``DIR/attempt_000/path.dcd``).  A DCD cut short is refused
+    (:func:`~openmm_biomd.trajectory_io.check_dcd_whole`) unless ``check_whole`` is off (a caller that
+    compares the frame count with a record of its own).
     """
     import mdtraj
 
@@ -333,6 +337,8 @@ def load_path_frames(path: str | os.PathLike, topology: str | os.PathLike | None
                 break
     if topology is None and path.suffix.lower() in (".dcd", ".xtc", ".trr", ".nc"):
         raise ValueError(f"{path} has no topology; give one (a PDB, e.g. the unbind run's topology.pdb)")
+    if check_whole and path.suffix.lower() == ".dcd":
+        check_dcd_whole(path)
     try:
         with _quiet_c_stdout():  # mdtraj's DCD plugin greets every file on the C stdout
             traj = mdtraj.load(str(path), top=str(topology)) if topology is not None else mdtraj.load(str(path))
@@ -353,7 +359,7 @@ def load_recorded_path(path: str | os.PathLike, topology: str | os.PathLike, n_f
     the frames it still has, with no more than a warning from its C plugin.
     """
     try:
-        frames = load_path_frames(path, topology)
+        frames = load_path_frames(path, topology, check_whole=n_frames is None)
     except ValueError as e:
         raise damaged_file(path, f"it cannot be read as a trajectory ({e.__cause__ or e})", remedy) from e
     if n_frames is not None and len(frames) != n_frames:

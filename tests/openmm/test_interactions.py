@@ -389,6 +389,12 @@ def test_cli_on_a_dcd(host_guest, tmp_path, capsys):
     assert json.loads((quiet / "interactions.json").read_text())["per_frame"]["time_ps"] is None
     capsys.readouterr()
 
+    # a DCD cut short is refused (mdtraj read the whole frames left, without a word)
+    cut_short = tmp_path / "cut_short.dcd"
+    cut_short.write_bytes(dcd.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="cut_short.dcd is cut short: its header counts 6 frames .* holds 5 whole"):
+        main(parser.parse_args(["--system", "host-guest", "--trajectory", str(cut_short), "--out", str(quiet)]))
+
     # Errors are clear: a trajectory of the wrong system, a selection that matches nothing.
     bad = parser.parse_args(["--system", "t4l-pxylene", "--trajectory", str(dcd), "--out", str(out)])
     with pytest.raises(ValueError, match="does not match the system"):

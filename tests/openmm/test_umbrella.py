@@ -736,11 +736,17 @@ def test_unreadable_and_damaged_files_and_bad_machine_settings_get_one_line_erro
     not_a_trajectory.write_text("not a trajectory\n")
     a_file = tmp_path / "a_file"
     a_file.write_text("")
+    cut_short = tmp_path / "cut_short.dcd"  # mdtraj reads the whole frames left: a path seeded from part of it
+    whole = (steer_dir / "path.dcd").read_bytes()
+    cut_short.write_bytes(whole[: len(whole) * 2 // 3])
     steer = ["steer", "--system", "host-guest", "--by", "0.2", "--time", "0.2ps", "--equilibration", "0ps",
              "--frame-interval", "0.1ps", "--quiet"]
     cases = {
         "cannot read .*notes.dcd as a trajectory": ["--path", str(not_a_trajectory), "--topology",
                                                     str(steer_dir / "topology.pdb"), "--out", str(tmp_path / "a")],
+        r"cut_short.dcd is cut short: its header counts \d+ frames of \d+ bytes, the file holds \d+ whole ones "
+        "and part of another": ["--path", str(cut_short), "--topology", str(steer_dir / "topology.pdb"),
+                                "--out", str(tmp_path / "d")],
         "File exists|Not a directory": ["--out", str(a_file)],
         "CPU 100000 is not one this process may run on": ["--cpu", "100000", "--out", str(tmp_path / "b")],
         "CPU threads must be at least 1": ["--threads", "0", "--out", str(tmp_path / "c")],
@@ -749,7 +755,7 @@ def test_unreadable_and_damaged_files_and_bad_machine_settings_get_one_line_erro
         assert main(steer + argv) == 2, message
         err = capsys.readouterr().err
         assert re.search(f"biomd steer: error: .*({message})", err) and "Traceback" not in err, err
-    assert not any((tmp_path / name).exists() for name in "abc")
+    assert not any((tmp_path / name).exists() for name in "abcd")
     damaged = tmp_path / "damaged"
     shutil.copytree(distance_run[0], damaged)
     record = damaged / "window_002" / "result.json"
