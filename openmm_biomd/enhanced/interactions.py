@@ -1071,6 +1071,7 @@ def write_interactions(
     dict
         The JSON summary, with ``files`` naming the three paths.
     """
+    summary = energies.summary(release_fraction)  # first: it checks release_fraction before a file is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n_t, n_r = energies.n_frames, energies.n_residues
@@ -1085,7 +1086,6 @@ def write_interactions(
     csv_path.write_text("\n".join(lines) + "\n")
     png_path = plot_interaction_heatmap(energies, out / "interactions.png", top=top, rank=rank,
                                         release_fraction=release_fraction)
-    summary = energies.summary(release_fraction)
     summary["per_frame"] = {
         "time_ps": None if energies.times_ps is None else [float(v) for v in energies.times_ps],
         "nonbonded_total_kj_mol": [float(v) for v in energies.summed_kj_mol()],
@@ -1175,6 +1175,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.stride < 1:
         raise ValueError("--stride must be at least 1")
+    if not 0.0 < args.release_fraction < 1.0:  # checked again when written, but before the energies are computed
+        raise ValueError(f"--release-fraction must lie in (0, 1), got {args.release_fraction}")
     if args.inputs:
         from openmm_biomd.data.inputs import load_input_files
 

@@ -389,6 +389,14 @@ def test_cli_on_a_dcd(host_guest, tmp_path, capsys):
     assert json.loads((quiet / "interactions.json").read_text())["per_frame"]["time_ps"] is None
     capsys.readouterr()
 
+    # a value refused is refused before anything is written (the CSV of the earlier run had been overwritten)
+    written = {f: f.read_bytes() for f in out.iterdir()}
+    for fraction in ("2", "nan"):
+        with pytest.raises(ValueError, match=f"--release-fraction must lie in \\(0, 1\\), got {fraction}"):
+            main(parser.parse_args(["--system", "host-guest", "--trajectory", str(dcd), "--release-fraction",
+                                    fraction, "--out", str(out)]))
+    assert {f: f.read_bytes() for f in out.iterdir()} == written
+
     # a DCD cut short is refused (mdtraj read the whole frames left, without a word)
     cut_short = tmp_path / "cut_short.dcd"
     cut_short.write_bytes(dcd.read_bytes()[:-100])
