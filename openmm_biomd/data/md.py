@@ -712,7 +712,7 @@ def generate_md(
             )
         meta["frames_per_replica"] = old["frames_per_replica"] + [0] * (settings.replicas - len(old["frames_per_replica"]))
         meta["wall_s"], meta["md_wall_s"] = old["wall_s"], old["md_wall_s"]
-        meta["sessions"] = old.get("sessions", [])
+        meta["sessions"] = list(old.get("sessions", []))  # a copy: `old` is what a refused call writes back
         meta["created"] = old.get("created", meta["created"])
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "topology.pdb").exists():
@@ -748,7 +748,12 @@ def generate_md(
             if budget is not None:
                 budget -= written
     except BaseException:  # a damaged checkpoint, a blow-up, Ctrl-C: the record says the run stopped
-        flush("incomplete")
+        if old is not None and not session["chunks_written"]:
+            # refused before it added anything (e.g. a damaged checkpoint): the record stays the earlier one, or
+            # the corrected rerun of the earlier settings would be refused as "shortened"
+            _atomic_write_json(out / "metadata.json", old)
+        else:
+            flush("incomplete")
         raise
     complete = all(f >= settings.n_frames for f in meta["frames_per_replica"][: settings.replicas])
     flush("complete" if complete else "incomplete")

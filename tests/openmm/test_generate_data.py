@@ -305,7 +305,8 @@ def test_stop_then_resume_matches_uninterrupted(tmp_path, small_reference, damag
 
 def test_a_checkpoint_cut_short_is_named_and_nothing_changes(tmp_path, file_contents):
     """OpenMM loads a checkpoint cut short without a word (zero velocities, lost random state): the resume
-    refuses it, naming the file, before any frame is written (the metadata records the stopped session)."""
+    refuses it, naming the file, before any frame is written; the record too stays as it was (it had taken the
+    refused call's settings, so that an extension refused this way blocked the earlier command)."""
     from openmm_biomd.data.md import DamagedRunFileError
 
     out = tmp_path / "run"
@@ -314,13 +315,26 @@ def test_a_checkpoint_cut_short_is_named_and_nothing_changes(tmp_path, file_cont
     whole = checkpoint.read_bytes()
     for kept in (len(whole) // 3, int(0.8 * len(whole)), len(whole) - 1):
         checkpoint.write_bytes(whole[:kept])
-        before = file_contents(out, skip=("metadata.json",))
+        before = file_contents(out)
         with pytest.raises(DamagedRunFileError, match=rf"checkpoint\.chk is damaged: it holds {kept} bytes, where a "
                                                       rf"checkpoint of this run's System, integrator and platform "
                                                       rf"holds {len(whole)}"):
             generate_md("alanine-dipeptide", out, **SMALL)
-        assert file_contents(out, skip=("metadata.json",)) == before
-        assert json.loads((out / "metadata.json").read_text())["status"] == "incomplete"  # the session's record
+        assert file_contents(out) == before
+
+    # a finished run whose extension is refused for its checkpoint: once the file is restored, the earlier
+    # command still finds its finished run
+    finished = tmp_path / "finished"
+    generate_md("alanine-dipeptide", finished, **{**SMALL, "time_ps": 1.2})
+    checkpoint = finished / "replica_000" / "checkpoint.chk"
+    whole = checkpoint.read_bytes()
+    checkpoint.write_bytes(whole[:100])
+    before = file_contents(finished)
+    with pytest.raises(DamagedRunFileError, match=r"checkpoint\.chk is damaged"):
+        generate_md("alanine-dipeptide", finished, **SMALL)
+    assert file_contents(finished) == before
+    checkpoint.write_bytes(whole)
+    assert generate_md("alanine-dipeptide", finished, **{**SMALL, "time_ps": 1.2})["status"] == "complete"
 
 
 def test_a_run_pinned_to_a_core_makes_the_same_frames(tmp_path, small_reference):
