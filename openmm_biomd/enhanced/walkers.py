@@ -669,7 +669,8 @@ def run_walkers(
         "protocol": _protocol(settings, walker_index),
     }
     json_path = out / "walkers.json"
-    if json_path.exists():
+    earlier_record = json_path.read_bytes() if json_path.exists() else None
+    if earlier_record is not None:
         old = read_json(json_path)
         old["settings"] = {**SETTINGS_BEFORE_THEY_EXISTED, **old.get("settings", {})}
         check_resumable(old, record, ("system_sha256", "cv", "path_sha256", "bias_grid", "walkers"), out)
@@ -687,11 +688,16 @@ def run_walkers(
     indices = range(settings.n_walkers) if walker_index is None else [walker_index]
     lockstep = settings.exchange == "lockstep" and walker_index is None
     with DedicatedThreads(len(indices), cpus) as threads:
-        walkers = threads.run([  # each walker's Context is made (and equilibrated) on its core's thread
-            (slot, lambda i=i: _started(_Walker(i, loaded, cvs, grid, settings, out, frames[starts[i]], plat,
-                                                properties, lockstep)))
-            for slot, i in enumerate(indices)
-        ])
+        try:
+            walkers = threads.run([  # each walker's Context is made (and equilibrated) on its core's thread
+                (slot, lambda i=i: _started(_Walker(i, loaded, cvs, grid, settings, out, frames[starts[i]], plat,
+                                                    properties, lockstep)))
+                for slot, i in enumerate(indices)
+            ])
+        except BaseException:
+            if earlier_record is not None:  # refused on resuming (a damaged checkpoint): keep the earlier record
+                _atomic_write_bytes(json_path, earlier_record)
+            raise
         t_md = time.perf_counter()
         target = settings.total_steps
         done_chunks = 0

@@ -215,7 +215,8 @@ def test_walkers_that_blow_up_say_so_and_keep_their_commits(host_guest_cv, path,
 
 def test_damaged_walker_files_are_named_and_left_alone(host_guest_cv, path, tmp_path, file_contents):
     """A resume that finds a walker's committed files damaged (cut short, emptied) stops with an error naming the
-    file, before anything is changed: no rows padded onto a short cv.csv, no damaged checkpoint taken for a blow-up."""
+    file, before anything is changed: no rows padded onto a short cv.csv, no damaged checkpoint taken for a blow-up,
+    no longer time recorded for an extension refused."""
     import shutil
 
     from openmm_biomd.data.md import DamagedRunFileError
@@ -250,6 +251,10 @@ def test_damaged_walker_files_are_named_and_left_alone(host_guest_cv, path, tmp_
         before = file_contents(copy)
         with pytest.raises(DamagedRunFileError, match=message):
             run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS), copy)
+        assert file_contents(copy) == before, name
+        # an extension refused the same way leaves the record too (walkers.json had taken its longer time)
+        with pytest.raises(DamagedRunFileError, match=message):
+            run_walkers(loaded, path, cv, WalkerSettings(**{**SETTINGS, "time_ps": 2 * SETTINGS["time_ps"]}), copy)
         assert file_contents(copy) == before, name
 
 
