@@ -199,6 +199,19 @@ def require_at_least(checks: Iterable[tuple[str, float, float]], error: type[Exc
             raise error(f"{name} must be at least {least:g}, got {value:g}")
 
 
+def seed_argument(text: str) -> int:
+    """argparse type of a ``--seed``: a whole number >= 0 (NumPy's SeedSequence, which every run's seeds come from, takes no other)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number >= 0, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number >= 0, not {value}")
+    return value
+
+
 def differences(earlier: Mapping[str, Any], now: Mapping[str, Any], prefix: str = "") -> list[str]:
     """``key (there: …, now: …)`` for every leaf that differs between two settings mappings (nested keys
     dotted), to say which settings stop a run from resuming."""

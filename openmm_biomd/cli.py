@@ -14,6 +14,8 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
+from biomd_core.config import seed_argument
+
 
 def cmd_presets(args: argparse.Namespace) -> int:
     """List model presets and their parameter counts (built on the meta device: no memory)."""
@@ -215,7 +217,7 @@ def _add_generate_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
     p.add_argument("--timestep", default="2fs", help="integrator step (default 2fs)")
     p.add_argument("--friction", type=float, default=1.0, help="Langevin friction, 1/ps (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="master seed (replica/seed i gets its own)")
+    p.add_argument("--seed", type=seed_argument, default=0, help="master seed (replica/seed i gets its own)")
     p.add_argument("--equilibration", default="10ps", help="MD after minimisation before the first frame (default 10ps)")
     p.add_argument("--chunk-frames", type=int, help="frames per DCD chunk and checkpoint (default 100)")
     p.add_argument("--max-chunks", type=int, help="stop after this many chunks (resume later)")
@@ -308,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--reference-topology", help="topology of --reference when it has none")
             p.add_argument("--known", help="mdtraj selection of the known atoms (inpaint)")
             p.add_argument("--replicas", type=int, default=1)
-            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--seed", type=seed_argument, default=0)
             p.add_argument("--solver", default="heun", choices=SOLVER_NAMES)
             p.add_argument("--ode-steps", type=int, default=20, help="integration steps per window")
             p.add_argument("--constraints", default="auto", choices=("auto", "hbonds", "none"),
@@ -354,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--time", default="2ns", help="simulated time, e.g. 2ns (default)")
             p.add_argument("--out", default="runs/run", help="output directory (resumed when it holds the same run)")
             p.add_argument("--platform", help="OpenMM platform (default CUDA when present, else CPU)")
-            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--seed", type=seed_argument, default=0)
             p.add_argument("--report-interval", type=float, help="ps between written frames (default: the model's Δt)")
             p.add_argument("--jump", type=float, help="ps per generative jump (default: one autoregressive block)")
             p.add_argument("--solver", default="ab2", choices=SOLVER_NAMES,
@@ -386,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "demo":
             p.add_argument("--out", default="runs/demo", help="output directory")
             p.add_argument("--steps", type=int, default=1000, help="training steps")
-            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--seed", type=seed_argument, default=0)
             p.add_argument("--quiet", action="store_true", help="no progress bar")
         elif name == "generate-data":
             _add_generate_data_arguments(p)

@@ -30,6 +30,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from biomd_core.config import seed_argument
+
 from ..data.frame_checks import check_frames_fit
 from ..data.md import (
     RunMismatchError,
@@ -544,7 +546,7 @@ def add_md_arguments(p: argparse.ArgumentParser, equilibration: str = "2ps") -> 
     md.add_argument("--timestep", default="2fs", help="integrator step (default 2fs)")
     md.add_argument("--friction", type=float, default=1.0, help="Langevin friction, 1/ps (default 1)")
     md.add_argument("--equilibration", default=equilibration, help=f"MD before recording (default {equilibration})")
-    md.add_argument("--seed", type=int, default=0, help="master seed")
+    md.add_argument("--seed", type=seed_argument, default=0, help="master seed")
     md.add_argument("--platform", help="OpenMM platform (default CUDA if present, else CPU)")
     md.add_argument("--threads", type=int, help="CPU platform threads")
     p.add_argument("--out", required=True, help="output directory (rerun the same command to resume)")

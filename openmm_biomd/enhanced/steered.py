@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -38,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from biomd_core.config import require_at_least
 
 from ..affinity import pinned_to_cpu
 from ..data.md import (
@@ -115,6 +118,10 @@ class SteeredSettings:
     def __post_init__(self) -> None:
         require_positive(self, ("pull_ps", "force_constant", "frame_interval_ps", "temperature_k", "timestep_fs",
                                 "friction_per_ps", "update_interval_steps"))
+        require_at_least([("seed", self.seed, 0)])
+        for name, value in (("to_value (--to, --by)", self.to_value), ("from_value (--from)", self.from_value)):
+            if value is not None and not math.isfinite(value):  # a NaN centre had run, and blown up, the pull
+                raise ValueError(f"{name} must be a finite CV value, got {value}")
         if self.equilibration_ps < 0:
             raise ValueError("equilibration_ps must not be negative")
         spf = whole_steps(self.frame_interval_ps, self.timestep_fs, "frame interval")

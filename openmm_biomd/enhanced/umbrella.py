@@ -74,6 +74,8 @@ from typing import Any
 
 import numpy as np
 
+from biomd_core.config import require_at_least
+
 from ..affinity import distinct_cpus, pinned_to_cpu, run_on_cpus
 from ..data.md import (
     RunMismatchError,
@@ -210,6 +212,7 @@ class UmbrellaSettings:
         object.__setattr__(self, "cpus", distinct_cpus(self.cpus))
         require_positive(self, ("force_constant", "production_ps", "sample_interval_ps", "temperature_k",
                                 "timestep_fs", "friction_per_ps"))
+        require_at_least([("seed", self.seed, 0)])
         if self.equilibration_ps < 0:
             raise ValueError("equilibration_ps must not be negative")
         whole_steps(self.sample_interval_ps, self.timestep_fs, "sample interval")

@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from biomd_core.config import seed_argument
 from biomd_core.io.output_folder import claim_output_folder, json_with_keys
 
 from ..data.frame_checks import check_frames_fit
@@ -685,7 +686,7 @@ def add_arguments(p: Any) -> None:
                    help="a coarse block the gate refuses keeps its frames before the refused one and the path goes "
                         "on from them, instead of being re-drawn whole: fewer re-draws, paths closer to metadynamics "
                         "ones, later exits (BENCHMARKS.md, re-draw section)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_argument, default=0)
     p.add_argument("--allow-transfer", action="store_true", help="use a model on a system it was not trained on")
     p.add_argument("--out", required=True, help="output directory (resumed when it holds the same run)")
     p.add_argument("--quiet", action="store_true")

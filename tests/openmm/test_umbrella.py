@@ -747,15 +747,22 @@ def test_unreadable_and_damaged_files_and_bad_machine_settings_get_one_line_erro
         r"cut_short.dcd is cut short: its header counts \d+ frames of \d+ bytes, the file holds \d+ whole ones "
         "and part of another": ["--path", str(cut_short), "--topology", str(steer_dir / "topology.pdb"),
                                 "--out", str(tmp_path / "d")],
+        # each had been recorded in steered.json before it failed, which then refused the corrected command
+        "argument --seed: a seed is a whole number >= 0, not -1": ["--seed=-1", "--out", str(tmp_path / "e")],
+        r"to_value \(--to, --by\) must be a finite CV value, got nan": ["--from", "nan", "--out", str(tmp_path / "f")],
         "File exists|Not a directory": ["--out", str(a_file)],
         "CPU 100000 is not one this process may run on": ["--cpu", "100000", "--out", str(tmp_path / "b")],
         "CPU threads must be at least 1": ["--threads", "0", "--out", str(tmp_path / "c")],
     }
     for message, argv in cases.items():
-        assert main(steer + argv) == 2, message
+        try:
+            status = main(steer + argv)
+        except SystemExit as stop:  # argparse's own refusals (a flag's type) exit with 2
+            status = stop.code
+        assert status == 2, message
         err = capsys.readouterr().err
         assert re.search(f"biomd steer: error: .*({message})", err) and "Traceback" not in err, err
-    assert not any((tmp_path / name).exists() for name in "abcd")
+    assert not any((tmp_path / name).exists() for name in "abcdef")
     damaged = tmp_path / "damaged"
     shutil.copytree(distance_run[0], damaged)
     record = damaged / "window_002" / "result.json"
