@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from biomd_core.io.dcd import dcd_cut_short, dcd_layout
+
 
 def subset_topology(topology, atom_indices: np.ndarray):
     """OpenMM topology of only ``atom_indices`` (e.g. the modelled atoms)."""
@@ -40,48 +42,12 @@ def write_dcd(path: str | Path, topology, frames_nm: np.ndarray, frame_interval_
             dcd.writeModel(frame * unit.nanometer)
 
 
-def _dcd_layout(fh) -> tuple[int, int, int, int]:
-    """``(header_bytes, frame_bytes, first_step, interval)`` of an OpenMM-written DCD file."""
-    import struct
-
-    head = fh.read(100)
-    if len(head) < 100 or head[4:8] != b"CORD" or struct.unpack("<i", head[:4])[0] != 84:
-        raise ValueError(f"{fh.name} is not a DCD file")
-    first_step, interval = struct.unpack("<2i", head[12:20])
-    box = struct.unpack("<i", head[48:52])[0]
-    fh.seek(92)
-    comments = struct.unpack("<i", fh.read(4))[0]
-    fh.seek(104 + comments)
-    n_atoms = struct.unpack("<i", fh.read(4))[0]
-    header = 104 + comments + 8
-    frame = (56 if box else 0) + 3 * (8 + 4 * n_atoms)
-    return header, frame, first_step, interval
-
-
-def check_dcd_whole(path: str | Path) -> int | None:
-    """Frames of the DCD file ``path``, once checked to be whole: as many complete frames as its header
-    counts, and no part of another.  ``None`` when its layout is not the plain one OpenMM and mdtraj write
-    (then nothing is checked and the reader decides).
-
-    mdtraj reads a file cut short as the frames it still has, with no more than a message from its C
-    plugin, so a path cut short would seed windows or walkers from part of it without a word.
-    """
-    import struct
-
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            header, frame, _, _ = _dcd_layout(fh)
-            fh.seek(8)
-            counted = struct.unpack("<i", fh.read(4))[0]
-    except (ValueError, struct.error):
-        return None
-    whole, partial = divmod(path.stat().st_size - header, frame)
-    if whole < 0 or partial or whole < counted:
-        raise ValueError(f"{path} is cut short: its header counts {counted} frames of {frame} bytes, the file holds "
-                         f"{max(whole, 0)} whole ones{' and part of another' if partial else ''}. Give the whole "
-                         "file (restore it from a copy, or rerun what wrote it)")
-    return whole
+def check_dcd_whole(path: str | Path) -> None:
+    """Refuse (``ValueError``) a DCD file given as input that is cut short (:func:`dcd_cut_short`)."""
+    why = dcd_cut_short(path)
+    if why:
+        raise ValueError(f"{path} is cut short: {why}. Give the whole file (restore it from a copy, or rerun what "
+                         "wrote it)")
 
 
 def truncate_dcd(path: str | Path, n_frames: int) -> None:
@@ -98,7 +64,7 @@ def truncate_dcd(path: str | Path, n_frames: int) -> None:
             raise ValueError(f"{path} is missing but should hold {n_frames} frames")
         return
     with open(path, "r+b") as fh:
-        header, frame, first_step, interval = _dcd_layout(fh)
+        header, frame, first_step, interval = dcd_layout(fh)
         size = header + n_frames * frame
         available = (path.stat().st_size - header) // frame
         if available < n_frames:

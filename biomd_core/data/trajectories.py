@@ -139,6 +139,18 @@ def pocket_atoms(frame_nm: np.ndarray, graph, radius_nm: float = 0.5) -> np.ndar
     return pocket
 
 
+def _load_whole(path: Path, topology) -> object:
+    """mdtraj's trajectory of ``path``, once a DCD is known to be whole (mdtraj reads one cut short as the frames
+    left, which would put a silent gap in time into the training data)."""
+    import mdtraj
+
+    from ..io.dcd import dcd_cut_short
+
+    if Path(path).suffix.lower() == ".dcd" and (why := dcd_cut_short(path)):
+        raise ValueError(f"{path} is damaged: {why}. Restore it from a copy, or leave it out of the data")
+    return mdtraj.load(str(path), top=topology)
+
+
 def load_system_trajectories(
     spec: DataSpec, model_interval_ps: float, vocabs=None, files: list[Path] | None = None
 ) -> tuple[object, list[np.ndarray]]:
@@ -161,7 +173,7 @@ def load_system_trajectories(
     phases = range(stride) if spec.all_stride_phases else range(1)
     for source, path in enumerate(files):
         # Chunks are joined before striding so the stride runs across chunk boundaries.
-        full = mdtraj.join([mdtraj.load(str(f), top=first.topology) for f in chunk_files(path)], check_topology=False)
+        full = mdtraj.join([_load_whole(f, first.topology) for f in chunk_files(path)], check_topology=False)
         if full.unitcell_vectors is not None:
             # Bonded geometry must be whole: undo wrapping across periodic boundaries.
             full.image_molecules(inplace=True)

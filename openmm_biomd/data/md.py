@@ -53,6 +53,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from biomd_core.io.dcd import dcd_cut_short
+
 from ..affinity import allowed_cpu, pinned_to_cpu
 from .systems import LoadedSystem, as_loaded_system, get_system
 
@@ -470,6 +472,9 @@ class ReplicaDir:
             if end == step:
                 break
             header = read_dcd_header(path)
+            if why := dcd_cut_short(path):  # the header still counts the frames a copy or a full disk lost
+                raise damaged_file(path, why, f"Restore it from a copy, or delete {self.path} to regenerate this "
+                                   "replica.")
             if path != self.chunk(index) or header["first_step"] != end + steps_per_frame:
                 raise RuntimeError(
                     f"{self.path}: chunk {path.name} does not continue the previous chunk (first step "
@@ -944,6 +949,9 @@ def _read_dcd(path: Path) -> tuple:
     """``(xyz [F, N, 3] Å, cell lengths Å or None, cell angles or None)`` of one DCD, via mdtraj."""
     from mdtraj.formats import DCDTrajectoryFile
 
+    if why := dcd_cut_short(path):
+        raise damaged_file(path, why, "Restore it from a copy, or delete its replica directory and resume the run "
+                           "to regenerate it.")
     with _quiet_c_stdout(), DCDTrajectoryFile(str(path)) as fh:
         return fh.read()
 

@@ -48,6 +48,8 @@ from typing import Any
 
 import numpy as np
 
+from biomd_core.io.dcd import dcd_cut_short
+
 from ..affinity import pinned_to_cpu
 from .md import (
     RunMismatchError,
@@ -55,10 +57,12 @@ from .md import (
     _atomic_write_json,
     _positions_and_box,
     _write_topology_pdb,
+    damaged_file,
     equilibrate,
     make_simulation,
     package_versions,
     pinned_threads,
+    read_dcd_header,
     read_json,
     replica_seed,
     require_positive,
@@ -443,12 +447,14 @@ def generate_dissociation(
     if not (out / "topology.pdb").exists():
         _write_topology_pdb(out / "topology.pdb", loaded)
 
+    # every finished seed is checked before anything is written (a damaged one stops the call as it found it)
+    finished = {index: _finished_seed(out / f"seed_{index:03d}") for index in range(settings.n_seeds)
+                if (out / f"seed_{index:03d}" / "result.json").exists()}
     results = []
     for index in range(settings.n_seeds):
         seed_dir = out / f"seed_{index:03d}"
-        done = seed_dir / "result.json"
-        if done.exists():
-            result = read_json(done)
+        if index in finished:
+            result = finished[index]
         else:
             with pinned_to_cpu(cpu):
                 result = _run_seed(loaded, settings, ligand, pocket, cv_max_nm, index, seed_dir, plat, properties)
@@ -459,6 +465,22 @@ def generate_dissociation(
         summary["results"] = results
         _finish(summary, started, out, "running")
     return _finish(summary, started, out, "complete")
+
+
+def _finished_seed(seed_dir: Path) -> dict:
+    """The result of a finished seed, once its path is known to be whole (it is kept as it is when a campaign
+    grows, and a path cut short would go on into the data without a word)."""
+    result = read_json(seed_dir / "result.json")
+    path = seed_dir / "path.dcd"
+    remedy = f"Restore it from a copy, or delete {seed_dir} and rerun the same command to run that seed again."
+    if not path.exists():
+        raise damaged_file(path, "it is missing, but the seed's result.json says the seed finished", remedy)
+    why = dcd_cut_short(path)
+    counted = read_dcd_header(path)["n_frames"]
+    if why or counted != result.get("n_frames", counted):
+        raise damaged_file(path, why or f"it holds {counted} frames, the seed's result.json {result['n_frames']}",
+                           remedy)
+    return result
 
 
 def _finish(summary: dict, started: float, out: Path, status: str) -> dict:

@@ -323,6 +323,12 @@ def test_generate_data_layout_is_read_as_whole_trajectories(tmp_path, dataset_di
     np.testing.assert_array_equal(data.train.frames[0], full.xyz[::3])
     with pytest.raises(ValueError, match="frame_interval_ps is not set"):
         load_dataset([DataSpec(trajectories=(str(dataset_dir / "traj_0.dcd"),), topology=top)], 1.0)
+    # a chunk cut short (a copy, a full disk) is refused: mdtraj read its whole frames, a silent gap in time
+    middle = replica / "chunk_00001.dcd"
+    middle.write_bytes(middle.read_bytes()[:-1000])
+    with pytest.raises(ValueError, match=r"chunk_00001.dcd is damaged: its header counts 80 frames .* whole ones and "
+                                         "part of another"):
+        load_dataset([spec], model_interval_ps=1.5, validation_fraction=0.0)
 
 
 def test_mixed_precision_path_trains_in_bfloat16_and_keeps_float32_weights(tmp_path, dataset_dir):

@@ -34,7 +34,7 @@ from openmm_biomd.data import (
     read_metadata,
     replica_seed,
 )
-from openmm_biomd.data.md import SMALL_SYSTEM_ATOMS, read_dcd_header, select_platform
+from openmm_biomd.data.md import SMALL_SYSTEM_ATOMS, DamagedRunFileError, read_dcd_header, select_platform
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -307,7 +307,6 @@ def test_a_checkpoint_cut_short_is_named_and_nothing_changes(tmp_path, file_cont
     """OpenMM loads a checkpoint cut short without a word (zero velocities, lost random state): the resume
     refuses it, naming the file, before any frame is written; the record too stays as it was (it had taken the
     refused call's settings, so that an extension refused this way blocked the earlier command)."""
-    from openmm_biomd.data.md import DamagedRunFileError
 
     out = tmp_path / "run"
     generate_md("alanine-dipeptide", out, **SMALL, max_chunks=2)
@@ -335,6 +334,25 @@ def test_a_checkpoint_cut_short_is_named_and_nothing_changes(tmp_path, file_cont
     assert file_contents(finished) == before
     checkpoint.write_bytes(whole)
     assert generate_md("alanine-dipeptide", finished, **{**SMALL, "time_ps": 1.2})["status"] == "complete"
+
+
+def test_a_chunk_cut_short_is_named_when_the_run_goes_on(tmp_path, file_contents):
+    """A chunk cut short (a copy, a full disk) still has its header's frame count: resuming or extending the run
+    names it before anything is written (it went on, with a silent gap in the data), and so does reading it."""
+    from openmm_biomd.data.md import load_frames
+
+    out = tmp_path / "run"
+    generate_md("alanine-dipeptide", out, **SMALL, max_chunks=3)
+    chunk = out / "replica_000" / "chunk_00001.dcd"
+    chunk.write_bytes(chunk.read_bytes()[:-300])
+    before = file_contents(out)
+    message = r"chunk_00001.dcd is damaged: its header counts 6 frames of \d+ bytes, the file holds 4 whole ones"
+    for time_ps in (SMALL["time_ps"], 2 * SMALL["time_ps"]):
+        with pytest.raises(DamagedRunFileError, match=message):
+            generate_md("alanine-dipeptide", out, **{**SMALL, "time_ps": time_ps})
+        assert file_contents(out) == before
+    with pytest.raises(DamagedRunFileError, match=message):
+        load_frames(out, 0)
 
 
 def test_a_run_pinned_to_a_core_makes_the_same_frames(tmp_path, small_reference):
@@ -483,6 +501,13 @@ def test_dissociation_by_metadynamics_on_host_guest(tmp_path):
     with pytest.raises(RunMismatchError, match="n_seeds: 2 recorded, 1 now .* give at least 2"):
         generate_dissociation("host-guest", out, **{**kwargs, "n_seeds": 1})
     assert (out / "summary.json").read_bytes() == recorded
+    # a finished seed's path cut short is named when the campaign grows (it was kept and went on into the data)
+    path = out / "seed_001" / "path.dcd"
+    path.write_bytes(path.read_bytes()[:-500])
+    with pytest.raises(DamagedRunFileError, match=r"seed_001/path.dcd is damaged: its header counts \d+ frames .*"
+                                                  r"delete .*seed_001 and rerun"):
+        generate_dissociation("host-guest", out, **{**kwargs, "n_seeds": 3})
+    assert (out / "summary.json").read_bytes() == recorded and not (out / "seed_002").exists()
 
 
 def test_dissociation_keeps_unbiased_md_after_the_exit(tmp_path):

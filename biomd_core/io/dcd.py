@@ -1,0 +1,47 @@
+"""The layout of a DCD file, read from its header (for checks mdtraj's reader does not make)."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+
+def dcd_layout(fh) -> tuple[int, int, int, int]:
+    """``(header_bytes, frame_bytes, first_step, interval)`` of a DCD file as OpenMM and mdtraj write it (CHARMM
+    layout, little-endian, 32-bit record markers); ``ValueError`` for one that is not."""
+    head = fh.read(100)
+    if len(head) < 100 or head[4:8] != b"CORD" or struct.unpack("<i", head[:4])[0] != 84:
+        raise ValueError(f"{fh.name} is not a DCD file")
+    first_step, interval = struct.unpack("<2i", head[12:20])
+    box = struct.unpack("<i", head[48:52])[0]
+    fh.seek(92)
+    comments = struct.unpack("<i", fh.read(4))[0]
+    fh.seek(104 + comments)
+    n_atoms = struct.unpack("<i", fh.read(4))[0]
+    header = 104 + comments + 8
+    frame = (56 if box else 0) + 3 * (8 + 4 * n_atoms)
+    return header, frame, first_step, interval
+
+
+def dcd_cut_short(path: str | Path) -> str | None:
+    """Why the DCD file ``path`` is not whole, in words (``None`` when it holds as many complete frames as
+    its header counts and no part of another, or when its layout is not the plain one OpenMM and mdtraj
+    write: then the reader decides).
+
+    mdtraj reads a file cut short as the frames it still has, with no more than a message from its C
+    plugin: a path cut short would seed windows or walkers from part of it, and training data would hold a
+    gap in time, without a word.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            header, frame, _, _ = dcd_layout(fh)
+            fh.seek(8)
+            counted = struct.unpack("<i", fh.read(4))[0]
+    except (ValueError, struct.error):
+        return None
+    whole, partial = divmod(path.stat().st_size - header, frame)
+    if whole >= 0 and not partial and whole >= counted:
+        return None
+    return (f"its header counts {counted} frames of {frame} bytes, the file holds {max(whole, 0)} whole ones"
+            f"{' and part of another' if partial else ''}")
