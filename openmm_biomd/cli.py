@@ -88,6 +88,10 @@ def cmd_reproduce_weights(args: argparse.Namespace) -> int:
 
     if args.reevaluate and args.extend:
         raise ValueError("--reevaluate and --extend are alternatives (--extend measures the new weights anyway)")
+    for flag, given in (("--stop-after-training", args.stop_after_training), ("--parallel-md", args.parallel_md)):
+        if given and (args.reevaluate or args.extend):  # (it had been ignored)
+            raise ValueError(f"{flag} belongs to a whole reproduction, not to "
+                             f"{'--reevaluate' if args.reevaluate else '--extend'}")
     if args.reevaluate:
         facts = reevaluate(args.name, args.root, install=args.install)
     elif args.extend:
@@ -137,6 +141,13 @@ def cmd_generate_data(args: argparse.Namespace) -> int:
         return 0
     log = None if args.quiet else sys.stderr
     common = {"platform": args.platform, "threads": args.threads, "cpu": args.cpu, "log": log}
+    for flag, value in (("--replicas", args.replicas), ("--chunk-frames", args.chunk_frames),
+                        ("--max-chunks", args.max_chunks)):
+        if value is not None and value < 1:  # (0 had run with the default)
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+        if value is not None and args.dissociation:  # (it had been ignored)
+            raise ValueError(f"{flag} is for plain-MD runs; a --dissociation campaign runs --n-seeds seeds, each "
+                             "written whole")
     if args.resume:
         if args.dissociation:
             raise ValueError("--resume continues plain-MD runs; rerun the same --dissociation command to add missing seeds")
@@ -186,8 +197,9 @@ def cmd_generate_data(args: argparse.Namespace) -> int:
         return 0
     out = args.out or f"runs/data/{name}"
     meta = generate_md(
-        system, out, time_ps=parse_time_ps(args.time), replicas=args.replicas or 1,
-        chunk_frames=args.chunk_frames or 100, max_chunks=args.max_chunks, **settings, **common,
+        system, out, time_ps=parse_time_ps(args.time), replicas=1 if args.replicas is None else args.replicas,
+        chunk_frames=100 if args.chunk_frames is None else args.chunk_frames, max_chunks=args.max_chunks,
+        **settings, **common,
     )
     print(json.dumps(_data_report(meta, out), indent=2))
     return 0

@@ -97,3 +97,16 @@ def test_an_interrupted_command_says_how_to_go_on(monkeypatch, capsys):
     assert main(["presets"]) == 130
     err = capsys.readouterr().err
     assert "biomd presets: interrupted. Files already written are kept; the same command resumes" in err
+
+
+def test_reproduce_weights_refuses_flags_it_would_ignore(tmp_path, capsys):
+    """``--stop-after-training`` and ``--parallel-md`` belong to a whole reproduction: with ``--reevaluate`` a
+    re-evaluation had started and ignored them."""
+    for argv, message in ((["--reevaluate", "--stop-after-training"], "--stop-after-training belongs to a whole "
+                           "reproduction, not to --reevaluate"),
+                          (["--extend", "--parallel-md"], "--parallel-md belongs to a whole reproduction, not to "
+                           "--extend"),
+                          (["--install", "--stop-after-training"], "--install needs the evaluated weights")):
+        assert main(["reproduce-weights", "host-guest", "--root", str(tmp_path / "runs"), *argv]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -91,6 +91,21 @@ def test_frame_interval_that_is_not_whole_steps_is_refused(tmp_path, capsys):
     assert not (tmp_path / "y").exists()
 
 
+def test_counts_that_would_be_replaced_or_ignored_are_refused(tmp_path, capsys):
+    """``--replicas 0`` and ``--chunk-frames 0`` had run with the defaults, and ``--replicas`` with
+    ``--dissociation`` had been ignored: each is refused by name, before anything is made."""
+    base = ["generate-data", "--system", "alanine-dipeptide", "--time", "1ps", "--quiet"]
+    cases = {("--replicas", "0"): "--replicas must be at least 1, got 0",
+             ("--chunk-frames", "0"): "--chunk-frames must be at least 1, got 0",
+             ("--max-chunks", "-1"): "--max-chunks must be at least 1, got -1",
+             ("--replicas", "3", "--dissociation"): "--replicas is for plain-MD runs; a --dissociation campaign runs "
+                                                    "--n-seeds seeds"}
+    for extra, message in cases.items():
+        assert main([*base, *extra, "--out", str(tmp_path / "x")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_unknown_system_lists_the_known_ones(capsys):
     with pytest.raises(KeyError, match="alanine-dipeptide, host-guest, t4l-pxylene"):
         get_system("lysozyme")
