@@ -34,12 +34,22 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+#: what `biomd export` writes (biomd_core.export.export_torchscript)
+EXPORT_OUTPUTS = ("velocity_net.pt", "sampler_step.pt")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a model's velocity network and one sampler step to TorchScript."""
     from biomd_core.export import export_torchscript
     from biomd_core.io import load_model
+    from biomd_core.io.output_folder import claim_output_folder
 
-    paths = export_torchscript(load_model(args.model), args.out)
+    model = load_model(args.model)
+    # a folder holding files of the user's or another command's is refused by name (its velocity_net.pt was
+    # replaced); a folder an earlier export wrote holds both archives
+    claim_output_folder(args.out, "export", EXPORT_OUTPUTS,
+                        lambda folder: all((folder / name).is_file() for name in EXPORT_OUTPUTS))
+    paths = export_torchscript(model, args.out)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0

@@ -35,6 +35,25 @@ def test_export_command_writes_archives(tmp_path, tiny_model):
     assert (tmp_path / "ts" / "velocity_net.pt").exists() and (tmp_path / "ts" / "sampler_step.pt").exists()
 
 
+def test_export_refuses_files_it_did_not_write_and_names_an_archive_given_as_the_model(tmp_path, tiny_model,
+                                                                                         capsys):
+    from biomd_core.io import save_model
+
+    save_model(tiny_model, tmp_path / "m.safetensors")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "velocity_net.pt").write_bytes(b"the user's own network")
+    assert main(["export", "--model", str(tmp_path / "m.safetensors"), "--out", str(mine)]) == 2
+    assert "`biomd export` would overwrite velocity_net.pt in" in capsys.readouterr().err
+    assert (mine / "velocity_net.pt").read_bytes() == b"the user's own network"  # (it had been replaced)
+    # its own folder it writes again; an archive it wrote is not a model to export (it was "truncated or corrupt?")
+    for _ in range(2):
+        assert main(["export", "--model", str(tmp_path / "m.safetensors"), "--out", str(tmp_path / "ts")]) == 0
+    capsys.readouterr()
+    assert main(["export", "--model", str(tmp_path / "ts" / "velocity_net.pt"), "--out", str(tmp_path / "x")]) == 2
+    assert "velocity_net.pt is a zip archive (a TorchScript export" in capsys.readouterr().err
+
+
 def test_a_torchscript_file_that_is_not_an_exported_network_is_refused_clearly(tmp_path, tiny_model):
     """What `biomd run --model FILE.pt` loads: the step archive was an AttributeError deep in the first jump,
     another program's archive a bare JSONDecodeError, a pickle PyTorch's own message."""

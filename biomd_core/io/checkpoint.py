@@ -83,6 +83,12 @@ def read_metadata(path: str | Path) -> dict:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types for damaged headers
+        import zipfile
+
+        if zipfile.is_zipfile(path):  # (it was called truncated or corrupt)
+            raise CheckpointError(
+                f"{path} is a zip archive (a TorchScript export, or a propagator checkpoint), not a BioMD "
+                "checkpoint: give the .safetensors file (or the shipped model name) it came from") from exc
         raise CheckpointError(
             f"{path} is not a readable checkpoint (truncated or corrupt?): {exc}. Restore it from a copy "
             "(a shipped model: from the repository)"

@@ -2,8 +2,9 @@
 
 ``biomd run``, ``sample``, ``evaluate``, ``train`` and ``demo`` write files of the same names
 (``summary.json``, ``trajectory.dcd``, ``topology.pdb``, ``report.md``): a second command pointed at the
-first one's ``--out`` used to overwrite its trajectory or summary without a word.  Each of them now
-claims its folder with :func:`claim_output_folder`, which adds the command to a small marker file
+first one's ``--out`` used to overwrite its trajectory or summary without a word, and ``steer``,
+``umbrella``, ``walkers``, ``interactions`` and ``export`` replaced a user's files of their names
+(``path.dcd``, ``fes.csv``...).  Each of them (and ``unbind``) now claims its folder with :func:`claim_output_folder`, which adds the command to a small marker file
 (:data:`MARKER`).  A command is refused a folder holding a file it would write that it did not write
 itself (by the marker); files it does not write are no obstacle (an evaluation beside its samples).
 """

@@ -78,6 +78,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
+
 from ..data.frame_checks import check_frames_fit, minimum_image
 from ..data.md import _quiet_c_stdout
 from ..trajectory_io import check_dcd_whole
@@ -95,6 +97,8 @@ ION_RESIDUES = frozenset(
 
 #: Long-range treatments this module accepts for Ewald/PME/LJPME systems.
 LONG_RANGE = ("reaction-field", "refuse")
+#: the files `biomd interactions` writes into its folder (claimed with biomd_core.io.output_folder)
+INTERACTIONS_OUTPUTS = ("interactions.csv", "interactions.json", "interactions.png")
 
 _GB_FORCES = ("GBSAOBCForce", "GBSAGBVIForce", "CustomGBForce")
 _UNDECOMPOSED_FORCES = ("CustomNonbondedForce", "CustomBondForce", "AmoebaMultipoleForce", "AmoebaVdwForce")
@@ -1200,6 +1204,8 @@ def main(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"trajectory {path} does not exist")
     if path.suffix.lower() == ".dcd":
         check_dcd_whole(path)
+    # another command's folder, or files of the user's, are refused by name (an interactions.csv was replaced)
+    check_output_folder(args.out, "interactions", INTERACTIONS_OUTPUTS, json_with_keys("interactions.json", "per_frame"))
     md_top = mdtraj.Topology.from_openmm(loaded.topology)
     try:
         with _quiet_c_stdout():  # mdtraj's DCD plugin greets every file on the C stdout, amid our JSON
@@ -1239,6 +1245,8 @@ def main(args: argparse.Namespace) -> int:
                                      "max_abs_diff_kj_mol": float(diff.max())}
             if diff.max() > 1e-3 * max(1.0, float(np.abs(ref).max())):
                 warnings.warn(f"decomposed sum differs from OpenMM by {diff.max():.3g} kJ/mol", stacklevel=1)
+    claim_output_folder(args.out, "interactions", INTERACTIONS_OUTPUTS,
+                        json_with_keys("interactions.json", "per_frame"))
     summary = write_interactions(args.out, energies, top=args.top, rank=args.rank,
                                  release_fraction=args.release_fraction, extra=extra)
     digest = {

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from biomd_core.config import require_at_least
+from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
 
 from ..affinity import pinned_to_cpu
 from ..data.md import (
@@ -80,6 +81,8 @@ from .seeding_common import (
 __all__ = ["SteeredSettings", "add_arguments", "load_steered", "main", "steered_path"]
 
 FORMAT = "biomd-steered"
+#: the files a pull writes into its folder (claimed with biomd_core.io.output_folder)
+STEER_OUTPUTS = ("steered.json", "topology.pdb", "path.dcd", "work.csv")
 
 #: What to do about a finished pull whose path.dcd cannot be used.
 _DAMAGED_PULL_REMEDY = ("Restore it from a copy, or delete it and rerun the same command to pull again (on several "
@@ -217,6 +220,9 @@ def steered_path(
         "settings": asdict(settings),
     }
     done = out / "steered.json"
+    # another command's folder, or files of the user's, are refused by name (a path.dcd of theirs was replaced)
+    earlier = json_with_keys("steered.json", "format", "settings")
+    check_output_folder(out, "steer", STEER_OUTPUTS, earlier)
     if done.exists():
         old = read_json(done)
         check_resumable(old, record, ("system_sha256", "cv", "start_sha256"), out)
@@ -226,6 +232,7 @@ def steered_path(
             return load_recorded_path(out / "path.dcd", out / "topology.pdb", old.get("n_frames"),
                                       _DAMAGED_PULL_REMEDY)
     plat, properties = select_platform(platform, pinned_threads(threads, cpu), n_atoms)  # (checked before writing)
+    claim_output_folder(out, "steer", STEER_OUTPUTS, earlier)
     write_common_files(out, loaded, [cv])
     _atomic_write_json(done, record)
 

@@ -75,6 +75,7 @@ from typing import Any
 import numpy as np
 
 from biomd_core.config import require_at_least
+from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
 
 from ..affinity import distinct_cpus, pinned_to_cpu, run_on_cpus
 from ..data.md import (
@@ -126,6 +127,9 @@ __all__ = [
 ]
 
 FORMAT = "biomd-umbrella"
+#: the files umbrella sampling writes into its folder (claimed with biomd_core.io.output_folder)
+UMBRELLA_OUTPUTS = ("umbrella.json", "topology.pdb", "path_nodes_*.npy", "window_[0-9][0-9][0-9]", "exchange*.nc",
+                    "refinement.json", "fes.json", "fes.csv", "fes.png")
 
 #: Settings that do not change the data (left out of resume checks).
 _NON_DATA = ("platform", "threads", "cpus")
@@ -365,11 +369,15 @@ def seed_umbrella_windows(
         "versions": package_versions(),
     }
     old_path = out / "umbrella.json"
+    # another command's folder, or files of the user's, are refused by name (a fes.csv of theirs was replaced)
+    earlier = json_with_keys("umbrella.json", "format", "settings")
+    check_output_folder(out, "umbrella", UMBRELLA_OUTPUTS, earlier)
     if old_path.exists():
         _check_resumable(read_json(old_path), summary, out)
-    write_common_files(out, loaded, [cv])
     first_cpu = settings.cpus[0] if settings.cpus else None
     plat, properties = select_platform(settings.platform, pinned_threads(settings.threads, first_cpu), n_atoms)
+    claim_output_folder(out, "umbrella", UMBRELLA_OUTPUTS, earlier)
+    write_common_files(out, loaded, [cv])
     summary["platform"] = {"name": plat.getName(), "properties": properties, "cpus": settings.cpus}
     if old_path.exists():  # what the finished windows (and a replica-exchange run) recorded is kept
         old = read_json(old_path)

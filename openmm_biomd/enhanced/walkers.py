@@ -86,6 +86,8 @@ import numpy as np
 from openmm import unit
 from openmm.app.metadynamics import Metadynamics, _LoadedBias
 
+from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
+
 from ..affinity import DedicatedThreads, distinct_cpus
 from ..data.md import (
     _atomic_write_bytes,
@@ -134,6 +136,9 @@ __all__ = [
 ]
 
 FORMAT = "biomd-walkers"
+#: the files walkers write into their folder (claimed with biomd_core.io.output_folder)
+WALKERS_OUTPUTS = ("walkers.json", "topology.pdb", "path_nodes_*.npy", "bias", "walker_[0-9][0-9][0-9]",
+                   "free_energy.csv", "free_energy.json", "free_energy.png")
 _NON_DATA = ("platform", "threads", "cpus", "time_ps")
 #: ``WalkerSettings.exchange`` values (see the module docstring).
 EXCHANGE_PROTOCOLS = ("lockstep", "round_robin")
@@ -669,6 +674,10 @@ def run_walkers(
         "protocol": _protocol(settings, walker_index),
     }
     json_path = out / "walkers.json"
+    # another command's folder, or files of the user's, are refused by name (a free_energy.csv of theirs was
+    # replaced)
+    earlier = json_with_keys("walkers.json", "format", "settings")
+    check_output_folder(out, "walkers", WALKERS_OUTPUTS, earlier)
     earlier_record = json_path.read_bytes() if json_path.exists() else None
     if earlier_record is not None:
         old = read_json(json_path)
@@ -678,13 +687,14 @@ def run_walkers(
     else:
         record["time_ps"] = settings.time_ps
     record["versions"] = package_versions()
+    cpus = settings.cpus if walker_index is None else None
+    first_cpu = cpus[0] if cpus else None
+    plat, properties = select_platform(settings.platform, pinned_threads(settings.threads, first_cpu), n_atoms)
+    claim_output_folder(out, "walkers", WALKERS_OUTPUTS, earlier)  # (once the machine settings are known good)
     write_common_files(out, loaded, cvs)
     (out / "bias").mkdir(exist_ok=True)
     _atomic_write_json(json_path, record)
 
-    cpus = settings.cpus if walker_index is None else None
-    first_cpu = cpus[0] if cpus else None
-    plat, properties = select_platform(settings.platform, pinned_threads(settings.threads, first_cpu), n_atoms)
     indices = range(settings.n_walkers) if walker_index is None else [walker_index]
     lockstep = settings.exchange == "lockstep" and walker_index is None
     with DedicatedThreads(len(indices), cpus) as threads:

@@ -864,3 +864,43 @@ def test_command_lines(host_guest_cv, pulled, distance_run, tmp_path, capsys):
     assert report["frames"] == 11 and report["final_cv"] > report["start_cv"]
     data = load_steered(tmp_path / "steer")
     assert data["centre"][-1] == pytest.approx(data["record"]["settings"]["from_value"] + 0.3)
+
+
+def test_seeding_commands_refuse_a_folder_of_files_they_did_not_write(host_guest_cv, pulled, distance_run, tmp_path,
+                                                                         capsys):
+    """``steer``, ``umbrella``, ``walkers`` and ``interactions`` claim their ``--out`` as ``run`` and ``unbind``
+    do: a file of the same name that they did not write (the user's, or another command's) is refused by name
+    and left as it was (steer had replaced a path.dcd, umbrella a fes.csv, walkers a free_energy.csv,
+    interactions an interactions.csv); their own folders are theirs to resume."""
+    from openmm_biomd.cli import main
+
+    steer_dir, _ = pulled
+    path = ["--path", str(steer_dir / "path.dcd"), "--topology", str(steer_dir / "topology.pdb")]
+    commands = {
+        "path.dcd": ["steer", "--system", "host-guest", "--by", "0.2", "--time", "0.2ps", "--equilibration", "0ps",
+                     "--frame-interval", "0.1ps", "--quiet"],
+        "fes.csv": ["umbrella", "--system", "host-guest", *path, "--windows", "2", "--time", "1ps", "--quiet"],
+        "free_energy.csv": ["walkers", "--system", "host-guest", *path, "--walkers", "1", "--time", "1ps",
+                            "--save-interval", "1ps",
+                            "--quiet"],
+        "interactions.csv": ["interactions", "--system", "host-guest", "--trajectory", str(steer_dir / "path.dcd")],
+    }
+    for name, argv in commands.items():
+        folder = tmp_path / argv[0]
+        folder.mkdir()
+        (folder / name).write_text("the user's own\n")
+        assert main([*argv, "--out", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert f"`biomd {argv[0]}` would overwrite {name} in {folder}, which holds files not written by it" in err
+        assert sorted(p.name for p in folder.iterdir()) == [name] and (folder / name).read_text() == "the user's own\n"
+    # umbrella pointed at the pull's own folder is refused, naming the command that wrote it
+    assert main([*commands["fes.csv"], "--out", str(steer_dir)]) == 2
+    assert "which holds the output of `biomd steer`" in capsys.readouterr().err
+    # a folder written before folders were claimed is still the command's own (its record says so): it resumes
+    earlier = tmp_path / "earlier"
+    shutil.copytree(distance_run[0], earlier)
+    (earlier / ".biomd-output.json").unlink()
+    loaded, _, _, cv = host_guest_cv
+    recorded = json.loads((earlier / "umbrella.json").read_text())["windows"]
+    resumed = seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**DIST), earlier)
+    assert resumed["windows"] == recorded  # every window finished before: none run again
