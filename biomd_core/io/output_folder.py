@@ -56,6 +56,9 @@ def check_output_folder(out: str | Path, command: str, writes: Iterable[str],
     ``writes`` and the command has not claimed it.
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():  # (it was OSError's "[Errno 17] File exists" once writing began)
+        raise OutputFolderError(f"--out {out} is a file, not a folder: give `biomd {command}` a folder (a new one, "
+                                "or one it wrote)")
     owners = folder_owners(out)
     if command in owners or not out.is_dir() or (earlier_output is not None and earlier_output(out)):
         return

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from biomd_core.config import seed_argument
+from biomd_core.config import differences, seed_argument
 from biomd_core.io.output_folder import claim_output_folder, json_with_keys
 
 from ..data.frame_checks import check_frames_fit
@@ -201,10 +201,10 @@ class UnbindSettings:
         for name in ("max_time_ps", "pocket_radius_nm", "calibration_interval_ps"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.margin_nm < 0:
-            raise ValueError(f"margin_nm must be >= 0, got {self.margin_nm}")
-        if self.steering < 0:
-            raise ValueError(f"steering must be >= 0 (0: off), got {self.steering}")
+        if not self.margin_nm >= 0:  # (NaN too)
+            raise ValueError(f"margin_nm (--margin) must be >= 0, got {self.margin_nm}")
+        if not self.steering >= 0:  # (NaN too: it had failed deep in the sampler as "data must be finite")
+            raise ValueError(f"steering (--steering) must be >= 0 (0: off), got {self.steering}")
 
 
 # --------------------------------------------------------------------------- the generator
@@ -569,10 +569,11 @@ def unbind(loaded: Any, model: Any, out_dir: str | os.PathLike, *, settings: Unb
         # path are the same model: the hash decides, not the label)
         comparable = {**identity, "settings": {**identity["settings"], "attempts": None}}
         stored = {**old, "settings": {**SETTINGS_BEFORE_THEY_EXISTED, **old.get("settings", {}), "attempts": None}}
-        different = [k for k in comparable if k != "model" and stored.get(k) != comparable[k]]
-        if different:
-            raise ValueError(f"{out} holds another unbinding run (different {', '.join(different)}); "
-                             "use a new --out directory")
+        keys = [k for k in comparable if k != "model"]
+        different = differences({k: stored.get(k) for k in keys}, {k: comparable[k] for k in keys})
+        if different:  # (it had named only the section, e.g. "different settings")
+            raise ValueError(f"{out} holds another unbinding run: {'; '.join(different)}. Rerun with the same "
+                             "settings (more --attempts extend it), or use a new --out directory")
     topology_pdb = out / "topology.pdb"
     if not topology_pdb.exists():
         _write_subset_pdb(topology_pdb, loaded, unbinder.modelled)

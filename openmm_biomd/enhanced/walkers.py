@@ -834,6 +834,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """``biomd walkers``: metadynamics walkers seeded along a path, one shared bias directory."""
+    if args.max_chunks is not None and args.max_chunks < 1:  # (0 had ended in "holds no bias files yet")
+        raise ValueError(f"--max-chunks must be at least 1, got {args.max_chunks}")
     if args.cv2 is not None and args.cv2 == args.cv:
         raise ValueError(f"--cv2 {args.cv2} is --cv again: a 2-D bias needs two different variables (e.g. "
                          "--cv path --cv2 path-z), or leave --cv2 out")

@@ -104,6 +104,11 @@ def test_counts_that_would_be_replaced_or_ignored_are_refused(tmp_path, capsys):
         assert main([*base, *extra, "--out", str(tmp_path / "x")]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+    # an --out that is a file is named as such (it was "[Errno 17] File exists")
+    (tmp_path / "a_file").write_text("")
+    for extra in ((), ("--dissociation",)):
+        assert main([*base, *extra, "--out", str(tmp_path / "a_file")]) == 2
+        assert "a_file is a file, not a folder" in capsys.readouterr().err
 
 
 def test_unknown_system_lists_the_known_ones(capsys):

@@ -209,9 +209,14 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
     copied[args.index("--model") + 1] = str(copy)
     assert main(copied + ["--attempts", "3"]) == 0
     assert json.loads((out / "summary.json").read_text())["results"] == saved["results"]
-    # another margin or steering is another run: refused, nothing touched
+    # another margin or steering is another run: refused naming what differs (it had said "different settings"),
+    # nothing touched; a NaN steering is named as the flag (it had failed in the sampler: "data must be finite")
+    capsys.readouterr()
     assert main(args + ["--attempts", "3", "--margin", "0.8"]) == 2
+    assert "holds another unbinding run: settings.margin_nm (there: 0.5, now: 0.8)" in capsys.readouterr().err
     assert main(args + ["--attempts", "3", "--steering", "0"]) == 2
+    assert main(args + ["--attempts", "3", "--steering", "nan"]) == 2
+    assert "steering (--steering) must be >= 0 (0: off), got nan" in capsys.readouterr().err
     assert main(args + ["--attempts", "3", "--keep-passing-prefix"]) == 2
     assert (out / "attempt_000" / "result.json").read_bytes() == before
     # a run recorded before keep_passing_prefix existed re-drew whole blocks: it resumes as such

@@ -334,4 +334,8 @@ def test_command_line_two_cvs(path, tmp_path, capsys):
                               "--cv2", "path", "--out", str(tmp_path / "same")])
     with pytest.raises(ValueError, match="--cv2 path is --cv again"):
         walkers.main(same)
+    none = parser.parse_args(["--path", str(tmp_path / "path.dcd"), "--system", "host-guest", "--max-chunks", "0",
+                              "--out", str(tmp_path / "same")])
+    with pytest.raises(ValueError, match="--max-chunks must be at least 1, got 0"):  # ("holds no bias files yet")
+        walkers.main(none)
     assert not (tmp_path / "same").exists()
