@@ -197,6 +197,10 @@ def test_a_window_seeded_across_a_gap_approaches_its_centre_as_a_steered_pull(ho
     # The centre moves from the seed frame's CV to 0.58 nm at 0.05 nm/ps, in moves of 10 steps (0.02 ps).
     assert w["approach_ps"] == pytest.approx(math.ceil((0.58 - w["start_cv_openmm"]) / 0.05 / 0.02) * 0.02)
     assert w["approach_ps"] > 2.0 and abs(w["equilibrated_cv"] - 0.58) < 0.08  # it got there
+    # one window has a profile but no binding free energy (its well's flank had been reported as the plateau)
+    lone = analyze_umbrella(tmp_path / "approach", write=False)
+    assert np.isfinite(lone["f_kt"]).any() and "delta_f_kt" not in lone["binding"]
+    assert lone["binding"]["error"].startswith("one window (at 0.58) samples only its own well")
     # Without the approach the spring is at the centre from the first step (the seed frame minimised there),
     # as before the approach existed (and before first arrival: the nearest frame).
     legacy = replace(settings, approach_per_ps=None, seed_frames="nearest")
