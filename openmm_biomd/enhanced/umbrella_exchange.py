@@ -39,7 +39,9 @@ draws its Langevin noise from a stream of its own, seeded from the run's seed
 and the replica's index (:class:`_ReplicaNoise`): the same command gives the
 same samples bit for bit, on one core or several.  A resumed run seeds its
 replicas' streams from the iteration it resumes at, so it does not replay the
-noise of the first part (it is then not bit-identical to an uninterrupted run).
+noise of the first part; and it goes on from the coordinates openmmtools' storage
+keeps, in single precision.  A resumed run is therefore not bit-identical to an
+uninterrupted one after the resume point (it agrees in distribution).
 """
 
 from __future__ import annotations
