@@ -200,7 +200,8 @@ def require_at_least(checks: Iterable[tuple[str, float, float]], error: type[Exc
 
 
 def seed_argument(text: str) -> int:
-    """argparse type of a ``--seed``: a whole number >= 0 (NumPy's SeedSequence, which every run's seeds come from, takes no other)."""
+    """argparse type of a ``--seed``: a whole number >= 0 (NumPy's SeedSequence, which every run's seeds come
+    from, takes no other)."""
     import argparse
 
     try:

@@ -8,12 +8,15 @@ from pathlib import Path
 
 def dcd_layout(fh) -> tuple[int, int, int, int]:
     """``(header_bytes, frame_bytes, first_step, interval)`` of a DCD file as OpenMM and mdtraj write it (CHARMM
-    layout, little-endian, 32-bit record markers); ``ValueError`` for one that is not."""
+    layout, little-endian, 32-bit record markers, no fixed atoms, three dimensions); ``ValueError`` for one that
+    is not (an X-PLOR file, fixed atoms or a fourth dimension change the layout)."""
     head = fh.read(100)
     if len(head) < 100 or head[4:8] != b"CORD" or struct.unpack("<i", head[:4])[0] != 84:
         raise ValueError(f"{fh.name} is not a DCD file")
+    fixed_atoms, box, four_d, charmm = (struct.unpack("<i", head[at:at + 4])[0] for at in (40, 48, 52, 84))
+    if not charmm or fixed_atoms or four_d:
+        raise ValueError(f"{fh.name} is a DCD file of another layout (X-PLOR, fixed atoms or 4-D)")
     first_step, interval = struct.unpack("<2i", head[12:20])
-    box = struct.unpack("<i", head[48:52])[0]
     fh.seek(92)
     comments = struct.unpack("<i", fh.read(4))[0]
     fh.seek(104 + comments)
@@ -33,14 +36,22 @@ def dcd_cut_short(path: str | Path) -> str | None:
     gap in time, without a word.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as fh:
+    size = path.stat().st_size
+    if size == 0:
+        return "it is empty"
+    with open(path, "rb") as fh:
+        start = fh.read(8)
+        fh.seek(0)
+        try:
             header, frame, _, _ = dcd_layout(fh)
             fh.seek(8)
             counted = struct.unpack("<i", fh.read(4))[0]
-    except (ValueError, struct.error):
-        return None
-    whole, partial = divmod(path.stat().st_size - header, frame)
+        except struct.error:  # the header's records run past the end of the file
+            return f"it ends inside its header ({size} bytes)"
+        except ValueError:  # not a plain DCD (the reader decides), or one cut before its first 100 bytes
+            signed = len(start) == 8 and start[4:8] == b"CORD" and struct.unpack("<i", start[:4])[0] == 84
+            return f"it ends inside its header ({size} bytes)" if signed and size < 100 else None
+    whole, partial = divmod(size - header, frame)
     if whole >= 0 and not partial and whole >= counted:
         return None
     return (f"its header counts {counted} frames of {frame} bytes, the file holds {max(whole, 0)} whole ones"

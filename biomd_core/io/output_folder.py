@@ -4,7 +4,8 @@
 (``summary.json``, ``trajectory.dcd``, ``topology.pdb``, ``report.md``): a second command pointed at the
 first one's ``--out`` used to overwrite its trajectory or summary without a word, and ``steer``,
 ``umbrella``, ``walkers``, ``interactions`` and ``export`` replaced a user's files of their names
-(``path.dcd``, ``fes.csv``...).  Each of them (and ``unbind``) now claims its folder with :func:`claim_output_folder`, which adds the command to a small marker file
+(``path.dcd``, ``fes.csv``...).  Each of them (and ``unbind``) now claims its folder with
+:func:`claim_output_folder`, which adds the command to a small marker file
 (:data:`MARKER`).  A command is refused a folder holding a file it would write that it did not write
 itself (by the marker); files it does not write are no obstacle (an evaluation beside its samples).
 """
@@ -46,6 +47,13 @@ def json_with_keys(name: str, *keys: str) -> Callable[[Path], bool]:
     return holds
 
 
+def refuse_a_file(out: str | Path, command: str) -> None:
+    """Refuse an ``--out`` that is a file (it was OSError's "[Errno 17] File exists" once writing began)."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise OutputFolderError(f"--out {out} is a file, not a folder: give `biomd {command}` a folder (a new one, "
+                                "or one it wrote)")
+
+
 def check_output_folder(out: str | Path, command: str, writes: Iterable[str],
                         earlier_output: Callable[[Path], bool] | None = None) -> None:
     """Refuse ``out`` as the output folder of ``biomd COMMAND``, before anything is written or computed.
@@ -56,9 +64,7 @@ def check_output_folder(out: str | Path, command: str, writes: Iterable[str],
     ``writes`` and the command has not claimed it.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():  # (it was OSError's "[Errno 17] File exists" once writing began)
-        raise OutputFolderError(f"--out {out} is a file, not a folder: give `biomd {command}` a folder (a new one, "
-                                "or one it wrote)")
+    refuse_a_file(out, command)
     owners = folder_owners(out)
     if command in owners or not out.is_dir() or (earlier_output is not None and earlier_output(out)):
         return

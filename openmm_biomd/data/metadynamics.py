@@ -476,7 +476,10 @@ def _finished_seed(seed_dir: Path) -> dict:
     if not path.exists():
         raise damaged_file(path, "it is missing, but the seed's result.json says the seed finished", remedy)
     why = dcd_cut_short(path)
-    counted = read_dcd_header(path)["n_frames"]
+    try:
+        counted = read_dcd_header(path)["n_frames"]
+    except ValueError:  # not a DCD at all (garbage written over it)
+        raise damaged_file(path, why or "it is not a DCD file", remedy) from None
     if why or counted != result.get("n_frames", counted):
         raise damaged_file(path, why or f"it holds {counted} frames, the seed's result.json {result['n_frames']}",
                            remedy)

@@ -1166,8 +1166,9 @@ def _trajectory_times(path: Path, traj: Any, stride: int, interval_ps: float | N
         dt = h["interval_steps"] * h["timestep_ps"]
         # The header stores the step as float32 AKMA units: round to 1e-6 ps.
         return np.round((h["first_step"] * h["timestep_ps"] + np.arange(n) * dt * stride), 6)
-    warnings.warn(f"{path}'s header gives no time step: frames are reported by number, with no times; give "
-                  "--frame-interval PS (a biomd unbind path: its summary.json's frame_interval_ps)", stacklevel=2)
+    warnings.warn(f"{path}'s header gives no time step: frames are reported by number (among those read: with "
+                  "--stride N, number k is the file's frame k·N), with no times; give --frame-interval PS (a biomd "
+                  "unbind path: its summary.json's frame_interval_ps)", stacklevel=2)
     return None
 
 
@@ -1205,7 +1206,8 @@ def main(args: argparse.Namespace) -> int:
     if path.suffix.lower() == ".dcd":
         check_dcd_whole(path)
     # another command's folder, or files of the user's, are refused by name (an interactions.csv was replaced)
-    check_output_folder(args.out, "interactions", INTERACTIONS_OUTPUTS, json_with_keys("interactions.json", "per_frame"))
+    earlier = json_with_keys("interactions.json", "per_frame")
+    check_output_folder(args.out, "interactions", INTERACTIONS_OUTPUTS, earlier)
     md_top = mdtraj.Topology.from_openmm(loaded.topology)
     try:
         with _quiet_c_stdout():  # mdtraj's DCD plugin greets every file on the C stdout, amid our JSON
@@ -1245,8 +1247,7 @@ def main(args: argparse.Namespace) -> int:
                                      "max_abs_diff_kj_mol": float(diff.max())}
             if diff.max() > 1e-3 * max(1.0, float(np.abs(ref).max())):
                 warnings.warn(f"decomposed sum differs from OpenMM by {diff.max():.3g} kJ/mol", stacklevel=1)
-    claim_output_folder(args.out, "interactions", INTERACTIONS_OUTPUTS,
-                        json_with_keys("interactions.json", "per_frame"))
+    claim_output_folder(args.out, "interactions", INTERACTIONS_OUTPUTS, earlier)
     summary = write_interactions(args.out, energies, top=args.top, rank=args.rank,
                                  release_fraction=args.release_fraction, extra=extra)
     digest = {

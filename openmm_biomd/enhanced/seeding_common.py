@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from biomd_core.config import seed_argument
+from biomd_core.io.dcd import dcd_cut_short
 
 from ..data.frame_checks import check_frames_fit
 from ..data.md import (
@@ -361,9 +362,11 @@ def load_recorded_path(path: str | os.PathLike, topology: str | os.PathLike, n_f
     the frames it still has, with no more than a warning from its C plugin.
     """
     try:
-        frames = load_path_frames(path, topology, check_whole=n_frames is None)
+        frames = load_path_frames(path, topology, check_whole=False)
     except ValueError as e:
         raise damaged_file(path, f"it cannot be read as a trajectory ({e.__cause__ or e})", remedy) from e
+    if n_frames is None and Path(path).suffix.lower() == ".dcd" and (why := dcd_cut_short(path)):
+        raise damaged_file(path, why, remedy)
     if n_frames is not None and len(frames) != n_frames:
         raise damaged_file(path, f"it holds {len(frames)} frames, the run's record {n_frames}", remedy)
     return frames

@@ -122,7 +122,8 @@ class SteeredSettings:
         require_positive(self, ("pull_ps", "force_constant", "frame_interval_ps", "temperature_k", "timestep_fs",
                                 "friction_per_ps", "update_interval_steps"))
         require_at_least([("seed", self.seed, 0)])
-        for name, value in (("to_value (--to, --by)", self.to_value), ("from_value (--from)", self.from_value)):
+        # --from first: a NaN start makes the end (--from + --by) NaN too
+        for name, value in (("from_value (--from)", self.from_value), ("to_value (--to, --by)", self.to_value)):
             if value is not None and not math.isfinite(value):  # a NaN centre had run, and blown up, the pull
                 raise ValueError(f"{name} must be a finite CV value, got {value}")
         if self.equilibration_ps < 0:

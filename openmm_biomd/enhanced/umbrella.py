@@ -852,7 +852,8 @@ def analyze_umbrella(
             "near its centre, so raise the force constant there (adding windows alone does not fill them)"
         )
     try:
-        if len(centres) < 2:  # one window samples its own well: its "plateau" is the well's flank (it was reported)
+        if len(np.unique(centres)) < 2:  # one window (pooled replicates too) samples its own well: its "plateau"
+            # is the well's flank (it had been reported)
             raise ValueError(f"one window (at {centres[0]:.4g}) samples only its own well, so there is no unbound "
                              "plateau to compare with the bound minimum: run windows along the whole path")
         binding = _binding(fes.get_mbar(), x_n, edges, j, n_exp, plateau_from, f_kt, kt)

@@ -753,7 +753,7 @@ def test_unreadable_and_damaged_files_and_bad_machine_settings_get_one_line_erro
                                 "--out", str(tmp_path / "d")],
         # each had been recorded in steered.json before it failed, which then refused the corrected command
         "argument --seed: a seed is a whole number >= 0, not -1": ["--seed=-1", "--out", str(tmp_path / "e")],
-        r"to_value \(--to, --by\) must be a finite CV value, got nan": ["--from", "nan", "--out", str(tmp_path / "f")],
+        r"from_value \(--from\) must be a finite CV value, got nan": ["--from", "nan", "--out", str(tmp_path / "f")],
         "is a file, not a folder": ["--out", str(a_file)],
         "CPU 100000 is not one this process may run on": ["--cpu", "100000", "--out", str(tmp_path / "b")],
         "CPU threads must be at least 1": ["--threads", "0", "--out", str(tmp_path / "c")],
