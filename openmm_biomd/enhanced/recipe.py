@@ -121,7 +121,8 @@ def reproduce_unbinding(recipe: UnbindingRecipe, root: Path, progress: bool = Tr
         "training": {"steps": sum(steps), "steps_per_stage": steps, "wall_s_last_session": round(train_s, 1),
                      "samples_per_s": training.get("samples_per_s")},
         "md_generation_wall_s_last_session": round(md_s, 1),
-        "md_in_parallel": parallel_md,
+        # this call's: a later call that finds the campaigns finished runs none (and says False)
+        "md_in_parallel_last_session": parallel_md,
         "hardware": hardware(),
     }
     if stop_after_training:

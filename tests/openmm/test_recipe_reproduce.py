@@ -93,7 +93,7 @@ def test_unbinding_recipe_runs_campaigns_side_by_side_and_stops_after_training(t
 
     trained = recipes.reproduce("toyhg", root, progress=False, parallel_md=True, stop_after_training=True)
 
-    assert trained["md_in_parallel"] and trained["training"]["steps_per_stage"] == [2, 2]
+    assert trained["md_in_parallel_last_session"] and trained["training"]["steps_per_stage"] == [2, 2]
     assert "quality" not in trained and "card" not in trained
     assert trained["model_path"] == str(root / "train" / "toyhg-stage2" / "model.safetensors")
     for campaign in ("toyhg-diss-0", "toyhg-heldout"):
@@ -104,7 +104,7 @@ def test_unbinding_recipe_runs_campaigns_side_by_side_and_stops_after_training(t
 
     facts = recipes.reproduce("toyhg", root, progress=False)
 
-    assert facts["quality"]["attempts"] == 1 and not facts["md_in_parallel"]
+    assert facts["quality"]["attempts"] == 1 and not facts["md_in_parallel_last_session"]
     assert facts["training"]["steps_per_stage"] == [2, 2]
     assert (root / "eval" / "toyhg" / "MODEL_CARD.md").is_file()
     assert {path: path.read_bytes() for path in written} == written
