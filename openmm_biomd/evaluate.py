@@ -26,9 +26,12 @@ import numpy as np
 
 from biomd_core.config import require_at_least
 from biomd_core.evaluation import metrics as M
+from biomd_core.featurize.bond_lengths import check_bonds_fit
+from biomd_core.io.dcd import dcd_cut_short
 from biomd_core.io.output_folder import abandon_output_folder, claim_output_folder, json_with_keys
 
 from .data.frame_checks import check_frames_sound
+from .data.md import damaged_file
 
 #: the files an evaluation writes into its folder (claimed with biomd_core.io.output_folder)
 EVALUATE_OUTPUTS = ("metrics.json", "report.md", "ramachandran.png", "rmsf.png", "energy.png",
@@ -63,9 +66,16 @@ def load_generated(directory: Path):
     files = [f for f in files if f.exists()]
     if not top.exists() or not files:
         raise FileNotFoundError(f"{directory} is not a biomd sample output (needs topology.pdb and trajectory.dcd)")
+    for path in files:  # a file cut short had been scored on the frames mdtraj still read
+        if why := dcd_cut_short(path):
+            raise damaged_file(path, why, "Restore it from a copy, or sample again into a new folder.")
     trajectories = [mdtraj.load(str(f), top=str(top)) for f in files]
     for path, traj in zip(files, trajectories):  # NaN frames ended in numpy's "SVD did not converge"
         check_frames_sound(traj.xyz, f"generated trajectory {path}")
+        # the first frame is the start structure: it fits the topology unless that is another one (which had
+        # silently lost the Ramachandran and TICA metrics); later frames are the model's, scored as they are
+        check_bonds_fit(traj.xyz[:1], [[a.index, b.index] for a, b in traj.topology.bonds],
+                        f"generated trajectory {path} (topology {top})")
     return trajectories
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from biomd_core.config import require_at_least
+from biomd_core.featurize.bond_lengths import check_bonds_fit
 from biomd_core.io import load_model
 from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
 from biomd_core.sampling import HierarchicalSampler, SolverConfig, tasks
@@ -108,14 +109,17 @@ def sampling_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _structure_nm(path: str, atom_indices: np.ndarray, n_total: int) -> np.ndarray:
+def _structure_nm(path: str, graph) -> np.ndarray:
+    """The modelled atoms ``[N, 3]`` nm of the end structure ``path``, once it is known to fit ``graph``."""
     import mdtraj
 
     traj = mdtraj.load(path)
-    if traj.n_atoms != n_total:
-        raise ValueError(f"{path} has {traj.n_atoms} atoms but the start structure has {n_total}")
+    if traj.n_atoms != graph.n_total_atoms:
+        raise ValueError(f"{path} has {traj.n_atoms} atoms but the start structure has {graph.n_total_atoms}")
     check_frames_sound(traj.xyz[:1], f"end structure {path}")
-    return traj.xyz[0][atom_indices].astype(np.float64)
+    end = traj.xyz[0][graph.atom_indices].astype(np.float64)
+    check_bonds_fit(end[None], graph.bonds, f"end structure {path}")  # (atoms in another order had passed)
+    return end
 
 
 def run_sample(request: SampleRequest, out: Path) -> dict:
@@ -128,6 +132,8 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
     topology, positions, system = load_start(request)
     graph = model.featurize(topology, positions_nm=positions)
     check_compatibility(model, graph, allow_transfer=request.allow_transfer)
+    if system is None:  # a structure file: its bonds must fit its coordinates (atoms in another order did)
+        check_bonds_fit(positions[None, graph.atom_indices], graph.bonds, f"start structure {request.structure}")
     constraints = sampling_constraints(request, graph, positions, system)
     atoms = graph.atom_indices
     duration_ps = parse_time_ps(request.time)
@@ -137,7 +143,6 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
     bound = model.bind(graph)
     sampler = HierarchicalSampler(bound, model.time, solver, constraints=constraints)
     generator = torch.Generator().manual_seed(request.seed)
-    n_total = topology.getNumAtoms()
 
     t0 = time.perf_counter()
     if request.task == "forecast":
@@ -145,7 +150,7 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
     elif request.task in ("tps", "interpolate"):
         if not request.end:
             raise ValueError(f"the {request.task} task needs --end (the end structure)")
-        end = torch.from_numpy(_structure_nm(request.end, atoms, n_total)).unsqueeze(0).expand_as(start)
+        end = torch.from_numpy(_structure_nm(request.end, graph)).unsqueeze(0).expand_as(start)
         if request.task == "tps":
             frames = tasks.transition_path(sampler, start, end, duration_ps, generator)
         else:
@@ -200,6 +205,10 @@ def _inpaint(request, model, graph, sampler, start, generator):
         raise ValueError("the inpaint task needs --reference (trajectory of the known atoms) and --known (a selection)")
     ref = mdtraj.load(request.reference, top=request.reference_topology) if request.reference_topology else mdtraj.load(request.reference)
     check_frames_sound(ref.xyz, f"reference trajectory {request.reference}")
+    if ref.n_atoms != graph.n_total_atoms:  # (another system's first atoms had been taken as the known ones)
+        raise ValueError(f"the reference trajectory {request.reference} has {ref.n_atoms} atoms, the start structure "
+                         f"{graph.n_total_atoms}: give a reference of this system")
+    check_bonds_fit(ref.xyz[:, graph.atom_indices], graph.bonds, f"reference trajectory {request.reference}")
     known_total = ref.topology.select(request.known)
     position = {int(a): i for i, a in enumerate(graph.atom_indices)}
     known = sorted(position[int(a)] for a in known_total if int(a) in position)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..featurize.bond_lengths import check_bonds_fit
 from ..training.windows import TrajectorySet
 
 
@@ -180,6 +181,8 @@ def load_system_trajectories(
         all_frames = full.xyz[:, graph.atom_indices].astype(np.float32)
         if not np.isfinite(all_frames).all():
             raise ValueError(f"{path} contains NaN or infinite coordinates")
+        # a topology of the same atoms in another order had trained on torn molecules without a word
+        check_bonds_fit(all_frames, graph.bonds, f"trajectory {path} (topology {spec.topology or 'its own'})")
         for phase in phases:
             frames = all_frames[phase::stride]
             if spec.drop_unbound:

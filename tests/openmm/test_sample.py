@@ -109,8 +109,10 @@ def test_tps_needs_an_end_structure_and_keeps_it(tmp_path, checkpoint, capsys):
     first = tmp_path / "first"
     main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--time", "10ps", "--out", str(first),
           "--ode-steps", "2"])
-    end_pdb = tmp_path / "end.pdb"
-    mdtraj.load(str(first / "trajectory.dcd"), top=str(first / "topology.pdb"))[-1].save_pdb(str(end_pdb))
+    end_pdb = tmp_path / "end.pdb"  # a real structure (the untrained model's frames have broken bonds)
+    end = mdtraj.load(str(first / "topology.pdb"))
+    end.xyz = end.xyz + np.float32(0.05)  # the start moved as a whole
+    end.save_pdb(str(end_pdb))
     assert main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--time", "10ps", "--task", "tps",
                  "--end", str(end_pdb), "--out", str(out), "--ode-steps", "2"]) == 0
     path = mdtraj.load(str(out / "trajectory.dcd"), top=str(out / "topology.pdb"))
@@ -169,3 +171,43 @@ def test_the_projection_agrees_with_openmms_own_constraint_solver():
     # only the modelled atoms' constraints are taken: a subset drops the ones that leave it
     assert rigid_bonds(loaded.system, np.arange(5)).n_constraints == sum(
         1 for k in range(12) if max(loaded.system.getConstraintParameters(k)[:2]) < 5)
+
+
+def test_inputs_whose_bonds_do_not_fit_their_topology_are_refused(tmp_path, checkpoint, capsys):
+    """A structure whose coordinates belong to other atoms (here the atoms' coordinates in reverse order) ran and
+    kept its broken bonds; an inpainting reference of another system had its first atoms taken as the known
+    ones; a generated trajectory cut short, or read with another topology, was scored on what was left."""
+    first = tmp_path / "first"
+    assert main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--time", "10ps",
+                 "--out", str(first), "--ode-steps", "2"]) == 0
+    start = mdtraj.load(str(first / "topology.pdb"))
+    reversed_ = start[0]
+    reversed_.xyz = start.xyz[:, ::-1].copy()
+    reversed_.save_pdb(str(tmp_path / "reversed.pdb"))
+    message = r"frame 0 of the {} .*reversed.pdb does not fit its topology: atoms \d+ and \d+ .* bonded, are"
+    capsys.readouterr()
+    assert main(["sample", "--model", checkpoint, "--structure", str(tmp_path / "reversed.pdb"), "--time", "10ps",
+                 "--out", str(tmp_path / "a")]) == 2
+    assert re.search(message.format("start structure"), capsys.readouterr().err)
+    assert main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--task", "tps", "--end",
+                 str(tmp_path / "reversed.pdb"), "--time", "10ps", "--out", str(tmp_path / "b")]) == 2
+    assert re.search(message.format("end structure"), capsys.readouterr().err)
+    # a reference of another system (host-guest, 156 atoms)
+    from openmm_biomd.data.systems import get_system
+    from openmm_biomd.trajectory_io import write_dcd
+
+    host_guest = get_system("host-guest").load()
+    write_dcd(tmp_path / "hg.dcd", host_guest.topology, np.asarray(host_guest.positions)[None], 5.0)
+    mdtraj.Trajectory(np.asarray(host_guest.positions, np.float32)[None],
+                      mdtraj.Topology.from_openmm(host_guest.topology)).save_pdb(str(tmp_path / "hg.pdb"))
+    assert main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--task", "inpaint",
+                 "--reference", str(tmp_path / "hg.dcd"), "--reference-topology", str(tmp_path / "hg.pdb"),
+                 "--known", "all", "--time", "10ps", "--out", str(tmp_path / "c")]) == 2
+    assert "hg.dcd has 156 atoms, the start structure 22: give a reference of this system" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in "abc")
+    # evaluate: a generated trajectory cut short is named (it was scored on the frames left)
+    dcd = first / "trajectory.dcd"
+    dcd.write_bytes(dcd.read_bytes()[:-100])
+    assert main(["evaluate", "--generated", str(first), "--reference", str(tmp_path), "--out", str(tmp_path / "e")]) == 2
+    assert re.search(r"trajectory.dcd is damaged: its header counts \d+ frames .* sample again into a new folder",
+                     capsys.readouterr().err)

@@ -1,4 +1,4 @@
-"""``biomd_core.io.dcd``: a DCD cut short is told from a whole one by its header, whoever wrote it."""
+"""``biomd_core.io.dcd`` and ``biomd_core.featurize.bond_lengths``: inputs cut short, or not fitting their topology."""
 
 from __future__ import annotations
 
@@ -47,3 +47,16 @@ def test_layouts_it_does_not_know_are_left_to_the_reader(written, tmp_path):
     other = tmp_path / "notes.dcd"
     other.write_text("not a trajectory at all\n")
     assert dcd_cut_short(other) is None
+
+
+def test_bonds_that_do_not_fit_their_coordinates_are_named():
+    from biomd_core.featurize.bond_lengths import check_bonds_fit
+
+    frames = np.zeros((3, 3, 3))
+    frames[:, 1, 0], frames[:, 2, 0] = 0.15, 0.30  # a chain of two 0.15 nm bonds
+    bonds = np.array([[0, 1], [1, 2]])
+    check_bonds_fit(frames, bonds, "chain")
+    frames[2, 2, 0] = 0.8  # the last frame's second bond torn
+    with pytest.raises(ValueError, match=r"frame 2 of the chain does not fit its topology: atoms 1 and 2 .* are "
+                                         r"0.650 nm apart \(> 0.3 nm\)"):
+        check_bonds_fit(frames, bonds, "chain")

@@ -1,0 +1,33 @@
+"""Whether frames fit a topology's bonds, without a force field (for inputs that come with no System).
+
+A covalent bond is at most ~0.2 nm long (an S–S or C–I bond), so a bonded pair farther apart than
+:data:`MAX_BOND_NM` means the coordinates belong to another topology, to this one with its atoms in
+another order, or to a frame torn apart.  (With an OpenMM System, ``openmm_biomd.data.frame_checks``
+compares each bond with its force-field length instead.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Longest plausible covalent bond, nm.
+MAX_BOND_NM = 0.3
+
+
+def check_bonds_fit(frames_nm: np.ndarray, bonds: np.ndarray, what: str, max_nm: float = MAX_BOND_NM) -> None:
+    """Raise ``ValueError`` naming the first frame of ``frames_nm`` ``[T, N, 3]`` nm in which a bond of
+    ``bonds`` ``[E, 2]`` (atom indices of the frames) is longer than ``max_nm``; ``what`` names the frames."""
+    frames = np.asarray(frames_nm, dtype=np.float64)
+    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    if frames.ndim != 3 or len(bonds) == 0:
+        return
+    lengths = np.linalg.norm(frames[:, bonds[:, 0]] - frames[:, bonds[:, 1]], axis=-1)  # [T, E]
+    stretched = np.argwhere(lengths > max_nm)
+    if len(stretched):
+        frame, bond = (int(v) for v in stretched[0])
+        a, b = (int(v) for v in bonds[bond])
+        raise ValueError(
+            f"frame {frame} of the {what} does not fit its topology: atoms {a} and {b} (0-based among the modelled "
+            f"atoms), bonded, are {lengths[frame, bond]:.3f} nm apart (> {max_nm:g} nm). The coordinates belong to "
+            "another topology, or to this one with the atoms in another order: give the topology they were "
+            "written with")
