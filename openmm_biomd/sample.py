@@ -156,7 +156,7 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
         else:
             frames = tasks.interpolate(sampler, start, end, duration_ps, generator)
     elif request.task == "inpaint":
-        frames = _inpaint(request, model, graph, sampler, start, generator)
+        frames = _inpaint(request, model, graph, sampler, start, duration_ps, generator)
     else:
         raise ValueError(f"unknown task {request.task!r}")
     wall_s = time.perf_counter() - t0
@@ -198,8 +198,12 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
     return summary
 
 
-def _inpaint(request, model, graph, sampler, start, generator):
+def _inpaint(request, model, graph, sampler, start, duration_ps, generator):
+    """Frames ``[R, T, N, 3]`` of ``duration_ps`` (``T = duration / Δt + 1``) whose ``--known`` atoms follow the
+    reference trajectory, read frame by frame at the model's Δt."""
     import mdtraj
+
+    from .data.md import read_dcd_header
 
     if not (request.reference and request.known):
         raise ValueError("the inpaint task needs --reference (trajectory of the known atoms) and --known (a selection)")
@@ -214,6 +218,17 @@ def _inpaint(request, model, graph, sampler, start, generator):
     known = sorted(position[int(a)] for a in known_total if int(a) in position)
     if not known:
         raise ValueError(f"--known {request.known!r} selects no modelled atom")
-    reference = torch.from_numpy(ref.xyz[:, graph.atom_indices].astype(np.float64))
+    dt = model.time.frame_interval_ps
+    if request.reference.lower().endswith(".dcd"):  # the header says how far apart its frames are
+        header = read_dcd_header(request.reference)
+        spacing = header["timestep_ps"] * header["interval_steps"]
+        if spacing > 0 and abs(spacing - dt) > 1e-3 * dt:  # (1 ps frames had been taken as 5 ps ones)
+            raise ValueError(f"the reference trajectory's frames are {spacing:g} ps apart, the model's {dt:g} ps: "
+                             f"give a reference saved every {dt:g} ps")
+    n_frames = int(round(duration_ps / dt)) + 1
+    if ref.n_frames < n_frames:  # (--time had been ignored: the reference's length decided)
+        raise ValueError(f"--time {request.time} needs {n_frames} reference frames {dt:g} ps apart, the reference "
+                         f"holds {ref.n_frames}: give a shorter --time or a longer reference")
+    reference = torch.from_numpy(ref.xyz[:n_frames, graph.atom_indices].astype(np.float64))
     reference[0] = start[0]
     return tasks.inpaint(sampler, reference.unsqueeze(0).expand(start.shape[0], -1, -1, -1), known, generator)

@@ -149,7 +149,11 @@ def _load_whole(path: Path, topology) -> object:
 
     if Path(path).suffix.lower() == ".dcd" and (why := dcd_cut_short(path)):
         raise ValueError(f"{path} is damaged: {why}. Restore it from a copy, or leave it out of the data")
-    return mdtraj.load(str(path), top=topology)
+    try:
+        return mdtraj.load(str(path), top=topology)
+    except (ValueError, OSError) as exc:  # (mdtraj's "xyz must be shape (Any, 156, 3)" named no file)
+        raise ValueError(f"cannot read {path} with the data's topology ({topology.n_atoms} atoms): {exc}. Give each "
+                         "system's trajectories in a data entry of their own, with their topology") from None
 
 
 def load_system_trajectories(
@@ -168,7 +172,11 @@ def load_system_trajectories(
     files = files if files is not None else expand_paths(spec.trajectories)
     stride = resample_stride(data_frame_interval_ps(spec, files[0]), model_interval_ps)
     top = spec.topology or None
-    first = mdtraj.load_frame(str(chunk_files(files[0])[0]), 0, top=top)
+    try:
+        first = mdtraj.load_frame(str(chunk_files(files[0])[0]), 0, top=top)
+    except (ValueError, OSError) as exc:  # (mdtraj's "xyz must be shape (Any, 156, 3)" named no file)
+        raise ValueError(f"cannot read {chunk_files(files[0])[0]} with topology {top}: {exc}. Give the topology "
+                         "the trajectories were written with") from None
     graph = featurize(first, selection=spec.selection, ligand_sdf=spec.ligand_sdf or None, vocabs=vocabs)
     trajectories, sources = [], []
     phases = range(stride) if spec.all_stride_phases else range(1)

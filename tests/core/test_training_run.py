@@ -323,6 +323,12 @@ def test_generate_data_layout_is_read_as_whole_trajectories(tmp_path, dataset_di
     np.testing.assert_array_equal(data.train.frames[0], full.xyz[::3])
     with pytest.raises(ValueError, match="frame_interval_ps is not set"):
         load_dataset([DataSpec(trajectories=(str(dataset_dir / "traj_0.dcd"),), topology=top)], 1.0)
+    # another system's topology, or trajectories of another system in the entry, are named with their files
+    half = mdtraj.load(top)
+    half.atom_slice(range(half.n_atoms // 2)).save_pdb(str(tmp_path / "half.pdb"))
+    with pytest.raises(ValueError, match=r"cannot read .*chunk_00000.dcd with topology .*half.pdb"):
+        load_dataset([DataSpec(trajectories=spec.trajectories, topology=str(tmp_path / "half.pdb"))],
+                     model_interval_ps=1.5, validation_fraction=0.0)
     # a chunk cut short (a copy, a full disk) is refused: mdtraj read its whole frames, a silent gap in time
     middle = replica / "chunk_00001.dcd"
     middle.write_bytes(middle.read_bytes()[:-1000])

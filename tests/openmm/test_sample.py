@@ -211,3 +211,41 @@ def test_inputs_whose_bonds_do_not_fit_their_topology_are_refused(tmp_path, chec
     assert main(["evaluate", "--generated", str(first), "--reference", str(tmp_path), "--out", str(tmp_path / "e")]) == 2
     assert re.search(r"trajectory.dcd is damaged: its header counts \d+ frames .* sample again into a new folder",
                      capsys.readouterr().err)
+
+
+def test_inpainting_follows_the_reference_for_the_time_asked(tmp_path, checkpoint, capsys):
+    """``--task inpaint``: the known atoms follow the reference frame by frame for ``--time`` (the reference's
+    length had decided, and its frames were taken to be Δt apart whatever their spacing)."""
+    from biomd_core.io import load_model
+    from openmm_biomd.data.systems import get_system
+    from openmm_biomd.trajectory_io import write_dcd
+
+    time_grid = load_model(checkpoint).time
+    dt, n = time_grid.frame_interval_ps, 2 * time_grid.coarse_stride  # two coarse intervals of the model
+    loaded = get_system("alanine-dipeptide").load()
+    start = np.asarray(loaded.positions)
+    moving = np.stack([start + 0.002 * k for k in range(n + 3)])  # [n + 3, 22, 3]: the molecule drifting
+    write_dcd(tmp_path / "ref.dcd", loaded.topology, moving, dt)
+    out = tmp_path / "inpainted"
+    argv = ["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--task", "inpaint", "--reference",
+            str(tmp_path / "ref.dcd"), "--reference-topology", str(get_system_pdb(tmp_path, loaded)),
+            "--known", "resname ACE", "--ode-steps", "2"]
+    assert main([*argv, "--time", f"{n * dt:g}ps", "--out", str(out)]) == 0
+    traj = mdtraj.load(str(out / "trajectory.dcd"), top=str(out / "topology.pdb"))
+    known = traj.topology.select("resname ACE")
+    assert traj.n_frames == n + 1  # (not the reference's n + 3)
+    np.testing.assert_allclose(traj.xyz[1:, known], moving[1:n + 1, known], atol=2e-3)
+    capsys.readouterr()
+    assert main([*argv, "--time", f"{(n + 4) * dt:g}ps", "--out", str(tmp_path / "long")]) == 2
+    assert f"needs {n + 5} reference frames" in capsys.readouterr().err
+    write_dcd(tmp_path / "ref.dcd", loaded.topology, moving, 2 * dt)
+    assert main([*argv, "--time", f"{n * dt:g}ps", "--out", str(tmp_path / "spaced")]) == 2
+    assert f"frames are {2 * dt:g} ps apart, the model's {dt:g} ps" in capsys.readouterr().err
+
+
+def get_system_pdb(folder, loaded):
+    """``loaded``'s topology and positions as ``folder/system.pdb``."""
+    path = folder / "system.pdb"
+    mdtraj.Trajectory(np.asarray(loaded.positions, np.float32)[None],
+                      mdtraj.Topology.from_openmm(loaded.topology)).save_pdb(str(path))
+    return path
