@@ -69,7 +69,13 @@ def load_generated(directory: Path):
     for path in files:  # a file cut short had been scored on the frames mdtraj still read
         if why := dcd_cut_short(path):
             raise damaged_file(path, why, "Restore it from a copy, or sample again into a new folder.")
-    trajectories = [mdtraj.load(str(f), top=str(top)) for f in files]
+    trajectories = []
+    for path in files:
+        try:
+            trajectories.append(mdtraj.load(str(path), top=str(top)))
+        except (OSError, ValueError) as exc:  # (garbage in a DCD was mdtraj's bare "Could not open file")
+            raise damaged_file(path, f"it cannot be read with {top.name} ({exc})",
+                               "Restore it from a copy, or sample again into a new folder.") from None
     for path, traj in zip(files, trajectories):  # NaN frames ended in numpy's "SVD did not converge"
         check_frames_sound(traj.xyz, f"generated trajectory {path}")
         # the first frame is the start structure: it fits the topology unless that is another one (which had

@@ -211,6 +211,9 @@ def test_inputs_whose_bonds_do_not_fit_their_topology_are_refused(tmp_path, chec
     assert main(["evaluate", "--generated", str(first), "--reference", str(tmp_path), "--out", str(tmp_path / "e")]) == 2
     assert re.search(r"trajectory.dcd is damaged: its header counts \d+ frames .* sample again into a new folder",
                      capsys.readouterr().err)
+    dcd.write_bytes(b"not a trajectory" * 100)  # (mdtraj's bare "Could not open file")
+    assert main(["evaluate", "--generated", str(first), "--reference", str(tmp_path), "--out", str(tmp_path / "e")]) == 2
+    assert re.search(r"trajectory.dcd is damaged: it cannot be read with topology.pdb", capsys.readouterr().err)
 
 
 def test_inpainting_follows_the_reference_for_the_time_asked(tmp_path, checkpoint, capsys):
