@@ -203,7 +203,7 @@ def _inpaint(request, model, graph, sampler, start, duration_ps, generator):
     reference trajectory, read frame by frame at the model's Δt."""
     import mdtraj
 
-    from .data.md import read_dcd_header
+    from .data.md import dcd_frame_spacing_ps, read_dcd_header
 
     if not (request.reference and request.known):
         raise ValueError("the inpaint task needs --reference (trajectory of the known atoms) and --known (a selection)")
@@ -220,9 +220,8 @@ def _inpaint(request, model, graph, sampler, start, duration_ps, generator):
         raise ValueError(f"--known {request.known!r} selects no modelled atom")
     dt = model.time.frame_interval_ps
     if request.reference.lower().endswith(".dcd"):  # the header says how far apart its frames are
-        header = read_dcd_header(request.reference)
-        spacing = header["timestep_ps"] * header["interval_steps"]
-        if spacing > 0 and abs(spacing - dt) > 1e-3 * dt:  # (1 ps frames had been taken as 5 ps ones)
+        spacing = dcd_frame_spacing_ps(read_dcd_header(request.reference))
+        if spacing is not None and abs(spacing - dt) > 1e-3 * dt:  # (1 ps frames had been taken as 5 ps ones)
             raise ValueError(f"the reference trajectory's frames are {spacing:g} ps apart, the model's {dt:g} ps: "
                              f"give a reference saved every {dt:g} ps")
     n_frames = int(round(duration_ps / dt)) + 1

@@ -386,6 +386,14 @@ def read_dcd_header(path: str | os.PathLike) -> dict:
     }
 
 
+def dcd_frame_spacing_ps(header: dict) -> float | None:
+    """Time between the frames of a DCD (:func:`read_dcd_header`'s ``header``), ps; ``None`` when the header
+    does not say: no step, or mdtraj's placeholder of exactly 1 AKMA unit (0.0489 ps, no MD step)."""
+    step, interval = header["timestep_ps"], header["interval_steps"]
+    placeholder = abs(step / AKMA_TIME_PS - 1.0) < 1e-5
+    return None if step <= 0 or interval <= 0 or placeholder else step * interval
+
+
 def package_versions() -> dict[str, str]:
     """Versions of what produced the data (provenance)."""
     from importlib import metadata

@@ -1156,14 +1156,13 @@ def _trajectory_times(path: Path, traj: Any, stride: int, interval_ps: float | N
         return np.arange(n) * interval_ps * stride
     if path.suffix.lower() != ".dcd":
         return np.asarray(traj.time, dtype=float)
-    from openmm_biomd.data.md import AKMA_TIME_PS, read_dcd_header
+    from openmm_biomd.data.md import dcd_frame_spacing_ps, read_dcd_header
 
     try:
         h = read_dcd_header(path)
     except ValueError:
         h = None
-    if h and h["timestep_ps"] > 0 and h["interval_steps"] > 0 and not np.isclose(h["timestep_ps"], AKMA_TIME_PS):
-        dt = h["interval_steps"] * h["timestep_ps"]
+    if h and (dt := dcd_frame_spacing_ps(h)) is not None:
         # The header stores the step as float32 AKMA units: round to 1e-6 ps.
         return np.round((h["first_step"] * h["timestep_ps"] + np.arange(n) * dt * stride), 6)
     warnings.warn(f"{path}'s header gives no time step: frames are reported by number (among those read: with "

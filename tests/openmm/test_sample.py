@@ -244,6 +244,9 @@ def test_inpainting_follows_the_reference_for_the_time_asked(tmp_path, checkpoin
     write_dcd(tmp_path / "ref.dcd", loaded.topology, moving, 2 * dt)
     assert main([*argv, "--time", f"{n * dt:g}ps", "--out", str(tmp_path / "spaced")]) == 2
     assert f"frames are {2 * dt:g} ps apart, the model's {dt:g} ps" in capsys.readouterr().err
+    # a reference written by mdtraj says nothing of its spacing (a placeholder step): taken as Δt apart
+    mdtraj.Trajectory(moving.astype(np.float32), traj.topology).save_dcd(str(tmp_path / "ref.dcd"))
+    assert main([*argv, "--time", f"{n * dt:g}ps", "--out", str(tmp_path / "unsaid")]) == 0
 
 
 def get_system_pdb(folder, loaded):
