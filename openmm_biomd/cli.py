@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -422,9 +423,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as one line (Python's default format adds the file and source line that raised it, which say
+    nothing to someone running a command)."""
+    return f"biomd: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = COMMANDS[args.command][0]
+    shown, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+    try:
+        return _run(handler, args)
+    finally:
+        warnings.formatwarning = shown
+
+
+def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``handler(args)`` with user-facing errors as one line and an exit status (2; 130 when interrupted)."""
     try:
         return handler(args)
     except (ValueError, RuntimeError, KeyError, OSError, FloatingPointError, ImportError, zipfile.BadZipFile) as exc:

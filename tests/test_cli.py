@@ -129,3 +129,24 @@ def test_reproduce_weights_refuses_flags_it_would_ignore(tmp_path, capsys):
         assert main(["reproduce-weights", "host-guest", "--root", str(tmp_path / "runs"), *argv]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_warnings_are_one_line_without_the_source_that_raised_them(monkeypatch):
+    """A warning during a command (an unknown residue's bond orders, a DCD without a time step) is one line:
+    Python's format had added a file name and the source line that raised it. The format is restored after."""
+    import warnings
+
+    from openmm_biomd import cli
+
+    shown = []
+
+    def warns(args):  # how a warning raised now would be written (pytest records warnings instead of printing)
+        shown.append(warnings.formatwarning("the header gives no time step", UserWarning, "interactions.py", 1171,
+                                            "warnings.warn(...)"))
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "presets", (warns, *cli.COMMANDS["presets"][1:]))
+    before = warnings.formatwarning
+    assert main(["presets"]) == 0
+    assert shown == ["biomd: warning: the header gives no time step\n"]
+    assert warnings.formatwarning is before
