@@ -430,7 +430,10 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # argparse's refusal of a flag (2), or --help/--version (0): the status, returned
+        return int(stop.code or 0)
     handler = COMMANDS[args.command][0]
     shown, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:

@@ -66,22 +66,21 @@ def load_generated(directory: Path):
     files = [f for f in files if f.exists()]
     if not top.exists() or not files:
         raise FileNotFoundError(f"{directory} is not a biomd sample output (needs topology.pdb and trajectory.dcd)")
-    for path in files:  # a file cut short had been scored on the frames mdtraj still read
-        if why := dcd_cut_short(path):
-            raise damaged_file(path, why, "Restore it from a copy, or sample again into a new folder.")
+    remedy = "Restore it from a copy, or sample again into a new folder."
     trajectories = []
     for path in files:
+        if why := dcd_cut_short(path):  # (a file cut short had been scored on the frames mdtraj still read)
+            raise damaged_file(path, why, remedy)
         try:
-            trajectories.append(mdtraj.load(str(path), top=str(top)))
+            traj = mdtraj.load(str(path), top=str(top))
         except (OSError, ValueError) as exc:  # (garbage in a DCD was mdtraj's bare "Could not open file")
-            raise damaged_file(path, f"it cannot be read with {top.name} ({exc})",
-                               "Restore it from a copy, or sample again into a new folder.") from None
-    for path, traj in zip(files, trajectories):  # NaN frames ended in numpy's "SVD did not converge"
-        check_frames_sound(traj.xyz, f"generated trajectory {path}")
+            raise damaged_file(path, f"it cannot be read with {top.name} ({exc})", remedy) from None
+        check_frames_sound(traj.xyz, f"generated trajectory {path}")  # (NaN: numpy's "SVD did not converge")
         # the first frame is the start structure: it fits the topology unless that is another one (which had
         # silently lost the Ramachandran and TICA metrics); later frames are the model's, scored as they are
         check_bonds_fit(traj.xyz[:1], [[a.index, b.index] for a, b in traj.topology.bonds],
                         f"generated trajectory {path} (topology {top})")
+        trajectories.append(traj)
     return trajectories
 
 

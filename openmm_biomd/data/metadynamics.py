@@ -435,12 +435,13 @@ def generate_dissociation(
         "results": [],
         "versions": package_versions(),
     }
+    seed_dirs = [out / f"seed_{index:03d}" for index in range(settings.n_seeds)]
     old_path = out / "summary.json"
     if old_path.exists():
         old = read_json(old_path)
         _check_resumable(old, summary, out)
         if old.get("status") == "complete" and len(old.get("results", [])) == settings.n_seeds \
-                and all((out / f"seed_{i:03d}" / "result.json").exists() for i in range(settings.n_seeds)):
+                and all((seed_dir / "result.json").exists() for seed_dir in seed_dirs):
             return old  # nothing to run: its record (platform, wall time) stays the one of the run that made it
         started -= float(old.get("wall_s") or 0.0)  # wall_s counts every session of the campaign
     out.mkdir(parents=True, exist_ok=True)
@@ -448,11 +449,10 @@ def generate_dissociation(
         _write_topology_pdb(out / "topology.pdb", loaded)
 
     # every finished seed is checked before anything is written (a damaged one stops the call as it found it)
-    finished = {index: _finished_seed(out / f"seed_{index:03d}") for index in range(settings.n_seeds)
-                if (out / f"seed_{index:03d}" / "result.json").exists()}
+    finished = {index: _finished_seed(seed_dir) for index, seed_dir in enumerate(seed_dirs)
+                if (seed_dir / "result.json").exists()}
     results = []
-    for index in range(settings.n_seeds):
-        seed_dir = out / f"seed_{index:03d}"
+    for index, seed_dir in enumerate(seed_dirs):
         if index in finished:
             result = finished[index]
         else:
