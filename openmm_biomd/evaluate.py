@@ -19,12 +19,13 @@ distance along every path.  Either kind of input, or both, in one call.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from biomd_core.config import require_at_least
+from biomd_core.config import differences, require_at_least
 from biomd_core.evaluation import metrics as M
 from biomd_core.featurize.bond_lengths import check_bonds_fit
 from biomd_core.io.dcd import dcd_cut_short
@@ -53,12 +54,14 @@ class EvaluateRequest:
 
     def __post_init__(self) -> None:
         require_at_least([("--energy-frames", self.energy_frames, 1),
-                          ("--minimise-iterations", self.minimise_iterations, 0),
+                          # (0 is OpenMM's "until converged", and had been recorded as 0)
+                          ("--minimise-iterations", self.minimise_iterations, 1),
                           ("tica_lag_frames", self.tica_lag_frames, 1)])
 
 
 def load_generated(directory: Path):
-    """All trajectories of a ``biomd sample`` output: list of mdtraj Trajectories (modelled atoms)."""
+    """The generated frames of a ``biomd sample`` output: list of mdtraj Trajectories (modelled atoms), each
+    without its first frame (the start structure it was given, which had been pooled with the generated ones)."""
     import mdtraj
 
     top = directory / "topology.pdb"
@@ -80,7 +83,9 @@ def load_generated(directory: Path):
         # silently lost the Ramachandran and TICA metrics); later frames are the model's, scored as they are
         check_bonds_fit(traj.xyz[:1], [[a.index, b.index] for a, b in traj.topology.bonds],
                         f"generated trajectory {path} (topology {top})")
-        trajectories.append(traj)
+        if traj.n_frames < 2:
+            raise ValueError(f"generated trajectory {path} holds its start frame only: nothing generated to score")
+        trajectories.append(traj[1:])  # the start frame is the given structure, not a generated one
     return trajectories
 
 
@@ -129,10 +134,25 @@ def stacked_xyz(trajs: list) -> np.ndarray:
     return np.concatenate([t.xyz for t in trajs]).astype(np.float64)
 
 
-def structural_metrics(gen: list, ref: list, gen_xyz: np.ndarray, ref_xyz: np.ndarray, tica_lag: int) -> dict:
+def ligand_atoms(topology, system_name: str | None) -> np.ndarray | None:
+    """The ligand's atoms (indices of ``topology``, an mdtraj one) where the system names its ligand residue (a
+    bundled system), else ``None``: the featurizer's ligand mask counts every non-standard residue, and had made
+    the host of host–guest a ligand too."""
+    from .data.systems import BUNDLED_SYSTEMS
+
+    bundled = BUNDLED_SYSTEMS.get(system_name or "")
+    residue = getattr(bundled, "ligand_residue", None)
+    if not residue:
+        return None
+    return np.array([a.index for a in topology.atoms if a.residue.name == residue], dtype=np.int64)
+
+
+def structural_metrics(gen: list, ref: list, gen_xyz: np.ndarray, ref_xyz: np.ndarray, tica_lag: int,
+                       ligand: np.ndarray | None = None) -> dict:
     """Distribution, flexibility, geometry and clash metrics of ``gen`` against ``ref``.
 
-    ``gen``/``ref`` are mdtraj lists (for backbone angles); ``*_xyz`` their :func:`stacked_xyz`.
+    ``gen``/``ref`` are mdtraj lists (for backbone angles); ``*_xyz`` their :func:`stacked_xyz`; ``ligand``
+    the ligand's atoms (default: the featurizer's ligand mask, every non-standard residue).
     """
     from biomd_core.featurize import featurize
 
@@ -141,7 +161,8 @@ def structural_metrics(gen: list, ref: list, gen_xyz: np.ndarray, ref_xyz: np.nd
     out: dict = {"generated_frames": int(len(gen_xyz)), "reference_frames": int(len(ref_xyz))}
     out.update(M.geometry_errors(gen_xyz, ref_xyz, bonds))
     heavy = np.flatnonzero(np.asarray(graph.element_labels) != "H")
-    ligand = np.flatnonzero(graph.ligand_mask)
+    ligand = np.flatnonzero(graph.ligand_mask) if ligand is None else np.asarray(ligand, dtype=np.int64)
+    out["ligand_atoms"] = int(len(ligand))
     protein = np.setdiff1d(heavy, ligand)
     if len(protein) > 2:
         out["protein_rmsf_pearson_r"] = M.pearson_r(M.rmsf(ref_xyz, protein)[protein], M.rmsf(gen_xyz, protein)[protein])
@@ -185,7 +206,10 @@ def minimised_energies(system_name: str, atoms: np.ndarray, frames_nm: np.ndarra
 
     loaded = get_system(system_name).load()
     if len(atoms) != loaded.system.getNumParticles():
-        raise ValueError("energies need every particle modelled (implicit solvent); this system has unmodelled atoms")
+        raise ValueError(f"energies need every particle of the system modelled: {system_name} has "
+                         f"{loaded.system.getNumParticles()} particles, the trajectories {len(atoms)} atoms. Give the "
+                         "--system the trajectories are of, or leave --system out (a system in explicit solvent has "
+                         "unmodelled water and gets no energies)")
     # CPU: one thread for a dipeptide, every core for a protein (select_platform's rule)
     platform, properties = select_platform("CPU", n_atoms=len(atoms))
     integrator = openmm.VerletIntegrator(0.001)
@@ -199,10 +223,10 @@ def minimised_energies(system_name: str, atoms: np.ndarray, frames_nm: np.ndarra
 
 
 def energy_metrics(system_name: str, atoms, gen_xyz: np.ndarray, ref_xyz: np.ndarray, n: int, iterations: int) -> dict:
-    rng = np.random.default_rng(0)
-    pick = lambda x: x[rng.choice(len(x), size=min(n, len(x)), replace=False)]  # noqa: E731
-    gen_e = minimised_energies(system_name, atoms, pick(gen_xyz), iterations)
-    ref_e = minimised_energies(system_name, atoms, pick(ref_xyz), iterations)
+    # a stream each: the reference's frames had depended on how many generated frames were drawn before them
+    pick = lambda x, seed: x[np.random.default_rng(seed).choice(len(x), size=min(n, len(x)), replace=False)]  # noqa: E731
+    gen_e = minimised_energies(system_name, atoms, pick(gen_xyz, 0), iterations)
+    ref_e = minimised_energies(system_name, atoms, pick(ref_xyz, 1), iterations)
     finite = np.isfinite(gen_e)
     return {
         "energy_generated_mean_kj_mol": float(np.mean(gen_e[finite])) if finite.any() else float("nan"),
@@ -265,39 +289,73 @@ def run_evaluate(request: EvaluateRequest, out: Path) -> dict:
                          "and/or generated paths with reference paths (--paths with --reference-paths)")
     if not (request.generated or request.paths):
         raise ValueError("nothing to evaluate: give --generated/--reference and/or --paths/--reference-paths")
+    check_same_evaluation(out, request)
     created = not out.exists()
     marked = claim_output_folder(out, "evaluate", EVALUATE_OUTPUTS, json_with_keys("metrics.json", "plots"))
-    public: dict = {"plots": []}
+    public: dict = {"request": asdict(request), "plots": []}
     try:
+        # every input is read and scored before any plot is drawn: a refused --paths had left the plots of the
+        # new trajectories beside the metrics of the old ones
+        drawings = []
+        if request.paths:  # (cheap: its inputs are checked first)
+            public["unbinding"], draw_paths = path_evaluation(Path(request.paths), Path(request.reference_paths))
+            drawings.append(draw_paths)
         if request.generated:
-            public.update(trajectory_evaluation(request, out))
-        if request.paths:
-            public["unbinding"] = path_evaluation(Path(request.paths), Path(request.reference_paths), out)
-            public["plots"].append("unbinding_distance.png")
+            scored, draw_trajectories = trajectory_evaluation(request)
+            public.update(scored)
+            drawings.insert(0, draw_trajectories)
+        for draw in drawings:
+            public["plots"] += draw(out)
     except BaseException:  # a refused evaluation leaves no folder of half the plots behind
         abandon_output_folder(out, "evaluate", created, marked)
         raise
-    (out / "metrics.json").write_text(json.dumps(public, indent=2))
+    public = json_safe(public)
+    (out / "metrics.json").write_text(json.dumps(public, indent=2, allow_nan=False))
     (out / "report.md").write_text(report_markdown(public))
     return public
 
 
-def trajectory_evaluation(request: EvaluateRequest, out: Path) -> dict:
-    """Distribution, geometry and energy metrics of a ``biomd sample`` output against reference MD; plots."""
+def check_same_evaluation(out: Path, request: EvaluateRequest) -> None:
+    """Refuse an evaluation into ``out`` of other inputs or settings than the evaluation already there, naming
+    what differs (another --generated had replaced its metrics without a word)."""
+    try:
+        earlier = json.loads((out / "metrics.json").read_text()).get("request")
+    except (OSError, ValueError, AttributeError):
+        return  # no evaluation there yet, or one from before requests were recorded
+    if isinstance(earlier, dict) and earlier != asdict(request):
+        raise ValueError(f"{out} holds an evaluation of other inputs or settings: "
+                         f"{'; '.join(differences(earlier, asdict(request)))}. Use a new --out, or the same inputs "
+                         "to evaluate them again")
+
+
+def json_safe(value):
+    """``value`` with every non-finite float as ``None`` (JSON has no NaN: a bare NaN made metrics.json invalid)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def trajectory_evaluation(request: EvaluateRequest) -> tuple[dict, Callable[[Path], list[str]]]:
+    """Distribution, geometry and energy metrics of a ``biomd sample`` output against reference MD, and the
+    function that draws their plots into a folder (returning the file names)."""
     gen = load_generated(Path(request.generated))
     ref, meta, atoms = load_reference(Path(request.reference), gen[0].n_atoms)
     gen_xyz, ref_xyz = stacked_xyz(gen), stacked_xyz(ref)
-    results = structural_metrics(gen, ref, gen_xyz, ref_xyz, request.tica_lag_frames)
     recorded = meta.get("system")
     system_name = request.system or (recorded.get("name") if isinstance(recorded, dict) else recorded)
+    results = structural_metrics(gen, ref, gen_xyz, ref_xyz, request.tica_lag_frames,
+                                 ligand_atoms(ref[0].topology, system_name))
     if system_name:
         results.update(
             energy_metrics(system_name, atoms, gen_xyz, ref_xyz, request.energy_frames, request.minimise_iterations)
         )
-    plots = plot(out, results, gen_xyz, ref_xyz)
     public = {k: v for k, v in results.items() if not k.startswith("_")}
-    public.update({"generated": request.generated, "reference": request.reference, "system": system_name, "plots": plots})
-    return public
+    public.update({"generated": request.generated, "reference": request.reference, "system": system_name})
+    return public, lambda out: plot(out, results, gen_xyz, ref_xyz)
 
 
 def geometry_evaluation(generated: Path, reference: Path) -> dict:
@@ -311,8 +369,9 @@ def geometry_evaluation(generated: Path, reference: Path) -> dict:
     return M.geometry_errors(stacked_xyz(gen), stacked_xyz(ref), bonds)
 
 
-def path_evaluation(paths_dir: Path, reference_dir: Path, out: Path) -> dict:
-    """Success@k and path RMSD of a ``biomd unbind`` run against a dissociation campaign; distance plot."""
+def path_evaluation(paths_dir: Path, reference_dir: Path) -> tuple[dict, Callable[[Path], list[str]]]:
+    """Success@k and path RMSD of a ``biomd unbind`` run against a dissociation campaign, and the function that
+    draws the distance plot into a folder."""
     import mdtraj
 
     from biomd_core.featurize import featurize
@@ -326,8 +385,10 @@ def path_evaluation(paths_dir: Path, reference_dir: Path, out: Path) -> dict:
     )
 
     summary = read_unbind_summary(paths_dir)
-    if not (reference_dir / "topology.pdb").exists():
-        raise FileNotFoundError(f"{reference_dir} is not a dissociation campaign (biomd generate-data --dissociation)")
+    if not (reference_dir / "topology.pdb").exists() or not any(reference_dir.glob("seed_*/result.json")):
+        # (an unbind folder had been "no path ... left the pocket")
+        raise FileNotFoundError(f"{reference_dir} is not a dissociation campaign: give the folder of "
+                                "`biomd generate-data --dissociation` (seed_*/result.json)")
     references = campaign_paths(reference_dir)
     if not references:
         raise ValueError(f"no path in {reference_dir} left the pocket: nothing to compare with")
@@ -341,22 +402,43 @@ def path_evaluation(paths_dir: Path, reference_dir: Path, out: Path) -> dict:
     generated = generated_paths(paths_dir, summary)
     metrics = unbinding_metrics(paths_dir, references, paths=generated)
     metrics.update({"paths": str(paths_dir), "reference_paths": str(reference_dir)})
-    plot_path_distances(out / "unbinding_distance.png", pocket_of(summary), generated, references, summary)
-    return metrics
+    spacing = campaign_frame_spacing_ps(reference_dir)
+
+    def draw(out: Path) -> list[str]:
+        plot_path_distances(out / "unbinding_distance.png", pocket_of(summary), generated, references, summary,
+                            spacing)
+        return ["unbinding_distance.png"]
+
+    return metrics, draw
 
 
-def plot_path_distances(png: Path, pocket, generated: dict, references: list, summary: dict) -> None:
-    """Ligand–pocket centroid distance against path time: reference paths grey, generated ones coloured."""
+def campaign_frame_spacing_ps(directory: Path) -> float | None:
+    """Time between the frames of a dissociation campaign's paths (ps; its first seed's ``path.dcd``
+    header), ``None`` when the file does not say."""
+    from .data.md import dcd_frame_spacing_ps, read_dcd_header
+
+    for dcd in sorted(directory.glob("seed_*/path.dcd")):
+        return dcd_frame_spacing_ps(read_dcd_header(dcd))
+    return None
+
+
+def plot_path_distances(png: Path, pocket, generated: dict, references: list, summary: dict,
+                        reference_spacing_ps: float | None = None) -> None:
+    """Ligand–pocket centroid distance against path time: reference paths grey, generated ones coloured.
+
+    ``reference_spacing_ps``: the reference paths' own frame spacing (default the generated paths'; a 2 ps
+    campaign had been drawn on the 1 ps time axis of the generated paths)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     dt = float(summary.get("frame_interval_ps", 1.0))
+    ref_dt = dt if reference_spacing_ps is None else reference_spacing_ps
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for i, ref in enumerate(references):
         d = pocket.distances(ref)
-        ax.plot(np.arange(len(d)) * dt, d, color="0.6", lw=1, label="reference paths" if i == 0 else None)
+        ax.plot(np.arange(len(d)) * ref_dt, d, color="0.6", lw=1, label="reference paths" if i == 0 else None)
     for attempt, path in generated.items():
         d = pocket.distances(path)
         ax.plot(np.arange(len(d)) * dt, d, lw=1.2, label=f"generated #{attempt}")

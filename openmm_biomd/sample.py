@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from biomd_core.config import require_at_least
+from biomd_core.config import differences, require_at_least
 from biomd_core.featurize.bond_lengths import check_bonds_fit
 from biomd_core.io import load_model
 from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
 from biomd_core.sampling import HierarchicalSampler, SolverConfig, tasks
 from biomd_core.sampling.constraints import RigidBonds
 
-from .data.frame_checks import check_frames_sound
-from .trajectory_io import subset_topology, write_dcd, write_pdb
+from .data.frame_checks import check_frames_sound, check_no_overlaps
+from .trajectory_io import frame_spacing_ps, read_trajectory, subset_topology, write_dcd, write_pdb
 
 #: the files a sample writes into its folder (claimed with biomd_core.io.output_folder)
 SAMPLE_OUTPUTS = ("topology.pdb", "trajectory.dcd", "replica_[0-9][0-9][0-9].dcd", "summary.json")
@@ -77,10 +77,9 @@ def load_start(request: SampleRequest):
 
         loaded = get_system(request.system).load()
         return loaded.topology, np.asarray(loaded.positions), loaded.system
-    import mdtraj
-
-    traj = mdtraj.load(request.structure)
+    traj = read_trajectory(request.structure, "start structure (--structure)")
     check_frames_sound(traj.xyz[:1], f"start structure {request.structure}")  # else the model got the blame
+    check_no_overlaps(traj.xyz[0], f"start structure {request.structure}")  # (atoms on one spot had been sampled)
     return traj.topology.to_openmm(), traj.xyz[0].astype(np.float64), None
 
 
@@ -111,15 +110,40 @@ def sampling_device(name: str) -> torch.device:
 
 def _structure_nm(path: str, graph) -> np.ndarray:
     """The modelled atoms ``[N, 3]`` nm of the end structure ``path``, once it is known to fit ``graph``."""
-    import mdtraj
-
-    traj = mdtraj.load(path)
+    traj = read_trajectory(path, "end structure (--end)")
     if traj.n_atoms != graph.n_total_atoms:
         raise ValueError(f"{path} has {traj.n_atoms} atoms but the start structure has {graph.n_total_atoms}")
     check_frames_sound(traj.xyz[:1], f"end structure {path}")
+    check_no_overlaps(traj.xyz[0], f"end structure {path}")
     end = traj.xyz[0][graph.atom_indices].astype(np.float64)
     check_bonds_fit(end[None], graph.bonds, f"end structure {path}")  # (atoms in another order had passed)
     return end
+
+
+def check_task_inputs(request: SampleRequest) -> None:
+    """Refuse inputs the task does not use (a forgotten ``--task interpolate`` had run a forecast)."""
+    unused = []
+    if request.end and request.task not in ("tps", "interpolate"):
+        unused.append("--end (the tps and interpolate tasks)")
+    if request.task != "inpaint":
+        unused += [f"{flag} (the inpaint task)" for flag, value in (("--reference", request.reference),
+                   ("--reference-topology", request.reference_topology), ("--known", request.known)) if value]
+    if unused:
+        raise ValueError(f"the {request.task} task does not use {', '.join(unused)}: give the task that uses them "
+                         "(--task), or leave them out")
+
+
+def check_same_sample(out: Path, request: SampleRequest) -> None:
+    """Refuse a sample into ``out`` under other settings than the sample already there (it would replace the
+    trajectories an evaluation beside them describes), naming the settings that differ."""
+    try:
+        earlier = json.loads((out / "summary.json").read_text()).get("request")
+    except (OSError, ValueError, AttributeError):
+        return  # no sample there yet, or one from before requests were recorded
+    if isinstance(earlier, dict) and earlier != asdict(request):
+        differ = "; ".join(differences(earlier, asdict(request)))
+        raise ValueError(f"{out} holds a sample with other settings: {differ}. Use a new --out, or the same settings "
+                         "to sample it again")
 
 
 def run_sample(request: SampleRequest, out: Path) -> dict:
@@ -127,7 +151,9 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
     from .data.md import parse_time_ps
     from .propagator.compatibility import check_compatibility
 
+    check_task_inputs(request)
     check_output_folder(out, "sample", SAMPLE_OUTPUTS, _earlier_sample)  # before minutes of sampling
+    check_same_sample(out, request)
     model = load_model(request.model, device=sampling_device(request.device))
     topology, positions, system = load_start(request)
     graph = model.featurize(topology, positions_nm=positions)
@@ -175,6 +201,7 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
             stale.unlink()
     simulated_ps = (frames_np.shape[1] - 1) * dt
     summary = {
+        "request": asdict(request),
         "model": request.model,
         "model_sha256": model.weights_hash(),
         "system": request.system or request.structure,
@@ -201,33 +228,34 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
 def _inpaint(request, model, graph, sampler, start, duration_ps, generator):
     """Frames ``[R, T, N, 3]`` of ``duration_ps`` (``T = duration / Δt + 1``) whose ``--known`` atoms follow the
     reference trajectory, read frame by frame at the model's Δt."""
-    import mdtraj
-
-    from .data.md import dcd_frame_spacing_ps, read_dcd_header
+    from .data.metadynamics import select_atoms
 
     if not (request.reference and request.known):
         raise ValueError("the inpaint task needs --reference (trajectory of the known atoms) and --known (a selection)")
-    ref = mdtraj.load(request.reference, top=request.reference_topology) if request.reference_topology else mdtraj.load(request.reference)
+    ref = read_trajectory(request.reference, "reference trajectory (--reference)", request.reference_topology,
+                          "--reference-topology")
     check_frames_sound(ref.xyz, f"reference trajectory {request.reference}")
     if ref.n_atoms != graph.n_total_atoms:  # (another system's first atoms had been taken as the known ones)
         raise ValueError(f"the reference trajectory {request.reference} has {ref.n_atoms} atoms, the start structure "
                          f"{graph.n_total_atoms}: give a reference of this system")
     check_bonds_fit(ref.xyz[:, graph.atom_indices], graph.bonds, f"reference trajectory {request.reference}")
-    known_total = ref.topology.select(request.known)
+    known_total = select_atoms(ref.topology.to_openmm(), request.known, "--known selection")
     position = {int(a): i for i, a in enumerate(graph.atom_indices)}
     known = sorted(position[int(a)] for a in known_total if int(a) in position)
     if not known:
         raise ValueError(f"--known {request.known!r} selects no modelled atom")
     dt = model.time.frame_interval_ps
-    if request.reference.lower().endswith(".dcd"):  # the header says how far apart its frames are
-        spacing = dcd_frame_spacing_ps(read_dcd_header(request.reference))
-        if spacing is not None and abs(spacing - dt) > 1e-3 * dt:  # (1 ps frames had been taken as 5 ps ones)
-            raise ValueError(f"the reference trajectory's frames are {spacing:g} ps apart, the model's {dt:g} ps: "
-                             f"give a reference saved every {dt:g} ps")
-    n_frames = int(round(duration_ps / dt)) + 1
+    # (1 ps frames had been taken as 5 ps ones; then only a DCD's header was read, not an XTC's frame times)
+    spacing = frame_spacing_ps(ref, request.reference)
+    if spacing is not None and abs(spacing - dt) > 1e-3 * dt:
+        raise ValueError(f"the reference trajectory's frames are {spacing:g} ps apart, the model's {dt:g} ps: "
+                         f"give a reference saved every {dt:g} ps")
+    # inpainting runs whole coarse intervals (a --time of 102 or 150 ps had been cut to 100 ps without a word)
+    n_frames = tasks.n_coarse_intervals_for(duration_ps, model.time, "inpainting") * model.time.coarse_stride + 1
     if ref.n_frames < n_frames:  # (--time had been ignored: the reference's length decided)
         raise ValueError(f"--time {request.time} needs {n_frames} reference frames {dt:g} ps apart, the reference "
                          f"holds {ref.n_frames}: give a shorter --time or a longer reference")
+    # the reference's first frame is the start, every atom of it: the start structure's known atoms had been
+    # there instead, and the known atoms jumped from them to the reference's at the second frame
     reference = torch.from_numpy(ref.xyz[:n_frames, graph.atom_indices].astype(np.float64))
-    reference[0] = start[0]
     return tasks.inpaint(sampler, reference.unsqueeze(0).expand(start.shape[0], -1, -1, -1), known, generator)

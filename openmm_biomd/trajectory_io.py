@@ -42,6 +42,53 @@ def write_dcd(path: str | Path, topology, frames_nm: np.ndarray, frame_interval_
             dcd.writeModel(frame * unit.nanometer)
 
 
+#: trajectory formats whose frames carry their own times (mdtraj's ``time``, ps); a DCD's are in its header
+TIMED_FORMATS = (".xtc", ".trr", ".nc", ".ncdf", ".h5")
+
+#: formats mdtraj reads coordinates from but that hold no topology
+_COORDINATES_ONLY = (".dcd", ".xtc", ".trr", ".nc", ".ncdf", ".binpos", ".netcdf")
+
+
+def read_trajectory(path: str | Path, what: str, topology: str | Path | None = None,
+                    topology_flag: str | None = None):
+    """``mdtraj.Trajectory`` of ``path`` (with ``topology`` for a coordinates-only format), or a ``ValueError``
+    that names ``what`` the file was given as and what to do (mdtraj's own errors name neither: an empty PDB was an
+    IndexError, a DCD without a topology "topology is loaded by filename extension")."""
+    import mdtraj
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{what} {path} is an empty file: give a structure or trajectory file")
+    if topology is None and path.suffix.lower() in _COORDINATES_ONLY:
+        flag = f" with {topology_flag}" if topology_flag else ""
+        raise ValueError(f"{what} {path} holds coordinates only: give the topology it was written with{flag} "
+                         "(a PDB of the same atoms)")
+    try:
+        traj = mdtraj.load(str(path), top=None if topology is None else str(topology))
+    except (OSError, ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{what} {path} cannot be read ({type(exc).__name__}: {exc}): give a structure or trajectory "
+                         "file mdtraj reads (PDB, DCD/XTC with a topology, ...)") from None
+    if traj.n_frames == 0 or traj.n_atoms == 0:
+        raise ValueError(f"{what} {path} holds no atoms or no frames")
+    return traj
+
+
+def frame_spacing_ps(traj, path: str | Path) -> float | None:
+    """Time between the frames of ``traj`` read from ``path`` (ps), where the file says it: a DCD's header, the
+    frame times of the :data:`TIMED_FORMATS`; ``None`` when it does not (a PDB, mdtraj's placeholder step)."""
+    from .data.md import dcd_frame_spacing_ps, read_dcd_header
+
+    suffix = Path(path).suffix.lower()
+    if suffix == ".dcd":
+        return dcd_frame_spacing_ps(read_dcd_header(path))
+    if suffix in TIMED_FORMATS and traj.n_frames > 1:
+        steps = np.diff(np.asarray(traj.time, dtype=np.float64))
+        return float(np.median(steps)) if np.all(steps > 0) else None
+    return None
+
+
 def check_dcd_whole(path: str | Path) -> None:
     """Refuse (``ValueError``) a DCD file given as input that is cut short (:func:`dcd_cut_short`)."""
     why = dcd_cut_short(path)

@@ -108,7 +108,11 @@ def rmsf(frames_nm: np.ndarray, align_atoms: np.ndarray | None = None) -> np.nda
 
 
 def pearson_r(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 2 or np.std(a) == 0 or np.std(b) == 0:
+    """Pearson correlation of two profiles; NaN when either is constant to rounding (the RMSF of identical frames
+    is ~1e-16 nm of superposition round-off, which had correlated at 0.32)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    flat = lambda x: np.std(x) <= 1e-12 * max(1.0, float(np.max(np.abs(x))))  # noqa: E731
+    if len(a) < 2 or flat(a) or flat(b):
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
 

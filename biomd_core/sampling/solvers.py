@@ -16,6 +16,10 @@ VelocityField = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tenso
 SOLVERS = ("euler", "heun", "ab2", "sde")
 
 
+#: most ODE steps per window (hundreds already converge; more is a typo)
+MAX_STEPS = 10_000
+
+
 @dataclass(frozen=True)
 class SolverConfig:
     """How to integrate.
@@ -40,8 +44,8 @@ class SolverConfig:
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}; choose one of {SOLVERS}")
-        if self.n_steps < 1:
-            raise ValueError("n_steps must be >= 1")
+        if not 1 <= self.n_steps <= MAX_STEPS:  # (10**20 steps had been torch's "Overflow when unpacking long long")
+            raise ValueError(f"the solver's steps (--ode-steps) must lie in [1, {MAX_STEPS}], got {self.n_steps}")
         if not 1.0 <= self.grid_power <= 4.0:
             raise ValueError(f"grid_power must lie in [1, 4], got {self.grid_power}")
 

@@ -30,6 +30,16 @@ def n_frames_for(duration_ps: float, time: TimeConfig) -> int:
     return int(round(frames))
 
 
+def n_coarse_intervals_for(duration_ps: float, time: TimeConfig, task: str) -> int:
+    """Coarse intervals ``k·Δt`` covering ``duration_ps`` (refused unless whole): ``task`` names what needs them."""
+    n = n_frames_for(duration_ps, time)
+    if n % time.coarse_stride:
+        raise ValueError(
+            f"{task} must span whole coarse intervals of {time.coarse_interval_ps:g} ps; got {duration_ps:g} ps"
+        )
+    return n // time.coarse_stride
+
+
 def forecast(sampler: HierarchicalSampler, start_nm: torch.Tensor, duration_ps: float, generator=None) -> torch.Tensor:
     """``[R, N, 3]`` start → ``[R, F + 1, N, 3]`` covering ``duration_ps`` (rounded up to coarse steps, then cut)."""
     n = n_frames_for(duration_ps, sampler.time)
@@ -41,12 +51,8 @@ def transition_path(
     sampler: HierarchicalSampler, start_nm: torch.Tensor, end_nm: torch.Tensor, duration_ps: float, generator=None
 ) -> torch.Tensor:
     """Path between two states over ``duration_ps`` (a whole number of coarse intervals)."""
-    n = n_frames_for(duration_ps, sampler.time)
-    if n % sampler.time.coarse_stride:
-        raise ValueError(
-            f"a transition path must span whole coarse intervals of {sampler.time.coarse_interval_ps} ps; got {duration_ps} ps"
-        )
-    return sampler.transition_path(start_nm, end_nm, n // sampler.time.coarse_stride, generator)
+    n_coarse = n_coarse_intervals_for(duration_ps, sampler.time, "a transition path")
+    return sampler.transition_path(start_nm, end_nm, n_coarse, generator)
 
 
 def interpolate(

@@ -127,6 +127,23 @@ def check_frames_sound(frames_nm: np.ndarray, what: str) -> None:
                          "sound MD or a generated path")
 
 
+#: two atoms closer than this (nm) lie on one spot: the shortest real distance, H–H in H₂, is 0.074 nm
+OVERLAP_NM = 0.05
+
+
+def check_no_overlaps(frame_nm: np.ndarray, what: str, min_nm: float = OVERLAP_NM) -> None:
+    """Raise ``ValueError`` when two atoms of ``frame_nm`` ``[N, 3]`` nm lie within ``min_nm`` of each other (a
+    structure with an atom's coordinates copied onto another's had been sampled from)."""
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(np.asarray(frame_nm, dtype=np.float64)).query_pairs(min_nm, output_type="ndarray")
+    if len(pairs):
+        a, b = (int(v) for v in pairs[0])
+        d = float(np.linalg.norm(np.asarray(frame_nm)[a] - np.asarray(frame_nm)[b]))
+        raise ValueError(f"the {what} puts atoms {a} and {b} (0-based) {d:.3f} nm apart, on one spot "
+                         f"(< {min_nm:g} nm; {len(pairs)} such pair(s)): give a structure with every atom in its place")
+
+
 def check_frames_fit(frames_nm: np.ndarray, system: Any, what: str = "path", atoms: np.ndarray | None = None,
                      box_nm: np.ndarray | None = None) -> None:
     """Raise ``ValueError`` naming the first damaged frame of ``frames_nm`` ``[T, N, 3]`` nm, or the first

@@ -42,6 +42,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import re
 import struct
@@ -159,7 +160,10 @@ def parse_time_ps(text: str | float | int) -> float:
     2000.0
     """
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return float(text)
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"a time must be finite, not {text!r}")
+        return value
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Zµ]*)\s*", str(text))
     if match is None:
         raise ValueError(f"cannot read a time from {text!r}; write a number and a unit, e.g. 200ps or 2ns")
@@ -168,7 +172,10 @@ def parse_time_ps(text: str | float | int) -> float:
         raise ValueError(f"time {text!r} has no unit; write e.g. {text}ps (units: {', '.join(TIME_UNITS_PS)})")
     if unit_name not in TIME_UNITS_PS:
         raise ValueError(f"unknown time unit {unit_name!r} in {text!r}; use one of {', '.join(TIME_UNITS_PS)}")
-    return value * TIME_UNITS_PS[unit_name]
+    ps = value * TIME_UNITS_PS[unit_name]
+    if not math.isfinite(ps):  # (1e400ps had ended in "cannot convert float infinity to integer")
+        raise ValueError(f"time {text!r} is not a finite duration")
+    return ps
 
 
 def whole_steps(duration_ps: float, timestep_fs: float, what: str = "frame interval") -> int:

@@ -33,7 +33,7 @@ import numpy as np
 from biomd_core.config import seed_argument
 from biomd_core.io.dcd import dcd_cut_short
 
-from ..data.frame_checks import check_frames_fit
+from ..data.frame_checks import MAX_COORDINATE_NM, check_frames_fit, first_damaged_frame
 from ..data.md import (
     RunMismatchError,
     _atomic_write_bytes,
@@ -361,10 +361,16 @@ def load_recorded_path(path: str | os.PathLike, topology: str | os.PathLike, n_f
     :class:`~openmm_biomd.data.md.DamagedRunFileError` with ``remedy``: mdtraj reads a DCD cut short as
     the frames it still has, with no more than a warning from its C plugin.
     """
+    if not Path(path).exists():  # (had been a bare "does not exist")
+        raise FileNotFoundError(f"{path}, written by the run, is missing. "
+                                f"{remedy or 'Restore it from a copy, or start again in a new output directory.'}")
     try:
         frames = load_path_frames(path, topology, check_whole=False)
     except ValueError as e:
         raise damaged_file(path, f"it cannot be read as a trajectory ({e.__cause__ or e})", remedy) from e
+    if (frame := first_damaged_frame(frames)) is not None:  # (NaN had been numpy's "SVD did not converge")
+        raise damaged_file(path, f"frame {frame} holds coordinates that are not finite or lie beyond "
+                                 f"{MAX_COORDINATE_NM:g} nm", remedy)
     if n_frames is None and Path(path).suffix.lower() == ".dcd" and (why := dcd_cut_short(path)):
         raise damaged_file(path, why, remedy)
     if n_frames is not None and len(frames) != n_frames:

@@ -47,6 +47,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -199,10 +200,10 @@ class UnbindSettings:
         if self.attempts < 1 or self.stall_limit < 1 or self.retries < 0:
             raise ValueError("attempts and stall_limit must be at least 1, retries at least 0")
         for name in ("max_time_ps", "pocket_radius_nm", "calibration_interval_ps"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not self.margin_nm >= 0:  # (NaN too)
-            raise ValueError(f"margin_nm (--margin) must be >= 0, got {self.margin_nm}")
+            if not 0 < getattr(self, name) < math.inf:  # (an infinite --max-time had been a traceback)
+                raise ValueError(f"{name} must be positive and finite, got {getattr(self, name)}")
+        if not 0 <= self.margin_nm < math.inf:  # (NaN too; an infinite margin had run attempts that cannot leave)
+            raise ValueError(f"margin_nm (--margin) must be >= 0 and finite, got {self.margin_nm}")
         if not self.steering >= 0:  # (NaN too: it had failed deep in the sampler as "data must be finite")
             raise ValueError(f"steering (--steering) must be >= 0 (0: off), got {self.steering}")
 
@@ -275,6 +276,10 @@ class Unbinder:
         if settings.max_time_ps < block_ps * (1 - 1e-9):
             raise ValueError(f"max_time_ps {settings.max_time_ps:g} is shorter than one generated block of this model "
                              f"({block_ps:g} ps): give at least {block_ps:g} ps (paths are whole blocks)")
+        whole_ps = int(settings.max_time_ps / block_ps + 1e-9) * block_ps
+        if settings.max_time_ps - whole_ps > 1e-6 * block_ps:  # (had been rounded down without a word)
+            warnings.warn(f"max_time_ps {settings.max_time_ps:g}: paths are whole generated blocks of {block_ps:g} ps, "
+                          f"so the longest path is {whole_ps:g} ps", stacklevel=2)
         positions = np.asarray(loaded.positions, dtype=np.float64)
         self.graph = self.model.featurize(loaded.topology, positions_nm=positions, ligand_sdf=ligand_sdf)
         check_compatibility(self.model, self.graph, allow_transfer=allow_transfer)

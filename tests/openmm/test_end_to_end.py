@@ -45,6 +45,19 @@ def test_generate_train_sample_evaluate(tmp_path, reference_md, capsys):
                 "angle_mae_deg", "protein_rmsf_pearson_r", "energy_reference_mean_kj_mol"):
         assert key in result, key
     assert 0.0 <= result["ramachandran_jsd"] <= 0.7
+    assert result["generated_frames"] == 2 * 20  # 8 ps of 0.4 ps frames per replica, not their start frames
+    assert result["energy_minimise_iterations"] == 5 and result["request"]["generated"] == str(tmp_path / "gen")
+    # an evaluation of other settings into the same folder is refused, naming them, and changes nothing
+    written = {p.name: p.read_bytes() for p in (tmp_path / "eval").iterdir()}
+    capsys.readouterr()
+    assert main(["evaluate", "--generated", str(tmp_path / "gen"), "--reference", str(reference_md),
+                 "--out", str(tmp_path / "eval"), "--energy-frames", "3", "--minimise-iterations", "5"]) == 2
+    assert "energy_frames (there: 5, now: 3)" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "eval").iterdir()} == written
+    # 0 minimisation steps is OpenMM's "until converged": refused, not recorded as 0
+    assert main(["evaluate", "--generated", str(tmp_path / "gen"), "--reference", str(reference_md),
+                 "--out", str(tmp_path / "eval0"), "--minimise-iterations", "0"]) == 2
+    assert "--minimise-iterations must be at least 1" in capsys.readouterr().err
     assert (tmp_path / "eval" / "report.md").exists() and (tmp_path / "eval" / "ramachandran.png").exists()
     assert (tmp_path / "eval" / "energy.png").exists() and (tmp_path / "eval" / "rmsf.png").exists()
 

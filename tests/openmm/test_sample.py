@@ -39,10 +39,18 @@ def test_forecast_writes_topology_trajectory_and_summary(tmp_path, checkpoint, c
     import torch
 
     assert summary["device"] == ("cuda:0" if torch.cuda.is_available() else "cpu")  # --device auto
-    # a smaller sample into the same folder leaves no replica of the earlier one for evaluate to pool in
+    # a sample under other settings into the same folder is refused, naming them, and changes nothing (it had
+    # replaced the trajectories an evaluation beside them describes); the same settings sample it again
+    written = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
     assert main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--time", "10ps",
-                 "--out", str(out), "--ode-steps", "2"]) == 0
-    assert not (out / "replica_001.dcd").exists() and (out / "trajectory.dcd").exists()
+                 "--out", str(out), "--ode-steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a sample with other settings" in err and "time (there: '20ps', now: '10ps')" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == written
+    assert main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--time", "20ps",
+                 "--out", str(out), "--replicas", "2", "--ode-steps", "3"]) == 0
+    assert (out / "replica_001.dcd").exists()
 
     # NaN frames: a start structure's is refused as the input's fault (the model was blamed), a generated
     # trajectory's by evaluate naming the file (numpy's "SVD did not converge" before)
@@ -123,6 +131,38 @@ def test_a_duration_that_is_not_whole_frames_is_refused(tmp_path, checkpoint, ca
     assert main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--time", "2.5ps",
                  "--out", str(tmp_path / "x")]) == 2
     assert "whole number" in capsys.readouterr().err
+    assert main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--time", "1e400ps",
+                 "--out", str(tmp_path / "x")]) == 2  # (had been an OverflowError traceback)
+    assert "not a finite duration" in capsys.readouterr().err
+    assert main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--time", "10ps",
+                 "--ode-steps", str(10**20), "--out", str(tmp_path / "x")]) == 2
+    assert "--ode-steps) must lie in [1, 10000]" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_inputs_the_task_does_not_use_and_unreadable_structures_are_refused(tmp_path, checkpoint, capsys):
+    """A forgotten --task had run a forecast ignoring --end; an empty PDB was mdtraj's IndexError; a structure
+    with two atoms on one spot was sampled from."""
+    from openmm_biomd.data.systems import get_system
+
+    base = ["sample", "--model", checkpoint, "--time", "10ps", "--out", str(tmp_path / "x")]
+    pdb = get_system_pdb(tmp_path, get_system("alanine-dipeptide").load())
+    assert main([*base, "--system", "alanine-dipeptide", "--end", str(pdb)]) == 2
+    assert "the forecast task does not use --end" in capsys.readouterr().err
+    assert main([*base, "--system", "alanine-dipeptide", "--task", "tps", "--end", str(pdb), "--known", "all"]) == 2
+    assert "the tps task does not use --known (the inpaint task)" in capsys.readouterr().err
+    (tmp_path / "empty.pdb").write_text("")
+    assert main([*base, "--structure", str(tmp_path / "empty.pdb")]) == 2
+    assert "empty.pdb is an empty file" in capsys.readouterr().err
+    (tmp_path / "garbage.pdb").write_text("garbage\n")
+    assert main([*base, "--structure", str(tmp_path / "garbage.pdb")]) == 2
+    assert "start structure (--structure)" in capsys.readouterr().err
+    traj = mdtraj.load(str(pdb))
+    traj.xyz[0, 10] = traj.xyz[0, 8]
+    traj.save_pdb(str(tmp_path / "overlap.pdb"))
+    assert main([*base, "--structure", str(tmp_path / "overlap.pdb")]) == 2
+    assert "puts atoms 8 and 10 (0-based) 0.000 nm apart" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_generated_frames_satisfy_the_systems_constraints_unless_asked_not_to(tmp_path, checkpoint, capsys):
@@ -217,8 +257,9 @@ def test_inputs_whose_bonds_do_not_fit_their_topology_are_refused(tmp_path, chec
 
 
 def test_inpainting_follows_the_reference_for_the_time_asked(tmp_path, checkpoint, capsys):
-    """``--task inpaint``: the known atoms follow the reference frame by frame for ``--time`` (the reference's
-    length had decided, and its frames were taken to be Δt apart whatever their spacing)."""
+    """``--task inpaint``: the known atoms follow the reference frame by frame for ``--time`` from the reference's
+    first frame (the reference's length had decided, its frames were taken to be Δt apart whatever their spacing,
+    a --time between whole coarse intervals was cut short, and frame 0 was the start structure's)."""
     from biomd_core.io import load_model
     from openmm_biomd.data.systems import get_system
     from openmm_biomd.trajectory_io import write_dcd
@@ -227,7 +268,7 @@ def test_inpainting_follows_the_reference_for_the_time_asked(tmp_path, checkpoin
     dt, n = time_grid.frame_interval_ps, 2 * time_grid.coarse_stride  # two coarse intervals of the model
     loaded = get_system("alanine-dipeptide").load()
     start = np.asarray(loaded.positions)
-    moving = np.stack([start + 0.002 * k for k in range(n + 3)])  # [n + 3, 22, 3]: the molecule drifting
+    moving = np.stack([start + 0.002 * (k + 1) for k in range(n + 3)])  # [n + 3, 22, 3]: the molecule drifting
     write_dcd(tmp_path / "ref.dcd", loaded.topology, moving, dt)
     out = tmp_path / "inpainted"
     argv = ["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--task", "inpaint", "--reference",
@@ -238,9 +279,19 @@ def test_inpainting_follows_the_reference_for_the_time_asked(tmp_path, checkpoin
     known = traj.topology.select("resname ACE")
     assert traj.n_frames == n + 1  # (not the reference's n + 3)
     np.testing.assert_allclose(traj.xyz[1:, known], moving[1:n + 1, known], atol=2e-3)
+    np.testing.assert_allclose(traj.xyz[0], moving[0], atol=1e-5)  # every atom of the reference's first frame
     capsys.readouterr()
-    assert main([*argv, "--time", f"{(n + 4) * dt:g}ps", "--out", str(tmp_path / "long")]) == 2
-    assert f"needs {n + 5} reference frames" in capsys.readouterr().err
+    k = time_grid.coarse_stride
+    assert main([*argv, "--time", f"{(n + k) * dt:g}ps", "--out", str(tmp_path / "long")]) == 2
+    assert f"needs {n + k + 1} reference frames" in capsys.readouterr().err
+    assert main([*argv, "--time", f"{(n - 1) * dt:g}ps", "--out", str(tmp_path / "between")]) == 2
+    assert "inpainting must span whole coarse intervals" in capsys.readouterr().err
+    # an XTC says its spacing in its frame times, as a DCD does in its header
+    mdtraj.Trajectory(moving.astype(np.float32), traj.topology, time=np.arange(n + 3) * 2 * dt).save_xtc(
+        str(tmp_path / "ref.xtc"))
+    xtc_argv = [*argv[:argv.index("--reference") + 1], str(tmp_path / "ref.xtc"), *argv[argv.index("--reference") + 2:]]
+    assert main([*xtc_argv, "--time", f"{n * dt:g}ps", "--out", str(tmp_path / "xtc")]) == 2
+    assert f"frames are {2 * dt:g} ps apart, the model's {dt:g} ps" in capsys.readouterr().err
     write_dcd(tmp_path / "ref.dcd", loaded.topology, moving, 2 * dt)
     assert main([*argv, "--time", f"{n * dt:g}ps", "--out", str(tmp_path / "spaced")]) == 2
     assert f"frames are {2 * dt:g} ps apart, the model's {dt:g} ps" in capsys.readouterr().err

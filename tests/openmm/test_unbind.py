@@ -379,6 +379,32 @@ def test_evaluate_paths_scores_success_at_k_and_path_rmsd(host_guest, tmp_path, 
                  "--out", str(tmp_path / "x")]) == 2
     assert "--energy-frames must be at least 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+    # an unbind folder given as the campaign is named as such (it had been "no path ... left the pocket")
+    assert main(["evaluate", "--paths", str(generated), "--reference-paths", str(generated), "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "is not a dissociation campaign" in capsys.readouterr().err
+    # a generated path with a NaN frame is a damaged file, named with what to do (numpy's "SVD did not converge")
+    frames = _straight_path(host_guest, ligand, criterion, [0, 0, 1], 17)
+    frames[5, 10] = np.nan
+    _save_path(generated / "attempt_000", host_guest, frames)
+    assert main(["evaluate", "--paths", str(generated), "--reference-paths", str(reference), "--out",
+                 str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "attempt_000/path.dcd is damaged: frame 5 holds coordinates that are not finite" in err
+    assert "rerun the same biomd unbind command" in err and not (tmp_path / "x").exists()
+
+
+def test_evaluate_takes_the_systems_ligand_residue_as_the_ligand(host_guest):
+    """The featurizer's ligand mask holds every non-standard residue, the host CB7 too: evaluate's ligand metrics
+    had covered all 156 atoms of host–guest."""
+    from biomd_core.featurize import featurize
+    from openmm_biomd.evaluate import ligand_atoms
+
+    topology = mdtraj.Topology.from_openmm(host_guest.topology)
+    assert featurize(topology).ligand_mask.all()  # why the system's own ligand residue is needed
+    np.testing.assert_array_equal(ligand_atoms(topology, "host-guest"), topology.select("resname B2"))
+    assert 0 < len(topology.select("resname B2")) < topology.n_atoms
+    assert ligand_atoms(topology, None) is None and ligand_atoms(topology, "alanine-dipeptide") is None
 
 
 @pytest.mark.slow
