@@ -332,8 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--time", required=True, help="duration, e.g. 10ns or 500ps")
             p.add_argument("--task", default="forecast", choices=("forecast", "interpolate", "tps", "inpaint"))
             p.add_argument("--end", help="end structure (interpolate, tps)")
-            p.add_argument("--reference", help="trajectory of the known atoms, frames at the model's Δt; its first frame "
-                                                  "is the start, every atom of it (inpaint)")
+            p.add_argument("--reference", help="trajectory of the known atoms, frames at the model's Δt; its "
+                                                  "first frame is the start, every atom of it (inpaint)")
             p.add_argument("--reference-topology", help="topology of --reference when it has none")
             p.add_argument("--known", help="mdtraj selection of the known atoms (inpaint)")
             p.add_argument("--replicas", type=int, default=1)

@@ -224,7 +224,9 @@ def minimised_energies(system_name: str, atoms: np.ndarray, frames_nm: np.ndarra
 
 def energy_metrics(system_name: str, atoms, gen_xyz: np.ndarray, ref_xyz: np.ndarray, n: int, iterations: int) -> dict:
     # a stream each: the reference's frames had depended on how many generated frames were drawn before them
-    pick = lambda x, seed: x[np.random.default_rng(seed).choice(len(x), size=min(n, len(x)), replace=False)]  # noqa: E731
+    def pick(x: np.ndarray, seed: int) -> np.ndarray:
+        return x[np.random.default_rng(seed).choice(len(x), size=min(n, len(x)), replace=False)]
+
     gen_e = minimised_energies(system_name, atoms, pick(gen_xyz, 0), iterations)
     ref_e = minimised_energies(system_name, atoms, pick(ref_xyz, 1), iterations)
     finite = np.isfinite(gen_e)
