@@ -24,6 +24,7 @@ Units: ps, K, nm; ``--time`` accepts ``2ns``, ``500ps``…
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -35,7 +36,16 @@ from biomd_core.config import differences, require_at_least
 from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
 
 from .affinity import cpu_for, pinned_to_cpu
-from .data.md import MDSettings, equilibrate, make_simulation, parse_time_ps, read_json, select_platform
+from .data.md import (
+    MDSettings,
+    damaged_file,
+    equilibrate,
+    make_simulation,
+    parse_time_ps,
+    read_json,
+    select_platform,
+    whole_steps,
+)
 
 #: Integrator and equilibration settings shared with ``biomd generate-data`` (300 K, 1/ps, 2 fs, 10 ps);
 #: only those fields of the data-generation settings are used.
@@ -85,10 +95,16 @@ class RunRequest:
         # report interval of 0 was taken for the default, and a negative seed as numpy's "non-negative integer"
         if parse_time_ps(self.time) <= 0:
             raise ValueError(f"--time must be positive, got {self.time!r}")
+        whole_steps(parse_time_ps(self.time), MD_SETTINGS.timestep_fs, "--time")  # (1fs had been a DCD error)
         for flag, value in (("--report-interval", self.report_interval_ps), ("--jump", self.jump_ps),
                             ("--md-benchmark", self.md_benchmark_ps)):
-            if value is not None and not value > 0:
-                raise ValueError(f"{flag} must be positive (ps), got {value:g}")
+            if value is not None and not 0 < value < math.inf:  # (inf had been an OverflowError traceback)
+                raise ValueError(f"{flag} must be positive and finite (ps), got {value:g}")
+        for flag, value in (("--steering", self.steering), ("--md-interleave", self.md_interleave_ps)):
+            if not 0 <= value < math.inf:  # (NaN had passed, then failed deep in the sampler or been taken as 0)
+                raise ValueError(f"{flag} must be >= 0 and finite, got {value:g}")
+        if self.report_interval_ps is not None:  # (5.001 ps had been written every 5 ps, reported as 5.001)
+            whole_steps(self.report_interval_ps, MD_SETTINGS.timestep_fs, "--report-interval")
         require_at_least([("--seed", self.seed, 0), ("--ode-steps", self.ode_steps, 1),
                           ("--frame-md-steps", self.frame_md_steps, 0), ("--thermalize-steps", self.thermalize_steps, 0),
                           ("--steering", self.steering, 0), ("--md-interleave", self.md_interleave_ps, 0)])
@@ -195,6 +211,29 @@ def _check_same_settings(out: Path, earlier: dict | None, settings: dict) -> Non
                      "same settings to resume it")
 
 
+def _check_resumable_logs(out: Path, n_frames: int, logged: dict | None) -> None:
+    """Refuse to resume when ``energies.csv`` does not hold a header and one row per frame written
+    (``n_frames``), or ``jumps.jsonl`` holds less than the checkpoint recorded (``logged``): a missing CSV had
+    been found only after the whole run, and a lost row or record had been carried on silently."""
+    remedy = ("Restore it from a copy, or start again in a new output directory (this run's trajectory and "
+              "checkpoint are intact).")
+    csv = out / "energies.csv"
+    if not csv.exists():
+        raise FileNotFoundError(f"{csv} is missing, though the run has written {n_frames} frames. {remedy}")
+    lines = csv.read_text().splitlines()
+    rows = sum(1 for line in lines if line and not line.startswith("#"))
+    headed = bool(lines) and lines[0].startswith("#")
+    if not headed or rows != n_frames:
+        raise damaged_file(csv, f"it holds {rows} rows{'' if headed else ' and no header'} for the {n_frames} "
+                                "frames written", remedy)
+    size = logged.get("bytes") if isinstance(logged, dict) else None
+    log = out / "jumps.jsonl"
+    held = log.stat().st_size if log.exists() else 0
+    if isinstance(size, int) and held < size:
+        raise damaged_file(log, f"it holds {held} bytes, fewer than the {size} the checkpoint recorded (jump records "
+                                "are lost)", remedy)
+
+
 def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
     """Run the main job into ``out``; returns the summary (also written to ``summary.json``)."""
     import openmm.app as app
@@ -203,9 +242,13 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
 
     from .data.systems import get_system
     from .propagator import GenerativePropagator, HandBackConfig
+    from .propagator.propagator import PropagatorCheckpointError
     from .trajectory_io import truncate_csv_after_step, truncate_dcd, write_pdb
 
     check_output_folder(out, "run", RUN_OUTPUTS, _EARLIER_RUN)  # before the minutes of setting up
+    # the reference MD is read before the run (a wrong one had been found after it, and the folder was then
+    # bound to the wrong --reference for good)
+    reference_angles = reference_ramachandran(request.reference) if request.reference else None
     total_ps = parse_time_ps(request.time)
     loaded = get_system(request.system).load()
     platform, properties = select_platform(request.platform, n_atoms=loaded.topology.getNumAtoms())
@@ -227,6 +270,8 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
     report_ps = request.report_interval_ps or dt_model
     report_steps = int(round(report_ps / TIMESTEP_PS))
     total_steps = int(round(total_ps / TIMESTEP_PS))
+    if report_steps < 1:  # (0.001 ps had been a ZeroDivisionError)
+        raise ValueError(f"--report-interval {report_ps:g} ps is shorter than one MD step ({TIMESTEP_PS:g} ps)")
     if total_steps % report_steps:
         raise ValueError(f"--time {request.time} is not a whole number of report intervals ({report_ps} ps)")
 
@@ -240,10 +285,15 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
         _check_same_settings(out, earlier.get("settings") if isinstance(earlier, dict) else None, settings)
     if earlier is not None and checkpoint.exists():
         done = earlier
-        propagator.load_checkpoint(checkpoint)  # also cuts jumps.jsonl back to the checkpoint's records
+        try:
+            state = propagator.load_checkpoint(checkpoint)  # also cuts jumps.jsonl back to the checkpoint's records
+        except PropagatorCheckpointError as exc:
+            raise PropagatorCheckpointError(f"{exc}. Restore it from a copy, or start again in a new output "
+                                            "directory") from exc
         done["step"] = simulation.currentStep  # the checkpoint is the truth (a kill may fall between the two writes)
         truncate_dcd(out / "trajectory.dcd", done["step"] // report_steps)
         truncate_csv_after_step(out / "energies.csv", done["step"])
+        _check_resumable_logs(out, done["step"] // report_steps, state.get("log"))
     else:  # a new run, or one killed before its first checkpoint: start again
         for stale in ("trajectory.dcd", "energies.csv", "jumps.jsonl"):
             (out / stale).unlink(missing_ok=True)
@@ -286,7 +336,7 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
     summary = _summary(request, propagator, done, total_ps, report_ps, out)
     if request.reference:
         summary.update(reference=request.reference,
-                       ramachandran_jsd_vs_reference=ramachandran_jsd_vs_reference(out, request.reference))
+                       ramachandran_jsd_vs_reference=ramachandran_jsd_vs_reference(out, reference_angles))
     _write_json(out / "summary.json", summary)
     from .run_report import write_report
 

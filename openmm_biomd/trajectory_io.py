@@ -97,6 +97,9 @@ def check_dcd_whole(path: str | Path) -> None:
                          "wrote it)")
 
 
+_LOST_FRAMES = "Restore it from a copy, or start again in a new output directory (frames were lost)."
+
+
 def truncate_dcd(path: str | Path, n_frames: int) -> None:
     """Cut a DCD file back to its first ``n_frames`` frames (for resuming a killed run).
 
@@ -108,14 +111,15 @@ def truncate_dcd(path: str | Path, n_frames: int) -> None:
     path = Path(path)
     if not path.exists():
         if n_frames:
-            raise ValueError(f"{path} is missing but should hold {n_frames} frames")
+            raise ValueError(f"{path} is missing but should hold {n_frames} frames. {_LOST_FRAMES}")
         return
     with open(path, "r+b") as fh:
         header, frame, first_step, interval = dcd_layout(fh)
         size = header + n_frames * frame
         available = (path.stat().st_size - header) // frame
         if available < n_frames:
-            raise ValueError(f"{path} holds {available} complete frames, fewer than the {n_frames} expected")
+            raise ValueError(f"{path} holds {available} complete frames, fewer than the {n_frames} expected. "
+                             f"{_LOST_FRAMES}")
         fh.truncate(size)
         fh.seek(8)
         fh.write(struct.pack("<i", n_frames))

@@ -75,6 +75,22 @@ def test_biomd_run_writes_everything(tmp_path, capsys, file_contents):
                  "--out", str(out)]) == 2
     assert re.search(r"`biomd sample` would overwrite .*trajectory.dcd.* holds the output of `biomd run`",
                      capsys.readouterr().err)
+    # a resume whose energies.csv or jumps.jsonl lost rows is refused naming the file, before anything changes
+    # (a missing CSV had been found after the whole run, and a lost row or record carried on)
+    same = ["run", "--time", "200ps", "--out", str(out), "--md-benchmark", "1", "--quiet"]
+    csv = (out / "energies.csv").read_text().splitlines(keepends=True)
+    for name, damaged, message in (
+            ("energies.csv", "".join(csv[:3] + csv[4:]), "energies.csv is damaged: it holds 39 rows for the 40 frames"),
+            ("energies.csv", None, "energies.csv is missing, though the run has written 40 frames"),
+            ("jumps.jsonl", written[out / "jumps.jsonl"][:-10].decode(), "jumps.jsonl is damaged: it holds")):
+        (out / name).unlink()
+        if damaged is not None:
+            (out / name).write_text(damaged)
+        assert main(same) == 2
+        err = capsys.readouterr().err
+        assert message in err and "start again in a new output directory" in err, err
+        (out / name).write_bytes(written[out / name])
+        assert file_contents(out) == written
     (out / "checkpoint.zip").unlink()  # even without its checkpoint (the trajectory used to be deleted)
     del written[out / "checkpoint.zip"]
     assert main(["run", "--time", "100ps", "--out", str(out), "--md-benchmark", "1", "--quiet", "--seed", "4"]) == 2
@@ -130,9 +146,19 @@ def test_biomd_run_refuses_other_settings_in_the_same_directory(tmp_path, capsys
 
 @pytest.mark.parametrize("flag, value, message", [
     ("--time", "0ps", "--time must be positive, got '0ps'"),  # was OpenMM's "Could not open file"
-    ("--report-interval", "0", "--report-interval must be positive (ps), got 0"),  # was taken for the default
+    ("--report-interval", "0", "--report-interval must be positive and finite (ps), got 0"),  # was the default
     ("--report-interval", "-5", "--report-interval must be positive"),
     ("--jump", "-10", "--jump must be positive"),
+    # each was an OverflowError or ZeroDivisionError traceback, NaN a failure deep in the sampler (steering) or
+    # 0 (interleave) that bound the folder to NaN, 5.001 ps frames written every 5 ps and reported as 5.001
+    ("--jump", "inf", "--jump must be positive and finite (ps), got inf"),
+    ("--md-benchmark", "inf", "--md-benchmark must be positive and finite"),
+    ("--steering", "nan", "--steering must be >= 0 and finite, got nan"),
+    ("--md-interleave", "nan", "--md-interleave must be >= 0 and finite, got nan"),
+    ("--report-interval", "5.001", "the --report-interval 5.001 ps is not a whole number of 2 fs integrator steps"),
+    ("--report-interval", "0.001", "is not a whole number of 2 fs integrator steps"),
+    ("--time", "1fs", "the --time 0.001 ps is not a whole number of 2 fs integrator steps"),
+    ("--reference", str(REPO / "no-such-run"), "no-such-run has no metadata.json"),  # was found after the run
     ("--seed", "-1", "argument --seed: a seed is a whole number >= 0, not -1"),  # was numpy's "expected
     # non-negative integer"
     ("--ode-steps", "0", "--ode-steps must be at least 1"),
