@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,16 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A configuration value or key is invalid."""
+
+
+def require_finite_fields(config: Any, section: str) -> None:
+    """Raise :class:`ConfigError` naming the first float field of the dataclass ``config`` that is NaN or
+    infinite (``section`` prefixes its name: ``training.lr``): ``lr: .inf`` had failed as a non-finite gradient
+    blamed on the data, after the run's first files were written."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{section}.{f.name} must be a finite number, got {value}")
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,7 @@ class NetworkConfig:
     max_time_ps: float = 10000.0
 
     def __post_init__(self) -> None:
+        require_finite_fields(self, "network")
         if self.c_single % self.n_heads:
             raise ConfigError(f"network.c_single={self.c_single} is not divisible by n_heads={self.n_heads}")
         if self.attention not in ("dense", "sparse", "auto"):
@@ -96,6 +108,7 @@ class FlowConfig:
     clash_distance_nm: float = 0.2
 
     def __post_init__(self) -> None:
+        require_finite_fields(self, "flow")
         if self.parameterization not in ("abs", "rel"):
             raise ConfigError(f"flow.parameterization must be 'abs' or 'rel', not {self.parameterization!r}")
         if self.tau_sampling not in ("uniform", "logit_normal"):
@@ -122,6 +135,7 @@ class TimeConfig:
     block_frames: int = 8
 
     def __post_init__(self) -> None:
+        require_finite_fields(self, "time")
         if self.frame_interval_ps <= 0:
             raise ConfigError("time.frame_interval_ps must be positive")
         if self.coarse_stride < 1 or self.history_frames < 1 or self.block_frames < 1:
@@ -283,6 +297,7 @@ class TrainingConfig:
     )
 
     def __post_init__(self) -> None:
+        require_finite_fields(self, "training")
         unknown = set(self.task_weights) - {"forecast", "autoregressive", "tps", "inpaint"}
         if unknown:
             raise ConfigError(f"unknown training task {sorted(unknown)[0]!r} in training.task_weights")

@@ -10,12 +10,14 @@ combined; they are padded into one :class:`~biomd_core.model.SystemBatch`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..featurize.bond_lengths import check_bonds_fit
+from ..featurize.bond_lengths import check_bonds_fit, check_residues_whole
+from ..io.dcd import dcd_frame_spacing_ps, read_dcd_header
 from ..training.windows import TrajectorySet
 
 
@@ -52,6 +54,14 @@ class DataSpec:
     bound_cutoff_nm: float = 0.6
     all_stride_phases: bool = False
 
+    def __post_init__(self) -> None:
+        # (a negative or NaN interval had silently fallen back to the metadata's)
+        if not 0 <= self.frame_interval_ps < math.inf:
+            raise ValueError(f"data frame_interval_ps must be >= 0 and finite (0: read it from the data), "
+                             f"got {self.frame_interval_ps}")
+        if not 0 < self.bound_cutoff_nm < math.inf:
+            raise ValueError(f"data bound_cutoff_nm must be positive and finite, got {self.bound_cutoff_nm}")
+
 
 @dataclass
 class Dataset:
@@ -79,16 +89,34 @@ def chunk_files(path: Path) -> list[Path]:
     return files
 
 
-def data_frame_interval_ps(spec: "DataSpec", first: Path) -> float:
-    """The spec's frame interval, or the one ``biomd generate-data`` recorded for the run."""
-    if spec.frame_interval_ps > 0:
-        return spec.frame_interval_ps
+def recorded_frame_interval_ps(first: Path) -> float | None:
+    """The time between the frames of the trajectory file ``first`` as its data record it: the
+    ``metadata.json`` ``biomd generate-data`` writes beside the replicas, else a DCD's header; ``None`` when
+    neither says."""
     import json
 
     for meta in (first.parent / "metadata.json", first.parent.parent / "metadata.json"):
         if meta.exists():
             return float(json.loads(meta.read_text())["frame_interval_ps"])
-    raise ValueError(f"frame_interval_ps is not set for {first} and no generate-data metadata.json was found beside it")
+    if first.suffix.lower() == ".dcd":
+        return dcd_frame_spacing_ps(read_dcd_header(first))
+    return None
+
+
+def data_frame_interval_ps(spec: "DataSpec", first: Path) -> float:
+    """The spec's frame interval, or the one the data record (:func:`recorded_frame_interval_ps`); a spec's
+    interval that the data contradict is refused (0.5 ps given for frames 1 ps apart had trained every window
+    on a time axis off by two)."""
+    recorded = recorded_frame_interval_ps(first)
+    if spec.frame_interval_ps > 0:
+        if recorded is not None and abs(recorded - spec.frame_interval_ps) > 1e-3 * recorded:
+            raise ValueError(f"the data's frame_interval_ps is {spec.frame_interval_ps:g} but {first} records frames "
+                             f"{recorded:g} ps apart: give {recorded:g}, or leave frame_interval_ps out")
+        return spec.frame_interval_ps
+    if recorded is not None:
+        return recorded
+    raise ValueError(f"frame_interval_ps is not set for {first}, and neither a generate-data metadata.json beside it "
+                     "nor its own header says how far apart its frames are: set the data's frame_interval_ps")
 
 
 def expand_paths(patterns: tuple | list) -> list[Path]:
@@ -170,7 +198,7 @@ def load_system_trajectories(
     from ..featurize import featurize
 
     files = files if files is not None else expand_paths(spec.trajectories)
-    stride = resample_stride(data_frame_interval_ps(spec, files[0]), model_interval_ps)
+    stride = resample_stride(data_frame_interval_ps(spec, chunk_files(files[0])[0]), model_interval_ps)
     top = spec.topology or None
     try:
         first = mdtraj.load_frame(str(chunk_files(files[0])[0]), 0, top=top)
@@ -178,6 +206,7 @@ def load_system_trajectories(
         raise ValueError(f"cannot read {chunk_files(files[0])[0]} with topology {top}: {exc}. Give the topology "
                          "the trajectories were written with") from None
     graph = featurize(first, selection=spec.selection, ligand_sdf=spec.ligand_sdf or None, vocabs=vocabs)
+    check_residues_whole(graph, f"topology {top or chunk_files(files[0])[0]}")
     trajectories, sources = [], []
     phases = range(stride) if spec.all_stride_phases else range(1)
     for source, path in enumerate(files):

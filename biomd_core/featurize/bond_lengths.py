@@ -1,4 +1,5 @@
-"""Whether frames fit a topology's bonds, without a force field (for inputs that come with no System).
+"""Whether frames fit a topology's bonds, and its bonds its residues, without a force field (for inputs that
+come with no System).
 
 A covalent bond is at most ~0.2 nm long (an S–S or C–I bond), so a bonded pair farther apart than
 :data:`MAX_BOND_NM` means the coordinates belong to another topology, to this one with its atoms in
@@ -31,3 +32,30 @@ def check_bonds_fit(frames_nm: np.ndarray, bonds: np.ndarray, what: str, max_nm:
             f"atoms), bonded, are {lengths[frame, bond]:.3f} nm apart (> {max_nm:g} nm). The coordinates belong to "
             "another topology, or to this one with the atoms in another order: give the topology they were "
             "written with")
+
+
+def check_residues_whole(graph, what: str) -> None:
+    """Raise ``ValueError`` when the bonds of ``graph`` (a :class:`~biomd_core.featurize.graph.SystemGraph`)
+    leave a residue in pieces: a residue named for other atoms than it holds (an ALA written as GLY) gets its
+    bonds from the wrong template, and its CB had been trained on as an atom bonded to nothing."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    residue = np.asarray(graph.residue_index)
+    bonds = np.asarray(graph.bonds, dtype=np.int64).reshape(-1, 2)
+    inside = bonds[residue[bonds[:, 0]] == residue[bonds[:, 1]]]
+    n = len(residue)
+    adjacency = coo_matrix((np.ones(len(inside)), (inside[:, 0], inside[:, 1])), shape=(n, n))
+    _, piece = connected_components(adjacency, directed=False)
+    real = np.asarray(graph.masses) > 0  # (a water's virtual site is bonded to nothing, by design)
+    for r in np.unique(residue):
+        atoms = np.flatnonzero((residue == r) & real)
+        pieces = np.unique(piece[atoms])  # (one piece for an atom alone, an ion)
+        if len(pieces) > 1:
+            apart = atoms[piece[atoms] != piece[atoms[0]]]
+            names = ", ".join(str(graph.atom_name_labels[a]) for a in apart[:4])
+            raise ValueError(
+                f"residue {graph.residue_name_labels[atoms[0]]} {r + 1} of the {what} falls into {len(pieces)} "
+                f"pieces by its topology's bonds ({names} bonded to none of {graph.atom_name_labels[atoms[0]]}'s "
+                "piece): its residue name does not match its atoms, or bonds are missing. Give the topology the "
+                "trajectories were written with")

@@ -5,6 +5,40 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+#: DCD stores its timestep in AKMA time units of this many ps (as OpenMM's DCDFile).
+AKMA_TIME_PS = 0.04888821
+
+
+def read_dcd_header(path: str | Path) -> dict:
+    """The fields of an OpenMM-written DCD header.
+
+    Returns
+    -------
+    dict
+        ``n_frames``, ``first_step`` (step of the first frame), ``interval_steps``,
+        ``timestep_ps``.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(48)
+    if len(head) < 48 or head[4:8] != b"CORD" or struct.unpack("<i", head[:4])[0] != 84:
+        raise ValueError(f"{path} is not a DCD file")
+    n_frames, first_step, interval = struct.unpack("<3i", head[8:20])
+    (dt_akma,) = struct.unpack("<f", head[44:48])
+    return {
+        "n_frames": n_frames,
+        "first_step": first_step,
+        "interval_steps": interval,
+        "timestep_ps": dt_akma * AKMA_TIME_PS,
+    }
+
+
+def dcd_frame_spacing_ps(header: dict) -> float | None:
+    """Time between the frames of a DCD (:func:`read_dcd_header`'s ``header``), ps; ``None`` when the header
+    does not say: no step, or mdtraj's placeholder of exactly 1 AKMA unit (0.0489 ps, no MD step)."""
+    step, interval = header["timestep_ps"], header["interval_steps"]
+    placeholder = abs(step / AKMA_TIME_PS - 1.0) < 1e-5
+    return None if step <= 0 or interval <= 0 or placeholder else step * interval
+
 
 def dcd_layout(fh) -> tuple[int, int, int, int]:
     """``(header_bytes, frame_bytes, first_step, interval)`` of a DCD file as OpenMM and mdtraj write it (CHARMM

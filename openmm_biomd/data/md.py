@@ -45,7 +45,6 @@ import json
 import math
 import os
 import re
-import struct
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -54,7 +53,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from biomd_core.io.dcd import dcd_cut_short
+# (the header readers moved to biomd_core.io.dcd, where training reads data too; imported from here elsewhere)
+from biomd_core.io.dcd import AKMA_TIME_PS, dcd_cut_short, dcd_frame_spacing_ps, read_dcd_header  # noqa: F401
 
 from ..affinity import allowed_cpu, pinned_to_cpu
 from .systems import LoadedSystem, as_loaded_system, get_system
@@ -70,8 +70,6 @@ TIME_UNITS_PS = {"fs": 1e-3, "ps": 1.0, "ns": 1e3, "us": 1e6, "µs": 1e6}
 #: benchmarks/bench_datagen.py measures where the crossover is).
 SMALL_SYSTEM_ATOMS = 100
 
-#: DCD stores its timestep in AKMA time units of this many ps (as OpenMM's DCDFile).
-AKMA_TIME_PS = 0.04888821
 
 _CHUNK_RE = re.compile(r"^chunk_(\d{5})\.dcd$")
 
@@ -368,37 +366,6 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def _atomic_write_json(path: Path, data: dict) -> None:
     _atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
-
-
-def read_dcd_header(path: str | os.PathLike) -> dict:
-    """The fields of an OpenMM-written DCD header.
-
-    Returns
-    -------
-    dict
-        ``n_frames``, ``first_step`` (step of the first frame), ``interval_steps``,
-        ``timestep_ps``.
-    """
-    with open(path, "rb") as fh:
-        head = fh.read(48)
-    if len(head) < 48 or head[4:8] != b"CORD" or struct.unpack("<i", head[:4])[0] != 84:
-        raise ValueError(f"{path} is not a DCD file")
-    n_frames, first_step, interval = struct.unpack("<3i", head[8:20])
-    (dt_akma,) = struct.unpack("<f", head[44:48])
-    return {
-        "n_frames": n_frames,
-        "first_step": first_step,
-        "interval_steps": interval,
-        "timestep_ps": dt_akma * AKMA_TIME_PS,
-    }
-
-
-def dcd_frame_spacing_ps(header: dict) -> float | None:
-    """Time between the frames of a DCD (:func:`read_dcd_header`'s ``header``), ps; ``None`` when the header
-    does not say: no step, or mdtraj's placeholder of exactly 1 AKMA unit (0.0489 ps, no MD step)."""
-    step, interval = header["timestep_ps"], header["interval_steps"]
-    placeholder = abs(step / AKMA_TIME_PS - 1.0) < 1e-5
-    return None if step <= 0 or interval <= 0 or placeholder else step * interval
 
 
 def package_versions() -> dict[str, str]:

@@ -34,6 +34,12 @@ def test_wrong_type_and_invalid_values():
                                 ("lr", "fast", "'lr' must be a number, got 'fast'")):
         with pytest.raises(ConfigError, match=message):
             from_dict(TrainingConfig, {key: value})
+    # NaN and infinite numbers are named where they are (lr: .inf had been a non-finite gradient blamed on the
+    # data, after the run's first files; coord_scale_nm: .nan the same at step 0)
+    with pytest.raises(ConfigError, match="training.lr must be a finite number, got inf"):
+        from_dict(TrainingConfig, {"lr": float("inf")})
+    with pytest.raises(ConfigError, match="flow.coord_scale_nm must be a finite number, got nan"):
+        from_dict(ModelConfig, {"flow": {"coord_scale_nm": float("nan")}})
 
 
 def test_yaml_and_json_files(tmp_path):

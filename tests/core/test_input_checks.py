@@ -60,3 +60,19 @@ def test_bonds_that_do_not_fit_their_coordinates_are_named():
     with pytest.raises(ValueError, match=r"frame 2 of the chain does not fit its topology: atoms 1 and 2 .* are "
                                          r"0.650 nm apart \(> 0.3 nm\)"):
         check_bonds_fit(frames, bonds, "chain")
+
+
+def test_a_residue_named_for_other_atoms_is_refused(tmp_path):
+    """ALA written as GLY: its CB gets no bond to CA from GLY's template (training had taken it without a word)."""
+    from biomd_core.featurize import featurize
+    from biomd_core.featurize.bond_lengths import check_residues_whole
+    from openmm_biomd.data.systems import get_system
+
+    loaded = get_system("alanine-dipeptide").load()
+    traj = mdtraj.Trajectory(np.asarray(loaded.positions, np.float32)[None],
+                             mdtraj.Topology.from_openmm(loaded.topology))
+    traj.save_pdb(str(tmp_path / "ala.pdb"))
+    check_residues_whole(featurize(mdtraj.load(str(tmp_path / "ala.pdb"))), "alanine dipeptide")
+    (tmp_path / "gly.pdb").write_text((tmp_path / "ala.pdb").read_text().replace(" ALA ", " GLY "))
+    with pytest.raises(ValueError, match=r"residue GLY 2 of the renamed falls into 2 pieces .*\(CB, HB1, HB2, HB3 "):
+        check_residues_whole(featurize(mdtraj.load(str(tmp_path / "gly.pdb"))), "renamed")
