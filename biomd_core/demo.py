@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import FlowConfig, ModelConfig, TimeConfig, TrainingConfig
+from .config import FlowConfig, ModelConfig, TimeConfig, TrainingConfig, differences, require_at_least
 from .data.synthetic import HarmonicParticles
 from .featurize import featurize
 from .io.output_folder import check_output_folder, claim_output_folder, json_with_keys
@@ -107,15 +107,32 @@ DEMO_OUTPUTS = ("model.safetensors", "torchscript", "summary.json")
 _earlier_demo = json_with_keys("summary.json", "train_steps")
 
 
-def run_engine_demo(out: Path, steps: int = 1000, seed: int = 0, progress: bool = True) -> dict:
-    """Train, sample, save checkpoint + TorchScript + ``summary.json`` into ``out``."""
+def check_same_demo(out: Path, settings: dict) -> None:
+    """Refuse a demo into ``out`` under other settings than the demo already there, naming them (a second demo
+    had replaced the first one's weights without a word)."""
+    try:
+        earlier = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(earlier, dict) or "train_steps" not in earlier:
+        return  # not a demo's summary (the folder check has judged the folder)
+    recorded = {**settings, **{key: earlier[key] for key in settings if key in earlier}}  # (seed: not kept before)
+    if recorded != settings:
+        raise ValueError(f"{out} holds a demo with other settings: {'; '.join(differences(recorded, settings))}. "
+                         "Use a new --out, or the same settings to run it again")
+
+
+def run_engine_demo(out: Path, steps: int = 1000, seed: int = 0, progress: bool = True, replicas: int = 64) -> dict:
+    """Train, sample ``replicas`` rollouts, save checkpoint + TorchScript + ``summary.json`` into ``out``."""
     from .export import export_torchscript
     from .io import save_model
 
+    require_at_least([("--steps", steps, 1), ("--replicas", replicas, 1)])  # (steps had been training.steps)
     check_output_folder(out, "demo", DEMO_OUTPUTS, _earlier_demo)
+    check_same_demo(out, {"train_steps": steps, "seed": seed, "n_replicas": replicas})
     result = train_harmonic(steps, seed, progress)
     claim_output_folder(out, "demo", DEMO_OUTPUTS, _earlier_demo)
-    quality = generated_variance(result)
+    quality = generated_variance(result, n_replicas=replicas)
     save_model(result.model, out / "model.safetensors")
     export_torchscript(result.model, out / "torchscript")
     first = float(np.mean([r["loss"] for r in result.history[:20]]))
@@ -124,6 +141,7 @@ def run_engine_demo(out: Path, steps: int = 1000, seed: int = 0, progress: bool 
         "task": "tiny BioMD model on harmonic-well particles (known stationary variance)",
         "parameters": result.model.n_parameters(),
         "train_steps": steps,
+        "seed": seed,
         "train_seconds": round(result.train_seconds, 2),
         "loss_first20": first,
         "loss_last20": last,

@@ -137,7 +137,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Train a tiny model on a process with a known answer, sample from it, report."""
     from biomd_core.demo import run_engine_demo
 
-    summary = run_engine_demo(Path(args.out), steps=args.steps, seed=args.seed, progress=not args.quiet)
+    summary = run_engine_demo(Path(args.out), steps=args.steps, seed=args.seed, progress=not args.quiet,
+                              replicas=args.replicas)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -415,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "demo":
             p.add_argument("--out", default="runs/demo", help="output directory")
             p.add_argument("--steps", type=int, default=1000, help="training steps")
+            p.add_argument("--replicas", type=int, default=64,
+                           help="rollouts whose fluctuations are compared with the exact process")
             p.add_argument("--seed", type=seed_argument, default=0)
             p.add_argument("--quiet", action="store_true", help="no progress bar")
         elif name == "generate-data":

@@ -150,3 +150,27 @@ def test_warnings_are_one_line_without_the_source_that_raised_them(monkeypatch):
     assert main(["presets"]) == 0
     assert shown == ["biomd: warning: the header gives no time step\n"]
     assert warnings.formatwarning is before
+
+
+def test_demo_trains_samples_and_refuses_another_demo_into_its_folder(tmp_path, capsys):
+    """`biomd demo` end to end at toy scale (3 steps, 2 rollouts); a second demo under other settings had replaced
+    the first one's weights and summary without a word."""
+    import json
+
+    from biomd_core.io import load_model
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--steps", "3", "--replicas", "2", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train_steps"] == 3 and summary["seed"] == 0 and summary["n_replicas"] == 2
+    assert summary["variance_ratio"] > 0 and len(summary["variance_ratio_per_pair"]) == 6  # 4 particles
+    assert load_model(out / "model.safetensors").n_parameters() == summary["parameters"]
+    assert (out / "torchscript").is_dir() and any((out / "torchscript").iterdir())
+    written = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["demo", "--out", str(out), "--steps", "1", "--seed", "3", "--replicas", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a demo with other settings" in err and "train_steps (there: 3, now: 1)" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == written
+    assert main(["demo", "--out", str(tmp_path / "x"), "--steps", "0", "--quiet"]) == 2
+    assert "--steps must be at least 1, got 0" in capsys.readouterr().err and not (tmp_path / "x").exists()
