@@ -29,6 +29,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import numpy as np
+
 from .systems import LoadedSystem, positions_nm
 
 IMPLICIT_SOLVENTS = ("HCT", "OBC1", "OBC2", "GBn", "GBn2")
@@ -387,6 +389,10 @@ def _check_counts(system: Any, topology: Any, positions: Any, where: Path) -> No
             f"{where.name}: inconsistent inputs: topology has {n_top} atoms, System {n_sys} particles, "
             f"coordinates {n_pos} positions"
         )
+    bad = np.flatnonzero(~np.isfinite(np.asarray(positions, dtype=np.float64)).all(axis=1))
+    if len(bad):  # (had been OpenMM's "Particle position is NaN", naming no file, at the first step)
+        raise ValueError(f"{where.name}: the coordinates of {len(bad)} atom(s) are not finite (first: atom {bad[0]}, "
+                         "0-based): give coordinates with every atom in place")
     _check_residue_masses(system, topology, where)
     _check_residue_bonds(system, topology, where)
 

@@ -255,6 +255,18 @@ def test_input_errors_are_clear(tmp_path, alanine_amber_files):
         load_inputs()
     with pytest.raises(ValueError, match="force-field XML names"):
         load_inputs(pdb=tmp_path / "a.pdb")
+    # a NaN coordinate is named with its file (it had been OpenMM's "Particle position is NaN" at the first step)
+    from openmm.app import PDBFile
+
+    loaded = load_inputs(prmtop=prmtop, inpcrd=alanine_amber_files[1])
+    with open(tmp_path / "ala.pdb", "w") as fh:
+        PDBFile.writeFile(loaded.topology, loaded.positions * 10.0, fh)  # (Å, as PDBFile takes bare numbers)
+    lines = (tmp_path / "ala.pdb").read_text().splitlines(keepends=True)
+    ninth = [i for i, line in enumerate(lines) if line.startswith(("ATOM", "HETATM"))][8]
+    lines[ninth] = lines[ninth][:30] + "     nan" + lines[ninth][38:]
+    (tmp_path / "nan.pdb").write_text("".join(lines))
+    with pytest.raises(ValueError, match=r"nan.pdb: the coordinates of 1 atom\(s\) are not finite \(first: atom 8"):
+        load_inputs(pdb=tmp_path / "nan.pdb", forcefield=("amber14-all.xml", "implicit/obc2.xml"))
 
 
 # --------------------------------------------------------------------------- plain MD
