@@ -17,10 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import FlowConfig, ModelConfig, TimeConfig, TrainingConfig, differences, require_at_least
+from .config import FlowConfig, ModelConfig, TimeConfig, TrainingConfig, require_at_least
 from .data.synthetic import HarmonicParticles
 from .featurize import featurize
-from .io.output_folder import check_output_folder, claim_output_folder, json_with_keys
+from .io.output_folder import (
+    check_output_folder,
+    claim_output_folder,
+    json_with_keys,
+    recorded_settings,
+    refuse_other_settings,
+)
 from .model.biomd import BioMDModel
 from .model.presets import get_preset
 from .model.system import batch_systems
@@ -107,21 +113,6 @@ DEMO_OUTPUTS = ("model.safetensors", "torchscript", "summary.json")
 _earlier_demo = json_with_keys("summary.json", "train_steps")
 
 
-def check_same_demo(out: Path, settings: dict) -> None:
-    """Refuse a demo into ``out`` under other settings than the demo already there, naming them (a second demo
-    had replaced the first one's weights without a word)."""
-    try:
-        earlier = json.loads((out / "summary.json").read_text())
-    except (OSError, ValueError):
-        return
-    if not isinstance(earlier, dict) or "train_steps" not in earlier:
-        return  # not a demo's summary (the folder check has judged the folder)
-    recorded = {**settings, **{key: earlier[key] for key in settings if key in earlier}}  # (seed: not kept before)
-    if recorded != settings:
-        raise ValueError(f"{out} holds a demo with other settings: {'; '.join(differences(recorded, settings))}. "
-                         "Use a new --out, or the same settings to run it again")
-
-
 def run_engine_demo(out: Path, steps: int = 1000, seed: int = 0, progress: bool = True, replicas: int = 64) -> dict:
     """Train, sample ``replicas`` rollouts, save checkpoint + TorchScript + ``summary.json`` into ``out``."""
     from .export import export_torchscript
@@ -129,7 +120,13 @@ def run_engine_demo(out: Path, steps: int = 1000, seed: int = 0, progress: bool 
 
     require_at_least([("--steps", steps, 1), ("--replicas", replicas, 1)])  # (steps had been training.steps)
     check_output_folder(out, "demo", DEMO_OUTPUTS, _earlier_demo)
-    check_same_demo(out, {"train_steps": steps, "seed": seed, "n_replicas": replicas})
+    # (a second demo had replaced the first one's weights without a word; a summary from before the seed was
+    # kept is compared on what it holds)
+    settings = {"train_steps": steps, "seed": seed, "n_replicas": replicas}
+    earlier = recorded_settings(out, "summary.json")
+    if earlier is not None and "train_steps" in earlier:
+        refuse_other_settings(out, {**settings, **{k: earlier[k] for k in settings if k in earlier}}, settings,
+                              "a demo")
     result = train_harmonic(steps, seed, progress)
     claim_output_folder(out, "demo", DEMO_OUTPUTS, _earlier_demo)
     quality = generated_variance(result, n_replicas=replicas)

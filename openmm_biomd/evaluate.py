@@ -25,11 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-from biomd_core.config import differences, require_at_least
+from biomd_core.config import require_at_least
 from biomd_core.evaluation import metrics as M
 from biomd_core.featurize.bond_lengths import check_bonds_fit
 from biomd_core.io.dcd import dcd_cut_short
-from biomd_core.io.output_folder import abandon_output_folder, claim_output_folder, json_with_keys
+from biomd_core.io.output_folder import (
+    abandon_output_folder,
+    claim_output_folder,
+    json_with_keys,
+    recorded_settings,
+    refuse_other_settings,
+)
 
 from .data.frame_checks import check_frames_sound
 from .data.md import damaged_file
@@ -291,7 +297,9 @@ def run_evaluate(request: EvaluateRequest, out: Path) -> dict:
                          "and/or generated paths with reference paths (--paths with --reference-paths)")
     if not (request.generated or request.paths):
         raise ValueError("nothing to evaluate: give --generated/--reference and/or --paths/--reference-paths")
-    check_same_evaluation(out, request)
+    # (another --generated had replaced the metrics there without a word)
+    refuse_other_settings(out, recorded_settings(out, "metrics.json", "request"), asdict(request), "an evaluation",
+                          "evaluate them again")
     created = not out.exists()
     marked = claim_output_folder(out, "evaluate", EVALUATE_OUTPUTS, json_with_keys("metrics.json", "plots"))
     public: dict = {"request": asdict(request), "plots": []}
@@ -315,19 +323,6 @@ def run_evaluate(request: EvaluateRequest, out: Path) -> dict:
     (out / "metrics.json").write_text(json.dumps(public, indent=2, allow_nan=False))
     (out / "report.md").write_text(report_markdown(public))
     return public
-
-
-def check_same_evaluation(out: Path, request: EvaluateRequest) -> None:
-    """Refuse an evaluation into ``out`` of other inputs or settings than the evaluation already there, naming
-    what differs (another --generated had replaced its metrics without a word)."""
-    try:
-        earlier = json.loads((out / "metrics.json").read_text()).get("request")
-    except (OSError, ValueError, AttributeError):
-        return  # no evaluation there yet, or one from before requests were recorded
-    if isinstance(earlier, dict) and earlier != asdict(request):
-        raise ValueError(f"{out} holds an evaluation of other inputs or settings: "
-                         f"{'; '.join(differences(earlier, asdict(request)))}. Use a new --out, or the same inputs "
-                         "to evaluate them again")
 
 
 def json_safe(value):

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from biomd_core.config import differences, require_at_least
-from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
+from biomd_core.config import require_at_least
+from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys, refuse_other_settings
 
 from .affinity import cpu_for, pinned_to_cpu
 from .data.md import (
@@ -202,15 +202,6 @@ def _settings_record(request: RunRequest, model_hash: str) -> dict:
     return {**asdict(request), "model": request.resolved_model(), "model_sha256": model_hash}
 
 
-def _check_same_settings(out: Path, earlier: dict | None, settings: dict) -> None:
-    """Refuse to resume (or restart) the run in ``out`` under settings other than its own, naming them."""
-    if earlier == settings:
-        return
-    differ = differences(earlier if isinstance(earlier, dict) else {}, settings)
-    raise ValueError(f"{out} holds a run with other settings: {'; '.join(differ)}. Use a new --out, or the "
-                     "same settings to resume it")
-
-
 def _check_resumable_logs(out: Path, n_frames: int, logged: dict | None) -> None:
     """Refuse to resume when ``energies.csv`` does not hold a header and one row per frame written
     (``n_frames``), or ``jumps.jsonl`` holds less than the checkpoint recorded (``logged``): a missing CSV had
@@ -282,7 +273,8 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
     earlier = read_json(progress_file) if progress_file.exists() else None
     if earlier is not None:
         # compared even without a checkpoint: a run under other settings would delete this one's trajectory
-        _check_same_settings(out, earlier.get("settings") if isinstance(earlier, dict) else None, settings)
+        recorded = earlier.get("settings") if isinstance(earlier, dict) else None
+        refuse_other_settings(out, recorded if isinstance(recorded, dict) else {}, settings, "a run", "resume it")
     if earlier is not None and checkpoint.exists():
         done = earlier
         try:

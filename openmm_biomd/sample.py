@@ -20,10 +20,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from biomd_core.config import differences, require_at_least
+from biomd_core.config import require_at_least
 from biomd_core.featurize.bond_lengths import check_bonds_fit
 from biomd_core.io import load_model
-from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
+from biomd_core.io.output_folder import (
+    check_output_folder,
+    claim_output_folder,
+    json_with_keys,
+    recorded_settings,
+    refuse_other_settings,
+)
 from biomd_core.sampling import HierarchicalSampler, SolverConfig, tasks
 from biomd_core.sampling.constraints import RigidBonds
 
@@ -133,19 +139,6 @@ def check_task_inputs(request: SampleRequest) -> None:
                          "(--task), or leave them out")
 
 
-def check_same_sample(out: Path, request: SampleRequest) -> None:
-    """Refuse a sample into ``out`` under other settings than the sample already there (it would replace the
-    trajectories an evaluation beside them describes), naming the settings that differ."""
-    try:
-        earlier = json.loads((out / "summary.json").read_text()).get("request")
-    except (OSError, ValueError, AttributeError):
-        return  # no sample there yet, or one from before requests were recorded
-    if isinstance(earlier, dict) and earlier != asdict(request):
-        differ = "; ".join(differences(earlier, asdict(request)))
-        raise ValueError(f"{out} holds a sample with other settings: {differ}. Use a new --out, or the same settings "
-                         "to sample it again")
-
-
 def run_sample(request: SampleRequest, out: Path) -> dict:
     """Generate and write the files; returns the summary."""
     from .data.md import parse_time_ps
@@ -153,7 +146,9 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
 
     check_task_inputs(request)
     check_output_folder(out, "sample", SAMPLE_OUTPUTS, _earlier_sample)  # before minutes of sampling
-    check_same_sample(out, request)
+    # (a sample under other settings had replaced the trajectories an evaluation beside them describes)
+    refuse_other_settings(out, recorded_settings(out, "summary.json", "request"), asdict(request), "a sample",
+                          "sample it again")
     model = load_model(request.model, device=sampling_device(request.device))
     topology, positions, system = load_start(request)
     graph = model.featurize(topology, positions_nm=positions)

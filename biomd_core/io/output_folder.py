@@ -110,3 +110,27 @@ def release_output_folder(out: str | Path, command: str) -> None:
         (out / MARKER).write_text(json.dumps({"commands": owners}) + "\n")
     else:
         (out / MARKER).unlink(missing_ok=True)
+
+
+def recorded_settings(out: str | Path, name: str, key: str | None = None) -> dict | None:
+    """The settings an earlier run recorded in its folder's JSON file ``name`` (the object under ``key``, or
+    the whole document); ``None`` when there is none to compare with (no file, not JSON, no such object)."""
+    try:
+        document = json.loads((Path(out) / name).read_text())
+    except (OSError, ValueError):
+        return None
+    recorded = document.get(key) if isinstance(document, dict) and key is not None else document
+    return recorded if isinstance(recorded, dict) else None
+
+
+def refuse_other_settings(out: str | Path, earlier: dict | None, now: dict, what: str,
+                          again: str = "run it again") -> None:
+    """Refuse a command into ``out`` whose settings ``now`` differ from those of the ``earlier`` output there
+    (``None``: nothing to compare), naming each that differs: it would replace (or, resumed, mix with) the
+    earlier output.  ``what`` names that output (``"a sample"``), ``again`` what the same settings do."""
+    from ..config import differences
+
+    if earlier is None or earlier == now:
+        return
+    raise OutputFolderError(f"{out} holds {what} with other settings: {'; '.join(differences(earlier, now))}. "
+                            f"Use a new --out, or the same settings to {again}")
