@@ -39,6 +39,7 @@ from biomd_core.io.output_folder import (
 
 from .data.frame_checks import check_frames_sound
 from .data.md import damaged_file
+from .trajectory_io import read_topology
 
 #: the files an evaluation writes into its folder (claimed with biomd_core.io.output_folder)
 EVALUATE_OUTPUTS = ("metrics.json", "report.md", "ramachandran.png", "rmsf.png", "energy.png",
@@ -76,12 +77,13 @@ def load_generated(directory: Path):
     if not top.exists() or not files:
         raise FileNotFoundError(f"{directory} is not a biomd sample output (needs topology.pdb and trajectory.dcd)")
     remedy = "Restore it from a copy, or sample again into a new folder."
+    topology = read_topology(top, "the topology of the sample")
     trajectories = []
     for path in files:
         if why := dcd_cut_short(path):  # (a file cut short had been scored on the frames mdtraj still read)
             raise damaged_file(path, why, remedy)
         try:
-            traj = mdtraj.load(str(path), top=str(top))
+            traj = mdtraj.load(str(path), top=topology)
         except (OSError, ValueError) as exc:  # (garbage in a DCD was mdtraj's bare "Could not open file")
             raise damaged_file(path, f"it cannot be read with {top.name} ({exc})", remedy) from None
         check_frames_sound(traj.xyz, f"generated trajectory {path}")  # (NaN: numpy's "SVD did not converge")
@@ -369,7 +371,6 @@ def geometry_evaluation(generated: Path, reference: Path) -> dict:
 def path_evaluation(paths_dir: Path, reference_dir: Path) -> tuple[dict, Callable[[Path], list[str]]]:
     """Success@k and path RMSD of a ``biomd unbind`` run against a dissociation campaign, and the function that
     draws the distance plot into a folder."""
-    import mdtraj
 
     from biomd_core.featurize import featurize
 
@@ -389,9 +390,10 @@ def path_evaluation(paths_dir: Path, reference_dir: Path) -> tuple[dict, Callabl
     references = campaign_paths(reference_dir)
     if not references:
         raise ValueError(f"no path in {reference_dir} left the pocket: nothing to compare with")
-    n_modelled = mdtraj.load_topology(str(paths_dir / "topology.pdb")).n_atoms
+    n_modelled = read_topology(paths_dir / "topology.pdb", "the topology of the unbind run").n_atoms
     if references[0].shape[1] != n_modelled:  # whole-system references: keep the modelled (solute) atoms
-        atoms = featurize(mdtraj.load_topology(str(reference_dir / "topology.pdb")).to_openmm()).atom_indices
+        campaign = read_topology(reference_dir / "topology.pdb", "the topology of the campaign")
+        atoms = featurize(campaign.to_openmm()).atom_indices
         if len(atoms) != n_modelled:
             raise ValueError(f"the reference paths model {len(atoms)} atoms, the generated paths {n_modelled}: "
                              "not the same system")

@@ -75,6 +75,26 @@ def read_trajectory(path: str | Path, what: str, topology: str | Path | None = N
     return traj
 
 
+def read_topology(path: str | Path, what: str):
+    """``mdtraj.Topology`` of the file ``path`` (a run's ``topology.pdb``), or a ``ValueError`` naming ``what``
+    it is (an empty PDB had been mdtraj's bare IndexError)."""
+    import mdtraj
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        topology = mdtraj.load_topology(str(path))
+    except (OSError, ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
+        topology, reason = None, f"{type(exc).__name__}: {exc}"
+    else:
+        reason = "it holds no atoms"
+    if topology is None or topology.n_atoms == 0:
+        raise ValueError(f"{what} {path} cannot be read as a topology ({reason}): restore it from a copy, or run "
+                         "again what wrote it")
+    return topology
+
+
 def frame_spacing_ps(traj, path: str | Path) -> float | None:
     """Time between the frames of ``traj`` read from ``path`` (ps), where the file says it: a DCD's header, the
     frame times of the :data:`TIMED_FORMATS`; ``None`` when it does not (a PDB, mdtraj's placeholder step)."""

@@ -970,7 +970,9 @@ def load_trajectory(out_dir: str | os.PathLike, replica: int = 0):
     import mdtraj
 
     out = Path(out_dir)
-    topology = mdtraj.load_topology(str(out / "topology.pdb"))
+    from ..trajectory_io import read_topology
+
+    topology = read_topology(out / "topology.pdb", f"the topology of {out}")
     # The exact step from the metadata (the DCD header holds it as float32 AKMA units).
     timestep_ps = read_metadata(out)["timestep_fs"] / 1000.0
     xyz, times, lengths, angles = [], [], [], []

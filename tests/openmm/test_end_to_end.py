@@ -58,6 +58,14 @@ def test_generate_train_sample_evaluate(tmp_path, reference_md, capsys):
     assert main(["evaluate", "--generated", str(tmp_path / "gen"), "--reference", str(reference_md),
                  "--out", str(tmp_path / "eval0"), "--minimise-iterations", "0"]) == 2
     assert "--minimise-iterations must be at least 1" in capsys.readouterr().err
+    # an empty topology.pdb beside the samples is named (it had been mdtraj's bare IndexError)
+    import shutil
+
+    shutil.copytree(tmp_path / "gen", tmp_path / "gen-empty")
+    (tmp_path / "gen-empty" / "topology.pdb").write_text("")
+    assert main(["evaluate", "--generated", str(tmp_path / "gen-empty"), "--reference", str(reference_md),
+                 "--out", str(tmp_path / "eval-empty")]) == 2
+    assert "gen-empty/topology.pdb cannot be read as a topology" in capsys.readouterr().err
     assert (tmp_path / "eval" / "report.md").exists() and (tmp_path / "eval" / "ramachandran.png").exists()
     assert (tmp_path / "eval" / "energy.png").exists() and (tmp_path / "eval" / "rmsf.png").exists()
 
