@@ -68,7 +68,8 @@ class EvaluateRequest:
 
 def load_generated(directory: Path):
     """The generated frames of a ``biomd sample`` output: list of mdtraj Trajectories (modelled atoms), each
-    without its first frame (the start structure it was given, which had been pooled with the generated ones)."""
+    without the frames it was given (the start structure, and the end one of a tps or interpolate sample),
+    which had been pooled with the generated ones."""
     import mdtraj
 
     top = directory / "topology.pdb"
@@ -78,6 +79,10 @@ def load_generated(directory: Path):
         raise FileNotFoundError(f"{directory} is not a biomd sample output (needs topology.pdb and trajectory.dcd)")
     remedy = "Restore it from a copy, or sample again into a new folder."
     topology = read_topology(top, "the topology of the sample")
+    # the frames the sample was given: its start, and for the tps and interpolate tasks its end (its summary
+    # says the task; one from before summaries said it counts as a forecast)
+    summary = recorded_settings(directory, "summary.json") or {}
+    given_end = summary.get("task") in ("tps", "interpolate")
     trajectories = []
     for path in files:
         if why := dcd_cut_short(path):  # (a file cut short had been scored on the frames mdtraj still read)
@@ -91,9 +96,11 @@ def load_generated(directory: Path):
         # silently lost the Ramachandran and TICA metrics); later frames are the model's, scored as they are
         check_bonds_fit(traj.xyz[:1], [[a.index, b.index] for a, b in traj.topology.bonds],
                         f"generated trajectory {path} (topology {top})")
-        if traj.n_frames < 2:
-            raise ValueError(f"generated trajectory {path} holds its start frame only: nothing generated to score")
-        trajectories.append(traj[1:])  # the start frame is the given structure, not a generated one
+        generated = traj[1:-1] if given_end else traj[1:]
+        if generated.n_frames < 1:
+            raise ValueError(f"generated trajectory {path} holds only the frames it was given: nothing generated "
+                             "to score")
+        trajectories.append(generated)
     return trajectories
 
 
@@ -216,8 +223,8 @@ def minimised_energies(system_name: str, atoms: np.ndarray, frames_nm: np.ndarra
     if len(atoms) != loaded.system.getNumParticles():
         raise ValueError(f"energies need every particle of the system modelled: {system_name} has "
                          f"{loaded.system.getNumParticles()} particles, the trajectories {len(atoms)} atoms. Give the "
-                         "--system the trajectories are of, or leave --system out (a system in explicit solvent has "
-                         "unmodelled water and gets no energies)")
+                         "--system the trajectories are of (a system in explicit solvent has unmodelled water: its "
+                         "energies cannot be computed from the modelled atoms)")
     # CPU: one thread for a dipeptide, every core for a protein (select_platform's rule)
     platform, properties = select_platform("CPU", n_atoms=len(atoms))
     integrator = openmm.VerletIntegrator(0.001)
@@ -450,6 +457,10 @@ def plot_path_distances(png: Path, pocket, generated: dict, references: list, su
     plt.close(fig)
 
 
+#: keys of an evaluation's metrics.json that are inputs, not metrics (left out of the report's table when null)
+_NOT_METRICS = ("generated", "reference", "system", "request", "plots", "unbinding")
+
+
 def report_markdown(m: dict) -> str:
     lines = ["# BioMD evaluation", ""]
     if "generated" in m:
@@ -458,7 +469,9 @@ def report_markdown(m: dict) -> str:
             f"({m['reference_frames']} frames).", "",
             "| metric | value |", "|---|---:|",
         ]
-        lines += [f"| {key} | {value:.4g} |" for key, value in m.items() if isinstance(value, float)]
+        # a metric that could not be computed (NaN, null in metrics.json) is shown as n/a, not left out
+        lines += [f"| {key} | {'n/a' if value is None else format(value, '.4g')} |" for key, value in m.items()
+                  if isinstance(value, float) or (value is None and key not in _NOT_METRICS)]
         lines.append("")
     if "unbinding" in m:
         u = m["unbinding"]
@@ -473,7 +486,7 @@ def report_markdown(m: dict) -> str:
             f"| path RMSD to nearest reference path, mean / median (nm, n={rmsd['n']}) | "
             f"{fmt(rmsd['mean'])} / {fmt(rmsd['median'])} |",
             f"| largest ligand–pocket distance reached (nm; exit at {u['exit_distance_nm']:.2f}) | "
-            f"{max(u['max_distance_nm'], default=float('nan')):.2f} |",
+            f"{max((d for d in u['max_distance_nm'] if d is not None), default=float('nan')):.2f} |",
             "",
         ]
     lines += ["", *[f"![{p}]({p})" for p in m["plots"]], ""]

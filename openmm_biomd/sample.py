@@ -85,7 +85,6 @@ def load_start(request: SampleRequest):
         return loaded.topology, np.asarray(loaded.positions), loaded.system
     traj = read_trajectory(request.structure, "start structure (--structure)")
     check_frames_sound(traj.xyz[:1], f"start structure {request.structure}")  # else the model got the blame
-    check_no_overlaps(traj.xyz[0], f"start structure {request.structure}")  # (atoms on one spot had been sampled)
     return traj.topology.to_openmm(), traj.xyz[0].astype(np.float64), None
 
 
@@ -120,8 +119,8 @@ def _structure_nm(path: str, graph) -> np.ndarray:
     if traj.n_atoms != graph.n_total_atoms:
         raise ValueError(f"{path} has {traj.n_atoms} atoms but the start structure has {graph.n_total_atoms}")
     check_frames_sound(traj.xyz[:1], f"end structure {path}")
-    check_no_overlaps(traj.xyz[0], f"end structure {path}")
     end = traj.xyz[0][graph.atom_indices].astype(np.float64)
+    check_no_overlaps(end, f"end structure {path}")  # (the modelled atoms: a TIP4P site sits 0.015 nm from its O)
     check_bonds_fit(end[None], graph.bonds, f"end structure {path}")  # (atoms in another order had passed)
     return end
 
@@ -155,6 +154,8 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
     check_compatibility(model, graph, allow_transfer=request.allow_transfer)
     if system is None:  # a structure file: its bonds must fit its coordinates (atoms in another order did)
         check_bonds_fit(positions[None, graph.atom_indices], graph.bonds, f"start structure {request.structure}")
+        # (atoms on one spot had been sampled from; the modelled ones only, as a TIP4P site sits 0.015 nm from its O)
+        check_no_overlaps(positions[graph.atom_indices], f"start structure {request.structure}")
     constraints = sampling_constraints(request, graph, positions, system)
     atoms = graph.atom_indices
     duration_ps = parse_time_ps(request.time)

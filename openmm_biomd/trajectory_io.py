@@ -65,8 +65,10 @@ def read_trajectory(path: str | Path, what: str, topology: str | Path | None = N
         flag = f" with {topology_flag}" if topology_flag else ""
         raise ValueError(f"{what} {path} holds coordinates only: give the topology it was written with{flag} "
                          "(a PDB of the same atoms)")
+    if topology is not None:  # (a bad one had been blamed on the trajectory)
+        topology = read_topology(topology, f"the topology ({topology_flag or 'topology'}) of the {what}")
     try:
-        traj = mdtraj.load(str(path), top=None if topology is None else str(topology))
+        traj = mdtraj.load(str(path), top=topology)
     except (OSError, ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{what} {path} cannot be read ({type(exc).__name__}: {exc}): give a structure or trajectory "
                          "file mdtraj reads (PDB, DCD/XTC with a topology, ...)") from None
@@ -104,8 +106,11 @@ def frame_spacing_ps(traj, path: str | Path) -> float | None:
     if suffix == ".dcd":
         return dcd_frame_spacing_ps(read_dcd_header(path))
     if suffix in TIMED_FORMATS and traj.n_frames > 1:
-        steps = np.diff(np.asarray(traj.time, dtype=np.float64))
-        return float(np.median(steps)) if np.all(steps > 0) else None
+        times = np.asarray(traj.time, dtype=np.float64)
+        if np.array_equal(times, np.arange(len(times))):  # mdtraj's placeholder 0, 1, 2, ... (no times known)
+            return None
+        spacing = (times[-1] - times[0]) / (len(times) - 1)  # (float32 times 50 ns in: ±0.4 % frame to frame)
+        return float(spacing) if np.all(np.diff(times) > 0) else None
     return None
 
 

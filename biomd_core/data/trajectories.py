@@ -89,29 +89,45 @@ def chunk_files(path: Path) -> list[Path]:
     return files
 
 
-def recorded_frame_interval_ps(first: Path) -> float | None:
-    """The time between the frames of the trajectory file ``first`` as its data record it: the
-    ``metadata.json`` ``biomd generate-data`` writes beside the replicas, else a DCD's header; ``None`` when
-    neither says."""
+def recorded_frame_interval_ps(first: Path) -> tuple[float | None, str]:
+    """How far apart the frames of the trajectory file ``first`` are as its data record it, and where that is
+    said: the ``metadata.json`` ``biomd generate-data`` writes beside the replicas (``"metadata"``), else an
+    OpenMM DCD's header (``"header"``); ``(None, "")`` when neither says (another tool's metadata.json, another
+    DCD layout, mdtraj's placeholder step)."""
     import json
 
     for meta in (first.parent / "metadata.json", first.parent.parent / "metadata.json"):
         if meta.exists():
-            return float(json.loads(meta.read_text())["frame_interval_ps"])
+            try:
+                return float(json.loads(meta.read_text())["frame_interval_ps"]), "metadata"
+            except (OSError, ValueError, KeyError, TypeError):
+                break
     if first.suffix.lower() == ".dcd":
-        return dcd_frame_spacing_ps(read_dcd_header(first))
-    return None
+        try:
+            return dcd_frame_spacing_ps(read_dcd_header(first)), "header"
+        except (OSError, ValueError):
+            pass
+    return None, ""
 
 
 def data_frame_interval_ps(spec: "DataSpec", first: Path) -> float:
-    """The spec's frame interval, or the one the data record (:func:`recorded_frame_interval_ps`); a spec's
-    interval that the data contradict is refused (0.5 ps given for frames 1 ps apart had trained every window
-    on a time axis off by two)."""
-    recorded = recorded_frame_interval_ps(first)
+    """The spec's frame interval, or the one the data record (:func:`recorded_frame_interval_ps`).
+
+    A spec's interval that generate-data's metadata contradict is refused (0.5 ps given for frames 1 ps apart
+    had trained every window on a time axis off by two); one that a DCD header contradicts only warns, as
+    tools that stride a DCD may keep its old header.
+    """
+    import warnings
+
+    recorded, source = recorded_frame_interval_ps(first)
     if spec.frame_interval_ps > 0:
         if recorded is not None and abs(recorded - spec.frame_interval_ps) > 1e-3 * recorded:
-            raise ValueError(f"the data's frame_interval_ps is {spec.frame_interval_ps:g} but {first} records frames "
-                             f"{recorded:g} ps apart: give {recorded:g}, or leave frame_interval_ps out")
+            said = f"the data's frame_interval_ps is {spec.frame_interval_ps:g} but {first} records frames " \
+                   f"{recorded:g} ps apart"
+            if source == "metadata":
+                raise ValueError(f"{said} (its generate-data metadata.json): give {recorded:g}, or leave "
+                                 "frame_interval_ps out")
+            warnings.warn(f"{said} in its DCD header; {spec.frame_interval_ps:g} ps is used, as given", stacklevel=2)
         return spec.frame_interval_ps
     if recorded is not None:
         return recorded
@@ -206,7 +222,7 @@ def load_system_trajectories(
         raise ValueError(f"cannot read {chunk_files(files[0])[0]} with topology {top}: {exc}. Give the topology "
                          "the trajectories were written with") from None
     graph = featurize(first, selection=spec.selection, ligand_sdf=spec.ligand_sdf or None, vocabs=vocabs)
-    check_residues_whole(graph, f"topology {top or chunk_files(files[0])[0]}")
+    check_residues_whole(graph, first.topology, f"topology {top or chunk_files(files[0])[0]}")
     trajectories, sources = [], []
     phases = range(stride) if spec.all_stride_phases else range(1)
     for source, path in enumerate(files):

@@ -34,10 +34,13 @@ def check_bonds_fit(frames_nm: np.ndarray, bonds: np.ndarray, what: str, max_nm:
             "written with")
 
 
-def check_residues_whole(graph, what: str) -> None:
-    """Raise ``ValueError`` when the bonds of ``graph`` (a :class:`~biomd_core.featurize.graph.SystemGraph`)
-    leave a residue in pieces: a residue named for other atoms than it holds (an ALA written as GLY) gets its
-    bonds from the wrong template, and its CB had been trained on as an atom bonded to nothing."""
+def check_residues_whole(graph, topology, what: str) -> None:
+    """Raise ``ValueError`` when the bonds of ``graph`` (a :class:`~biomd_core.featurize.graph.SystemGraph` of
+    the mdtraj ``topology``) leave a residue in pieces: a residue named for other atoms than it holds (an ALA
+    written as GLY) gets its bonds from the wrong template, and its CB had been trained on as an atom bonded to
+    nothing.  Only residues whose every atom is modelled, and that have bonds at all, are judged (a selection
+    may cut a residue; a coarse-grained PDB without CONECT records has no bonds to judge); massless particles
+    (a water's virtual site) are left out."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -47,15 +50,23 @@ def check_residues_whole(graph, what: str) -> None:
     n = len(residue)
     adjacency = coo_matrix((np.ones(len(inside)), (inside[:, 0], inside[:, 1])), shape=(n, n))
     _, piece = connected_components(adjacency, directed=False)
-    real = np.asarray(graph.masses) > 0  # (a water's virtual site is bonded to nothing, by design)
+    bonded = np.zeros(n, dtype=bool)
+    bonded[inside.ravel()] = True
+    real = np.asarray(graph.masses) > 0
+    atom_indices = np.asarray(graph.atom_indices)
     for r in np.unique(residue):
         atoms = np.flatnonzero((residue == r) & real)
-        pieces = np.unique(piece[atoms])  # (one piece for an atom alone, an ion)
+        if len(atoms) < 2 or not bonded[atoms].any():
+            continue
+        source = topology.atom(int(atom_indices[atoms[0]])).residue
+        if (residue == r).sum() < source.n_atoms:  # the selection cut this residue
+            continue
+        pieces = np.unique(piece[atoms])
         if len(pieces) > 1:
             apart = atoms[piece[atoms] != piece[atoms[0]]]
             names = ", ".join(str(graph.atom_name_labels[a]) for a in apart[:4])
             raise ValueError(
-                f"residue {graph.residue_name_labels[atoms[0]]} {r + 1} of the {what} falls into {len(pieces)} "
-                f"pieces by its topology's bonds ({names} bonded to none of {graph.atom_name_labels[atoms[0]]}'s "
-                "piece): its residue name does not match its atoms, or bonds are missing. Give the topology the "
-                "trajectories were written with")
+                f"residue {source.name} {source.resSeq} (chain {source.chain.index}) of the {what} falls into "
+                f"{len(pieces)} pieces by its topology's bonds ({names} bonded to none of "
+                f"{graph.atom_name_labels[atoms[0]]}'s piece): its residue name does not match its atoms, or bonds "
+                "are missing. Give the topology the trajectories were written with")

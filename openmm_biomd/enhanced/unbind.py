@@ -204,8 +204,8 @@ class UnbindSettings:
                 raise ValueError(f"{name} must be positive and finite, got {getattr(self, name)}")
         if not 0 <= self.margin_nm < math.inf:  # (NaN too; an infinite margin had run attempts that cannot leave)
             raise ValueError(f"margin_nm (--margin) must be >= 0 and finite, got {self.margin_nm}")
-        if not self.steering >= 0:  # (NaN too: it had failed deep in the sampler as "data must be finite")
-            raise ValueError(f"steering (--steering) must be >= 0 (0: off), got {self.steering}")
+        if not 0 <= self.steering < math.inf:  # (NaN, inf: they had failed deep in the sampler, "data must be finite")
+            raise ValueError(f"steering (--steering) must be >= 0 and finite (0: off), got {self.steering}")
 
 
 # --------------------------------------------------------------------------- the generator

@@ -72,7 +72,11 @@ def test_a_residue_named_for_other_atoms_is_refused(tmp_path):
     traj = mdtraj.Trajectory(np.asarray(loaded.positions, np.float32)[None],
                              mdtraj.Topology.from_openmm(loaded.topology))
     traj.save_pdb(str(tmp_path / "ala.pdb"))
-    check_residues_whole(featurize(mdtraj.load(str(tmp_path / "ala.pdb"))), "alanine dipeptide")
+    ala = mdtraj.load(str(tmp_path / "ala.pdb"))
+    check_residues_whole(featurize(ala), ala.topology, "alanine dipeptide")
+    # a selection that cuts residues is not judged by them (the backbone's N and C alone are no residue)
+    check_residues_whole(featurize(ala, selection="name N or name C"), ala.topology, "selection")
     (tmp_path / "gly.pdb").write_text((tmp_path / "ala.pdb").read_text().replace(" ALA ", " GLY "))
-    with pytest.raises(ValueError, match=r"residue GLY 2 of the renamed falls into 2 pieces .*\(CB, HB1, HB2, HB3 "):
-        check_residues_whole(featurize(mdtraj.load(str(tmp_path / "gly.pdb"))), "renamed")
+    gly = mdtraj.load(str(tmp_path / "gly.pdb"))
+    with pytest.raises(ValueError, match=r"residue GLY 2 \(chain 0\) of the renamed falls into 2 pieces .*\(CB, HB1, "):
+        check_residues_whole(featurize(gly), gly.topology, "renamed")

@@ -328,7 +328,7 @@ def test_generate_data_layout_is_read_as_whole_trajectories(tmp_path, dataset_di
         load_dataset([DataSpec(trajectories=(str(dataset_dir / "traj_0.dcd"),), topology=top)], 1.0)
     # an interval the data contradict (it had set every window's time axis), a negative or NaN one (they had
     # fallen back to the metadata's) are refused
-    with pytest.raises(ValueError, match=r"records frames 0.5 ps apart: give 0.5"):
+    with pytest.raises(ValueError, match=r"records frames 0.5 ps apart \(its generate-data metadata.json\): give 0.5"):
         load_dataset([DataSpec(trajectories=spec.trajectories, topology=top, frame_interval_ps=0.25)], 1.5)
     for bad in (-1.0, float("nan")):
         with pytest.raises(ValueError, match="frame_interval_ps must be >= 0 and finite"):
@@ -338,7 +338,15 @@ def test_generate_data_layout_is_read_as_whole_trajectories(tmp_path, dataset_di
     from openmm_biomd.trajectory_io import write_dcd
 
     write_dcd(tmp_path / "timed.dcd", full.topology.to_openmm(), full.xyz[:3], 2.0)
-    assert recorded_frame_interval_ps(tmp_path / "timed.dcd") == pytest.approx(2.0, rel=1e-6)
+    spacing, source = recorded_frame_interval_ps(tmp_path / "timed.dcd")
+    assert spacing == pytest.approx(2.0, rel=1e-6) and source == "header"
+    # a header may be stale (a strided copy keeps it): one that contradicts a given interval only warns
+    from biomd_core.data.trajectories import data_frame_interval_ps
+
+    with pytest.warns(UserWarning, match="records frames 2 ps apart in its DCD header; 1 ps is used"):
+        assert data_frame_interval_ps(DataSpec(frame_interval_ps=1.0), tmp_path / "timed.dcd") == 1.0
+    (tmp_path / "metadata.json").write_text("{}")  # another tool's metadata.json says nothing: the header speaks
+    assert recorded_frame_interval_ps(tmp_path / "timed.dcd")[1] == "header"
     # another system's topology, or trajectories of another system in the entry, are named with their files
     half = mdtraj.load(top)
     half.atom_slice(range(half.n_atoms // 2)).save_pdb(str(tmp_path / "half.pdb"))

@@ -75,8 +75,8 @@ def test_biomd_run_writes_everything(tmp_path, capsys, file_contents):
                  "--out", str(out)]) == 2
     assert re.search(r"`biomd sample` would overwrite .*trajectory.dcd.* holds the output of `biomd run`",
                      capsys.readouterr().err)
-    # a resume whose energies.csv or jumps.jsonl lost rows is refused naming the file, before anything changes
-    # (a missing CSV had been found after the whole run, and a lost row or record carried on)
+    # a resume whose energies.csv or jumps.jsonl lost rows is refused naming the file (a missing CSV had been
+    # found after the whole run, and a lost row or record carried on); here, of a finished run, nothing changes
     same = ["run", "--time", "200ps", "--out", str(out), "--md-benchmark", "1", "--quiet"]
     csv = (out / "energies.csv").read_text().splitlines(keepends=True)
     for name, damaged, message in (

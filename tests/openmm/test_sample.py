@@ -125,6 +125,13 @@ def test_tps_needs_an_end_structure_and_keeps_it(tmp_path, checkpoint, capsys):
                  "--end", str(end_pdb), "--out", str(out), "--ode-steps", "2"]) == 0
     path = mdtraj.load(str(out / "trajectory.dcd"), top=str(out / "topology.pdb"))
     np.testing.assert_allclose(path.xyz[-1], mdtraj.load(str(end_pdb)).xyz[0], atol=1e-3)
+    # evaluate scores the generated frames alone: a tps path's given start and end had counted as generated
+    from openmm_biomd.evaluate import load_generated
+
+    (scored,) = load_generated(out)
+    np.testing.assert_array_equal(scored.xyz, path.xyz[1:-1])
+    (forecast,) = load_generated(first)
+    assert forecast.n_frames == mdtraj.load(str(first / "trajectory.dcd"), top=str(first / "topology.pdb")).n_frames - 1
 
 
 def test_a_duration_that_is_not_whole_frames_is_refused(tmp_path, checkpoint, capsys):
@@ -292,6 +299,18 @@ def test_inpainting_follows_the_reference_for_the_time_asked(tmp_path, checkpoin
     xtc_argv = [*argv[:argv.index("--reference") + 1], str(tmp_path / "ref.xtc"), *argv[argv.index("--reference") + 2:]]
     assert main([*xtc_argv, "--time", f"{n * dt:g}ps", "--out", str(tmp_path / "xtc")]) == 2
     assert f"frames are {2 * dt:g} ps apart, the model's {dt:g} ps" in capsys.readouterr().err
+    # ... by their spread from first to last, as float32 times far into a run jitter frame to frame
+    late = 5e4 + np.arange(n + 3) * dt
+    mdtraj.Trajectory(moving.astype(np.float32), traj.topology, time=late).save_xtc(str(tmp_path / "ref.xtc"))
+    assert main([*xtc_argv, "--time", f"{n * dt:g}ps", "--out", str(tmp_path / "xtc-late")]) == 0
+    # mdtraj's placeholder times 0, 1, 2, ... say nothing; a missing --reference-topology is named as such
+    mdtraj.Trajectory(moving.astype(np.float32), traj.topology).save_xtc(str(tmp_path / "ref.xtc"))
+    assert main([*xtc_argv, "--time", f"{n * dt:g}ps", "--out", str(tmp_path / "xtc-unsaid")]) == 0
+    no_top = [*xtc_argv[:xtc_argv.index("--reference-topology") + 1], str(tmp_path / "missing.pdb"),
+              *xtc_argv[xtc_argv.index("--reference-topology") + 2:]]
+    capsys.readouterr()
+    assert main([*no_top, "--time", f"{n * dt:g}ps", "--out", str(tmp_path / "no-top")]) == 2
+    assert "the topology (--reference-topology) of the reference trajectory" in capsys.readouterr().err
     write_dcd(tmp_path / "ref.dcd", loaded.topology, moving, 2 * dt)
     assert main([*argv, "--time", f"{n * dt:g}ps", "--out", str(tmp_path / "spaced")]) == 2
     assert f"frames are {2 * dt:g} ps apart, the model's {dt:g} ps" in capsys.readouterr().err

@@ -216,7 +216,7 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
     assert "holds another unbinding run: settings.margin_nm (there: 0.5, now: 0.8)" in capsys.readouterr().err
     assert main(args + ["--attempts", "3", "--steering", "0"]) == 2
     assert main(args + ["--attempts", "3", "--steering", "nan"]) == 2
-    assert "steering (--steering) must be >= 0 (0: off), got nan" in capsys.readouterr().err
+    assert "steering (--steering) must be >= 0 and finite (0: off), got nan" in capsys.readouterr().err
     assert main(args + ["--attempts", "3", "--keep-passing-prefix"]) == 2
     assert (out / "attempt_000" / "result.json").read_bytes() == before
     # a run recorded before keep_passing_prefix existed re-drew whole blocks: it resumes as such
