@@ -207,8 +207,10 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
 
 def require_at_least(checks: Iterable[tuple[str, float, float]], error: type[Exception] = ValueError) -> None:
     """Raise ``error`` naming the first ``(name, value, least)`` of ``checks`` whose value is below ``least``
-    (``name``: what the user set, a config key or a command-line flag)."""
+    or not finite (``name``: what the user set, a config key or a command-line flag; NaN had passed)."""
     for name, value, least in checks:
+        if not math.isfinite(value):
+            raise error(f"{name} must be >= {least:g} and finite, got {value:g}")
         if value < least:
             raise error(f"{name} must be at least {least:g}, got {value:g}")
 

@@ -29,6 +29,7 @@ from biomd_core.config import require_at_least
 from biomd_core.evaluation import metrics as M
 from biomd_core.featurize.bond_lengths import check_bonds_fit
 from biomd_core.io.dcd import dcd_cut_short
+from biomd_core.io.json_values import json_safe
 from biomd_core.io.output_folder import (
     abandon_output_folder,
     claim_output_folder,
@@ -328,21 +329,10 @@ def run_evaluate(request: EvaluateRequest, out: Path) -> dict:
     except BaseException:  # a refused evaluation leaves no folder of half the plots behind
         abandon_output_folder(out, "evaluate", created, marked)
         raise
-    public = json_safe(public)
+    public = json_safe(public)  # (a bare NaN had made metrics.json invalid JSON)
     (out / "metrics.json").write_text(json.dumps(public, indent=2, allow_nan=False))
     (out / "report.md").write_text(report_markdown(public))
     return public
-
-
-def json_safe(value):
-    """``value`` with every non-finite float as ``None`` (JSON has no NaN: a bare NaN made metrics.json invalid)."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def trajectory_evaluation(request: EvaluateRequest) -> tuple[dict, Callable[[Path], list[str]]]:

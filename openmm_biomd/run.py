@@ -100,14 +100,13 @@ class RunRequest:
                             ("--md-benchmark", self.md_benchmark_ps)):
             if value is not None and not 0 < value < math.inf:  # (inf had been an OverflowError traceback)
                 raise ValueError(f"{flag} must be positive and finite (ps), got {value:g}")
-        for flag, value in (("--steering", self.steering), ("--md-interleave", self.md_interleave_ps)):
-            if not 0 <= value < math.inf:  # (NaN had passed, then failed deep in the sampler or been taken as 0)
-                raise ValueError(f"{flag} must be >= 0 and finite, got {value:g}")
         if self.report_interval_ps is not None:  # (5.001 ps had been written every 5 ps, reported as 5.001)
             whole_steps(self.report_interval_ps, MD_SETTINGS.timestep_fs, "--report-interval")
         require_at_least([("--seed", self.seed, 0), ("--ode-steps", self.ode_steps, 1),
                           ("--frame-md-steps", self.frame_md_steps, 0),
-                          ("--thermalize-steps", self.thermalize_steps, 0)])
+                          ("--thermalize-steps", self.thermalize_steps, 0),
+                          # (NaN had failed deep in the sampler, or been taken as 0, and bound the folder to NaN)
+                          ("--steering", self.steering, 0), ("--md-interleave", self.md_interleave_ps, 0)])
 
     def resolved_model(self) -> str:
         return self.model or self.system

@@ -45,6 +45,9 @@ def write_dcd(path: str | Path, topology, frames_nm: np.ndarray, frame_interval_
 #: trajectory formats whose frames carry their own times (mdtraj's ``time``, ps); a DCD's are in its header
 TIMED_FORMATS = (".xtc", ".trr", ".nc", ".ncdf", ".h5")
 
+#: what mdtraj raises for a file it cannot read (an empty PDB: IndexError; garbage: ValueError, KeyError, ...)
+_MDTRAJ_READ_ERRORS = (OSError, ValueError, IndexError, KeyError, TypeError, AttributeError)
+
 #: formats mdtraj reads coordinates from but that hold no topology
 _COORDINATES_ONLY = (".dcd", ".xtc", ".trr", ".nc", ".ncdf", ".binpos", ".netcdf")
 
@@ -69,7 +72,7 @@ def read_trajectory(path: str | Path, what: str, topology: str | Path | None = N
         topology = read_topology(topology, f"the topology ({topology_flag or 'topology'}) of the {what}")
     try:
         traj = mdtraj.load(str(path), top=topology)
-    except (OSError, ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
+    except _MDTRAJ_READ_ERRORS as exc:
         raise ValueError(f"{what} {path} cannot be read ({type(exc).__name__}: {exc}): give a structure or trajectory "
                          "file mdtraj reads (PDB, DCD/XTC with a topology, ...)") from None
     if traj.n_frames == 0 or traj.n_atoms == 0:
@@ -87,7 +90,7 @@ def read_topology(path: str | Path, what: str):
         raise FileNotFoundError(f"{what} {path} does not exist")
     try:
         topology = mdtraj.load_topology(str(path))
-    except (OSError, ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
+    except _MDTRAJ_READ_ERRORS as exc:
         topology, reason = None, f"{type(exc).__name__}: {exc}"
     else:
         reason = "it holds no atoms"

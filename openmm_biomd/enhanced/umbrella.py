@@ -75,6 +75,7 @@ from typing import Any
 import numpy as np
 
 from biomd_core.config import require_at_least
+from biomd_core.io.json_values import json_safe
 from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
 
 from ..affinity import distinct_cpus, pinned_to_cpu, run_on_cpus
@@ -1064,20 +1065,8 @@ def binding_free_energy(out_dir: str | os.PathLike, *, plateau_from: float | Non
     return {**binding, "warnings": fes["warnings"]}
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _write_fes(out: Path, result: dict, results: list[dict], samples: list[np.ndarray], centres: np.ndarray) -> None:
-    _atomic_write_json(out / "fes.json", _jsonable(result))
+    _atomic_write_json(out / "fes.json", json_safe(result))
     table = np.stack([result["x"], result["f_kt"], result["df_kt"], result["f_kj_mol"], result["df_kj_mol"],
                       result["f_raw_kt"], result["counts"]], axis=1)
     write_csv(out / "fes.csv", ["cv", "f_kt", "df_kt", "f_kj_mol", "df_kj_mol", "f_raw_kt", "n_uncorrelated"], table)
