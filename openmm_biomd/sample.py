@@ -24,6 +24,7 @@ from biomd_core.config import require_at_least
 from biomd_core.featurize.bond_lengths import check_bonds_fit
 from biomd_core.io import load_model
 from biomd_core.io.output_folder import (
+    OutputFolderError,
     check_output_folder,
     claim_output_folder,
     json_with_keys,
@@ -138,6 +139,11 @@ def check_task_inputs(request: SampleRequest) -> None:
                          "(--task), or leave them out")
 
 
+def _without_model(request: dict | None) -> dict | None:
+    """A recorded or new request without its ``model`` path (compared by the weights' hash instead)."""
+    return None if not isinstance(request, dict) else {k: v for k, v in request.items() if k != "model"}
+
+
 def run_sample(request: SampleRequest, out: Path) -> dict:
     """Generate and write the files; returns the summary."""
     from .data.md import parse_time_ps
@@ -145,10 +151,18 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
 
     check_task_inputs(request)
     check_output_folder(out, "sample", SAMPLE_OUTPUTS, _earlier_sample)  # before minutes of sampling
-    # (a sample under other settings had replaced the trajectories an evaluation beside them describes)
-    refuse_other_settings(out, recorded_settings(out, "summary.json", "request"), asdict(request), "a sample",
-                          "sample it again")
+    # (a sample under other settings had replaced the trajectories an evaluation beside them describes);
+    # the model is judged by its weights below, not by how --model spells its path
+    earlier = recorded_settings(out, "summary.json")
+    refuse_other_settings(out, _without_model((earlier or {}).get("request")), _without_model(asdict(request)),
+                          "a sample", "sample it again")
     model = load_model(request.model, device=sampling_device(request.device))
+    weights = model.weights_hash()
+    if earlier is not None and earlier.get("model_sha256") not in (None, weights):
+        # (weights retrained into the same file had replaced the sample without a word)
+        raise OutputFolderError(f"{out} holds a sample of other model weights (sha256 "
+                                f"{str(earlier['model_sha256'])[:12]}…, now {weights[:12]}… from {request.model}): "
+                                "use a new --out, or the weights it was sampled with")
     topology, positions, system = load_start(request)
     graph = model.featurize(topology, positions_nm=positions)
     check_compatibility(model, graph, allow_transfer=request.allow_transfer)
@@ -199,7 +213,7 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
     summary = {
         "request": asdict(request),
         "model": request.model,
-        "model_sha256": model.weights_hash(),
+        "model_sha256": weights,
         "system": request.system or request.structure,
         "task": request.task,
         "replicas": replicas,

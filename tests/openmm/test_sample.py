@@ -51,6 +51,25 @@ def test_forecast_writes_topology_trajectory_and_summary(tmp_path, checkpoint, c
     assert main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--time", "20ps",
                  "--out", str(out), "--replicas", "2", "--ode-steps", "3"]) == 0
     assert (out / "replica_001.dcd").exists()
+    # the model is judged by its weights: the same file spelt another way samples again; weights retrained
+    # into the same file are refused (they had replaced the sample without a word), and nothing changes
+    import shutil
+
+    from biomd_core.io import load_model, save_model
+
+    shutil.copyfile(checkpoint, tmp_path / "copy.safetensors")
+    assert main(["sample", "--model", str(tmp_path / "copy.safetensors"), "--system", "alanine-dipeptide",
+                 "--time", "20ps", "--out", str(out), "--replicas", "2", "--ode-steps", "3"]) == 0
+    retrained = load_model(checkpoint)
+    with torch.no_grad():
+        next(retrained.parameters()).add_(0.01)
+    save_model(retrained, checkpoint)
+    written = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--time", "20ps",
+                 "--out", str(out), "--replicas", "2", "--ode-steps", "3"]) == 2
+    assert "holds a sample of other model weights" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == written
 
     # NaN frames: a start structure's is refused as the input's fault (the model was blamed), a generated
     # trajectory's by evaluate naming the file (numpy's "SVD did not converge" before)
