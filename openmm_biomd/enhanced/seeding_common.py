@@ -46,7 +46,7 @@ from ..data.md import (
 )
 from ..data.metadynamics import centroid_distance_force, pocket_atoms, select_atoms
 from ..data.systems import BUNDLED_SYSTEMS, LoadedSystem, as_loaded_system
-from ..trajectory_io import check_dcd_whole
+from ..trajectory_io import check_dcd_whole, read_trajectory
 from .cvs import PathCV
 
 __all__ = [
@@ -319,36 +319,25 @@ def first_arrival_frames(path_values: np.ndarray, targets: np.ndarray) -> np.nda
 
 
 def load_path_frames(path: str | os.PathLike, topology: str | os.PathLike | None = None,
-                     check_whole: bool = True) -> np.ndarray:
+                     check_whole: bool = True, what: str = "path file",
+                     topology_flag: str = "--topology") -> np.ndarray:
     """Frames of a trajectory file as ``[T, N, 3]`` float64 nm (mdtraj reads DCD, XTC, ...).
 
     ``topology`` (a PDB) is needed for formats without one; default
     ``topology.pdb`` beside the file or one directory up (a ``biomd unbind``
     layout: ``DIR/topology.pdb``, ``DIR/attempt_000/path.dcd``).  A DCD cut short is refused
     (:func:`~openmm_biomd.trajectory_io.check_dcd_whole`) unless ``check_whole`` is off (a caller that
-    compares the frame count with a record of its own).
+    compares the frame count with a record of its own).  Errors name the file as ``what`` and its
+    topology's option as ``topology_flag`` (:func:`~openmm_biomd.trajectory_io.read_trajectory`).
     """
-    import mdtraj
-
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"path file {path} does not exist")
     if topology is None:
-        for candidate in (path.parent / "topology.pdb", path.parent.parent / "topology.pdb"):
-            if candidate.exists():
-                topology = candidate
-                break
-    if topology is None and path.suffix.lower() in (".dcd", ".xtc", ".trr", ".nc"):
-        raise ValueError(f"{path} has no topology; give one (a PDB, e.g. the unbind run's topology.pdb)")
-    if check_whole and path.suffix.lower() == ".dcd":
+        topology = next((candidate for candidate in (path.parent / "topology.pdb", path.parent.parent / "topology.pdb")
+                         if candidate.exists()), None)
+    if check_whole and path.suffix.lower() == ".dcd" and path.is_file():
         check_dcd_whole(path)
-    try:
-        with _quiet_c_stdout():  # mdtraj's DCD plugin greets every file on the C stdout
-            traj = mdtraj.load(str(path), top=str(topology)) if topology is not None else mdtraj.load(str(path))
-    except (OSError, ValueError, TypeError, IndexError, KeyError) as e:
-        raise ValueError(f"cannot read {path} as a trajectory{f' with topology {topology}' if topology else ''} "
-                         f"({type(e).__name__}: {e}); give a trajectory mdtraj reads (DCD, XTC, PDB, ...) whole, "
-                         "and its topology for formats without one") from e
+    with _quiet_c_stdout():  # mdtraj's DCD plugin greets every file on the C stdout
+        traj = read_trajectory(path, what, topology, topology_flag)
     return np.ascontiguousarray(traj.xyz, dtype=np.float64)
 
 
@@ -367,7 +356,7 @@ def load_recorded_path(path: str | os.PathLike, topology: str | os.PathLike, n_f
     try:
         frames = load_path_frames(path, topology, check_whole=False)
     except ValueError as e:
-        raise damaged_file(path, f"it cannot be read as a trajectory ({e.__cause__ or e})", remedy) from e
+        raise damaged_file(path, f"it cannot be read as a trajectory ({e})", remedy) from e
     if (frame := first_damaged_frame(frames)) is not None:  # (NaN had been numpy's "SVD did not converge")
         raise damaged_file(path, f"frame {frame} holds coordinates that are not finite or lie beyond "
                                  f"{MAX_COORDINATE_NM:g} nm", remedy)

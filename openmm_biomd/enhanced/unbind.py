@@ -717,7 +717,8 @@ def main(args: Any) -> int:
     if args.starts:
         from .seeding_common import load_path_frames
 
-        starts = load_path_frames(args.starts, args.starts_topology)
+        starts = load_path_frames(args.starts, args.starts_topology, what="--starts",
+                                  topology_flag="--starts-topology")
     settings = UnbindSettings(attempts=args.attempts, max_time_ps=parse_time_ps(args.max_time), margin_nm=args.margin,
                               pocket_radius_nm=args.pocket_radius, solver=args.solver, ode_steps=args.ode_steps,
                               steering=args.steering, keep_passing_prefix=args.keep_passing_prefix, seed=args.seed)

@@ -407,6 +407,28 @@ def test_evaluate_takes_the_systems_ligand_residue_as_the_ligand(host_guest):
     assert ligand_atoms(topology, None) is None and ligand_atoms(topology, "alanine-dipeptide") is None
 
 
+def test_unbind_starts_that_cannot_be_read_are_named_by_their_options(host_guest, tmp_path, capsys):
+    """``--starts`` without its topology, with a bad one, or not a trajectory: the message names ``--starts``
+    and ``--starts-topology`` (it had said "path file"), and no output folder is made."""
+    from openmm_biomd.cli import main
+
+    loaded = host_guest
+    notes = tmp_path / "notes.dcd"
+    notes.write_text("not a trajectory")
+    topology = tmp_path / "complex.pdb"  # (a topology.pdb beside --starts is taken without being given)
+    mdtraj.Trajectory(np.asarray(loaded.positions, np.float32)[None],
+                      mdtraj.Topology.from_openmm(loaded.topology)).save_pdb(str(topology))
+    out = tmp_path / "out"
+    cases = {(): r"--starts .*notes.dcd holds coordinates only: .* with --starts-topology",
+             ("--starts-topology", str(tmp_path / "missing.pdb")): r"the topology \(--starts-topology\) of the "
+                                                                    r"--starts .*missing.pdb does not exist",
+             ("--starts-topology", str(topology)): r"--starts .*notes.dcd cannot be read"}
+    for extra, message in cases.items():
+        assert main(["unbind", "--system", "host-guest", "--starts", str(notes), *extra, "--out", str(out)]) == 2
+        assert re.search(message, capsys.readouterr().err), message
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_unbind_on_t4l_and_on_a_users_complex_from_files(host_guest, tmp_path):
     """The pocket comes from contacts when the system names none; a user's files work like a bundled system."""
