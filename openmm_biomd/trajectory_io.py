@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from biomd_core.io.dcd import dcd_cut_short, dcd_layout
+from biomd_core.io.frame_times import TIMED_FORMATS, spacing_from_times
 
 
 def subset_topology(topology, atom_indices: np.ndarray):
@@ -41,9 +42,6 @@ def write_dcd(path: str | Path, topology, frames_nm: np.ndarray, frame_interval_
         for frame in frames:
             dcd.writeModel(frame * unit.nanometer)
 
-
-#: trajectory formats whose frames carry their own times (mdtraj's ``time``, ps); a DCD's are in its header
-TIMED_FORMATS = (".xtc", ".trr", ".nc", ".ncdf", ".h5")
 
 #: what mdtraj raises for a file it cannot read (an empty PDB: IndexError; garbage: ValueError, KeyError, ...)
 _MDTRAJ_READ_ERRORS = (OSError, ValueError, IndexError, KeyError, TypeError, AttributeError)
@@ -108,13 +106,7 @@ def frame_spacing_ps(traj, path: str | Path) -> float | None:
     suffix = Path(path).suffix.lower()
     if suffix == ".dcd":
         return dcd_frame_spacing_ps(read_dcd_header(path))
-    if suffix in TIMED_FORMATS and traj.n_frames > 1:
-        times = np.asarray(traj.time, dtype=np.float64)
-        if np.array_equal(times, np.arange(len(times))):  # mdtraj's placeholder 0, 1, 2, ... (no times known)
-            return None
-        spacing = (times[-1] - times[0]) / (len(times) - 1)  # (float32 times 50 ns in: ±0.4 % frame to frame)
-        return float(spacing) if np.all(np.diff(times) > 0) else None
-    return None
+    return spacing_from_times(traj.time) if suffix in TIMED_FORMATS else None
 
 
 def check_dcd_whole(path: str | Path) -> None:

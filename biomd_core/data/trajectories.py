@@ -18,6 +18,7 @@ import numpy as np
 
 from ..featurize.bond_lengths import check_bonds_fit, check_residues_whole
 from ..io.dcd import dcd_frame_spacing_ps, read_dcd_header
+from ..io.frame_times import file_frame_spacing_ps
 from ..training.windows import TrajectorySet
 
 
@@ -92,8 +93,8 @@ def chunk_files(path: Path) -> list[Path]:
 def recorded_frame_interval_ps(first: Path) -> tuple[float | None, str]:
     """How far apart the frames of the trajectory file ``first`` are as its data record it, and where that is
     said: the ``metadata.json`` ``biomd generate-data`` writes beside the replicas (``"metadata"``), else an
-    OpenMM DCD's header (``"header"``); ``(None, "")`` when neither says (another tool's metadata.json, another
-    DCD layout, mdtraj's placeholder step)."""
+    OpenMM DCD's header (``"header"``) or the frame times of an XTC, TRR or NetCDF file (``"frame times"``);
+    ``(None, "")`` when none says (another tool's metadata.json, another DCD layout, mdtraj's placeholders)."""
     import json
 
     for meta in (first.parent / "metadata.json", first.parent.parent / "metadata.json"):
@@ -107,15 +108,16 @@ def recorded_frame_interval_ps(first: Path) -> tuple[float | None, str]:
             return dcd_frame_spacing_ps(read_dcd_header(first)), "header"
         except (OSError, ValueError):
             pass
-    return None, ""
+    spacing = file_frame_spacing_ps(first)  # (an XTC's times had been ignored: frame_interval_ps was required)
+    return (spacing, "frame times") if spacing is not None else (None, "")
 
 
 def data_frame_interval_ps(spec: "DataSpec", first: Path) -> float:
     """The spec's frame interval, or the one the data record (:func:`recorded_frame_interval_ps`).
 
     A spec's interval that generate-data's metadata contradict is refused (0.5 ps given for frames 1 ps apart
-    had trained every window on a time axis off by two); one that a DCD header contradicts only warns, as
-    tools that stride a DCD may keep its old header.
+    had trained every window on a time axis off by two); one that a DCD header or a file's frame times
+    contradict only warns, as tools that stride a DCD may keep its old header.
     """
     import warnings
 
@@ -127,12 +129,14 @@ def data_frame_interval_ps(spec: "DataSpec", first: Path) -> float:
             if source == "metadata":
                 raise ValueError(f"{said} (its generate-data metadata.json): give {recorded:g}, or leave "
                                  "frame_interval_ps out")
-            warnings.warn(f"{said} in its DCD header; {spec.frame_interval_ps:g} ps is used, as given", stacklevel=2)
+            where = "its DCD header" if source == "header" else "its frame times"
+            warnings.warn(f"{said} in {where}; {spec.frame_interval_ps:g} ps is used, as given", stacklevel=2)
         return spec.frame_interval_ps
     if recorded is not None:
         return recorded
     raise ValueError(f"frame_interval_ps is not set for {first}, and neither a generate-data metadata.json beside it "
-                     "nor its own header says how far apart its frames are: set the data's frame_interval_ps")
+                     "nor its own header or frame times say how far apart its frames are: set the data's "
+                     "frame_interval_ps")
 
 
 def expand_paths(patterns: tuple | list) -> list[Path]:

@@ -347,6 +347,19 @@ def test_generate_data_layout_is_read_as_whole_trajectories(tmp_path, dataset_di
         assert data_frame_interval_ps(DataSpec(frame_interval_ps=1.0), tmp_path / "timed.dcd") == 1.0
     (tmp_path / "metadata.json").write_text("{}")  # another tool's metadata.json says nothing: the header speaks
     assert recorded_frame_interval_ps(tmp_path / "timed.dcd")[1] == "header"
+    # an XTC's frame times say it too (frame_interval_ps had been required); mdtraj's placeholder 0, 1, 2 does not
+    timed = full[:40]
+    timed.time = 100.0 + 2.0 * np.arange(40)
+    (tmp_path / "xtc").mkdir()
+    timed.save_xtc(str(tmp_path / "xtc" / "timed.xtc"))
+    assert recorded_frame_interval_ps(tmp_path / "xtc" / "timed.xtc") == (pytest.approx(2.0, rel=1e-6), "frame times")
+    from_xtc = load_dataset([DataSpec(trajectories=(str(tmp_path / "xtc" / "timed.xtc"),), topology=top)],
+                            model_interval_ps=4.0, validation_fraction=0.0)
+    np.testing.assert_allclose(from_xtc.train.frames[0], timed.xyz[::2], atol=2e-3)  # (XTC: 0.001 nm precision)
+    with pytest.warns(UserWarning, match="records frames 2 ps apart in its frame times; 1 ps is used"):
+        assert data_frame_interval_ps(DataSpec(frame_interval_ps=1.0), tmp_path / "xtc" / "timed.xtc") == 1.0
+    full[:3].save_xtc(str(tmp_path / "xtc" / "placeholder.xtc"))
+    assert recorded_frame_interval_ps(tmp_path / "xtc" / "placeholder.xtc") == (None, "")
     # another system's topology, or trajectories of another system in the entry, are named with their files
     half = mdtraj.load(top)
     half.atom_slice(range(half.n_atoms // 2)).save_pdb(str(tmp_path / "half.pdb"))
