@@ -105,11 +105,12 @@ def recorded_frame_interval_ps(first: Path) -> tuple[float | None, str]:
                 break
     if first.suffix.lower() == ".dcd":
         try:
-            return dcd_frame_spacing_ps(read_dcd_header(first)), "header"
+            spacing, source = dcd_frame_spacing_ps(read_dcd_header(first)), "header"
         except (OSError, ValueError):
-            pass
-    spacing = file_frame_spacing_ps(first)  # (an XTC's times had been ignored: frame_interval_ps was required)
-    return (spacing, "frame times") if spacing is not None else (None, "")
+            spacing = None
+    else:  # (an XTC's times had been ignored: frame_interval_ps was required)
+        spacing, source = file_frame_spacing_ps(first), "frame times"
+    return (spacing, source) if spacing is not None else (None, "")
 
 
 def data_frame_interval_ps(spec: "DataSpec", first: Path) -> float:

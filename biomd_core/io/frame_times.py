@@ -28,11 +28,13 @@ def file_frame_spacing_ps(path: str | Path) -> float | None:
     other than HDF5 (read without a topology); ``None`` for other formats, or a file mdtraj cannot read."""
     import mdtraj
 
-    if Path(path).suffix.lower() not in (".xtc", ".trr", ".nc", ".ncdf"):
+    suffix = Path(path).suffix.lower()
+    if suffix not in TIMED_FORMATS or suffix == ".h5":  # (an HDF5 file's reader wants its topology)
         return None
     try:
         with mdtraj.open(str(path)) as trajectory_file:
-            times = trajectory_file.read()[1]  # (xyz, time, ...) for each of these formats
+            # (xyz, time, ...) for each of these formats; one atom's coordinates, not the whole file's
+            times = trajectory_file.read(atom_indices=[0])[1]
     except (OSError, ValueError, IndexError, TypeError):
         return None
     return spacing_from_times(times)
