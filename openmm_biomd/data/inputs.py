@@ -294,8 +294,13 @@ def _load_pdb_forcefield(pdb_path: Path, xmls: tuple[str, ...], options: dict) -
             topology, constraints=_constraints(options["constraints"]), **_nonbonded(box is not None, options)
         )
     except ValueError as exc:
-        # Usually "No template found for residue ...": say which inputs were involved.
-        raise ValueError(f"{pdb_path.name} with {', '.join(xmls)}: {exc}") from None
+        # Usually "No template found for residue ...": say which inputs were involved, and (it had relayed only
+        # OpenMM's words) that a ligand needs parameters of its own.
+        remedy = (" A ligand or other residue these force fields do not know needs parameters of its own: add a "
+                  "force-field XML for it to --forcefield (e.g. written with openmmforcefields' GAFF or SMIRNOFF "
+                  "template generator), or give inputs that carry them (Amber .prmtop + .inpcrd, GROMACS .top + .gro, "
+                  "or a serialised OpenMM System .xml + State .xml + .pdb)") if "No template found" in str(exc) else ""
+        raise ValueError(f"{pdb_path.name} with {', '.join(xmls)}: {exc}{remedy}") from None
     positions = positions_nm(structure.getPositions(asNumpy=True))
     _check_counts(system, topology, positions, pdb_path)
     return LoadedSystem(

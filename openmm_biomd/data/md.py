@@ -197,10 +197,11 @@ def whole_steps(duration_ps: float, timestep_fs: float, what: str = "frame inter
 
 
 def require_positive(settings: Any, names: tuple[str, ...]) -> None:
-    """Raise a ValueError naming the first of ``names`` that is not > 0 on ``settings``."""
+    """Raise a ValueError naming the first of ``names`` that is not a finite number > 0 on ``settings``
+    (an infinite one had run: walkers' γ = inf wrote a free energy of NaNs)."""
     for name in names:
-        if not getattr(settings, name) > 0:
-            raise ValueError(f"{name} must be positive, got {getattr(settings, name)}")
+        if not 0 < getattr(settings, name) < math.inf:
+            raise ValueError(f"{name} must be a positive finite number, got {getattr(settings, name)}")
 
 
 @dataclass(frozen=True)

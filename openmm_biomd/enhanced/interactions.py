@@ -1076,6 +1076,8 @@ def write_interactions(
         The JSON summary, with ``files`` naming the three paths.
     """
     summary = energies.summary(release_fraction)  # first: it checks release_fraction before a file is written
+    if top < 1:
+        raise ValueError(f"top must be at least 1 (residues shown in the heat map), got {top}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n_t, n_r = energies.n_frames, energies.n_residues
@@ -1179,6 +1181,10 @@ def main(args: argparse.Namespace) -> int:
 
     if args.stride < 1:
         raise ValueError("--stride must be at least 1")
+    if args.top < 1:  # (0 and -1 had drawn an empty or cut heat map)
+        raise ValueError(f"--top must be at least 1 (residues shown in the heat map), got {args.top}")
+    if args.check_frames < 0:  # (it had been read as 0: no check, without a word)
+        raise ValueError(f"--check-frames must be 0 (no check) or more, got {args.check_frames}")
     if not 0.0 < args.release_fraction < 1.0:  # checked again when written, but before the energies are computed
         raise ValueError(f"--release-fraction must lie in (0, 1), got {args.release_fraction}")
     if args.inputs:

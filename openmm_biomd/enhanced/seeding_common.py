@@ -58,6 +58,7 @@ __all__ = [
     "add_input_arguments",
     "add_md_arguments",
     "check_frames",
+    "check_path_steps",
     "check_resumable",
     "first_arrival_frames",
     "frames_sha256",
@@ -112,6 +113,12 @@ class CVSpec(abc.ABC):
     def record(self) -> dict:
         """JSON-serialisable description; equal records mean the same CV (used for resume checks)."""
 
+    @property
+    def atoms(self) -> np.ndarray | None:
+        """Indices of the atoms whose positions the CV reads: a path is checked for jumps of these
+        (:func:`check_path_steps`); None when the CV does not say (such a path is not checked)."""
+        return None
+
 
 @dataclass(frozen=True, eq=False)
 class DistanceCV(CVSpec):
@@ -142,6 +149,10 @@ class DistanceCV(CVSpec):
             raise ValueError("ligand and pocket atoms overlap; the pocket must exclude the ligand")
         object.__setattr__(self, "ligand", ligand)
         object.__setattr__(self, "pocket", pocket)
+
+    @property
+    def atoms(self) -> np.ndarray:
+        return np.union1d(self.ligand, self.pocket)
 
     def force(self) -> Any:
         return centroid_distance_force(self.ligand, self.pocket, self.periodic)
@@ -188,6 +199,10 @@ class PathCV1D(CVSpec):
         if len(frames) < n_nodes:
             raise ValueError(f"the path has {len(frames)} frames, fewer than the {n_nodes} path-CV nodes asked for")
         return cls(PathCV.from_path(frames, atoms, n_nodes, lambda_per_nm2), which)
+
+    @property
+    def atoms(self) -> np.ndarray:
+        return self.path.atoms
 
     def force(self) -> Any:
         return self.path.force(self.which)
@@ -244,10 +259,11 @@ def _frames3(frames_nm: Any) -> np.ndarray:
     return frames
 
 
-def check_frames(frames_nm: Any, system: Any, what: str = "path") -> np.ndarray:
+def check_frames(frames_nm: Any, system: Any, what: str = "path", cvs: Any = ()) -> np.ndarray:
     """``frames_nm`` as a float64 ``[T, N, 3]`` nm array for OpenMM ``system``; clear errors for an empty path,
-    one of another atom count, and frames damaged or not fitting the system's bonds
-    (:func:`..data.frame_checks.check_frames_fit`)."""
+    one of another atom count, frames damaged or not fitting the system's bonds
+    (:func:`..data.frame_checks.check_frames_fit`), and a path whose atoms of the CVs ``cvs``
+    (:class:`CVSpec` or several) jump between frames (:func:`check_path_steps`)."""
     n_atoms = system.getNumParticles()
     frames = np.asarray(frames_nm, dtype=np.float64)
     if frames.size == 0 or frames.ndim != 3 or len(frames) == 0:
@@ -258,7 +274,45 @@ def check_frames(frames_nm: Any, system: Any, what: str = "path") -> np.ndarray:
             f"(expected [T, {n_atoms}, 3] nm): a different topology?"
         )
     check_frames_fit(frames, system, what)
+    watched = [cv.atoms for cv in ([cvs] if isinstance(cvs, CVSpec) else cvs) if cv.atoms is not None]
+    if watched:
+        check_path_steps(frames, np.unique(np.concatenate(watched)), what)
     return np.ascontiguousarray(frames)
+
+
+#: Largest change of the distance between two CV atoms from one path frame to the next, nm.  Far above what
+#: a ligand travels between frames of a metadynamics or a generated exit (≤ ~0.6 nm between the 5 ps frames of
+#: the host–guest paths in BENCHMARKS.md); a step beyond it is a broken frame (a teleported ligand, two
+#: trajectories glued together, a periodic wrap), and a window or walker seeded from it, or a bias grid or path
+#: CV stretched over it, measures nothing (such a path had given a free energy without a word).  Distances, so
+#: the complex diffusing or turning as a whole is no jump.
+MAX_PATH_STEP_NM = 2.0
+
+
+def check_path_steps(frames_nm: Any, atoms: Any, what: str = "path") -> None:
+    """Refuse a path ``[T, N, 3]`` nm in which the distance between two of ``atoms`` changes by more than
+    :data:`MAX_PATH_STEP_NM` between consecutive frames."""
+    frames = _frames3(frames_nm)[:, np.asarray(atoms, dtype=int)]  # [T, A, 3]
+
+    def distances(x: np.ndarray) -> np.ndarray:  # [A, A] nm (one frame at a time: [T, A, A] can be GBs)
+        return np.linalg.norm(x[:, None] - x[None], axis=-1)
+
+    steps = np.zeros(max(len(frames) - 1, 0))  # [T - 1] nm
+    previous = distances(frames[0]) if len(frames) else None
+    for t in range(1, len(frames)):
+        current = distances(frames[t])
+        steps[t - 1] = np.abs(current - previous).max()
+        previous = current
+    jumps = np.flatnonzero(steps > MAX_PATH_STEP_NM)
+    if len(jumps):
+        t = int(jumps[0])
+        raise ValueError(
+            f"the {what} jumps between frames {t} and {t + 1}: the distance between two atoms of the CV (ligand "
+            f"and pocket) changes by {steps[t]:.3g} nm (more than {MAX_PATH_STEP_NM:g} nm; {len(jumps)} such "
+            "step(s)). A frame is broken (a teleported ligand, two trajectories glued together, or a periodic "
+            "wrap): remove that frame, unwrap the trajectory (e.g. mdtraj's image_molecules), or give a path whose "
+            "frames are closer in time"
+        )
 
 
 def frames_sha256(frames_nm: np.ndarray) -> str:
@@ -571,6 +625,8 @@ def resolve_inputs(args: argparse.Namespace) -> SeedingInputs:
     bundled system's ligand residue and pocket selection, else receptor heavy
     atoms within ``--pocket-radius`` of the ligand in the first frame.
     """
+    if not 0 < args.pocket_radius < np.inf:  # (a negative one had been accepted, and ignored or empty)
+        raise ValueError(f"--pocket-radius must be a positive finite distance (nm), got {args.pocket_radius}")
     summary: dict = {}
     frames = None
     source = None
@@ -632,6 +688,11 @@ def resolve_inputs(args: argparse.Namespace) -> SeedingInputs:
     else:
         bound = frames[0] if frames is not None else loaded.positions
         pocket = pocket_atoms(loaded.topology, bound, ligand, args.pocket_radius)
+    if len(pocket) == 0:  # (--ligand all had been numpy's "zero-size array to reduction operation maximum")
+        raise ValueError(f"no pocket atom is left outside the ligand ({len(ligand)} atoms): give a --ligand that "
+                         "selects the ligand alone, or the pocket with --pocket")
     if ligand.max() >= n_atoms or pocket.max() >= n_atoms:
         raise ValueError(f"ligand/pocket atom indices exceed the system's {n_atoms} particles")
+    if frames is not None:  # before a path CV is built over a jump (it had collapsed to one value)
+        check_path_steps(frames, np.union1d(ligand, pocket), "path")
     return SeedingInputs(loaded, frames, ligand, pocket, args.cv, source)

@@ -351,7 +351,7 @@ def seed_umbrella_windows(
     started = time.perf_counter()
     loaded = as_loaded_system(loaded)
     n_atoms = loaded.system.getNumParticles()
-    frames = check_frames(path_frames_nm, loaded.system)
+    frames = check_frames(path_frames_nm, loaded.system, cvs=cv)
     values = np.asarray(cv.values(frames), dtype=np.float64)  # [T]
     if not np.all(np.isfinite(values)):
         raise ValueError("the CV is not finite on every path frame")
@@ -501,7 +501,7 @@ def refine_umbrella_windows(
                                    "use the same min_overlap or a new output directory")
         if record["base_centres"] is not None:  # go on from the windows the recorded rounds added
             loaded = as_loaded_system(loaded)
-            frames = check_frames(path_frames_nm, loaded.system)
+            frames = check_frames(path_frames_nm, loaded.system, cvs=cv)
             requested = settings.window_centres(np.asarray(cv.values(frames), dtype=np.float64))
             if list(map(_centre_key, requested)) != list(map(_centre_key, record["base_centres"])):
                 raise RunMismatchError(f"{out} refined other windows (centres {record['base_centres']}) than "
@@ -761,21 +761,8 @@ def analyze_umbrella(
     temperature = float(settings["temperature_k"])
     kt = kt_kj_mol(temperature)
     beta = 1.0 / kt
-    if n_bins < 2:
-        raise ValueError("n_bins must be at least 2")
-    if fes_type not in ("histogram", "kde"):
-        raise ValueError(f"fes_type is 'histogram' or 'kde', not {fes_type!r}")
-    if n_bootstraps == 1 or n_bootstraps < 0:
-        raise ValueError("n_bootstraps is 0 (analytical) or at least 2")
-    if fes_type == "kde":
-        try:
-            import sklearn  # noqa: F401
-        except ImportError:
-            raise ImportError(
-                "fes_type='kde' needs scikit-learn (pip install scikit-learn); or use 'histogram'"
-            ) from None
-        if n_bootstraps < 2:
-            raise ValueError("a kde profile's uncertainties come from bootstrapping: give n_bootstraps >= 2")
+    check_analysis_options(n_bins, cv_range, fes_type, n_bootstraps, plateau_from, discard_ps,
+                           settings.get("production_ps"))
 
     skip = int(round(discard_ps / float(settings["sample_interval_ps"])))
     kept, windows = [], []
@@ -857,6 +844,12 @@ def analyze_umbrella(
             # is the well's flank (it had been reported)
             raise ValueError(f"one window (at {centres[0]:.4g}) samples only its own well, so there is no unbound "
                              "plateau to compare with the bound minimum: run windows along the whole path")
+        gaps = _gaps_between_windows(centres, kept)
+        if gaps:  # MBAR can converge across them, but a difference across a gap rests on no shared sample (a
+            # path whose frames jumped had given 43 kJ/mol between windows 52 nm apart)
+            raise ValueError(f"neighbouring windows whose samples never meet ({', '.join(gaps)} "
+                             f"{cv_record.get('unit') or ''}): the bound and unbound states are not joined. "
+                             f"{_JOIN_REMEDY}")
         binding = _binding(fes.get_mbar(), x_n, edges, j, n_exp, plateau_from, f_kt, kt)
     except ValueError as exc:
         if plateau_from is not None:
@@ -895,6 +888,35 @@ def analyze_umbrella(
     if write:
         _write_fes(out, result, results, samples, centres)
     return result
+
+
+def check_analysis_options(n_bins: int, cv_range: tuple[float, float] | None, fes_type: str, n_bootstraps: int,
+                           plateau_from: float | None, discard_ps: float, production_ps: float | None) -> None:
+    """Refuse :func:`analyze_umbrella` options that cannot work (``biomd umbrella`` asks before any window
+    runs: they had been refused only after all of them, hours in); ``production_ps`` of a window, None when
+    the run does not say (then each window's samples left after ``discard_ps`` are counted later)."""
+    if n_bins < 2:
+        raise ValueError("n_bins must be at least 2")
+    if cv_range is not None and not (np.all(np.isfinite(cv_range)) and float(cv_range[0]) < float(cv_range[1])):
+        raise ValueError(f"cv_range must be (lo, hi) with lo < hi, both finite, got {tuple(cv_range)}")
+    if fes_type not in ("histogram", "kde"):
+        raise ValueError(f"fes_type is 'histogram' or 'kde', not {fes_type!r}")
+    if n_bootstraps == 1 or n_bootstraps < 0:
+        raise ValueError("n_bootstraps is 0 (analytical) or at least 2")
+    if plateau_from is not None and not np.isfinite(plateau_from):
+        raise ValueError(f"plateau_from must be a finite CV value, got {plateau_from}")
+    if not 0 <= discard_ps < (math.inf if production_ps is None else production_ps):
+        raise ValueError(f"discard_ps must be at least 0 and shorter than a window's {production_ps:g} ps of "
+                         f"production, got {discard_ps:g} ps")
+    if fes_type == "kde":
+        try:
+            import sklearn  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                "fes_type='kde' needs scikit-learn (pip install scikit-learn); or use 'histogram'"
+            ) from None
+        if n_bootstraps < 2:
+            raise ValueError("a kde profile's uncertainties come from bootstrapping: give n_bootstraps >= 2")
 
 
 def _check_poolable(a: dict, b: dict, a_dir: Path, b_dir: Path) -> None:
@@ -1006,17 +1028,25 @@ def _empty_interior_bins(x: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return x[inside][counts[inside] == 0]
 
 
+def _gaps_between_windows(centres: np.ndarray, samples: list[np.ndarray]) -> list[str]:
+    """``"a–b"`` for each pair of windows neighbouring in CV whose samples never meet (``samples``: each
+    window's CV samples)."""
+    order = np.argsort(centres)
+    return [f"{centres[a]:.4g}–{centres[b]:.4g}" for a, b in zip(order[:-1], order[1:])
+            if samples[a].max() < samples[b].min() or samples[b].max() < samples[a].min()]
+
+
+_JOIN_REMEDY = ("Add windows between them (more n_windows, biomd umbrella --windows or --refine), lower the force "
+                "constant so that neighbours overlap, or run the windows longer")
+
+
 def _disconnected_windows_message(centres: np.ndarray, samples: list[np.ndarray], unit: str | None,
                                   error: Exception) -> str:
-    """Why MBAR could not join the windows, and what to do (``samples``: each window's CV samples)."""
-    order = np.argsort(centres)
-    gaps = [f"{centres[a]:.4g}–{centres[b]:.4g}" for a, b in zip(order[:-1], order[1:])
-            if samples[a].max() < samples[b].min() or samples[b].max() < samples[a].min()]
+    """Why MBAR could not join the windows, and what to do."""
+    gaps = _gaps_between_windows(centres, samples)
     where = (f"neighbouring windows whose samples never meet: {', '.join(gaps)} {unit or ''}".rstrip() if gaps else
              "the windows' samples meet, but too few are shared")
-    return (f"MBAR could not join the windows into one profile ({error}); {where}. Add windows between them "
-            "(more n_windows, biomd umbrella --windows or --refine), lower the force constant so that neighbours "
-            "overlap, or run the windows longer")
+    return f"MBAR could not join the windows into one profile ({error}); {where}. {_JOIN_REMEDY}"
 
 
 def _neighbour_overlap(mbar: Any, centres: np.ndarray) -> list[tuple[float, float, float]]:
@@ -1187,6 +1217,8 @@ def main(args: argparse.Namespace) -> int:
             replica_exchange=args.exchange, platform=args.platform, threads=args.threads,
             cpus=tuple(args.cpus) if args.cpus else None, **md_kwargs(args),
         )
+        check_analysis_options(args.bins, args.bin_range, args.fes, args.bootstraps, args.plateau_from,
+                               parse_time_ps(args.discard), settings.production_ps)
         log = None if args.quiet else sys.stderr
         if args.refine:
             refine_umbrella_windows(inputs.loaded, inputs.frames_nm, cv, settings, args.out, log=log,
@@ -1201,5 +1233,12 @@ def main(args: argparse.Namespace) -> int:
     b = fes["binding"]
     keys = ("delta_f_kt", "d_delta_f_kt", "delta_f_kj_mol", "d_delta_f_kj_mol", "error")
     print(json.dumps({"out": str(args.out), "fes": str(Path(args.out) / "fes.json"), "unit": fes["unit"],
-                      "bound_minimum": fes["bound_minimum"], **{k: b[k] for k in keys if k in b}}, indent=2))
+                      "bound_minimum": fes["bound_minimum"], **{k: b[k] for k in keys if k in b},
+                      "warnings": fes["warnings"]}, indent=2))
+    for warning in fes["warnings"]:  # (they had been in fes.json only)
+        print(f"biomd umbrella: warning: {warning}", file=sys.stderr)
+    if "error" in b:  # the profile (what the command makes) is written; the binding free energy had been
+        # missing with a word in the JSON only
+        print(f"biomd umbrella: warning: no binding free energy: {b['error']} (the profile is in "
+              f"{Path(args.out) / 'fes.json'})", file=sys.stderr)
     return 0

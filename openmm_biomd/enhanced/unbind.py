@@ -272,6 +272,10 @@ class Unbinder:
         self.model_label = model_label(self.model)
         self.model_hash = self.model.weights_hash()
         self.time = self.model.time
+        positions = np.asarray(loaded.positions, dtype=np.float64)
+        self.graph = self.model.featurize(loaded.topology, positions_nm=positions, ligand_sdf=ligand_sdf)
+        # first: a model for another system is the problem to name, not its block length (it had said the latter)
+        check_compatibility(self.model, self.graph, allow_transfer=allow_transfer)
         block_ps = self.block_frames * self.time.frame_interval_ps
         if settings.max_time_ps < block_ps * (1 - 1e-9):
             raise ValueError(f"max_time_ps {settings.max_time_ps:g} is shorter than one generated block of this model "
@@ -280,9 +284,6 @@ class Unbinder:
         if settings.max_time_ps - whole_ps > 1e-6 * block_ps:  # (had been rounded down without a word)
             warnings.warn(f"max_time_ps {settings.max_time_ps:g}: paths are whole generated blocks of {block_ps:g} ps, "
                           f"so the longest path is {whole_ps:g} ps", stacklevel=2)
-        positions = np.asarray(loaded.positions, dtype=np.float64)
-        self.graph = self.model.featurize(loaded.topology, positions_nm=positions, ligand_sdf=ligand_sdf)
-        check_compatibility(self.model, self.graph, allow_transfer=allow_transfer)
         self.modelled = np.asarray(self.graph.atom_indices, dtype=np.int64)
 
         ligand_selection = ligand_selection or _default_ligand_selection(loaded)

@@ -72,6 +72,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import re
 import sys
@@ -369,14 +370,17 @@ class WalkerSettings:
                                 "frame_interval_ps", "temperature_k", "timestep_fs", "friction_per_ps"))
         if self.n_walkers < 1:
             raise ValueError("n_walkers must be at least 1")
-        if not self.bias_factor > 1:
-            raise ValueError(f"bias_factor must be > 1 (well-tempered), got {self.bias_factor}")
+        if not 1 < self.bias_factor < math.inf:  # (γ = inf had run and written a free energy of NaNs: γ/(γ - 1))
+            raise ValueError(f"bias_factor must be a finite number > 1 (well-tempered), got {self.bias_factor}")
         if self.equilibration_ps < 0:
             raise ValueError("equilibration_ps must not be negative")
         for name in ("sigma", "cv_min", "cv_max", "grid_width"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(value))
+                if not np.all(np.isfinite(np.asarray(value, dtype=float))):  # (inf had been a traceback or an
+                    # OpenMM message naming none of them, after the run folder was written)
+                    raise ValueError(f"{name} must be finite, got {list(value)}")
         dep = whole_steps(self.deposit_interval_ps, self.timestep_fs, "hill deposition interval")
         save = whole_steps(self.save_interval_ps, self.timestep_fs, "save interval")
         frame = whole_steps(self.frame_interval_ps, self.timestep_fs, "frame interval")
@@ -431,6 +435,10 @@ def _bias_grid(cvs: Sequence[CVSpec], values: np.ndarray, settings: WalkerSettin
         width = None if settings.grid_width is None else int(pick(settings.grid_width, i, 0))
         if width is None:
             width = int(np.ceil(5 * (hi - lo) / sigma))  # OpenMM's default
+        if width < 2:  # (OpenMM's "a non-periodic tabulated function must have at least two points", later)
+            raise ValueError(f"{cv.name}: the bias grid [{lo:.4g}, {hi:.4g}] would have {width} point(s) "
+                             f"(sigma {sigma:.4g} is wider than the grid): give a smaller sigma or at least 2 grid "
+                             "points")
         grid.append({"name": cv.name, "unit": cv.unit, "min": lo, "max": hi, "sigma": sigma, "grid_width": width})
     return grid
 
@@ -651,7 +659,7 @@ def run_walkers(
     if not 1 <= len(cvs) <= 2:
         raise ValueError(f"walkers bias one or two CVs, got {len(cvs)}")
     n_atoms = loaded.system.getNumParticles()
-    frames = check_frames(path_frames_nm, loaded.system)
+    frames = check_frames(path_frames_nm, loaded.system, cvs=cvs)
     values = np.stack([np.asarray(cv.values(frames), dtype=np.float64) for cv in cvs], axis=1)  # [T, C]
     if not np.all(np.isfinite(values)):
         raise ValueError("a CV is not finite on every path frame")

@@ -267,6 +267,14 @@ def test_input_errors_are_clear(tmp_path, alanine_amber_files):
     (tmp_path / "nan.pdb").write_text("".join(lines))
     with pytest.raises(ValueError, match=r"nan.pdb: the coordinates of 1 atom\(s\) are not finite \(first: atom 8"):
         load_inputs(pdb=tmp_path / "nan.pdb", forcefield=("amber14-all.xml", "implicit/obc2.xml"))
+    # a ligand the force fields do not know: OpenMM's "No template found" plus what to do (it had been OpenMM's
+    # words alone)
+    host_guest = get_system("host-guest").load()
+    with open(tmp_path / "complex.pdb", "w") as fh:
+        PDBFile.writeFile(host_guest.topology, host_guest.positions * 10.0, fh)
+    with pytest.raises(ValueError, match=r"complex.pdb with amber14-all.xml, implicit/obc2.xml: No template found "
+                                         r".*needs parameters of its own: add a force-field XML for it"):
+        load_inputs(pdb=tmp_path / "complex.pdb", forcefield=("amber14-all.xml", "implicit/obc2.xml"))
 
 
 # --------------------------------------------------------------------------- plain MD

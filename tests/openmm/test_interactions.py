@@ -411,8 +411,11 @@ def test_cli_on_a_dcd(host_guest, tmp_path, capsys):
                              "--out", str(out)])
     with pytest.raises(ValueError, match="matches no atom"):
         main(bad)
-    for option, message in (("--near", "--near must be positive"), ("--frame-interval", "--frame-interval must be")):
-        bad = parser.parse_args(["--system", "host-guest", "--trajectory", str(dcd), f"{option}=0", "--out", str(out)])
+    for option, message in (("--near", "--near must be positive"), ("--frame-interval", "--frame-interval must be"),
+                            ("--top", "--top must be at least 1"), ("--check-frames=-1", "--check-frames must be 0")):
+        setting = option if "=" in option else f"{option}=0"  # (--top 0 had drawn an empty heat map, -1 a cut one;
+        # --check-frames -1 had been read as 0)
+        bad = parser.parse_args(["--system", "host-guest", "--trajectory", str(dcd), setting, "--out", str(out)])
         with pytest.raises(ValueError, match=message):
             main(bad)
     notes = tmp_path / "notes.dcd"

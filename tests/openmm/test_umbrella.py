@@ -719,14 +719,25 @@ def test_bad_inputs_are_refused(host_guest_cv, pulled, tmp_path):
         DistanceCV([0, 1], [1, 2])
     with pytest.raises(FileNotFoundError, match="umbrella.json"):
         analyze_umbrella(tmp_path / "nothing")
-    # A last frame 5 nm away (a blown-up frame): a window in the gap would approach its centre for ~200 ps.
+    # A last frame 1.5 nm further out (a gap, not yet a broken frame): a window in the gap would approach its
+    # centre for ~100 ps.
     jumped = frames.copy()
-    jumped[-1, host_guest_cv[1], 0] += 5.0
-    with pytest.raises(ValueError, match=r"window 1 \(centre 3 nm\) would start from frame .* approach its centre "
+    jumped[-1, host_guest_cv[1], 0] += 1.5
+    with pytest.raises(ValueError, match=r"window 1 \(centre 2 nm\) would start from frame .* approach its centre "
                                          r"for [\d.]+ ps .* the path jumps across that part of the CV"):
-        seed_umbrella_windows(loaded, jumped, cv, UmbrellaSettings(centres=(0.5, 3.0), production_ps=1.0,
+        seed_umbrella_windows(loaded, jumped, cv, UmbrellaSettings(centres=(0.5, 2.0), production_ps=1.0,
                                                                    sample_interval_ps=0.1, **FAST), tmp_path)
-    assert not any(tmp_path.glob("window_*"))
+    # One frame with the guest 30 nm away (teleported): refused as a broken frame before any window is planned,
+    # whatever the windows (two windows, one on that frame, had given a free energy between them).
+    teleported = frames.copy()
+    teleported[10, host_guest_cv[1]] += 30.0
+    for settings in (UmbrellaSettings(n_windows=2, production_ps=1.0, sample_interval_ps=0.1, **FAST),
+                     UmbrellaSettings(n_windows=2, approach_per_ps=None, production_ps=1.0, sample_interval_ps=0.1,
+                                      **FAST)):
+        with pytest.raises(ValueError, match=r"the path jumps between frames 9 and 10: the distance between two "
+                                             r"atoms of the CV .* changes by [\d.]+ nm .*2 such step"):
+            seed_umbrella_windows(loaded, teleported, cv, settings, tmp_path)
+    assert not any(tmp_path.glob("window_*")) and not (tmp_path / "umbrella.json").exists()
 
 
 def test_unreadable_and_damaged_files_and_bad_machine_settings_get_one_line_errors(host_guest_cv, pulled,
@@ -865,6 +876,68 @@ def test_command_lines(host_guest_cv, pulled, distance_run, tmp_path, capsys):
     assert report["frames"] == 11 and report["final_cv"] > report["start_cv"]
     data = load_steered(tmp_path / "steer")
     assert data["centre"][-1] == pytest.approx(data["record"]["settings"]["from_value"] + 0.3)
+
+
+def test_a_path_is_checked_for_jumps_of_the_cv_atoms_not_for_drift(host_guest_cv, pulled, tmp_path, capsys):
+    """The whole complex drifting 5 nm or turning is no jump; the guest moving 2.5 nm relative to the host is,
+    for the distance CV and the path CV alike; through ``biomd steer --cv path`` the path CV is never built
+    over it (it had collapsed to one value)."""
+    from mdtraj import Trajectory, load
+
+    from openmm_biomd.cli import main
+    from openmm_biomd.enhanced.seeding_common import MAX_PATH_STEP_NM, check_frames, check_path_steps
+
+    loaded, ligand, pocket, cv = host_guest_cv
+    frames = pulled[1]
+    drifted = frames.copy()
+    drifted[15:] += 5.0
+    turn = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90° about z
+    drifted[25:] = drifted[25:] @ turn.T
+    check_frames(drifted, loaded.system, cvs=cv)
+    path_cv = PathCV1D.from_path(frames, np.union1d(ligand, pocket), 6)
+    broken = frames.copy()
+    broken[20:, ligand, 2] += MAX_PATH_STEP_NM + 0.5  # from frame 20 on: one step, 19 -> 20
+    for watched in (cv, path_cv):
+        with pytest.raises(ValueError, match=r"jumps between frames 19 and 20: .*; 1 such step"):
+            check_frames(broken, loaded.system, cvs=watched)
+    check_path_steps(broken, ligand)  # the guest alone did not move relative to itself
+    steer_dir, _ = pulled
+    teleported = load(str(steer_dir / "path.dcd"), top=str(steer_dir / "topology.pdb"))
+    xyz = teleported.xyz.copy()
+    xyz[10, ligand] += 30.0
+    Trajectory(xyz, teleported.topology).save_dcd(str(tmp_path / "teleported.dcd"))
+    assert main(["steer", "--system", "host-guest", "--path", str(tmp_path / "teleported.dcd"), "--topology",
+                 str(steer_dir / "topology.pdb"), "--cv", "path", "--by", "0.2", "--time", "0.2ps",
+                 "--out", str(tmp_path / "steer"), "--quiet"]) == 2
+    assert "the path jumps between frames 9 and 10" in capsys.readouterr().err
+    assert not (tmp_path / "steer").exists()
+
+
+def test_umbrella_analysis_options_are_checked_before_any_window_runs(pulled, tmp_path, capsys):
+    """Options that cannot work are refused before the windows' MD (they had been refused after all of it),
+    and a run whose profile has no binding free energy says why on stderr, with the profile written (it had
+    said so in its JSON only)."""
+    from openmm_biomd.cli import main
+
+    steer_dir, _ = pulled
+    run = ["umbrella", "--path", str(steer_dir / "path.dcd"), "--system", "host-guest", "--time", "0.2ps",
+           "--sample-interval", "0.02ps", "--equilibration", "0ps", "--threads", "1", "--quiet"]
+    for option, message in ((["--bins", "1"], "n_bins must be at least 2"),
+                            (["--bin-range", "0.1", "0.1"], "cv_range must be"),
+                            (["--bootstraps", "-1"], "n_bootstraps is 0"),
+                            (["--plateau-from", "nan"], "plateau_from must be a finite"),
+                            (["--discard", "5ps"], "shorter than a window's 0.2 ps of production"),
+                            (["--ligand", "all"], "no pocket atom is left outside the ligand"),
+                            (["--pocket-radius", "-1"], "--pocket-radius must be a positive")):
+        out = tmp_path / f"refused{option[0]}"
+        assert main([*run, *option, "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err
+        assert not out.exists()
+    out = tmp_path / "one"
+    assert main([*run, "--centres", "0.3", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "warning: no binding free energy: one window (at 0.3) samples only its own well" in captured.err
+    assert "error" in json.loads(captured.out) and (out / "fes.json").exists() and (out / "fes.png").exists()
 
 
 def test_seeding_commands_refuse_a_folder_of_files_they_did_not_write(host_guest_cv, pulled, distance_run, tmp_path,

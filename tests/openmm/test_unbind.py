@@ -246,6 +246,11 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
     assert main(short) == 2
     assert "max_time_ps 10 is shorter than one generated block of this model (20 ps)" in capsys.readouterr().err
     assert not (tmp_path / "short").exists()
+    # a model of another system: that is what is said, not its block length (400 ps for alanine dipeptide)
+    assert main([*short[:4], "alanine-dipeptide", *short[5:7], "--out", str(tmp_path / "other"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "the model's vocabularies do not know" in err and "block" not in err
+    assert not (tmp_path / "other").exists()
     # the real run's paths evaluate against reference paths (hand-made exits through both portals)
     reference = tmp_path / "campaign"
     _reference_campaign(reference, host_guest, unbinder.pocket.ligand, unbinder.pocket)

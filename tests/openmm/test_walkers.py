@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 
 import numpy as np
@@ -290,6 +291,21 @@ def test_bad_walker_inputs(host_guest_cv, path, tmp_path):
         WalkerSettings(**{**SETTINGS, "deposit_interval_ps": 0.03})
     with pytest.raises(ValueError, match="bias_factor"):
         WalkerSettings(**{**SETTINGS, "bias_factor": 1.0})
+    # Infinite numbers (γ = inf had run and written a free energy of NaNs; an infinite range had been a traceback)
+    with pytest.raises(ValueError, match="bias_factor must be a finite number > 1"):
+        WalkerSettings(**{**SETTINGS, "bias_factor": math.inf})
+    with pytest.raises(ValueError, match="time_ps must be a positive finite number"):
+        WalkerSettings(**{**SETTINGS, "time_ps": math.inf})
+    for option, value in (("cv_max", (math.inf,)), ("sigma", (math.inf,)), ("cv_min", (math.nan,))):
+        with pytest.raises(ValueError, match=f"{option} must be finite"):
+            WalkerSettings(**{**SETTINGS, option: value})
+    with pytest.raises(ValueError, match="would have 1 point.*sigma 100 is wider than the grid"):
+        run_walkers(loaded, path, cv, WalkerSettings(**{**SETTINGS, "sigma": (100.0,)}), tmp_path)
+    teleported = path.copy()  # the guest 30 nm away in one frame: a broken frame, not a path (it had made a
+    # bias grid of [-5, 57] nm and a walker started there)
+    teleported[5, host_guest_cv[1]] += 30.0
+    with pytest.raises(ValueError, match="the path jumps between frames 4 and 5"):
+        run_walkers(loaded, teleported, cv, settings, tmp_path)
     with pytest.raises(ValueError, match="exchange must be one of"):
         WalkerSettings(**{**SETTINGS, "exchange": "random"})
     with pytest.raises(ValueError, match="needs exchange='lockstep'"):
