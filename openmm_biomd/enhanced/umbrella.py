@@ -139,6 +139,9 @@ _PLACEMENT = ("n_windows", "centres", "cv_min", "cv_max")
 #: MBAR overlap of neighbouring windows below which the profile between them is unreliable
 #: (Klimovich, Shirts & Mobley, JCAMD 29, 397, 2015).
 MIN_OVERLAP = 0.03
+#: Below this MBAR overlap two neighbouring windows share no samples at all (fewer than one in a thousand of
+#: one window's is attributed to the other): no binding free energy is given across them.
+JOINED_OVERLAP = 1e-3
 #: What a run recorded before these settings existed did: seeded from the nearest frame, no approach.
 SETTINGS_BEFORE_THEY_EXISTED = {"seed_frames": "nearest", "approach_per_ps": None}
 #: A window whose approach to its centre would take longer than this many times its production (and than
@@ -844,11 +847,11 @@ def analyze_umbrella(
             # is the well's flank (it had been reported)
             raise ValueError(f"one window (at {centres[0]:.4g}) samples only its own well, so there is no unbound "
                              "plateau to compare with the bound minimum: run windows along the whole path")
-        gaps = _gaps_between_windows(centres, kept)
-        if gaps:  # MBAR can converge across them, but a difference across a gap rests on no shared sample (a
+        disjoint = [f"{a:.4g}–{b:.4g} (overlap {o:.1g})" for a, b, o in overlap if o < JOINED_OVERLAP]
+        if disjoint:  # MBAR can converge across them, but a difference across them rests on no shared sample (a
             # path whose frames jumped had given 43 kJ/mol between windows 52 nm apart)
-            raise ValueError(f"neighbouring windows whose samples never meet ({', '.join(gaps)} "
-                             f"{cv_record.get('unit') or ''}): the bound and unbound states are not joined. "
+            raise ValueError(f"neighbouring windows share no samples: {', '.join(disjoint)} "
+                             f"{cv_record.get('unit') or ''}; the bound and unbound states are not joined. "
                              f"{_JOIN_REMEDY}")
         binding = _binding(fes.get_mbar(), x_n, edges, j, n_exp, plateau_from, f_kt, kt)
     except ValueError as exc:
@@ -905,9 +908,10 @@ def check_analysis_options(n_bins: int, cv_range: tuple[float, float] | None, fe
         raise ValueError("n_bootstraps is 0 (analytical) or at least 2")
     if plateau_from is not None and not np.isfinite(plateau_from):
         raise ValueError(f"plateau_from must be a finite CV value, got {plateau_from}")
-    if not 0 <= discard_ps < (math.inf if production_ps is None else production_ps):
-        raise ValueError(f"discard_ps must be at least 0 and shorter than a window's {production_ps:g} ps of "
-                         f"production, got {discard_ps:g} ps")
+    longest = math.inf if production_ps is None else production_ps
+    if not 0 <= discard_ps < longest:
+        raise ValueError(f"discard_ps must be at least 0 and shorter than a window's {longest:g} ps of production, "
+                         f"got {discard_ps:g} ps")
     if fes_type == "kde":
         try:
             import sklearn  # noqa: F401
@@ -1028,22 +1032,16 @@ def _empty_interior_bins(x: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return x[inside][counts[inside] == 0]
 
 
-def _gaps_between_windows(centres: np.ndarray, samples: list[np.ndarray]) -> list[str]:
-    """``"a–b"`` for each pair of windows neighbouring in CV whose samples never meet (``samples``: each
-    window's CV samples)."""
-    order = np.argsort(centres)
-    return [f"{centres[a]:.4g}–{centres[b]:.4g}" for a, b in zip(order[:-1], order[1:])
-            if samples[a].max() < samples[b].min() or samples[b].max() < samples[a].min()]
-
-
 _JOIN_REMEDY = ("Add windows between them (more n_windows, biomd umbrella --windows or --refine), lower the force "
                 "constant so that neighbours overlap, or run the windows longer")
 
 
 def _disconnected_windows_message(centres: np.ndarray, samples: list[np.ndarray], unit: str | None,
                                   error: Exception) -> str:
-    """Why MBAR could not join the windows, and what to do."""
-    gaps = _gaps_between_windows(centres, samples)
+    """Why MBAR could not join the windows, and what to do (``samples``: each window's CV samples)."""
+    order = np.argsort(centres)
+    gaps = [f"{centres[a]:.4g}–{centres[b]:.4g}" for a, b in zip(order[:-1], order[1:])
+            if samples[a].max() < samples[b].min() or samples[b].max() < samples[a].min()]
     where = (f"neighbouring windows whose samples never meet: {', '.join(gaps)} {unit or ''}".rstrip() if gaps else
              "the windows' samples meet, but too few are shared")
     return f"MBAR could not join the windows into one profile ({error}); {where}. {_JOIN_REMEDY}"

@@ -661,7 +661,8 @@ def test_holes_in_the_sampled_range_are_reported(tmp_path):
     assert np.all(np.isnan(fes["f_kt"][np.isin(fes["x"], fes["empty_bins"])]))
     assert any("overlap" in w for w in fes["warnings"]) and any("hold no sample" in w for w in fes["warnings"])
     # MBAR converges across the gap, but a free-energy difference across it rests on no shared sample
-    assert re.match(r"neighbouring windows whose samples never meet \(0\.3–0\.8 nm\)", fes["binding"]["error"])
+    assert re.match(r"neighbouring windows share no samples: 0\.3–0\.8 \(overlap .*\) nm; the bound and unbound "
+                    r"states are not joined", fes["binding"]["error"])
 
 
 def test_windows_mbar_cannot_join_are_refused_with_what_to_do(tmp_path):
@@ -881,7 +882,7 @@ def test_command_lines(host_guest_cv, pulled, distance_run, tmp_path, capsys):
 
 
 def test_a_path_is_checked_for_jumps_of_the_cv_atoms_not_for_drift(host_guest_cv, pulled, tmp_path, capsys):
-    """The whole complex drifting 5 nm or turning is no jump; the guest moving 2.5 nm relative to the host is,
+    """The whole complex drifting 5 nm or turning is no jump; the guest moving 4 nm relative to the host is,
     for the distance CV and the path CV alike; through ``biomd steer --cv path`` the path CV is never built
     over it (it had collapsed to one value)."""
     from mdtraj import Trajectory, load
@@ -898,7 +899,7 @@ def test_a_path_is_checked_for_jumps_of_the_cv_atoms_not_for_drift(host_guest_cv
     check_frames(drifted, loaded.system, cvs=cv)
     path_cv = PathCV1D.from_path(frames, np.union1d(ligand, pocket), 6)
     broken = frames.copy()
-    broken[20:, ligand, 2] += MAX_PATH_STEP_NM + 0.5  # from frame 20 on: one step, 19 -> 20
+    broken[20:, ligand, 2] += MAX_PATH_STEP_NM + 1.0  # from frame 20 on: one step, 19 -> 20
     for watched in (cv, path_cv):
         with pytest.raises(ValueError, match=r"jumps between frames 19 and 20: .*; 1 such step"):
             check_frames(broken, loaded.system, cvs=watched)
