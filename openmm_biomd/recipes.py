@@ -168,18 +168,24 @@ def _unbinding_recipes() -> dict:
             name="host-guest",
             system="host-guest",
             # 25 ps after each exit: exits at every position of a training window (data/metadynamics.py)
-            train_campaigns=(MetadynamicsPlan(seed=0, n_seeds=12, after_exit_ps=25.0),
-                             MetadynamicsPlan(seed=1, n_seeds=12, after_exit_ps=25.0)),
+            # master seeds 3 and 4 (stage 4's data) came later: 2 is the held-out campaign's
+            train_campaigns=tuple(MetadynamicsPlan(seed=s, n_seeds=12, after_exit_ps=25.0) for s in (0, 1, 3, 4)),
             heldout_campaign=MetadynamicsPlan(seed=2, n_seeds=10),
             train_config="examples/configs/host-guest-unbind-tiny.yaml",
             finetune_configs=("examples/configs/host-guest-unbind-tiny-stage2.yaml",
-                              "examples/configs/host-guest-unbind-tiny-stage3.yaml"),
+                              "examples/configs/host-guest-unbind-tiny-stage3.yaml",
+                              "examples/configs/host-guest-unbind-tiny-stage4.yaml"),
             notes=[
                 "Trained on the CPU of the project's 2-core machine (no GPU was available in this task): "
                 "24 strongly biased metadynamics exits of ~30–100 ps each (a small data set), a `tiny` model, "
                 "1,500 + 2,000 steps of batch 4 on the paths cut at their exits (validation velocity loss "
                 "0.105 → 0.082), then 2,000 steps (stage 3) on the same 24 seeds run again with 25 ps of "
-                "unbiased MD kept after each exit (validation velocity loss on those data 0.121 → 0.106).",
+                "unbiased MD kept after each exit (validation velocity loss on those data 0.121 → 0.106). "
+                "Stage 4 (added 2026-12-07): 6,000 steps of batch 4 at lr 3·10⁻⁴ on twice the data, 48 seeds "
+                "(master seeds 0, 1, 3 and 4, each with 25 ps after its exit). When first trained, against the "
+                "stage-3 weights on the same held-out starts and attempt seeds, interleaved twice (2 × 20 "
+                "attempts): 151 / 149 re-drawn pieces against 176 / 196, 2.9 s per attempt against 3.2–3.5 s, "
+                "19 / 20 of 20 left against 17 / 18 (BENCHMARKS.md, unbinding section).",
                 "Why stage 3: when every path ends at its exit, the exit is always the last frame of a "
                 "training window and no window starts from a guest that has left. The stage-2 model learnt an "
                 "exit only at a block's last position (in ungated 100 ps rollouts the mean guest distance rose "

@@ -166,7 +166,8 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
     from openmm_biomd.cli import main
 
     out = tmp_path / "unbind"
-    settings = UnbindSettings(attempts=2, max_time_ps=40.0, seed=3)
+    # 100 ps: the shipped weights' paths leave after ~50 ps (their card), so some of the three attempts leave
+    settings = UnbindSettings(attempts=2, max_time_ps=100.0, seed=3)
     unbinder = Unbinder(host_guest, "host-guest", settings=settings)
     assert unbinder.calibration_wall_s == 0.0  # the shipped model stores the decoupled gate statistics
     summary = unbind(host_guest, "host-guest", out, unbinder=unbinder)
@@ -188,10 +189,10 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
         # every frame but a successful path's last is still bound; the last is unbound iff success
         assert (d[:-1] <= unbinder.pocket.exit_distance_nm + 1e-3).all()
         assert (d[-1] > unbinder.pocket.exit_distance_nm - 1e-3) == r["success"]
-        assert r["path_time_ps"] <= 40.0
+        assert r["path_time_ps"] <= 100.0
     # resume through the command line: finished attempts are kept, one more is generated
     before = (out / "attempt_000" / "result.json").read_bytes()
-    args = ["unbind", "--system", "host-guest", "--model", "host-guest", "--max-time", "40ps", "--seed", "3",
+    args = ["unbind", "--system", "host-guest", "--model", "host-guest", "--max-time", "100ps", "--seed", "3",
             "--out", str(out), "--quiet"]
     assert main(args + ["--attempts", "3"]) == 0
     assert (out / "attempt_000" / "result.json").read_bytes() == before
@@ -261,7 +262,7 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
     assert (tmp_path / "ev" / "unbinding_distance.png").stat().st_size > 0
     # a path.dcd cut short (mdtraj reads what is left, with a warning) is named: by evaluate and by a resume,
     # which then changes nothing
-    success = next(r for r in saved["results"] if r["success"])
+    success = next(r for r in saved["results"] if r["success"])  # (evaluate reads the paths that left)
     dcd = out / f"attempt_{success['attempt']:03d}" / "path.dcd"
     whole = dcd.read_bytes()
     dcd.write_bytes(whole[: len(whole) // 2])
