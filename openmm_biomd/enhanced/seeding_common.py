@@ -295,16 +295,14 @@ def check_path_steps(frames_nm: Any, atoms: Any, what: str = "path") -> None:
     """Refuse a path ``[T, N, 3]`` nm in which the distance between two of ``atoms`` changes by more than
     :data:`MAX_PATH_STEP_NM` between consecutive frames."""
     frames = _frames3(frames_nm)[:, np.asarray(atoms, dtype=int)]  # [T, A, 3]
-
-    def distances(x: np.ndarray) -> np.ndarray:  # [A, A] nm (one frame at a time: [T, A, A] can be GBs)
-        return np.linalg.norm(x[:, None] - x[None], axis=-1)
-
-    steps = np.zeros(max(len(frames) - 1, 0))  # [T - 1] nm
-    previous = distances(frames[0]) if len(frames) else None
-    for t in range(1, len(frames)):
-        current = distances(frames[t])
-        steps[t - 1] = np.abs(current - previous).max()
+    # [T, A, A] distances at once can be GBs: a frame at a time
+    distances = (np.linalg.norm(x[:, None] - x[None], axis=-1) for x in frames)  # each [A, A] nm
+    previous = next(distances, None)
+    steps = []  # [T - 1] nm
+    for current in distances:
+        steps.append(np.abs(current - previous).max())
         previous = current
+    steps = np.asarray(steps)
     jumps = np.flatnonzero(steps > MAX_PATH_STEP_NM)
     if len(jumps):
         t = int(jumps[0])

@@ -790,9 +790,7 @@ def analyze_umbrella(
         # [B + 1]; nudged so the largest sample falls inside the last bin.
         edges = np.linspace(x_n.min(), x_n.max() + 1e-9 * max(width, 1.0), n_bins + 1)
     else:
-        lo, hi = float(cv_range[0]), float(cv_range[1])
-        if not lo < hi:
-            raise ValueError(f"cv_range must be (lo, hi) with lo < hi, got {cv_range}")
+        lo, hi = float(cv_range[0]), float(cv_range[1])  # (lo < hi: check_analysis_options)
         edges = np.linspace(lo, hi, n_bins + 1)
         if not np.any((x_n >= lo) & (x_n < hi)):
             raise ValueError(f"no sample inside cv_range {cv_range}")
