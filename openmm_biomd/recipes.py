@@ -185,7 +185,9 @@ def _unbinding_recipes() -> dict:
                 "(master seeds 0, 1, 3 and 4, each with 25 ps after its exit). When first trained, against the "
                 "stage-3 weights on the same held-out starts and attempt seeds, interleaved twice (2 × 20 "
                 "attempts): 151 / 149 re-drawn pieces against 176 / 196, 2.9 s per attempt against 3.2–3.5 s, "
-                "19 / 20 of 20 left against 17 / 18 (BENCHMARKS.md, unbinding section).",
+                "19 / 20 of 20 left against 17 / 18 (BENCHMARKS.md, unbinding section). In "
+                "benchmarks/bench_unbind.py after installing: 3.7 s per attempt (stage 3 the day before: 3.6 s), 19 "
+                "(17) of 20 left, 151 (176) re-draws: fewer failed attempts, no faster per attempt.",
                 "Why stage 3: when every path ends at its exit, the exit is always the last frame of a "
                 "training window and no window starts from a guest that has left. The stage-2 model learnt an "
                 "exit only at a block's last position (in ungated 100 ps rollouts the mean guest distance rose "
