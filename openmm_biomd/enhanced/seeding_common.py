@@ -275,7 +275,7 @@ def check_frames(frames_nm: Any, system: Any, what: str = "path", cvs: Any = ())
             f"(expected [T, {n_atoms}, 3] nm): a different topology?"
         )
     check_frames_fit(frames, system, what)
-    watched = [cv.atoms for cv in ([cvs] if isinstance(cvs, CVSpec) else cvs) if cv.atoms is not None]
+    watched = [atoms for cv in ([cvs] if isinstance(cvs, CVSpec) else cvs) if (atoms := cv.atoms) is not None]
     if watched:
         check_path_steps(frames, np.unique(np.concatenate(watched)), what)
     return np.ascontiguousarray(frames)

@@ -60,7 +60,7 @@ from biomd_core.config import differences, seed_argument
 from biomd_core.io.output_folder import claim_output_folder, json_with_keys
 
 from ..data.frame_checks import check_frames_fit
-from ..data.md import _atomic_write_bytes, _atomic_write_json, read_json, replica_seed
+from ..data.md import _atomic_write_bytes, _atomic_write_json, read_json, replica_seed, require_positive
 from ..data.metadynamics import pocket_atoms, select_atoms
 from .seeding_common import load_recorded_path, unbind_attempt_remedy
 
@@ -199,9 +199,8 @@ class UnbindSettings:
     def __post_init__(self) -> None:
         if self.attempts < 1 or self.stall_limit < 1 or self.retries < 0:
             raise ValueError("attempts and stall_limit must be at least 1, retries at least 0")
-        for name in ("max_time_ps", "pocket_radius_nm", "calibration_interval_ps"):
-            if not 0 < getattr(self, name) < math.inf:  # (an infinite --max-time had been a traceback)
-                raise ValueError(f"{name} must be positive and finite, got {getattr(self, name)}")
+        # (an infinite --max-time had been a traceback)
+        require_positive(self, ("max_time_ps", "pocket_radius_nm", "calibration_interval_ps"))
         if not 0 <= self.margin_nm < math.inf:  # (NaN too; an infinite margin had run attempts that cannot leave)
             raise ValueError(f"margin_nm (--margin) must be >= 0 and finite, got {self.margin_nm}")
         if not 0 <= self.steering < math.inf:  # (NaN, inf: they had failed deep in the sampler, "data must be finite")
