@@ -129,7 +129,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     keys = ("system", "platform", "simulated_ps", "wall_s", "hybrid_ns_per_day", "md_ns_per_day", "speedup",
             "n_frames", "jumps_attempted", "jumps_accepted", "fallback_md_ps")
     print(json.dumps({k: summary[k] for k in keys}, indent=2))
-    print(f"wrote {args.out}/summary.json, report.md, trajectory.dcd and plots")
+    # (on stderr, so that stdout is the JSON alone, as every other command's)
+    print(f"wrote {args.out}/summary.json, report.md, trajectory.dcd and plots", file=sys.stderr)
     return 0
 
 

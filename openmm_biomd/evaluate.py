@@ -28,7 +28,7 @@ import numpy as np
 from biomd_core.config import require_at_least
 from biomd_core.evaluation import metrics as M
 from biomd_core.featurize.bond_lengths import check_bonds_fit
-from biomd_core.io.dcd import dcd_cut_short
+from biomd_core.io.dcd import dcd_cut_short, load_quietly
 from biomd_core.io.json_values import json_safe
 from biomd_core.io.output_folder import (
     abandon_output_folder,
@@ -71,7 +71,6 @@ def load_generated(directory: Path):
     """The generated frames of a ``biomd sample`` output: list of mdtraj Trajectories (modelled atoms), each
     without the frames it was given (the start structure, and the end one of a tps or interpolate sample),
     which had been pooled with the generated ones."""
-    import mdtraj
 
     top = directory / "topology.pdb"
     files = [directory / "trajectory.dcd"] + sorted(directory.glob("replica_*.dcd"))
@@ -89,7 +88,7 @@ def load_generated(directory: Path):
         if why := dcd_cut_short(path):  # (a file cut short had been scored on the frames mdtraj still read)
             raise damaged_file(path, why, remedy)
         try:
-            traj = mdtraj.load(str(path), top=topology)
+            traj = load_quietly(path, top=topology)
         except (OSError, ValueError) as exc:  # (garbage in a DCD was mdtraj's bare "Could not open file")
             raise damaged_file(path, f"it cannot be read with {top.name} ({exc})", remedy) from None
         check_frames_sound(traj.xyz, f"generated trajectory {path}")  # (NaN: numpy's "SVD did not converge")

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from biomd_core.config import require_at_least
+from biomd_core.io.dcd import load_quietly, quiet_c_stdout
 from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys, refuse_other_settings
 
 from .affinity import cpu_for, pinned_to_cpu
@@ -352,7 +353,8 @@ def _summary(request: RunRequest, propagator, done: dict, total_ps: float, repor
     else:
         md_rate = md["best"]["ns_per_day"]
         method = f"one {md['best']['steps'] * TIMESTEP_PS:g} ps timing before the hybrid run, {setting}"
-    n_frames = len(mdtraj.open(str(out / "trajectory.dcd")))
+    with quiet_c_stdout():
+        n_frames = len(mdtraj.open(str(out / "trajectory.dcd")))
     return {
         "system": request.system,
         "model": propagator.model_label,
@@ -416,11 +418,10 @@ def ramachandran_jsd_vs_reference(run_dir: Path, reference: str | Path | np.ndar
     ``reference``: a generate-data directory, or its :func:`reference_ramachandran` angles when
     several runs are compared with the same reference (read once).
     """
-    import mdtraj
 
     from biomd_core.evaluation.metrics import ramachandran_angles, ramachandran_jsd
 
-    traj = mdtraj.load(str(run_dir / "trajectory.dcd"), top=str(run_dir / "topology.pdb"))
+    traj = load_quietly(run_dir / "trajectory.dcd", top=str(run_dir / "topology.pdb"))
     ref = reference if isinstance(reference, np.ndarray) else reference_ramachandran(reference)
     return ramachandran_jsd(ramachandran_angles(traj), ref)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from biomd_core.io.dcd import load_quietly
 from biomd_core.io.json_lines import read_json_lines
 
 
@@ -25,11 +26,10 @@ def _pyplot():
 
 
 def plot_ramachandran(out: Path) -> Path | None:
-    import mdtraj
 
     from biomd_core.evaluation.metrics import ramachandran_angles
 
-    traj = mdtraj.load(str(out / "trajectory.dcd"), top=str(out / "topology.pdb"))
+    traj = load_quietly(out / "trajectory.dcd", top=str(out / "topology.pdb"))
     try:
         angles = ramachandran_angles(traj)
     except ValueError:

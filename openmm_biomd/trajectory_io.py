@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biomd_core.io.dcd import dcd_cut_short, dcd_layout
+from biomd_core.io.dcd import dcd_cut_short, dcd_layout, load_quietly
 from biomd_core.io.frame_times import TIMED_FORMATS, spacing_from_times
 
 
@@ -55,7 +55,6 @@ def read_trajectory(path: str | Path, what: str, topology: str | Path | None = N
     """``mdtraj.Trajectory`` of ``path`` (with ``topology`` for a coordinates-only format), or a ``ValueError``
     that names ``what`` the file was given as and what to do (mdtraj's own errors name neither: an empty PDB was an
     IndexError, a DCD without a topology "topology is loaded by filename extension")."""
-    import mdtraj
 
     path = Path(path)
     if not path.is_file():
@@ -69,7 +68,7 @@ def read_trajectory(path: str | Path, what: str, topology: str | Path | None = N
     if topology is not None:  # (a bad one had been blamed on the trajectory)
         topology = read_topology(topology, f"the topology ({topology_flag or 'topology'}) of the {what}")
     try:
-        traj = mdtraj.load(str(path), top=topology)
+        traj = load_quietly(path, top=topology)
     except _MDTRAJ_READ_ERRORS as exc:
         raise ValueError(f"{what} {path} cannot be read ({type(exc).__name__}: {exc}): give a structure or trajectory "
                          "file mdtraj reads (PDB, DCD/XTC with a topology, ...)") from None

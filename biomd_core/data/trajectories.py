@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..featurize.bond_lengths import check_bonds_fit, check_residues_whole
-from ..io.dcd import dcd_frame_spacing_ps, read_dcd_header
+from ..io.dcd import dcd_frame_spacing_ps, load_quietly, quiet_c_stdout, read_dcd_header
 from ..io.frame_times import file_frame_spacing_ps
 from ..training.windows import TrajectorySet
 
@@ -192,14 +192,13 @@ def pocket_atoms(frame_nm: np.ndarray, graph, radius_nm: float = 0.5) -> np.ndar
 def _load_whole(path: Path, topology) -> object:
     """mdtraj's trajectory of ``path``, once a DCD is known to be whole (mdtraj reads one cut short as the frames
     left, which would put a silent gap in time into the training data)."""
-    import mdtraj
 
     from ..io.dcd import dcd_cut_short
 
     if Path(path).suffix.lower() == ".dcd" and (why := dcd_cut_short(path)):
         raise ValueError(f"{path} is damaged: {why}. Restore it from a copy, or leave it out of the data")
     try:
-        return mdtraj.load(str(path), top=topology)
+        return load_quietly(path, top=topology)
     except (ValueError, OSError) as exc:  # (mdtraj's "xyz must be shape (Any, 156, 3)" named no file)
         raise ValueError(f"cannot read {path} with the data's topology ({topology.n_atoms} atoms): {exc}. Give each "
                          "system's trajectories in a data entry of their own, with their topology") from None
@@ -222,7 +221,8 @@ def load_system_trajectories(
     stride = resample_stride(data_frame_interval_ps(spec, chunk_files(files[0])[0]), model_interval_ps)
     top = spec.topology or None
     try:
-        first = mdtraj.load_frame(str(chunk_files(files[0])[0]), 0, top=top)
+        with quiet_c_stdout():
+            first = mdtraj.load_frame(str(chunk_files(files[0])[0]), 0, top=top)
     except (ValueError, OSError) as exc:  # (mdtraj's "xyz must be shape (Any, 156, 3)" named no file)
         raise ValueError(f"cannot read {chunk_files(files[0])[0]} with topology {top}: {exc}. Give the topology "
                          "the trajectories were written with") from None

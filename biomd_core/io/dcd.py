@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
+import sys
 from pathlib import Path
+from typing import Any, Iterator
 
 #: DCD stores its timestep in AKMA time units of this many ps (as OpenMM's DCDFile).
 AKMA_TIME_PS = 0.04888821
@@ -90,3 +94,31 @@ def dcd_cut_short(path: str | Path) -> str | None:
         return None
     return (f"its header counts {counted} frames of {frame} bytes, the file holds {max(whole, 0)} whole ones"
             f"{' and part of another' if partial else ''}")
+
+
+@contextlib.contextmanager
+def quiet_c_stdout() -> Iterator[None]:
+    """Silence text that C code prints to file descriptor 1 (mdtraj's DCD plugin greets every file it opens,
+    which put two lines of "dcdplugin) ..." ahead of the JSON a command prints on stdout)."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no real stdout (some embedded interpreters): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def load_quietly(path: str | Path, **kwargs: Any):
+    """``mdtraj.load(path, **kwargs)`` without the DCD plugin's greeting on stdout (:func:`quiet_c_stdout`)."""
+    import mdtraj
+
+    with quiet_c_stdout():
+        return mdtraj.load(str(path), **kwargs)

@@ -54,7 +54,13 @@ from typing import Any, Iterator
 import numpy as np
 
 # (the header readers moved to biomd_core.io.dcd, where training reads data too; imported from here elsewhere)
-from biomd_core.io.dcd import AKMA_TIME_PS, dcd_cut_short, dcd_frame_spacing_ps, read_dcd_header  # noqa: F401
+from biomd_core.io.dcd import (  # noqa: F401
+    AKMA_TIME_PS,
+    dcd_cut_short,
+    dcd_frame_spacing_ps,
+    quiet_c_stdout,
+    read_dcd_header,
+)
 
 from ..affinity import allowed_cpu, pinned_to_cpu
 from .systems import LoadedSystem, as_loaded_system, get_system
@@ -909,25 +915,6 @@ def _write_topology_pdb(path: Path, loaded: LoadedSystem) -> None:
 # --------------------------------------------------------------------------- reading
 
 
-@contextlib.contextmanager
-def _quiet_c_stdout() -> Iterator[None]:
-    """Silence text that C code prints to file descriptor 1 (mdtraj's DCD plugin greets every file)."""
-    sys.stdout.flush()
-    try:
-        saved = os.dup(1)
-    except OSError:  # no real stdout (some embedded interpreters): nothing to silence
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _read_dcd(path: Path) -> tuple:
     """``(xyz [F, N, 3] Å, cell lengths Å or None, cell angles or None)`` of one DCD, via mdtraj."""
     from mdtraj.formats import DCDTrajectoryFile
@@ -935,7 +922,7 @@ def _read_dcd(path: Path) -> tuple:
     if why := dcd_cut_short(path):
         raise damaged_file(path, why, "Restore it from a copy, or delete its replica directory and resume the run "
                            "to regenerate it.")
-    with _quiet_c_stdout(), DCDTrajectoryFile(str(path)) as fh:
+    with quiet_c_stdout(), DCDTrajectoryFile(str(path)) as fh:
         return fh.read()
 
 

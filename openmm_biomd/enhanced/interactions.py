@@ -78,10 +78,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from biomd_core.io.dcd import load_quietly
 from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
 
 from ..data.frame_checks import check_frames_fit, minimum_image
-from ..data.md import _quiet_c_stdout
 from ..trajectory_io import check_dcd_whole
 
 #: Coulomb's constant 1/(4π ε0) in kJ mol⁻¹ nm e⁻², OpenMM's value (ONE_4PI_EPS0 of OpenMM ≥ 8.0).
@@ -1215,8 +1215,7 @@ def main(args: argparse.Namespace) -> int:
     check_output_folder(args.out, "interactions", INTERACTIONS_OUTPUTS, earlier)
     md_top = mdtraj.Topology.from_openmm(loaded.topology)
     try:
-        with _quiet_c_stdout():  # mdtraj's DCD plugin greets every file on the C stdout, amid our JSON
-            traj = mdtraj.load(str(path), top=md_top, stride=args.stride)
+        traj = load_quietly(path, top=md_top, stride=args.stride)
     except ValueError as exc:  # mdtraj: atom count mismatch
         raise ValueError(f"{path} does not match the system ({md_top.n_atoms} atoms): {exc}") from None
     except OSError as exc:  # not a trajectory mdtraj reads, or cut short

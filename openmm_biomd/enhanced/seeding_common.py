@@ -37,7 +37,6 @@ from ..data.frame_checks import MAX_COORDINATE_NM, check_frames_fit, first_damag
 from ..data.md import (
     RunMismatchError,
     _atomic_write_bytes,
-    _quiet_c_stdout,
     _write_topology_pdb,
     damaged_file,
     parse_time_ps,
@@ -390,8 +389,7 @@ def load_path_frames(path: str | os.PathLike, topology: str | os.PathLike | None
                          if candidate.exists()), None)
     if check_whole and path.suffix.lower() == ".dcd" and path.is_file():
         check_dcd_whole(path)
-    with _quiet_c_stdout():  # mdtraj's DCD plugin greets every file on the C stdout
-        traj = read_trajectory(path, what, topology, topology_flag)
+    traj = read_trajectory(path, what, topology, topology_flag)
     return np.ascontiguousarray(traj.xyz, dtype=np.float64)
 
 

@@ -130,6 +130,8 @@ def test_biomd_run_resumes_after_a_kill(tmp_path):
     assert 0 < killed_at < 200000
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    # stdout is the JSON digest alone (mdtraj's DCD plugin had greeted each file read back on it, ahead of it)
+    assert json.loads(done.stdout)["n_frames"] == 80 and "dcdplugin" not in done.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_frames"] == 80 and summary["steering"] == 0.5 and summary["thermalize_steps"] == 50
     _check_trajectory(out, 80, 5.0)
