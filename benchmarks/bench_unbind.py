@@ -112,6 +112,7 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
     """
     import mdtraj
 
+    from biomd_core.io.dcd import load_quietly
     from openmm_biomd.enhanced.seeding_common import DistanceCV, kt_kj_mol
     from openmm_biomd.enhanced.steered import steered_path
     from openmm_biomd.enhanced.umbrella import UmbrellaSettings, binding_free_energy, refine_umbrella_windows
@@ -123,7 +124,7 @@ def umbrella_comparison(work: Path, unbinder, n_windows: int, production_ps: flo
     # the distances it reached (recorded as "partial_range").
     best = max(summary["results"], key=lambda r: (r["success"], r["max_distance_nm"]))
     top = mdtraj.load_topology(str(gen_dir / "topology.pdb"))
-    path = mdtraj.load(str(gen_dir / f"attempt_{best['attempt']:03d}" / "path.dcd"), top=top).xyz
+    path = load_quietly(gen_dir / f"attempt_{best['attempt']:03d}" / "path.dcd", top=top).xyz
     path = path.astype(np.float64)
     if path.shape[1] != loaded.system.getNumParticles():
         return {"error": "the generated path does not hold every particle (explicit solvent?)"}
