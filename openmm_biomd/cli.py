@@ -13,7 +13,7 @@ import sys
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from biomd_core.config import seed_argument
 
@@ -147,12 +147,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_generate_data(args: argparse.Namespace) -> int:
     """Plain-MD (or metadynamics dissociation) training data for a bundled system or the user's own inputs."""
     from biomd_core.io.output_folder import refuse_a_file
-    from openmm_biomd.data import BUNDLED_SYSTEMS, generate_dissociation, generate_md, parse_time_ps, resume_md
+    from openmm_biomd.data import (
+        BUNDLED_SYSTEMS,
+        generate_dissociation,
+        generate_md,
+        get_system,
+        parse_time_ps,
+        resume_md,
+    )
 
     if args.list_systems:
         for name, s in BUNDLED_SYSTEMS.items():
             print(f"{name:<18} Δt {s.frame_interval_ps:g} ps  ligand {s.ligand_residue or '-':<4} {s.description}")
         return 0
+    _refuse_ignored_options(args)
     log = None if args.quiet else sys.stderr
     common = {"platform": args.platform, "threads": args.threads, "cpu": args.cpu, "log": log}
     for flag, value in (("--replicas", args.replicas), ("--chunk-frames", args.chunk_frames),
@@ -185,8 +193,8 @@ def cmd_generate_data(args: argparse.Namespace) -> int:
         if args.forcefield or args.implicit_solvent:
             raise ValueError("--forcefield and --implicit-solvent apply to --inputs, not to bundled systems")
         name = args.system
-        bundled = BUNDLED_SYSTEMS.get(name)
-        system, default_interval_ps = name, (bundled.frame_interval_ps if bundled else 1.0)
+        # (looked up first: an unknown name had been reported as a time not a whole number of frame intervals)
+        system, default_interval_ps = name, get_system(name).frame_interval_ps
     if not args.time:
         raise ValueError("give --time (production time per replica, or the longest metadynamics run), e.g. --time 2ns")
     settings = {
@@ -226,6 +234,46 @@ def _data_report(meta: dict, out: str) -> dict:
     return {"out": str(out), **{k: meta[k] for k in keys}}
 
 
+#: ``biomd generate-data``'s defaults, applied after parsing (the options default to None, so that an option the
+#: user gave can be told from one left out: a --resume or a plain-MD run refuses options it would ignore).
+GENERATE_DATA_DEFAULTS: dict[str, Any] = {
+    "constraints": "HBonds", "temperature": 300.0, "timestep": "2fs", "friction": 1.0, "seed": 0,
+    "equilibration": "10ps", "n_seeds": 10, "height": 2.0, "bias_factor": 10.0, "sigma": 0.05,
+    "deposit_interval": "1ps", "exit_distance": 1.0, "after_exit": "0ps", "pocket_radius": 0.5,
+}
+#: Options of a new run that ``--resume`` takes from the run's metadata instead.
+_NEW_RUN_ONLY = ("out", "frame_interval", "forcefield", "implicit_solvent", "constraints", "temperature", "timestep",
+                 "friction", "seed", "equilibration")
+#: Options of a ``--dissociation`` campaign only.
+_DISSOCIATION_ONLY = ("ligand", "pocket", "n_seeds", "height", "bias_factor", "sigma", "deposit_interval",
+                      "exit_distance", "after_exit", "pocket_radius")
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _refuse_ignored_options(args: argparse.Namespace) -> None:
+    """Refuse options that this kind of ``generate-data`` run would ignore (a --resume continued at the recorded
+    300 K when asked for 350, without a word), then fill in the defaults of those left out."""
+    ignored = []
+    if args.resume:
+        ignored += [dest for dest in _NEW_RUN_ONLY + _DISSOCIATION_ONLY if getattr(args, dest) is not None]
+        if ignored:
+            raise ValueError(f"{', '.join(map(_flag, ignored))} cannot be given with --resume, which continues the run "
+                             "with the settings in its metadata (only --time, --replicas, --chunk-frames, --max-chunks "
+                             "and the platform options may change): leave them out, or start a new run with "
+                             "--system/--inputs and --out")
+    elif not args.dissociation:
+        ignored = [dest for dest in _DISSOCIATION_ONLY if getattr(args, dest) is not None]
+        if ignored:
+            raise ValueError(f"{', '.join(map(_flag, ignored))} {'is' if len(ignored) == 1 else 'are'} for a "
+                             "--dissociation campaign: add --dissociation, or leave them out for plain MD")
+    for dest, value in GENERATE_DATA_DEFAULTS.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, value)
+
+
 def _add_generate_data_arguments(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--system", help="bundled system (see --list-systems)")
@@ -237,16 +285,16 @@ def _add_generate_data_arguments(p: argparse.ArgumentParser) -> None:
     source.add_argument("--list-systems", action="store_true", help="list the bundled systems and exit")
     p.add_argument("--forcefield", nargs="+", metavar="XML", help="force-field XMLs for a PDB, e.g. amber14-all.xml implicit/obc2.xml")
     p.add_argument("--implicit-solvent", choices=["HCT", "OBC1", "OBC2", "GBn", "GBn2"], help="for Amber/GROMACS inputs")
-    p.add_argument("--constraints", default="HBonds", choices=["none", "HBonds", "AllBonds", "HAngles"])
+    p.add_argument("--constraints", choices=["none", "HBonds", "AllBonds", "HAngles"], help="(default HBonds)")
     p.add_argument("--out", help="run directory (default runs/data/NAME or runs/dissociation/NAME); rerun to resume")
     p.add_argument("--time", help="production time per replica (or longest metadynamics run), e.g. 200ps, 2ns")
     p.add_argument("--frame-interval", help="time between frames, a whole number of steps (default: the system's)")
     p.add_argument("--replicas", type=int, help="independent replicas (default 1)")
-    p.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
-    p.add_argument("--timestep", default="2fs", help="integrator step (default 2fs)")
-    p.add_argument("--friction", type=float, default=1.0, help="Langevin friction, 1/ps (default 1)")
-    p.add_argument("--seed", type=seed_argument, default=0, help="master seed (replica/seed i gets its own)")
-    p.add_argument("--equilibration", default="10ps", help="MD after minimisation before the first frame (default 10ps)")
+    p.add_argument("--temperature", type=float, help="K (default 300)")
+    p.add_argument("--timestep", help="integrator step (default 2fs)")
+    p.add_argument("--friction", type=float, help="Langevin friction, 1/ps (default 1)")
+    p.add_argument("--seed", type=seed_argument, help="master seed (replica/seed i gets its own; default 0)")
+    p.add_argument("--equilibration", help="MD after minimisation before the first frame (default 10ps)")
     p.add_argument("--chunk-frames", type=int, help="frames per DCD chunk and checkpoint (default 100)")
     p.add_argument("--max-chunks", type=int, help="stop after this many chunks (resume later)")
     p.add_argument("--platform", help="OpenMM platform (default CUDA if present, else CPU)")
@@ -258,15 +306,15 @@ def _add_generate_data_arguments(p: argparse.ArgumentParser) -> None:
     meta.add_argument("--dissociation", action="store_true", help="metadynamics on the ligand-pocket distance")
     meta.add_argument("--ligand", help="mdtraj selection of the ligand (default: the system's ligand residue)")
     meta.add_argument("--pocket", help="mdtraj selection of the pocket (default: heavy atoms near the ligand)")
-    meta.add_argument("--n-seeds", type=int, default=10, help="independent runs (default 10)")
-    meta.add_argument("--height", type=float, default=2.0, help="initial hill height, kJ/mol (default 2)")
-    meta.add_argument("--bias-factor", type=float, default=10.0, help="well-tempered bias factor (default 10)")
-    meta.add_argument("--sigma", type=float, default=0.05, help="hill width, nm (default 0.05)")
-    meta.add_argument("--deposit-interval", default="1ps", help="time between hills (default 1ps)")
-    meta.add_argument("--exit-distance", type=float, default=1.0, help="stop once CV > bound CV + this, nm (default 1)")
-    meta.add_argument("--after-exit", default="0ps",
+    meta.add_argument("--n-seeds", type=int, help="independent runs (default 10)")
+    meta.add_argument("--height", type=float, help="initial hill height, kJ/mol (default 2)")
+    meta.add_argument("--bias-factor", type=float, help="well-tempered bias factor (default 10)")
+    meta.add_argument("--sigma", type=float, help="hill width, nm (default 0.05)")
+    meta.add_argument("--deposit-interval", help="time between hills (default 1ps)")
+    meta.add_argument("--exit-distance", type=float, help="stop once CV > bound CV + this, nm (default 1)")
+    meta.add_argument("--after-exit",
                       help="unbiased MD kept after the exit (training data: exits inside windows), e.g. 20ps (default 0)")
-    meta.add_argument("--pocket-radius", type=float, default=0.5, help="pocket = heavy atoms this close to the ligand, nm")
+    meta.add_argument("--pocket-radius", type=float, help="pocket = heavy atoms this close to the ligand, nm (default 0.5)")
 
 
 #: biomd_core.sampling.solvers.SOLVERS, spelled out so that building the parser does not import torch.
@@ -453,7 +501,9 @@ def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace)
         return handler(args)
     except (ValueError, RuntimeError, KeyError, OSError, FloatingPointError, ImportError, zipfile.BadZipFile) as exc:
         # User-facing errors (bad input, damaged or unwritable files): one clear line, no traceback.
-        print(f"biomd {args.command}: error: {exc}", file=sys.stderr)
+        # (a KeyError's str() is the repr of its message: quotes around the line)
+        message = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc
+        print(f"biomd {args.command}: error: {message}", file=sys.stderr)
         return 2
     except Exception as exc:
         openmm = sys.modules.get("openmm")  # loaded by whatever raised an OpenMMException

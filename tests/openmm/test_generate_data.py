@@ -111,12 +111,38 @@ def test_counts_that_would_be_replaced_or_ignored_are_refused(tmp_path, capsys):
         assert "a_file is a file, not a folder" in capsys.readouterr().err
 
 
-def test_unknown_system_lists_the_known_ones(capsys):
+def test_unknown_system_lists_the_known_ones(tmp_path, capsys):
     with pytest.raises(KeyError, match="alanine-dipeptide, host-guest, t4l-pxylene"):
         get_system("lysozyme")
     assert main(["generate-data", "--list-systems"]) == 0
     listing = capsys.readouterr().out
     assert all(name in listing for name in BUNDLED_SYSTEMS)
+    # through the command: named before the times are checked (it had been "0.2 ps is not a whole number of frame
+    # intervals of 1 ps"), without the quotes of a KeyError's repr around the line
+    assert main(["generate-data", "--system", "lysozyme", "--time", "0.2ps", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "error: unknown bundled system 'lysozyme'; known systems: alanine-dipeptide" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_options_a_run_would_ignore_are_refused(tmp_path, capsys):
+    """``--resume`` had continued at the recorded 300 K when given ``--temperature 350`` (and the recorded seed, step
+    and frame interval when given others), and a plain-MD run had ignored the metadynamics options: both refused by
+    name, the run's files left as they were."""
+    base = ["generate-data", "--system", "alanine-dipeptide", "--time", "0.2ps", "--quiet"]
+    assert main([*base, "--height", "3", "--after-exit", "5ps", "--out", str(tmp_path / "x")]) == 2
+    assert "--height, --after-exit are for a --dissociation campaign: add --dissociation" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    out = tmp_path / "run"
+    assert main([*base, "--frame-interval", "0.2ps", "--equilibration", "0ps", "--out", str(out)]) == 0
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    for given in (["--temperature", "350"], ["--seed", "8"], ["--timestep", "1fs"], ["--frame-interval", "0.1ps"],
+                  ["--out", str(tmp_path / "elsewhere")], ["--sigma", "0.1"]):
+        assert main(["generate-data", "--resume", str(out), "--time", "0.4ps", *given, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"{given[0]} cannot be given with --resume, which continues the run with the settings in its" in err
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_cpu_threads_follow_openmm_cpu_threads(monkeypatch):
