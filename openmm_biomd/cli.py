@@ -146,7 +146,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_generate_data(args: argparse.Namespace) -> int:
     """Plain-MD (or metadynamics dissociation) training data for a bundled system or the user's own inputs."""
-    from biomd_core.io.output_folder import refuse_a_file
     from openmm_biomd.data import (
         BUNDLED_SYSTEMS,
         generate_dissociation,
@@ -207,7 +206,6 @@ def cmd_generate_data(args: argparse.Namespace) -> int:
     }
     if args.dissociation:
         out = args.out or f"runs/dissociation/{name}"
-        refuse_a_file(out, "generate-data")
         summary = generate_dissociation(
             system, out, ligand_selection=args.ligand, pocket_selection=args.pocket, n_seeds=args.n_seeds,
             max_time_ps=parse_time_ps(args.time), height_kj_mol=args.height, bias_factor=args.bias_factor,
@@ -219,7 +217,6 @@ def cmd_generate_data(args: argparse.Namespace) -> int:
         print(json.dumps({"out": str(out), **{k: summary[k] for k in keys}, "seeds": len(summary["results"])}, indent=2))
         return 0
     out = args.out or f"runs/data/{name}"
-    refuse_a_file(out, "generate-data")
     meta = generate_md(
         system, out, time_ps=parse_time_ps(args.time), replicas=1 if args.replicas is None else args.replicas,
         chunk_frames=100 if args.chunk_frames is None else args.chunk_frames, max_chunks=args.max_chunks,

@@ -61,6 +61,7 @@ from biomd_core.io.dcd import (  # noqa: F401
     quiet_c_stdout,
     read_dcd_header,
 )
+from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
 
 from ..affinity import allowed_cpu, pinned_to_cpu
 from .systems import LoadedSystem, as_loaded_system, get_system
@@ -425,6 +426,22 @@ class ReplicaDir:
             return read_json(self.progress_file)
         return {"chunks": 0, "frames": 0, "step": 0}
 
+    def check_finished(self, frames: int) -> None:
+        """Refuse (:func:`damaged_file`) the chunks of a finished replica unless they hold its ``frames`` whole:
+        rerunning a finished run is how a user asks whether it is complete, and damage had been found only once
+        the run was extended, or downstream."""
+        remedy = f"Restore it from a copy, or delete {self.path} and rerun the same command to regenerate this replica."
+        total = 0
+        for path in self.chunks():
+            try:
+                total += read_dcd_header(path)["n_frames"]
+            except ValueError:  # garbage written over it
+                raise damaged_file(path, "it is not a DCD file", remedy) from None
+            if why := dcd_cut_short(path):
+                raise damaged_file(path, why, remedy)
+        if total != frames:
+            raise damaged_file(self.path, f"its chunks hold {total} frames, metadata.json records {frames}", remedy)
+
     def remove_temporaries(self) -> None:
         """Files a killed run was writing (never renamed, so never counted)."""
         for tmp in self.path.glob("*.tmp"):
@@ -621,6 +638,12 @@ def read_metadata(out_dir: str | os.PathLike) -> dict:
 
 # --------------------------------------------------------------------------- generation
 
+#: The output folder's claim (biomd_core.io.output_folder) of a plain-MD run, the files it writes at the top, and
+#: how a run directory made before folders were claimed is recognised.
+MD_COMMAND = "generate-data"
+MD_OUTPUTS = ("topology.pdb", "metadata.json", "replica_*")
+_EARLIER_MD = json_with_keys("metadata.json", "format", "frames_per_replica")
+
 
 def generate_md(
     system: Any,
@@ -675,6 +698,7 @@ def generate_md(
     """
     started = time.perf_counter()
     out = Path(out_dir)
+    check_output_folder(out, MD_COMMAND, MD_OUTPUTS, _EARLIER_MD)  # (a user's topology.pdb had been kept as the run's)
     settings = MDSettings(
         time_ps=float(time_ps),
         frame_interval_ps=float(frame_interval_ps),
@@ -693,6 +717,8 @@ def generate_md(
         raise RunMismatchError(f"{out} holds replica directories but no metadata.json; use a new output directory")
     if old is not None and _finished(old, loaded, settings):
         # Nothing to run, so no platform is needed: data made on a GPU is used as is on a CPU-only machine.
+        for replica, frames in enumerate(old["frames_per_replica"]):
+            ReplicaDir(out / f"replica_{replica:03d}").check_finished(frames)
         return old
     plat, properties = _platform_for_resume(old, platform, pinned_threads(threads, cpu), n_atoms)
 
@@ -708,9 +734,8 @@ def generate_md(
         meta["wall_s"], meta["md_wall_s"] = old["wall_s"], old["md_wall_s"]
         meta["sessions"] = list(old.get("sessions", []))  # a copy: `old` is what a refused call writes back
         meta["created"] = old.get("created", meta["created"])
-    out.mkdir(parents=True, exist_ok=True)
-    if not (out / "topology.pdb").exists():
-        _write_topology_pdb(out / "topology.pdb", loaded)
+    claim_output_folder(out, MD_COMMAND, MD_OUTPUTS, _EARLIER_MD)
+    ensure_topology_pdb(out / "topology.pdb", loaded)
 
     session = {"started": _now(), "platform": plat.getName(), "properties": properties, "cpu": cpu,
                "chunks_written": 0}
@@ -900,6 +925,20 @@ def _new_metadata(loaded: LoadedSystem, settings: MDSettings, platform_name: str
         "sessions": [],
         "versions": package_versions(),
     }
+
+
+def ensure_topology_pdb(path: Path, loaded: LoadedSystem) -> None:
+    """Write ``loaded``'s ``topology.pdb`` unless ``path`` already holds a topology of its atoms: a damaged one had
+    been kept, and with it the run's frames could not be read. (Called once the folder is the run's own and the
+    System on disk has been matched, so the file is made from the same System.)"""
+    import mdtraj
+
+    try:
+        fits = mdtraj.load_topology(str(path)).n_atoms == loaded.system.getNumParticles()
+    except Exception:  # missing, or not a PDB mdtraj reads (its errors come in many types)
+        fits = False
+    if not fits:
+        _write_topology_pdb(path, loaded)
 
 
 def _write_topology_pdb(path: Path, loaded: LoadedSystem) -> None:

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from biomd_core.io.dcd import dcd_cut_short
+from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
 
 from ..affinity import pinned_to_cpu
 from .md import (
@@ -56,8 +57,8 @@ from .md import (
     _atomic_write_bytes,
     _atomic_write_json,
     _positions_and_box,
-    _write_topology_pdb,
     damaged_file,
+    ensure_topology_pdb,
     equilibrate,
     make_simulation,
     package_versions,
@@ -326,6 +327,12 @@ def _frame(simulation: Any, periodic: bool) -> tuple:
 
 # --------------------------------------------------------------------------- campaign
 
+#: The output folder's claim of a dissociation campaign (another than a plain-MD run's: the two would share a
+#: topology.pdb), the files it writes at the top, and how a campaign made before folders were claimed is recognised.
+DISSOCIATION_COMMAND = "generate-data --dissociation"
+DISSOCIATION_OUTPUTS = ("topology.pdb", "summary.json", "seed_*")
+_EARLIER_CAMPAIGN = json_with_keys("summary.json", "format", "bias_grid_nm")
+
 
 def generate_dissociation(
     system: Any,
@@ -386,6 +393,7 @@ def generate_dissociation(
         recorded, its files untouched.
     """
     started = time.perf_counter()
+    check_output_folder(out_dir, DISSOCIATION_COMMAND, DISSOCIATION_OUTPUTS, _EARLIER_CAMPAIGN)
     settings = DissociationSettings(
         n_seeds=int(n_seeds), max_time_ps=float(max_time_ps), frame_interval_ps=float(frame_interval_ps),
         height_kj_mol=float(height_kj_mol), bias_factor=float(bias_factor), sigma_nm=float(sigma_nm),
@@ -442,15 +450,15 @@ def generate_dissociation(
         _check_resumable(old, summary, out)
         if old.get("status") == "complete" and len(old.get("results", [])) == settings.n_seeds \
                 and all((seed_dir / "result.json").exists() for seed_dir in seed_dirs):
+            for seed_dir in seed_dirs:  # (a rerun is how a user asks whether it is whole: damage had passed)
+                _finished_seed(seed_dir)
             return old  # nothing to run: its record (platform, wall time) stays the one of the run that made it
         started -= float(old.get("wall_s") or 0.0)  # wall_s counts every session of the campaign
-    out.mkdir(parents=True, exist_ok=True)
-    if not (out / "topology.pdb").exists():
-        _write_topology_pdb(out / "topology.pdb", loaded)
-
     # every finished seed is checked before anything is written (a damaged one stops the call as it found it)
     finished = {index: _finished_seed(seed_dir) for index, seed_dir in enumerate(seed_dirs)
                 if (seed_dir / "result.json").exists()}
+    claim_output_folder(out, DISSOCIATION_COMMAND, DISSOCIATION_OUTPUTS, _EARLIER_CAMPAIGN)
+    ensure_topology_pdb(out / "topology.pdb", loaded)
     results = []
     for index, seed_dir in enumerate(seed_dirs):
         if index in finished:
@@ -483,7 +491,23 @@ def _finished_seed(seed_dir: Path) -> dict:
     if why or counted != result.get("n_frames", counted):
         raise damaged_file(path, why or f"it holds {counted} frames, the seed's result.json {result['n_frames']}",
                            remedy)
+    _check_cv_table(seed_dir / "cv.csv", counted, remedy)
     return result
+
+
+def _check_cv_table(path: Path, n_frames: int, remedy: str) -> None:
+    """Refuse a seed's ``cv.csv`` unless it holds one row of four finite numbers per frame of its path (one cut
+    to 9 of 45 rows had gone on into the campaign's record)."""
+    if not path.exists():
+        raise damaged_file(path, "it is missing, but the seed's result.json says the seed finished", remedy)
+    try:
+        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    except ValueError as exc:
+        raise damaged_file(path, f"it is not a table of numbers ({exc})", remedy) from None
+    if table.shape != (n_frames, 4) or not np.isfinite(table).all():
+        found = f"{table.shape[0]} rows of {table.shape[1]} columns" if table.size else "no rows"
+        raise damaged_file(path, f"it holds {found}, not {n_frames} rows (one per frame of path.dcd) of 4 finite "
+                           "numbers", remedy)
 
 
 def _finish(summary: dict, started: float, out: Path, status: str) -> dict:

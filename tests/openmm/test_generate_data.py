@@ -514,6 +514,59 @@ def test_killed_run_resumes_without_losing_or_duplicating_frames(tmp_path):
     assert sum(h["n_frames"] for h in headers) == 200 and headers[-1]["first_step"] == 100 * (200 - 20 + 1)
 
 
+def test_a_folder_of_another_command_or_of_the_user_is_refused(tmp_path, file_contents):
+    """The user's own topology.pdb, or an umbrella folder's, had been kept as the run's (frames of 22 atoms beside a
+    topology of 156); a plain-MD run's folder is not a dissociation campaign's either. Each is refused before
+    anything is written."""
+    from biomd_core.io.output_folder import OutputFolderError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "topology.pdb").write_text("MY OWN PDB")
+    umbrella = tmp_path / "umbrella"
+    umbrella.mkdir()
+    (umbrella / "topology.pdb").write_text("REMARK the umbrella's topology")
+    (umbrella / ".biomd-output.json").write_text(json.dumps({"commands": ["umbrella"]}))
+    for out, held in ((mine, "holds files not written by it"), (umbrella, "holds the output of `biomd umbrella`")):
+        before = file_contents(out)
+        with pytest.raises(OutputFolderError, match=f"`biomd generate-data` would overwrite topology.pdb in .*{held}"):
+            generate_md("alanine-dipeptide", out, **SMALL)
+        assert file_contents(out) == before
+    plain = tmp_path / "plain"
+    generate_md("alanine-dipeptide", plain, **{**SMALL, "time_ps": 0.4})
+    before = file_contents(plain)
+    with pytest.raises(OutputFolderError, match="`biomd generate-data --dissociation` would overwrite topology.pdb in "
+                                                ".* which holds the output of `biomd generate-data`"):
+        generate_dissociation("host-guest", plain, n_seeds=1, max_time_ps=1.0, frame_interval_ps=0.1)
+    assert file_contents(plain) == before
+
+
+def test_a_damaged_run_file_is_named_also_when_the_run_is_finished(tmp_path, file_contents):
+    """The same call again on a finished run checks its chunks (a chunk cut short, garbage or gone had passed
+    with exit 0); a killed run's damaged topology.pdb, made from the System, is written again."""
+    out = tmp_path / "run"
+    generate_md("alanine-dipeptide", out, **SMALL)
+    replica = out / "replica_000"
+    chunk = replica / "chunk_00001.dcd"
+    whole = chunk.read_bytes()
+    for damage, message in ((whole[:-300], r"chunk_00001.dcd is damaged: its header counts 6 frames"),
+                            (b"garbage" * 50, r"chunk_00001.dcd is damaged: it is not a DCD file"),
+                            (None, r"replica_000 is damaged: its chunks hold 24 frames, metadata.json records 30")):
+        chunk.unlink() if damage is None else chunk.write_bytes(damage)
+        before = file_contents(out)
+        with pytest.raises(DamagedRunFileError, match=message + r".*delete .*replica_000 and rerun"):
+            generate_md("alanine-dipeptide", out, **SMALL)
+        assert file_contents(out) == before
+    chunk.write_bytes(whole)
+    assert generate_md("alanine-dipeptide", out, **SMALL)["status"] == "complete"
+
+    killed = tmp_path / "killed"
+    generate_md("alanine-dipeptide", killed, **SMALL, max_chunks=2)
+    (killed / "topology.pdb").write_text("garbage")
+    assert generate_md("alanine-dipeptide", killed, **SMALL)["status"] == "complete"
+    assert load_trajectory(killed, 0).n_atoms == 22
+
+
 def test_cli_resume_from_metadata(tmp_path):
     out = tmp_path / "run"
     assert main(["generate-data", "--system", "alanine-dipeptide", "--out", str(out), "--time", "0.4ps",
@@ -569,10 +622,26 @@ def test_dissociation_by_metadynamics_on_host_guest(tmp_path):
     assert (out / "summary.json").read_bytes() == recorded
     # a finished seed's path cut short is named when the campaign grows (it was kept and went on into the data)
     path = out / "seed_001" / "path.dcd"
-    path.write_bytes(path.read_bytes()[:-500])
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-500])
     with pytest.raises(DamagedRunFileError, match=r"seed_001/path.dcd is damaged: its header counts \d+ frames .*"
                                                   r"delete .*seed_001 and rerun"):
         generate_dissociation("host-guest", out, **{**kwargs, "n_seeds": 3})
+    assert (out / "summary.json").read_bytes() == recorded and not (out / "seed_002").exists()
+    # so is a CV table cut short or made non-numeric, also by the same call again (a rerun is how a user asks
+    # whether a campaign is whole; one cut to 9 rows had gone on into the campaign's record)
+    path.write_bytes(whole)
+    table = out / "seed_000" / "cv.csv"
+    rows = table.read_text().splitlines(keepends=True)
+    n_frames = summary["results"][0]["n_frames"]
+    kept = n_frames // 2
+    for damaged, found in (("".join(rows[:1 + kept]), f"{kept} rows of 4 columns"),
+                           ("".join(rows[:-1]) + "1,2,nan,4\n", "")):
+        table.write_text(damaged)
+        for call in (kwargs, {**kwargs, "n_seeds": 3}):
+            with pytest.raises(DamagedRunFileError, match=rf"seed_000/cv.csv is damaged: it holds {found}.*not "
+                                                          rf"{n_frames} rows .* of 4 finite numbers"):
+                generate_dissociation("host-guest", out, **call)
     assert (out / "summary.json").read_bytes() == recorded and not (out / "seed_002").exists()
 
 
