@@ -75,6 +75,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import pickle
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -450,12 +451,47 @@ def _script(module: torch.nn.Module) -> torch.jit.ScriptModule:
         ) from exc
 
 
+class _FiniteCV(torch.nn.Module):
+    """A CV that raises, naming itself, where its value is not finite (the ``"torch"`` backend's twin of the check
+    in :class:`PythonCV`: without it a CV finite on the trial positions but NaN in the simulation gave NaN energies,
+    then NaN coordinates, without a word)."""
+
+    def __init__(self, cv: torch.nn.Module, name: str) -> None:
+        super().__init__()
+        self.cv = cv
+        self.name = name
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        value = self.cv(positions)
+        if not bool(torch.isfinite(value).all()):
+            raise RuntimeError("the PyTorch CV " + self.name + " gave a non-finite value at the simulation's "
+                               "positions: make it finite wherever the atoms can go")
+        return value
+
+
+class _FinitePeriodicCV(torch.nn.Module):
+    """:class:`_FiniteCV` for a periodic CV, ``forward(positions, box)`` (TorchScript wants one signature each)."""
+
+    def __init__(self, cv: torch.nn.Module, name: str) -> None:
+        super().__init__()
+        self.cv = cv
+        self.name = name
+
+    def forward(self, positions: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+        value = self.cv(positions, box)
+        if not bool(torch.isfinite(value).all()):
+            raise RuntimeError("the PyTorch CV " + self.name + " gave a non-finite value at the simulation's "
+                               "positions: make it finite wherever the atoms can go")
+        return value
+
+
 def _torch_force(module: torch.nn.Module, periodic: bool, path: str | os.PathLike | None) -> Any:
     problem = openmm_torch_problem()
     if problem is not None:
         raise RuntimeError(f"{problem}. {INSTALL_HINT}")
     openmmtorch = _import_openmmtorch()
-    scripted = _script(module)
+    checked = (_FinitePeriodicCV if periodic else _FiniteCV)(_script(module), _cv_name(module))
+    scripted = torch.jit.script(checked)
     if path is not None:
         path = os.fspath(path)
         scripted.save(path)
@@ -477,7 +513,17 @@ def _python_force(module: torch.nn.Module, periodic: bool, path: str | os.PathLi
     if path is not None:
         # Not needed by PythonForce, but honour the request: the TorchScript file is a useful artefact.
         _script(module).save(os.fspath(path))
-    force = openmm.PythonForce(PythonCV(module, periodic))
+    callback = PythonCV(module, periodic)
+    try:  # PythonForce pickles it whenever the force is copied: say so here, not as OpenMM's bare "could not be pickled"
+        pickle.dumps(callback)
+    except Exception as exc:  # PicklingError, AttributeError ("Can't pickle local object"), TypeError
+        raise ValueError(
+            f"backend='python' needs a CV module that pickles (openmm.PythonForce copies it whenever CustomCVForce, "
+            f"metadynamics or XmlSerializer copy the force), and {_cv_name(module)} does not ({type(exc).__name__}: "
+            f"{exc}): define its class at module level, not inside a function, keep no lambdas in it, or pass "
+            "torch.jit.script(module)"
+        ) from None
+    force = openmm.PythonForce(callback)
     force.setUsesPeriodicBoundaryConditions(periodic)  # True: the State carries the box
     return force
 
@@ -516,7 +562,8 @@ def torch_cv_force(
     periodic : the CV uses periodic boundary conditions: the box is passed to the
         module and the force reports ``usesPeriodicBoundaryConditions()``.
     path : save the TorchScript module here (``.pt``); with ``"torch"`` the force
-        is then built from that file.  Default: ``"torch"`` embeds the module in
+        is then built from that file, and the module saved is the CV inside a check that raises, naming the CV,
+        where its value is not finite (it returns the CV's value unchanged).  Default: ``"torch"`` embeds the module in
         the force (nothing to keep on disk); ``"python"`` writes no file.
 
     Returns
@@ -547,5 +594,10 @@ def torch_cv_force(
             raise RuntimeError(f"{problem}. {INSTALL_HINT}")
     _trial_check(module, n_particles, periodic)
     force = BACKENDS[backend](module, bool(periodic), path)
-    force.setName(f"{backend} CV: {getattr(module, 'original_name', type(module).__name__)}")
+    force.setName(f"{backend} CV: {_cv_name(module)}")
     return force
+
+
+def _cv_name(module: torch.nn.Module) -> str:
+    """The CV's class name (a ScriptModule's is its ``original_name``)."""
+    return getattr(module, "original_name", type(module).__name__)

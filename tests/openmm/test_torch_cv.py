@@ -278,6 +278,78 @@ class _FiniteOnlyNearTheOrigin(torch.nn.Module):
         return torch.sqrt(3.0 - positions[0, 0])
 
 
+def test_a_module_that_does_not_pickle_is_refused_with_the_remedy():
+    """PythonForce pickles its callback whenever the force is copied: a class made inside a function had passed,
+    then failed in the Context of a CustomCVForce with OpenMM's bare "function could not be pickled"."""
+
+    class MadeInAFunction(torch.nn.Module):
+        def forward(self, positions: torch.Tensor) -> torch.Tensor:
+            return positions[0, 0] * 1.0
+
+    with pytest.raises(ValueError, match="needs a CV module that pickles .* MadeInAFunction does not .*define its "
+                                         "class at module level"):
+        torch_cv_force(MadeInAFunction(), 4, backend="python")
+    # scripted, it pickles as TorchScript bytes, and serves inside a CustomCVForce
+    cv = openmm.CustomCVForce("2*x")
+    cv.addCollectiveVariable("x", torch_cv_force(torch.jit.script(MadeInAFunction()), 4, backend="python"))
+    system = openmm.System()
+    for _ in range(4):
+        system.addParticle(1.0)
+    system.addForce(cv)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(np.eye(4, 3) * 0.7)
+    energy = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole)
+    assert energy == pytest.approx(1.4)
+
+
+_NAN_IN_THE_SIMULATION = """
+import torch  # before openmm, whose plugin loader otherwise fails to load openmm-torch's kernels without a word
+
+import numpy as np
+import openmm
+
+from openmm_biomd.enhanced.torch_cv import torch_cv_force
+
+
+class FiniteOnlyNearTheOrigin(torch.nn.Module):
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(3.0 - positions[0, 0])
+
+
+system = openmm.System()
+for _ in range(4):
+    system.addParticle(1.0)
+restraint = openmm.CustomCVForce("10*cv")
+restraint.addCollectiveVariable("cv", torch_cv_force(FiniteOnlyNearTheOrigin(), 4, backend="torch"))
+system.addForce(restraint)
+context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+context.setPositions(np.array([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]]))
+print("finite:", context.getState(getEnergy=True).getPotentialEnergy()._value)
+context.setPositions(np.array([[5.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]]))
+try:
+    context.getState(getEnergy=True, getForces=True)
+except openmm.OpenMMException as exc:
+    print(str(exc).strip().splitlines()[-1])
+else:
+    print("no error")
+"""
+
+
+def test_torch_backend_names_a_cv_that_turns_non_finite_in_the_simulation(tmp_path):
+    """Finite on the trial positions, NaN in the simulation: TorchForce had given NaN energies, then NaN coordinates,
+    without a word (the python backend named the CV); now both do, in openmm-torch's own environment."""
+    if not TORCH_ENV_PYTHON.exists():
+        pytest.fail(f"the openmm-torch environment is missing ({TORCH_ENV_PYTHON}): run `make setup`")
+    script = tmp_path / "nan_in_the_simulation.py"
+    script.write_text(_NAN_IN_THE_SIMULATION)
+    proc = subprocess.run([str(TORCH_ENV_PYTHON), str(script)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    finite, last = proc.stdout.strip().splitlines()[-2:]
+    assert float(finite.split()[-1]) == pytest.approx(10 * np.sqrt(2.0))  # the check returns the CV as it is
+    assert last == ("builtins.RuntimeError: the PyTorch CV FiniteOnlyNearTheOrigin gave a non-finite value at the "
+                    "simulation's positions: make it finite wherever the atoms can go")
+
+
 def test_clear_errors_for_broken_modules(tmp_path):
     with pytest.raises(ValueError, match="must return a scalar.*shape \\(5,\\)"):
         torch_cv_force(_PerAtomDistances(), 5, backend="python")
