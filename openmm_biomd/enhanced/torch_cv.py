@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import pickle
 from typing import Any, Callable, Optional
@@ -206,10 +207,11 @@ class CoordinationNumber(torch.nn.Module):
         b = _index_tensor(group_b, "group_b")
         if np.intersect1d(a.numpy(), b.numpy()).size:
             raise ValueError("group_a and group_b share atoms: an atom's contact with itself has no direction (r = 0)")
-        if not r0_nm > 0:
-            raise ValueError(f"r0_nm must be > 0, got {r0_nm}")
-        if int(n) != n or n < 2 or int(n) % 2:
-            raise ValueError(f"n must be an even integer >= 2, got {n}")
+        if not 0 < r0_nm < math.inf:  # (inf had given a constant CV of no force)
+            raise ValueError(f"r0_nm must be a finite distance > 0 (nm), got {r0_nm}")
+        if not math.isfinite(n) or int(n) != n or not 2 <= n <= MAX_SWITCHING_EXPONENT or int(n) % 2:
+            # (inf had been a bare OverflowError, 1000 "non-finite on trial positions": (r/r0)^n overflows)
+            raise ValueError(f"n must be an even integer from 2 to {MAX_SWITCHING_EXPONENT}, got {n}")
         self.register_buffer("group_a", a)
         self.register_buffer("group_b", b)
         self.r0_nm = float(r0_nm)
@@ -224,6 +226,10 @@ class CoordinationNumber(torch.nn.Module):
         x = torch.sum(delta * delta, dim=-1) / (self.r0_nm * self.r0_nm)  # [A, B] (r/r0)²
         return torch.sum(1.0 / (1.0 + torch.pow(x, self.half_n)))
 
+
+#: The sharpest switching :class:`CoordinationNumber` takes: at n = 24, ``(r/r0)^n`` (and so the forces) stays
+#: finite in float32, as TorchForce evaluates on a GPU, for pairs up to 40 r0 apart (40^24 ≈ 2.8e38).
+MAX_SWITCHING_EXPONENT = 24
 
 #: spec ``"kind"`` -> CV module class; the rest of the spec are its keyword arguments.
 CV_MODULES: dict[str, type] = {
@@ -243,6 +249,9 @@ def cv_module_from_spec(spec: dict) -> torch.nn.Module:
     -------
     torch.nn.Module
     """
+    if not isinstance(spec, dict):  # (a list had been dict()'s "dictionary update sequence element #0 ...")
+        raise TypeError(f"a CV spec is a dict with a 'kind' ({sorted(CV_MODULES)}) and its arguments, got "
+                        f"{type(spec).__name__}")
     spec = dict(spec)
     kind = spec.pop("kind", None)
     if kind not in CV_MODULES:
@@ -356,8 +365,9 @@ class PythonCV:
 
 def _trial_check(module: torch.nn.Module, n_particles: int, periodic: bool) -> None:
     """Evaluate the module once on random positions, so a broken CV fails here, not inside OpenMM."""
-    if int(n_particles) < 1:
-        raise ValueError(f"n_particles must be >= 1, got {n_particles}")
+    if isinstance(n_particles, bool) or not float(n_particles).is_integer() or int(n_particles) < 1:
+        # (5.7 had been cut to 5, NaN "cannot convert float NaN to integer")
+        raise ValueError(f"n_particles must be a whole number >= 1 (the System's particles), got {n_particles}")
     generator = np.random.default_rng(0)
     positions = generator.uniform(0.0, 3.0, size=(int(n_particles), 3))  # [N, 3] nm, no two atoms on top
     box = np.diag([3.0, 3.0, 3.0]) if periodic else None

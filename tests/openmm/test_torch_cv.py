@@ -278,6 +278,20 @@ class _FiniteOnlyNearTheOrigin(torch.nn.Module):
         return torch.sqrt(3.0 - positions[0, 0])
 
 
+def test_bad_numbers_for_the_shipped_cvs_are_refused():
+    """Each had been a bare Python error, or accepted: r0 = inf a constant CV of no force, 5.7 particles cut to 5."""
+    for kwargs, message in ((dict(r0_nm=np.inf), "r0_nm must be a finite distance > 0"),
+                            (dict(n=np.inf), "n must be an even integer from 2 to 24, got inf"),
+                            (dict(n=1000), "from 2 to 24, got 1000"), (dict(n=7), "from 2 to 24, got 7")):
+        with pytest.raises(ValueError, match=message):
+            CoordinationNumber([0], [1], **kwargs)
+    for n_particles in (5.7, float("nan"), 0, True):
+        with pytest.raises(ValueError, match="n_particles must be a whole number >= 1"):
+            torch_cv_force(CentroidDistance([0], [1]), n_particles, backend="python")
+    with pytest.raises(TypeError, match="a CV spec is a dict with a 'kind'"):
+        cv_module_from_spec(["centroid-distance"])
+
+
 def test_a_module_that_does_not_pickle_is_refused_with_the_remedy():
     """PythonForce pickles its callback whenever the force is copied: a class made inside a function had passed,
     then failed in the Context of a CustomCVForce with OpenMM's bare "function could not be pickled"."""
