@@ -510,15 +510,20 @@ def write_csv(path: Path, header: list[str], rows: np.ndarray | list, fmt: str =
     _atomic_write_bytes(path, buffer.getvalue().encode())
 
 
-def read_csv(path: Path) -> tuple[list[str], np.ndarray]:
-    """``(header, [R, C] float64)`` of a CSV written by :func:`write_csv`."""
+def read_csv(path: Path, finite: bool = False) -> tuple[list[str], np.ndarray]:
+    """``(header, [R, C] float64)`` of a CSV written by :func:`write_csv`; with ``finite``, a value that is not a
+    finite number is damage (a NaN in a window's cv.csv had surfaced as pymbar's "cannot convert float NaN to
+    integer"; a profile's empty bins are NaN)."""
     with open(path) as fh:
         header = fh.readline().strip().split(",")
     try:
-        data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
-        return header, data.reshape(-1, len(header))
+        data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2).reshape(-1, len(header))
     except ValueError as e:
         raise damaged_file(path, f"its rows cannot be read as {len(header)} numbers each ({e})") from e
+    if finite and not np.isfinite(data).all():
+        row = int(np.flatnonzero(~np.isfinite(data).all(axis=1))[0])
+        raise damaged_file(path, f"row {row + 1} holds a value that is not a finite number ({data[row].tolist()})")
+    return header, data
 
 
 # --------------------------------------------------------------------------- command line

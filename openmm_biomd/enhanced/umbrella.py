@@ -377,7 +377,17 @@ def seed_umbrella_windows(
     earlier = json_with_keys("umbrella.json", "format", "settings")
     check_output_folder(out, "umbrella", UMBRELLA_OUTPUTS, earlier)
     if old_path.exists():
-        _check_resumable(read_json(old_path), summary, out)
+        old = read_json(old_path)
+        _check_resumable(old, summary, out)
+        if old.get("status") == "complete" and old.get("windows_key") == summary["windows_key"] \
+                and len(old.get("windows", [])) == len(windows) \
+                and all((out / f"window_{w['index']:03d}" / "result.json").exists() for w in windows):
+            # nothing to run: the record stays the one of the run that made it (its wall time had been replaced by
+            # this call's, and it was rewritten before the analysis found a damaged window), once every window's
+            # files are known to be whole
+            read_windows(out)
+            return old
+        started -= float(old.get("wall_s") or 0.0)  # wall_s counts every session of the run
     first_cpu = settings.cpus[0] if settings.cpus else None
     plat, properties = select_platform(settings.platform, pinned_threads(settings.threads, first_cpu), n_atoms)
     claim_output_folder(out, "umbrella", UMBRELLA_OUTPUTS, earlier)
@@ -669,7 +679,7 @@ def read_windows(out_dir: str | os.PathLike) -> tuple[dict, list[dict], list[np.
     for p in summary["plan"]:
         wdir = out / f"window_{p['index']:03d}"
         results.append(read_json(wdir / "result.json"))
-        samples.append(read_csv(wdir / "cv.csv")[1][:, 1])
+        samples.append(read_csv(wdir / "cv.csv", finite=True)[1][:, 1])
         recorded = results[-1].get("n_samples")  # (None: a record written by hand)
         if recorded is not None and len(samples[-1]) != recorded:
             raise damaged_file(wdir / "cv.csv", f"it holds {len(samples[-1])} samples, the window's result.json "

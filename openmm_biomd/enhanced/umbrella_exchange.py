@@ -410,9 +410,15 @@ def _resumed_sampler(out: Path) -> tuple[_ReplicasSideBySide, Any, dict[int, dic
     except (OSError, RuntimeError, KeyError, IndexError, ValueError) as e:  # netCDF4/HDF5 on a file cut short
         reporter.close()
         checkpoint = Path(STORAGE_FILE).stem + "_checkpoint.nc"  # openmmtools' name for its checkpoint file
-        raise damaged_file(out / STORAGE_FILE, f"openmmtools cannot resume from it ({type(e).__name__}: {e})",
-                           f"Restore it and {checkpoint} from a copy, or delete both to run the exchange again "
-                           "from the start (its windows are equilibrated again), or use a new output directory.") from e
+        # the file that failed is named (a damaged or missing checkpoint had been reported as exchange.nc's damage)
+        if not (out / checkpoint).exists():
+            failed, why = out / checkpoint, f"it is missing, and {STORAGE_FILE} cannot resume without it"
+        else:
+            failed = out / (checkpoint if checkpoint in str(e) else STORAGE_FILE)
+            why = f"openmmtools cannot resume from it ({type(e).__name__}: {e})"
+        raise damaged_file(failed, why, f"Restore {STORAGE_FILE} and {checkpoint} from a copy, or delete both to run "
+                           "the exchange again from the start (its windows are equilibrated again), or use a new "
+                           "output directory.") from e
     return sampler, reporter, records
 
 

@@ -347,6 +347,15 @@ def test_replica_exchange_windows_swap_sample_and_resume(host_guest_cv, pulled, 
                                                   r"delete both to run the exchange again"):
         seed_umbrella_windows(loaded, pulled[1], cv, settings, damaged)
     assert file_contents(damaged, "exchange*") == kept
+    # its checkpoint file gone, or garbage: that file is named (both had been reported as exchange.nc's damage)
+    storage.write_bytes((tmp_path / "exchange.nc").read_bytes())
+    checkpoint = damaged / "exchange_checkpoint.nc"
+    for damage, why in ((None, r"it is missing, and exchange\.nc cannot resume without it"),
+                        (b"garbage" * 100, "openmmtools cannot resume from it")):
+        checkpoint.unlink() if damage is None else checkpoint.write_bytes(damage)
+        with pytest.raises(DamagedRunFileError, match=rf"exchange_checkpoint\.nc is damaged: {why}.* Restore "
+                                                      r"exchange\.nc and exchange_checkpoint\.nc from a copy"):
+            seed_umbrella_windows(loaded, pulled[1], cv, settings, damaged)
     records = tmp_path / "exchange_windows.json"
     stamp = os.stat(records).st_mtime_ns
     monkeypatch.setattr(umbrella_exchange, "exchange_statistics", real_statistics)
@@ -799,6 +808,19 @@ def test_unreadable_and_damaged_files_and_bad_machine_settings_get_one_line_erro
     samples.write_text("".join(rows[:-1]) + rows[-1][:3] + ",\n")
     with pytest.raises(DamagedRunFileError, match=r"window_001/cv.csv is damaged: its rows cannot be read"):
         analyze_umbrella(damaged, write=False)
+    # a NaN had been pymbar's "cannot convert float NaN to integer", naming no file; the same call again names it
+    # too, and leaves the record as the run wrote it (its wall time had been replaced by the call's)
+    time_ps = rows[-2].split(",")[0]
+    samples.write_text("".join(rows[:-2]) + f"{time_ps},nan\n" + rows[-1])
+    with pytest.raises(DamagedRunFileError, match=rf"window_001/cv.csv is damaged: row {len(rows) - 2} holds a value "
+                                                  r"that is not a finite number"):
+        analyze_umbrella(damaged, write=False)
+    with pytest.raises(DamagedRunFileError, match=r"window_001/cv.csv is damaged: row"):
+        seed_umbrella_windows(host_guest_cv[0], pulled[1], host_guest_cv[3], UmbrellaSettings(**DIST), damaged)
+    assert (damaged / "umbrella.json").read_bytes() == summary
+    samples.write_text("".join(rows))
+    again = seed_umbrella_windows(host_guest_cv[0], pulled[1], host_guest_cv[3], UmbrellaSettings(**DIST), damaged)
+    assert (damaged / "umbrella.json").read_bytes() == summary and again == json.loads(summary)
 
 
 def _parse(module, argv):
