@@ -931,11 +931,11 @@ def ensure_topology_pdb(path: Path, loaded: LoadedSystem) -> None:
     """Write ``loaded``'s ``topology.pdb`` unless ``path`` already holds a topology of its atoms: a damaged one had
     been kept, and with it the run's frames could not be read. (Called once the folder is the run's own and the
     System on disk has been matched, so the file is made from the same System.)"""
-    import mdtraj
+    from ..trajectory_io import read_topology
 
     try:
-        fits = mdtraj.load_topology(str(path)).n_atoms == loaded.system.getNumParticles()
-    except Exception:  # missing, or not a PDB mdtraj reads (its errors come in many types)
+        fits = read_topology(path, "topology.pdb").n_atoms == loaded.system.getNumParticles()
+    except (FileNotFoundError, ValueError):  # missing, or not a topology
         fits = False
     if not fits:
         _write_topology_pdb(path, loaded)

@@ -461,10 +461,18 @@ def _script(module: torch.nn.Module) -> torch.jit.ScriptModule:
         ) from exc
 
 
+def _finite(value: torch.Tensor, name: str) -> torch.Tensor:
+    """``value``, or a RuntimeError naming the CV ``name`` where it is not finite (the ``"torch"`` backend's twin of
+    the check in :class:`PythonCV`: without it a CV finite on the trial positions but NaN in the simulation gave NaN
+    energies, then NaN coordinates, without a word)."""
+    if not bool(torch.isfinite(value).all()):
+        raise RuntimeError("the PyTorch CV " + name + " gave a non-finite value at the simulation's positions: make it "
+                           "finite wherever the atoms can go")
+    return value
+
+
 class _FiniteCV(torch.nn.Module):
-    """A CV that raises, naming itself, where its value is not finite (the ``"torch"`` backend's twin of the check
-    in :class:`PythonCV`: without it a CV finite on the trial positions but NaN in the simulation gave NaN energies,
-    then NaN coordinates, without a word)."""
+    """A CV, checked by :func:`_finite`."""
 
     def __init__(self, cv: torch.nn.Module, name: str) -> None:
         super().__init__()
@@ -472,27 +480,14 @@ class _FiniteCV(torch.nn.Module):
         self.name = name
 
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
-        value = self.cv(positions)
-        if not bool(torch.isfinite(value).all()):
-            raise RuntimeError("the PyTorch CV " + self.name + " gave a non-finite value at the simulation's "
-                               "positions: make it finite wherever the atoms can go")
-        return value
+        return _finite(self.cv(positions), self.name)
 
 
-class _FinitePeriodicCV(torch.nn.Module):
-    """:class:`_FiniteCV` for a periodic CV, ``forward(positions, box)`` (TorchScript wants one signature each)."""
+class _FinitePeriodicCV(_FiniteCV):
+    """:class:`_FiniteCV` of a periodic CV, ``forward(positions, box)`` (TorchScript wants one signature each)."""
 
-    def __init__(self, cv: torch.nn.Module, name: str) -> None:
-        super().__init__()
-        self.cv = cv
-        self.name = name
-
-    def forward(self, positions: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-        value = self.cv(positions, box)
-        if not bool(torch.isfinite(value).all()):
-            raise RuntimeError("the PyTorch CV " + self.name + " gave a non-finite value at the simulation's "
-                               "positions: make it finite wherever the atoms can go")
-        return value
+    def forward(self, positions: torch.Tensor, box: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return _finite(self.cv(positions, box), self.name)
 
 
 def _torch_force(module: torch.nn.Module, periodic: bool, path: str | os.PathLike | None) -> Any:
