@@ -311,7 +311,8 @@ def _add_generate_data_arguments(p: argparse.ArgumentParser) -> None:
     meta.add_argument("--exit-distance", type=float, help="stop once CV > bound CV + this, nm (default 1)")
     meta.add_argument("--after-exit",
                       help="unbiased MD kept after the exit (training data: exits inside windows), e.g. 20ps (default 0)")
-    meta.add_argument("--pocket-radius", type=float, help="pocket = heavy atoms this close to the ligand, nm (default 0.5)")
+    meta.add_argument("--pocket-radius", type=float,
+                      help="pocket = heavy atoms this close to the ligand, nm (default 0.5)")
 
 
 #: biomd_core.sampling.solvers.SOLVERS, spelled out so that building the parser does not import torch.

@@ -519,7 +519,8 @@ def _python_force(module: torch.nn.Module, periodic: bool, path: str | os.PathLi
         # Not needed by PythonForce, but honour the request: the TorchScript file is a useful artefact.
         _script(module).save(os.fspath(path))
     callback = PythonCV(module, periodic)
-    try:  # PythonForce pickles it whenever the force is copied: say so here, not as OpenMM's bare "could not be pickled"
+    # PythonForce pickles it whenever the force is copied: say so here, not as OpenMM's bare "could not be pickled"
+    try:
         pickle.dumps(callback)
     except Exception as exc:  # PicklingError, AttributeError ("Can't pickle local object"), TypeError
         raise ValueError(
