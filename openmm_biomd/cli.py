@@ -253,9 +253,8 @@ def _flag(dest: str) -> str:
 def _refuse_ignored_options(args: argparse.Namespace) -> None:
     """Refuse options that this kind of ``generate-data`` run would ignore (a --resume continued at the recorded
     300 K when asked for 350, without a word), then fill in the defaults of those left out."""
-    ignored = []
     if args.resume:
-        ignored += [dest for dest in _NEW_RUN_ONLY + _DISSOCIATION_ONLY if getattr(args, dest) is not None]
+        ignored = [dest for dest in _NEW_RUN_ONLY + _DISSOCIATION_ONLY if getattr(args, dest) is not None]
         if ignored:
             raise ValueError(f"{', '.join(map(_flag, ignored))} cannot be given with --resume, which continues the run "
                              "with the settings in its metadata (only --time, --replicas, --chunk-frames, --max-chunks "

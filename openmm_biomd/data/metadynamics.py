@@ -445,18 +445,17 @@ def generate_dissociation(
     }
     seed_dirs = [out / f"seed_{index:03d}" for index in range(settings.n_seeds)]
     old_path = out / "summary.json"
-    if old_path.exists():
-        old = read_json(old_path)
+    old = read_json(old_path) if old_path.exists() else None
+    if old is not None:
         _check_resumable(old, summary, out)
-        if old.get("status") == "complete" and len(old.get("results", [])) == settings.n_seeds \
-                and all((seed_dir / "result.json").exists() for seed_dir in seed_dirs):
-            for seed_dir in seed_dirs:  # (a rerun is how a user asks whether it is whole: damage had passed)
-                _finished_seed(seed_dir)
-            return old  # nothing to run: its record (platform, wall time) stays the one of the run that made it
-        started -= float(old.get("wall_s") or 0.0)  # wall_s counts every session of the campaign
-    # every finished seed is checked before anything is written (a damaged one stops the call as it found it)
+    # every finished seed is checked before anything is written (a damaged one stops the call as it found it), also
+    # when the whole campaign is finished: calling it again is how a user asks whether it is whole (damage had passed)
     finished = {index: _finished_seed(seed_dir) for index, seed_dir in enumerate(seed_dirs)
                 if (seed_dir / "result.json").exists()}
+    if old is not None:
+        if old.get("status") == "complete" and len(old.get("results", [])) == len(finished) == settings.n_seeds:
+            return old  # nothing to run: its record (platform, wall time) stays the one of the run that made it
+        started -= float(old.get("wall_s") or 0.0)  # wall_s counts every session of the campaign
     claim_output_folder(out, DISSOCIATION_COMMAND, DISSOCIATION_OUTPUTS, _EARLIER_CAMPAIGN)
     ensure_topology_pdb(out / "topology.pdb", loaded)
     results = []
