@@ -442,6 +442,16 @@ class ReplicaDir:
         if total != frames:
             raise damaged_file(self.path, f"its chunks hold {total} frames, metadata.json records {frames}", remedy)
 
+    def refuse_chunks_without_checkpoint(self) -> None:
+        """Raise :class:`DamagedRunFileError` when chunks are on disk but the checkpoint is gone (deleted or moved by
+        hand: a killed run always has one once it has a chunk), before :meth:`reset` would delete the chunks."""
+        chunks = self.chunks()
+        if chunks and not self.checkpoint.exists():
+            raise DamagedRunFileError(
+                f"{self.checkpoint} is missing, but {self.path} holds {len(chunks)} chunk(s) of frames: a replica "
+                "continues only from its checkpoint, and starting it afresh would delete them. Restore the checkpoint "
+                f"from a copy, or move the chunks away (or delete {self.path}) to regenerate this replica.")
+
     def remove_temporaries(self) -> None:
         """Files a killed run was writing (never renamed, so never counted)."""
         for tmp in self.path.glob("*.tmp"):
@@ -821,7 +831,9 @@ def _run_replica(
         load_checkpoint(simulation.context, rdir.checkpoint)
         progress = rdir.reconcile(int(simulation.currentStep), spf)
     else:
-        # Killed (or never started) before the first checkpoint: start this replica afresh.
+        # Killed (or never started) before the first checkpoint: start this replica afresh, unless it has chunks
+        # (written only after that checkpoint): then the checkpoint was lost, and a fresh start would delete them.
+        rdir.refuse_chunks_without_checkpoint()
         rdir.reset()
         equilibrate(simulation, loaded.positions, settings.temperature_k, seed, settings.equilibration_steps)
         rdir.save_checkpoint(simulation, 0, 0)

@@ -59,13 +59,23 @@ import numpy as np
 from openmmtools import cache, mcmc, multistate, states
 
 from ..affinity import DedicatedThreads, run_on_cpus
-from ..data.md import MDBlewUpError, _atomic_write_json, damaged_file, read_json, replica_seed, whole_steps
+from ..data.md import (
+    DamagedRunFileError,
+    MDBlewUpError,
+    _atomic_write_json,
+    damaged_file,
+    read_json,
+    replica_seed,
+    whole_steps,
+)
 from .seeding_common import kt_kj_mol, write_csv
 
 __all__ = ["UmbrellaCentreState", "cv_from_energies", "run_exchange"]
 
 #: openmmtools' storage of a run (``MultiStateReporter``), in the run directory.
 STORAGE_FILE = "exchange.nc"
+#: openmmtools' checkpoint file beside it (the storage's stem + ``_checkpoint.nc``); a resume needs both.
+CHECKPOINT_FILE = "exchange_checkpoint.nc"
 #: The windows' equilibration records; its presence marks the storage as resumable.
 RECORDS_FILE = "exchange_windows.json"
 #: Iterations between full checkpoints in ``exchange.nc`` (a resume repeats at most this many).
@@ -368,6 +378,7 @@ def run_exchange(
                 print(f"replica exchange: resuming at iteration {sampler.iteration} of {n_iterations}", file=log,
                       flush=True)
         else:
+            _refuse_a_lost_storage(out, log)
             sampler, reporter, records = _new_sampler(windows, equilibrate_window, system, settings, cpus, out)
         first = sampler.iteration
         # A resumed run has new Contexts and integrators: fresh noise, not a replay of the stream it started with.
@@ -401,6 +412,22 @@ def run_exchange(
     return results
 
 
+def _refuse_a_lost_storage(out: Path, log: Any) -> None:
+    """Before a new exchange overwrites ``out``'s: refuse when only ``exchange.nc`` is gone (its checkpoint file is
+    still there, so it was lost, not cleared for a fresh start), and say so when both are gone (the fresh start the
+    damaged-file remedy offers) beside the windows' records."""
+    if not (out / RECORDS_FILE).exists():
+        return  # nothing was stored yet
+    if (out / CHECKPOINT_FILE).exists():
+        raise DamagedRunFileError(
+            f"{out / STORAGE_FILE} is missing, but its checkpoint {out / CHECKPOINT_FILE} is there: the exchange "
+            f"resumes only from both, and a new one would delete it. Restore {STORAGE_FILE} from a copy, or delete "
+            f"{CHECKPOINT_FILE} too to run the exchange again from the start (its windows are equilibrated again).")
+    if log is not None:
+        print(f"replica exchange: {STORAGE_FILE} and {CHECKPOINT_FILE} are gone from {out}: the exchange runs again "
+              "from the start, its windows equilibrated again", file=log, flush=True)
+
+
 def _resumed_sampler(out: Path) -> tuple[_ReplicasSideBySide, Any, dict[int, dict]]:
     """The sampler, its reporter and the windows' records of a run stored in ``out``."""
     records = {int(k): v for k, v in read_json(out / RECORDS_FILE).items()}
@@ -409,7 +436,7 @@ def _resumed_sampler(out: Path) -> tuple[_ReplicasSideBySide, Any, dict[int, dic
         sampler = _ReplicasSideBySide.from_storage(reporter)
     except (OSError, RuntimeError, KeyError, IndexError, ValueError) as e:  # netCDF4/HDF5 on a file cut short
         reporter.close()
-        checkpoint = Path(STORAGE_FILE).stem + "_checkpoint.nc"  # openmmtools' name for its checkpoint file
+        checkpoint = CHECKPOINT_FILE
         # the file that failed is named (a damaged or missing checkpoint had been reported as exchange.nc's damage)
         if not (out / checkpoint).exists():
             failed, why = out / checkpoint, f"it is missing, and {STORAGE_FILE} cannot resume without it"
@@ -430,7 +457,7 @@ def _new_sampler(windows: list[dict], equilibrate_window: Any, system: Any, sett
 
     storage = out / STORAGE_FILE
     storage.unlink(missing_ok=True)  # a file without its window records died before its first iteration
-    (out / "exchange_checkpoint.nc").unlink(missing_ok=True)
+    (out / CHECKPOINT_FILE).unlink(missing_ok=True)
     by_index = dict(run_on_cpus(equilibrate_window, windows, cpus))
     equilibrated = [by_index[i] for i in range(len(windows))]
     records, thermodynamic_states, sampler_states = {}, [], []

@@ -91,6 +91,7 @@ from biomd_core.io.output_folder import check_output_folder, claim_output_folder
 
 from ..affinity import DedicatedThreads, distinct_cpus
 from ..data.md import (
+    DamagedRunFileError,
     _atomic_write_bytes,
     _atomic_write_json,
     _fsync_dir,
@@ -488,7 +489,10 @@ class _Walker:
         """Resume from the last commit, or equilibrate from the seed frame and commit step 0."""
         progress = self._progress()
         if progress is None:
-            # Never committed: anything here is from a run killed before its first commit.
+            # Never committed: anything here is from a run killed before its first commit, unless its CV table
+            # has rows (only a commit's chunk adds them): then progress.json was lost, and a fresh start would
+            # delete what was committed.
+            self._refuse_rows_without_progress()
             if self.dir.exists():
                 for p in self.dir.iterdir():
                     p.unlink()
@@ -513,6 +517,15 @@ class _Walker:
             fh.truncate(cv_bytes)
         self._remove_stale_states(step)
         self.meta.publish()
+
+    def _refuse_rows_without_progress(self) -> None:
+        cv_csv = self.dir / "cv.csv"
+        if cv_csv.exists() and len(cv_csv.read_bytes().splitlines()) > 1:
+            raise DamagedRunFileError(
+                f"{self.dir / 'progress.json'} is missing, but {cv_csv} holds committed CV rows: walker "
+                f"{self.index} continues only from its last commit, which that file names, and starting it afresh "
+                f"would delete them. Restore progress.json from a copy, or delete {self.dir} to run this walker "
+                "again from its seed frame.")
 
     def _load_commit(self, step: int) -> None:
         """The Context and this walker's hills as committed at ``step``; a damaged state file is named."""

@@ -402,6 +402,25 @@ def test_a_checkpoint_cut_short_is_named_and_nothing_changes(tmp_path, file_cont
     assert generate_md("alanine-dipeptide", finished, **{**SMALL, "time_ps": 1.2})["status"] == "complete"
 
 
+def test_chunks_whose_checkpoint_is_gone_are_kept(tmp_path, small_reference, file_contents):
+    """A replica with chunks but no checkpoint (deleted or moved by hand) had been taken for one killed before its
+    first checkpoint and started afresh, deleting its frames: the resume refuses, naming the checkpoint, and
+    changes nothing; with the checkpoint restored it goes on as before."""
+    out = tmp_path / "run"
+    generate_md("alanine-dipeptide", out, **SMALL, max_chunks=2)
+    checkpoint = out / "replica_000" / "checkpoint.chk"
+    whole = checkpoint.read_bytes()
+    checkpoint.unlink()
+    before = file_contents(out)
+    with pytest.raises(DamagedRunFileError, match=r"checkpoint\.chk is missing, but .*replica_000 holds 2 chunk\(s\) "
+                                                  r"of frames: .* starting it afresh would delete them"):
+        generate_md("alanine-dipeptide", out, **SMALL)
+    assert file_contents(out) == before
+    checkpoint.write_bytes(whole)
+    assert generate_md("alanine-dipeptide", out, **SMALL)["status"] == "complete"
+    _assert_same_as_reference(out, small_reference, 30)
+
+
 def test_a_chunk_cut_short_is_named_when_the_run_goes_on(tmp_path, file_contents):
     """A chunk cut short (a copy, a full disk) still has its header's frame count: resuming or extending the run
     names it before anything is written (it went on, with a silent gap in the data), and so does reading it."""

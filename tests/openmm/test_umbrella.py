@@ -356,6 +356,20 @@ def test_replica_exchange_windows_swap_sample_and_resume(host_guest_cv, pulled, 
         with pytest.raises(DamagedRunFileError, match=rf"exchange_checkpoint\.nc is damaged: {why}.* Restore "
                                                       r"exchange\.nc and exchange_checkpoint\.nc from a copy"):
             seed_umbrella_windows(loaded, pulled[1], cv, settings, damaged)
+    # the storage gone beside its checkpoint: refused (a new exchange had started over it without a word); both
+    # gone (the fresh start offered above): the log says the exchange starts again
+    checkpoint.write_bytes((tmp_path / "exchange_checkpoint.nc").read_bytes())
+    storage.unlink()
+    kept = file_contents(damaged)
+    with pytest.raises(DamagedRunFileError, match=r"exchange\.nc is missing, but its checkpoint .*exchange_checkpoint"
+                                                  r"\.nc is there: .* delete exchange_checkpoint\.nc too"):
+        seed_umbrella_windows(loaded, pulled[1], cv, settings, damaged)
+    assert file_contents(damaged) == kept
+    checkpoint.unlink()
+    log = io.StringIO()
+    with pytest.raises(KeyboardInterrupt):
+        seed_umbrella_windows(loaded, pulled[1], cv, settings, damaged, log=log)
+    assert "exchange.nc and exchange_checkpoint.nc are gone from" in log.getvalue()
     records = tmp_path / "exchange_windows.json"
     stamp = os.stat(records).st_mtime_ns
     monkeypatch.setattr(umbrella_exchange, "exchange_statistics", real_statistics)

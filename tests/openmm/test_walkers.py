@@ -244,6 +244,9 @@ def test_damaged_walker_files_are_named_and_left_alone(host_guest_cv, path, tmp_
                                r"state_000000000100\.chk, which is missing"),
         "progress": (lambda d: (d / "progress.json").write_text('{"step": 1'), r"progress\.json is damaged: it is "
                      r"not valid JSON"),
+        # a lost progress.json had been taken for a walker killed before its first commit: its files deleted
+        "missing progress": (lambda d: (d / "progress.json").unlink(), r"progress\.json is missing, but .*cv\.csv "
+                             r"holds committed CV rows: walker 0 continues only from its last commit"),
     }
     for name, (damage, message) in damages.items():
         copy = tmp_path / name.replace(" ", "_")
