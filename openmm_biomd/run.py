@@ -284,6 +284,13 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
         truncate_dcd(out / "trajectory.dcd", done["step"] // report_steps)
         truncate_csv_after_step(out / "energies.csv", done["step"])
         _check_resumable_logs(out, done["step"] // report_steps, state.get("log"))
+    elif earlier is not None and earlier.get("step"):
+        # steps are recorded only after the checkpoint that holds them is written (below): it is lost, and a fresh
+        # start would delete the trajectory
+        raise PropagatorCheckpointError(
+            f"{checkpoint} is missing, but {progress_file} records {earlier['step']} steps run: the run resumes only "
+            "from its checkpoint, and starting it afresh would delete its trajectory. Restore the checkpoint from a "
+            "copy, or start again in a new output directory")
     else:  # a new run, or one killed before its first checkpoint: start again
         for stale in ("trajectory.dcd", "energies.csv", "jumps.jsonl"):
             (out / stale).unlink(missing_ok=True)
@@ -304,20 +311,22 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
         str(out / "energies.csv"), report_steps, step=True, time=True, potentialEnergy=True,
         kineticEnergy=True, temperature=True, append=resuming))
 
-    chunk = propagator.jump_steps + propagator.handback.relax_steps  # one cycle between checkpoints
+    cycle_steps = propagator.jump_steps + propagator.handback.relax_steps  # one cycle between checkpoints
     bar = _Progress(total_ps, done["step"] * TIMESTEP_PS, progress)
     try:
         while simulation.currentStep < total_steps:
             t0 = time.perf_counter()
-            steps = min(chunk, total_steps - simulation.currentStep)
+            steps = min(cycle_steps, total_steps - simulation.currentStep)
             propagator.step(steps)
             done["wall_s"] += time.perf_counter() - t0
             if interleaved is not None:
                 interleaved.time_slice(done["md_interleaved"])
             done["step"] = simulation.currentStep
             done["settings"] = settings
-            _write_json(progress_file, done)
+            # the checkpoint first: a kill between the two leaves it ahead of progress.json, which a resume
+            # corrects (it is the truth), and progress.json never records steps that no checkpoint holds
             propagator.save_checkpoint(checkpoint)
+            _write_json(progress_file, done)
             stats = propagator.statistics
             bar.update(steps * TIMESTEP_PS, {"accepted": f"{stats.jumps_accepted}/{stats.jumps_attempted}"})
     finally:

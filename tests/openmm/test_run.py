@@ -97,6 +97,10 @@ def test_biomd_run_writes_everything(tmp_path, capsys, file_contents):
     err = capsys.readouterr().err
     assert "holds a run with other settings: seed (there: 0, now: 4); time (there: '200ps', now: '100ps')" in err
     assert file_contents(out) == written
+    assert main(same) == 2  # nor with the same settings: a fresh start had deleted the trajectory
+    err = capsys.readouterr().err
+    assert "checkpoint.zip is missing, but" in err and "records 100000 steps run" in err, err
+    assert file_contents(out) == written
 
 
 def test_biomd_run_refuses_a_folder_of_files_it_did_not_write(tmp_path, capsys, file_contents):
