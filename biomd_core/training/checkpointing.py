@@ -52,9 +52,15 @@ def save_training_checkpoint(trainer, directory: Path, keep: int = 2) -> Path:
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    """The step directory ``latest.json`` names, or None when there is no checkpoint."""
+    """The step directory ``latest.json`` names, or None when there is no checkpoint (nor any step directory)."""
     pointer = directory / LATEST
     if not pointer.exists():
+        if any((p / "rng.json").exists() for p in directory.glob("step_*")):
+            # a whole step checkpoint (rng.json is its last file) but no pointer: the pointer was lost (a kill
+            # falls before it only on the first save), and a restart from step 0 would prune, by name, its own
+            # new checkpoints in favour of these
+            raise CheckpointError(f"{pointer} is missing, but {directory} holds step checkpoints. "
+                                  f"{_resume_advice(directory)}")
         return None
     try:
         name = json.loads(pointer.read_text())["dir"]
