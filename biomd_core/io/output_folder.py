@@ -13,6 +13,7 @@ itself (by the marker); files it does not write are no obstacle (an evaluation b
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,13 +26,33 @@ class OutputFolderError(ValueError):
     """An output folder holds files a command would overwrite that it did not write."""
 
 
-def folder_owners(out: Path) -> list[str]:
-    """The commands that claimed ``out`` (``["run"]``, ``["sample", "evaluate"]``…); ``[]``: unclaimed."""
+def folder_owners(out: str | Path) -> list[str]:
+    """The commands that claimed ``out`` (``["run"]``, ``["sample", "evaluate"]``…); ``[]``: unclaimed.
+
+    A marker that is there but not ``{"commands": [names]}`` raises :class:`OutputFolderError`: taken for no
+    claim, it had kept the folder's own command out of it (as files "not written by it") and been replaced by
+    the next command's claim, its owners forgotten.
+    """
+    marker = Path(out) / MARKER
     try:
-        owners = json.loads((out / MARKER).read_text()).get("commands")
-    except (OSError, ValueError, AttributeError):  # missing, unreadable or not a JSON object
+        text = marker.read_text()
+    except FileNotFoundError:
         return []
-    return [owner for owner in owners if isinstance(owner, str)] if isinstance(owners, list) else []
+    except (OSError, UnicodeDecodeError) as e:
+        owners, why = None, f"it cannot be read ({e})"
+    else:
+        try:
+            document = json.loads(text)
+        except ValueError:
+            document = None
+        owners = document.get("commands") if isinstance(document, dict) else None
+        why = f"it holds {text[:60]!r}"
+    if isinstance(owners, list) and all(isinstance(owner, str) for owner in owners):
+        return list(owners)
+    raise OutputFolderError(
+        f"{marker} is damaged: {why}, not the list of biomd commands that wrote {Path(out)} "
+        '({"commands": ["run"]}, for instance). Write the commands that wrote the folder into it in that form, or '
+        "delete it if no biomd command wrote the folder, or choose another --out")
 
 
 def json_with_keys(name: str, *keys: str) -> Callable[[Path], bool]:
@@ -89,8 +110,15 @@ def claim_output_folder(out: str | Path, command: str, writes: Iterable[str],
     if command in owners:
         return False
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text(json.dumps({"commands": [*owners, command]}) + "\n")
+    _write_marker(out, [*owners, command])
     return True
+
+
+def _write_marker(out: Path, owners: list[str]) -> None:
+    """Replace the marker atomically (a kill while writing it would leave a damaged one, which is refused)."""
+    tmp = out / f"{MARKER}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps({"commands": owners}) + "\n")
+    os.replace(tmp, out / MARKER)
 
 
 def abandon_output_folder(out: str | Path, command: str, created: bool, claimed: bool) -> None:
@@ -107,7 +135,7 @@ def release_output_folder(out: str | Path, command: str) -> None:
     out = Path(out)
     owners = [owner for owner in folder_owners(out) if owner != command]
     if owners:
-        (out / MARKER).write_text(json.dumps({"commands": owners}) + "\n")
+        _write_marker(out, owners)
     else:
         (out / MARKER).unlink(missing_ok=True)
 

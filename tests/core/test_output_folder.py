@@ -89,11 +89,19 @@ def test_a_folder_the_command_wrote_before_folders_were_claimed_is_accepted(tmp_
     assert not earlier(out)
 
 
-def test_a_damaged_marker_counts_as_unclaimed(tmp_path):
+def test_a_damaged_marker_is_named_and_kept(tmp_path):
+    """Taken for no claim, a damaged marker kept the folder's own command out (its files "not written by it")
+    and was replaced by the next command's claim: now every command is refused, naming it, until it is mended."""
     out = tmp_path / "x"
     out.mkdir()
-    (out / MARKER).write_text("{not json")
-    assert folder_owners(out) == []
     (out / "trajectory.dcd").write_bytes(b"frames")
-    with pytest.raises(OutputFolderError, match="would overwrite trajectory.dcd"):
-        claim_output_folder(out, "sample", SAMPLE_WRITES)
+    for damaged in ("{not json", "[1, 2]", '{"commands": "run"}', '{"commands": [3]}', b"\xff\xfe"):
+        marker = out / MARKER
+        marker.write_bytes(damaged if isinstance(damaged, bytes) else damaged.encode())
+        for command, writes in (("run", RUN_WRITES), ("evaluate", EVALUATE_WRITES)):  # its owner, a newcomer
+            with pytest.raises(OutputFolderError, match=r"\.biomd-output\.json is damaged: it (holds|cannot be "
+                                                        r"read).*not the list of biomd commands that wrote"):
+                claim_output_folder(out, command, writes)
+        assert marker.read_bytes() == (damaged if isinstance(damaged, bytes) else damaged.encode())
+    marker.write_text(json.dumps({"commands": ["run"]}))  # the advice, followed
+    assert not claim_output_folder(out, "run", RUN_WRITES)
