@@ -7,6 +7,7 @@ imports happen inside the handlers so ``biomd --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -492,6 +493,10 @@ def main(argv: list[str] | None = None) -> int:
         warnings.formatwarning = shown
 
 
+#: errno values of a file or folder the user may not read or write (a read-only file system among them)
+_NOT_PERMITTED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
 def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """``handler(args)`` with user-facing errors as one line and an exit status (2; 130 when interrupted)."""
     try:
@@ -500,6 +505,9 @@ def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace)
         # User-facing errors (bad input, damaged or unwritable files): one clear line, no traceback.
         # (a KeyError's str() is the repr of its message: quotes around the line)
         message = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc
+        if isinstance(exc, OSError) and exc.errno in _NOT_PERMITTED and exc.filename:  # was the bare "[Errno 13] ..."
+            message = (f"{exc.filename}: {exc.strerror}: this command may not read or write it. Check its "
+                       "permissions, or give an --out in a folder you can write to")
         print(f"biomd {args.command}: error: {message}", file=sys.stderr)
         return 2
     except Exception as exc:

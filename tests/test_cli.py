@@ -174,3 +174,11 @@ def test_demo_trains_samples_and_refuses_another_demo_into_its_folder(tmp_path, 
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == written
     assert main(["demo", "--out", str(tmp_path / "x"), "--steps", "0", "--quiet"]) == 2
     assert "--steps must be at least 1, got 0" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_a_folder_the_user_may_not_write_says_what_to_do(capsys):
+    """An unwritable --out (sysfs refuses even root) was the bare "[Errno 1] Operation not permitted: ..."."""
+    assert main(["export", "--model", "alanine-dipeptide", "--out", "/sys/biomd-test-out"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("biomd export: error: /sys/biomd-test-out: ") and "[Errno" not in err, err
+    assert "may not read or write it. Check its permissions, or give an --out in a folder you can write to" in err
