@@ -340,10 +340,17 @@ class PythonCV:
 
         positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)  # [N, 3] float64
         box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer) if self.periodic else None
-        value, forces = evaluate_cv(self.module, positions, box)
+        name = _cv_name(self.module)
+        try:
+            value, forces = evaluate_cv(self.module, positions, box)
+        except Exception as exc:
+            # OpenMM passes on only the message (an OpenMMException "boom", which the CLI took for bad inputs):
+            # it names the CV
+            raise RuntimeError(f"the PyTorch CV {name} failed at the simulation's positions ({type(exc).__name__}: "
+                               f"{exc}); it had worked on the trial positions") from exc
         if not (np.isfinite(value) and np.isfinite(forces).all()):
             # finite on the trial positions, not here: say so, rather than let OpenMM report NaN coordinates later
-            raise ValueError(f"the PyTorch CV {type(self.module).__name__} gave a non-finite value ({value}) or "
+            raise ValueError(f"the PyTorch CV {name} gave a non-finite value ({value}) or "
                              "force at the simulation's positions: make it finite wherever the atoms can go")
         return value, forces
 
@@ -457,7 +464,9 @@ def _script(module: torch.nn.Module) -> torch.jit.ScriptModule:
         return torch.jit.script(module)
     except Exception as exc:
         raise ValueError(
-            f"backend='torch' compiles the CV with torch.jit.script, which failed for {type(module).__name__}: {exc}"
+            f"backend='torch' (or a path= to save the CV to) compiles the CV with torch.jit.script, which failed for "
+            f"{_cv_name(module)}: {exc}. Make it scriptable (type-annotated forward, indices as buffers), or use "
+            "backend='python' without path= (openmm.PythonForce runs it in eager PyTorch)"
         ) from exc
 
 

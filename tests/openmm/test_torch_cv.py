@@ -278,6 +278,15 @@ class _FiniteOnlyNearTheOrigin(torch.nn.Module):
         return torch.sqrt(3.0 - positions[0, 0])
 
 
+class _FailsFarFromTheOrigin(torch.nn.Module):
+    """Works on the trial positions (0–3 nm), raises where atom 0 has x > 3 nm."""
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        if bool(positions[0, 0].detach() > 3.0):
+            raise IndexError("no table entry that far out")
+        return positions[0, 0]
+
+
 def test_bad_numbers_for_the_shipped_cvs_are_refused():
     """Each had been a bare Python error, or accepted: r0 = inf a constant CV of no force, 5.7 particles cut to 5."""
     for kwargs, message in ((dict(r0_nm=np.inf), "r0_nm must be a finite distance > 0"),
@@ -385,9 +394,19 @@ def test_clear_errors_for_broken_modules(tmp_path):
     context.setPositions(np.array([[5.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]]))
     with pytest.raises(openmm.OpenMMException, match="the PyTorch CV _FiniteOnlyNearTheOrigin gave a non-finite"):
         context.getState(getEnergy=True)
+    # one that raises there: the CV named too (OpenMM had passed on the bare message, which the CLI took for bad
+    # inputs)
+    system.removeForce(0)
+    system.addForce(torch_cv_force(_FailsFarFromTheOrigin(), 4, backend="python"))
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(np.array([[5.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]]))
+    with pytest.raises(openmm.OpenMMException, match=r"the PyTorch CV _FailsFarFromTheOrigin failed at the "
+                                                     r"simulation's positions \(IndexError: no table entry"):
+        context.getState(getEnergy=True)
     with pytest.raises(ValueError, match="failed on trial positions \\[5, 3\\]"):
         torch_cv_force(CentroidDistance([0, 1], [7]), 5, backend="python")  # atom 7 of 5
-    with pytest.raises(ValueError, match="torch.jit.script"):
+    with pytest.raises(ValueError, match=r"(?s)torch.jit.script, which failed for _NotScriptable: .* or use "
+                                         r"backend='python' without path="):
         torch_cv_force(_NotScriptable(), 5, backend="python", path=tmp_path / "cv.pt")
     with pytest.raises(ValueError, match="unknown backend 'jax'"):
         torch_cv_force(CentroidDistance([0], [1]), 5, backend="jax")
