@@ -305,7 +305,11 @@ def evaluate_cv(module: torch.nn.Module, positions_nm: Any, box_nm: Any = None) 
         if box_nm is None:
             value = _check_value(module(pos))
         else:
-            box = torch.as_tensor(np.asarray(box_nm, dtype=np.float64)).reshape(3, 3)
+            box = np.asarray(box_nm, dtype=np.float64)
+            if box.shape != (3, 3):  # (three edge lengths had been torch's "shape '[3, 3]' is invalid for input ...")
+                raise ValueError(f"box_nm must be the [3, 3] box vectors (rows, nm; np.diag(lengths) for a "
+                                 f"rectangular box), got shape {box.shape}")
+            box = torch.as_tensor(box)
             value = _check_value(module(pos, box))
         if not value.requires_grad:
             raise ValueError("the CV module's output does not depend differentiably on the positions: no forces")

@@ -408,6 +408,8 @@ def test_clear_errors_for_broken_modules(tmp_path):
     with pytest.raises(ValueError, match=r"(?s)torch.jit.script, which failed for _NotScriptable: .* or use "
                                          r"backend='python' without path="):
         torch_cv_force(_NotScriptable(), 5, backend="python", path=tmp_path / "cv.pt")
+    with pytest.raises(ValueError, match=r"box_nm must be the \[3, 3\] box vectors .* got shape \(3,\)"):
+        evaluate_cv(CentroidDistance([0], [1]), np.eye(3), [3.0, 3.0, 3.0])
     with pytest.raises(ValueError, match="unknown backend 'jax'"):
         torch_cv_force(CentroidDistance([0], [1]), 5, backend="jax")
     with pytest.raises(ValueError, match="share atoms"):
