@@ -36,7 +36,7 @@ ARRANGEMENTS = ("one after another, unpinned", "one after another, one pinned co
 
 def run_once(loaded, path_nm, cv, args, cpus, work: Path) -> dict:
     """One exchange run from scratch: its timings and every window's samples."""
-    from openmm_biomd.enhanced.seeding_common import read_csv
+    from openmm_biomd.data.tables import read_csv
     from openmm_biomd.enhanced.umbrella import UmbrellaSettings, seed_umbrella_windows
 
     shutil.rmtree(work, ignore_errors=True)

@@ -7,6 +7,8 @@
   checkpoints, resumable after a kill; :func:`load_frames` / :func:`iter_replica_trajectories`.
 - :mod:`.metadynamics` — :func:`generate_dissociation`: well-tempered metadynamics
   on the ligand–pocket centroid distance, stopped once the ligand has left.
+- :mod:`.tables` — :func:`~.tables.write_csv` / :func:`~.tables.read_csv`: the small CSV tables (CV rows,
+  profiles) every command writes, read back with their damage named.
 
 Everything returns or reads nm, ps, K, kJ/mol.
 """

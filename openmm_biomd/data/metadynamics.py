@@ -72,8 +72,11 @@ from .md import (
     whole_steps,
 )
 from .systems import BUNDLED_SYSTEMS, LoadedSystem, as_loaded_system
+from .tables import read_csv
 
 SUMMARY_FORMAT = "biomd-dissociation-data"
+#: the columns of a seed's ``cv.csv``, one row per frame of its ``path.dcd``
+CV_TABLE_COLUMNS = ["time_ps", "step", "cv_nm", "bias_kj_mol"]
 
 
 @dataclass(frozen=True)
@@ -298,7 +301,7 @@ def _run_seed(
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    csv = "time_ps,step,cv_nm,bias_kj_mol\n" + "".join(f"{t:.6g},{s},{c:.6f},{b:.6f}\n" for t, s, c, b in rows)
+    csv = ",".join(CV_TABLE_COLUMNS) + "\n" + "".join(f"{t:.6g},{s},{c:.6f},{b:.6f}\n" for t, s, c, b in rows)
     _atomic_write_bytes(seed_dir / "cv.csv", csv.encode())
     result = {
         "seed_index": index,
@@ -495,18 +498,14 @@ def _finished_seed(seed_dir: Path) -> dict:
 
 
 def _check_cv_table(path: Path, n_frames: int, remedy: str) -> None:
-    """Refuse a seed's ``cv.csv`` unless it holds one row of four finite numbers per frame of its path (one cut
-    to 9 of 45 rows had gone on into the campaign's record)."""
+    """Refuse a seed's ``cv.csv`` unless it holds one row of finite numbers per frame of its path, in its four
+    columns (one cut to 9 of 45 rows had gone on into the campaign's record)."""
     if not path.exists():
         raise damaged_file(path, "it is missing, but the seed's result.json says the seed finished", remedy)
-    try:
-        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
-    except ValueError as exc:
-        raise damaged_file(path, f"it is not a table of numbers ({exc})", remedy) from None
-    if table.shape != (n_frames, 4) or not np.isfinite(table).all():
-        found = f"{table.shape[0]} rows of {table.shape[1]} columns" if table.size else "no rows"
-        raise damaged_file(path, f"it holds {found}, not {n_frames} rows (one per frame of path.dcd) of 4 finite "
-                           "numbers", remedy)
+    header, table = read_csv(path, finite=True, remedy=remedy)
+    if header != CV_TABLE_COLUMNS or len(table) != n_frames:
+        raise damaged_file(path, f"it holds {len(table)} rows of columns {header}, not {n_frames} rows (one per frame "
+                           f"of path.dcd) of {CV_TABLE_COLUMNS}", remedy)
 
 
 def _finish(summary: dict, started: float, out: Path, status: str) -> dict:

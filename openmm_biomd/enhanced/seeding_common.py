@@ -499,33 +499,6 @@ def write_common_files(out: Path, loaded: LoadedSystem, cvs: list[CVSpec]) -> No
             _atomic_write_bytes(out / f"path_nodes_{cv.name}.npy", buffer.getvalue())
 
 
-def write_csv(path: Path, header: list[str], rows: np.ndarray | list, fmt: str = "%.8g") -> None:
-    """A small CSV, atomically (NaN written as ``nan``)."""
-    import io
-
-    buffer = io.StringIO()
-    array = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(header)) if len(rows) else \
-        np.zeros((0, len(header)))
-    np.savetxt(buffer, array, delimiter=",", header=",".join(header), comments="", fmt=fmt)
-    _atomic_write_bytes(path, buffer.getvalue().encode())
-
-
-def read_csv(path: Path, finite: bool = False) -> tuple[list[str], np.ndarray]:
-    """``(header, [R, C] float64)`` of a CSV written by :func:`write_csv`; with ``finite``, a value that is not a
-    finite number is damage (a NaN in a window's cv.csv had surfaced as pymbar's "cannot convert float NaN to
-    integer"; a profile's empty bins are NaN)."""
-    with open(path) as fh:
-        header = fh.readline().strip().split(",")
-    try:
-        data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2).reshape(-1, len(header))
-    except ValueError as e:
-        raise damaged_file(path, f"its rows cannot be read as {len(header)} numbers each ({e})") from e
-    if finite and not np.isfinite(data).all():
-        row = int(np.flatnonzero(~np.isfinite(data).all(axis=1))[0])
-        raise damaged_file(path, f"row {row + 1} holds a value that is not a finite number ({data[row].tolist()})")
-    return header, data
-
-
 # --------------------------------------------------------------------------- command line
 
 

@@ -61,6 +61,7 @@ from ..data.md import (
     whole_steps,
 )
 from ..data.systems import LoadedSystem, as_loaded_system
+from ..data.tables import read_csv, write_csv
 from .seeding_common import (
     CVSpec,
     add_input_arguments,
@@ -71,11 +72,9 @@ from .seeding_common import (
     load_path_frames,
     load_recorded_path,
     md_kwargs,
-    read_csv,
     resolve_inputs,
     run_record,
     write_common_files,
-    write_csv,
 )
 
 __all__ = ["SteeredSettings", "add_arguments", "load_steered", "main", "steered_path"]

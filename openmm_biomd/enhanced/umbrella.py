@@ -97,6 +97,7 @@ from ..data.md import (
     whole_steps,
 )
 from ..data.systems import as_loaded_system
+from ..data.tables import read_csv, write_csv
 from .seeding_common import (
     CVSpec,
     add_input_arguments,
@@ -108,11 +109,9 @@ from .seeding_common import (
     kt_kj_mol,
     md_kwargs,
     nearest_frames,
-    read_csv,
     resolve_inputs,
     run_record,
     write_common_files,
-    write_csv,
 )
 
 __all__ = [

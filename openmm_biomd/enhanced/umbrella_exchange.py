@@ -68,7 +68,8 @@ from ..data.md import (
     replica_seed,
     whole_steps,
 )
-from .seeding_common import kt_kj_mol, write_csv
+from ..data.tables import write_csv
+from .seeding_common import kt_kj_mol
 
 __all__ = ["UmbrellaCentreState", "cv_from_energies", "run_exchange"]
 

@@ -110,6 +110,7 @@ from ..data.md import (
     whole_steps,
 )
 from ..data.systems import as_loaded_system
+from ..data.tables import write_csv
 from .seeding_common import (
     CV_KINDS,
     CVSpec,
@@ -124,7 +125,6 @@ from .seeding_common import (
     resolve_inputs,
     run_record,
     write_common_files,
-    write_csv,
 )
 
 __all__ = [

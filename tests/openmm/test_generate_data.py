@@ -654,12 +654,17 @@ def test_dissociation_by_metadynamics_on_host_guest(tmp_path):
     rows = table.read_text().splitlines(keepends=True)
     n_frames = summary["results"][0]["n_frames"]
     kept = n_frames // 2
-    for damaged, found in (("".join(rows[:1 + kept]), f"{kept} rows of 4 columns"),
-                           ("".join(rows[:-1]) + "1,2,nan,4\n", "")):
+    columns = r"\['time_ps', 'step', 'cv_nm', 'bias_kj_mol'\]"
+    for damaged, message in (
+            ("".join(rows[:1 + kept]), rf"it holds {kept} rows of columns {columns}, not {n_frames} rows \(one per "
+                                       rf"frame of path.dcd\) of {columns}"),
+            ("".join(rows[:-1]) + "1,2,nan,4\n", rf"row {n_frames} holds a value that is not a finite number"),
+            ("".join(rows[:-1]) + "1,2,3\n", "its rows cannot be read as 4 numbers each"),
+            ("time,cv\n" + "".join(rows[1:3]), "its rows cannot be read as 2 numbers each")):
         table.write_text(damaged)
         for call in (kwargs, {**kwargs, "n_seeds": 3}):
-            with pytest.raises(DamagedRunFileError, match=rf"seed_000/cv.csv is damaged: it holds {found}.*not "
-                                                          rf"{n_frames} rows .* of 4 finite numbers"):
+            with pytest.raises(DamagedRunFileError, match=rf"seed_000/cv.csv is damaged: {message}.*delete "
+                                                          r".*seed_000 and rerun"):
                 generate_dissociation("host-guest", out, **call)
     assert (out / "summary.json").read_bytes() == recorded and not (out / "seed_002").exists()
 

@@ -24,13 +24,13 @@ import pytest
 from openmm_biomd.affinity import cpu_for
 from openmm_biomd.data import MDBlewUpError, RunMismatchError
 from openmm_biomd.data.md import DamagedRunFileError
+from openmm_biomd.data.tables import read_csv
 from openmm_biomd.enhanced import steered, umbrella, umbrella_exchange
 from openmm_biomd.enhanced.seeding_common import (
     DistanceCV,
     PathCV1D,
     first_arrival_frames,
     nearest_frames,
-    read_csv,
 )
 from openmm_biomd.enhanced.steered import load_steered, steered_path
 from openmm_biomd.enhanced.umbrella import (

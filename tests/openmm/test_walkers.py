@@ -21,8 +21,8 @@ from openmm import unit
 
 from openmm_biomd.affinity import available_cpus
 from openmm_biomd.data import MDBlewUpError, RunMismatchError, get_system
+from openmm_biomd.data.tables import read_csv
 from openmm_biomd.enhanced import walkers
-from openmm_biomd.enhanced.seeding_common import read_csv
 from openmm_biomd.enhanced.walkers import WalkerSettings, bias_dir_free_energy, run_walkers
 
 GAMMA = 10.0
