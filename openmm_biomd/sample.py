@@ -12,7 +12,6 @@ Writes into the output directory ``topology.pdb`` (modelled atoms),
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,11 +29,13 @@ from biomd_core.io.output_folder import (
     json_with_keys,
     recorded_settings,
     refuse_other_settings,
+    refuse_results_without_record,
 )
 from biomd_core.sampling import HierarchicalSampler, SolverConfig, tasks
 from biomd_core.sampling.constraints import RigidBonds
 
 from .data.frame_checks import check_frames_sound, check_no_overlaps
+from .data.md import _atomic_write_json
 from .trajectory_io import frame_spacing_ps, read_trajectory, subset_topology, write_dcd, write_pdb
 
 #: the files a sample writes into its folder (claimed with biomd_core.io.output_folder)
@@ -151,6 +152,7 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
 
     check_task_inputs(request)
     check_output_folder(out, "sample", SAMPLE_OUTPUTS, _earlier_sample)  # before minutes of sampling
+    refuse_results_without_record(out, "summary.json", ("trajectory.dcd", "replica_[0-9][0-9][0-9].dcd"))
     # (a sample under other settings had replaced the trajectories an evaluation beside them describes);
     # the model is judged by its weights below, not by how --model spells its path
     earlier = recorded_settings(out, "summary.json")
@@ -231,7 +233,7 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
         "constrained_bonds": constraints.n_constraints if constraints is not None else 0,
         "device": str(next(model.parameters()).device),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    _atomic_write_json(out / "summary.json", summary)  # (a kill while writing it leaves the trajectories refused)
     return summary
 
 

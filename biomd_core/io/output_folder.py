@@ -140,6 +140,35 @@ def release_output_folder(out: str | Path, command: str) -> None:
         (out / MARKER).unlink(missing_ok=True)
 
 
+def refuse_results_without_record(out: str | Path, record: str, results: Iterable[str]) -> None:
+    """Refuse ``out`` when its ``record`` (the JSON file holding a run's settings, written before its first result)
+    is gone or unreadable while results it covered (``results``: names or glob patterns at the folder's top) remain.
+
+    Without the record nothing can check those results against this call's settings: a rerun under other settings
+    had taken them for its own (an umbrella profile of windows sampled at another force constant, a campaign's
+    seeds labelled with another bias) or deleted them (a sample's extra replicas).
+    """
+    out = Path(out)
+    try:
+        document = json.loads((out / record).read_text())
+    except FileNotFoundError:
+        state = "missing"
+    except (OSError, ValueError) as e:  # (UnicodeDecodeError is a ValueError)
+        state = f"damaged: it is not valid JSON ({e})"
+    else:
+        if isinstance(document, dict):
+            return
+        state = "damaged: it is not a JSON object"
+    found = sorted({p.name for pattern in results for p in out.glob(pattern)})
+    if not found:
+        return
+    listed = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+    raise OutputFolderError(
+        f"{out / record} is {state}, but {out} holds the results it recorded the settings of ({listed}): they cannot "
+        f"be checked against this call's settings, and would be taken for its own or written over. Restore {record} "
+        "from a copy, or move those results away (or choose another --out) to start afresh")
+
+
 def recorded_settings(out: str | Path, name: str, key: str | None = None) -> dict | None:
     """The settings an earlier run recorded in its folder's JSON file ``name`` (the object under ``key``, or
     the whole document); ``None`` when there is none to compare with (no file, not JSON, no such object)."""

@@ -49,7 +49,12 @@ from typing import Any
 import numpy as np
 
 from biomd_core.io.dcd import dcd_cut_short
-from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
+from biomd_core.io.output_folder import (
+    check_output_folder,
+    claim_output_folder,
+    json_with_keys,
+    refuse_results_without_record,
+)
 
 from ..affinity import pinned_to_cpu
 from .md import (
@@ -448,6 +453,7 @@ def generate_dissociation(
     }
     seed_dirs = [out / f"seed_{index:03d}" for index in range(settings.n_seeds)]
     old_path = out / "summary.json"
+    refuse_results_without_record(out, "summary.json", ("seed_[0-9][0-9][0-9]",))
     old = read_json(old_path) if old_path.exists() else None
     if old is not None:
         _check_resumable(old, summary, out)
@@ -461,6 +467,8 @@ def generate_dissociation(
         started -= float(old.get("wall_s") or 0.0)  # wall_s counts every session of the campaign
     claim_output_folder(out, DISSOCIATION_COMMAND, DISSOCIATION_OUTPUTS, _EARLIER_CAMPAIGN)
     ensure_topology_pdb(out / "topology.pdb", loaded)
+    if old is None:  # the record is on disk before the first seed: a seed without it was left by another run
+        _finish(summary, started, out, "running")
     results = []
     for index, seed_dir in enumerate(seed_dirs):
         if index in finished:

@@ -41,7 +41,12 @@ from typing import Any
 import numpy as np
 
 from biomd_core.config import require_at_least
-from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
+from biomd_core.io.output_folder import (
+    check_output_folder,
+    claim_output_folder,
+    json_with_keys,
+    refuse_results_without_record,
+)
 
 from ..affinity import pinned_to_cpu
 from ..data.md import (
@@ -223,6 +228,7 @@ def steered_path(
     # another command's folder, or files of the user's, are refused by name (a path.dcd of theirs was replaced)
     earlier = json_with_keys("steered.json", "format", "settings")
     check_output_folder(out, "steer", STEER_OUTPUTS, earlier)
+    refuse_results_without_record(out, "steered.json", ("path.dcd", "work.csv"))
     if done.exists():
         old = read_json(done)
         check_resumable(old, record, ("system_sha256", "cv", "start_sha256"), out)

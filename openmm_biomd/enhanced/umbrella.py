@@ -76,7 +76,12 @@ import numpy as np
 
 from biomd_core.config import require_at_least
 from biomd_core.io.json_values import json_safe
-from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
+from biomd_core.io.output_folder import (
+    check_output_folder,
+    claim_output_folder,
+    json_with_keys,
+    refuse_results_without_record,
+)
 
 from ..affinity import distinct_cpus, pinned_to_cpu, run_on_cpus
 from ..data.md import (
@@ -375,6 +380,7 @@ def seed_umbrella_windows(
     # another command's folder, or files of the user's, are refused by name (a fes.csv of theirs was replaced)
     earlier = json_with_keys("umbrella.json", "format", "settings")
     check_output_folder(out, "umbrella", UMBRELLA_OUTPUTS, earlier)
+    refuse_results_without_record(out, "umbrella.json", ("window_[0-9][0-9][0-9]", "exchange*.nc"))
     if old_path.exists():
         old = read_json(old_path)
         _check_resumable(old, summary, out)

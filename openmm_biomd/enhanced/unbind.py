@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from biomd_core.config import differences, seed_argument
-from biomd_core.io.output_folder import claim_output_folder, json_with_keys
+from biomd_core.io.output_folder import claim_output_folder, json_with_keys, refuse_results_without_record
 
 from ..data.frame_checks import check_frames_fit
 from ..data.md import _atomic_write_bytes, _atomic_write_json, read_json, replica_seed, require_positive
@@ -552,6 +552,7 @@ def unbind(loaded: Any, model: Any, out_dir: str | os.PathLike, *, settings: Unb
     settings = unbinder.settings
     starts = _start_frames(unbinder, starts_nm)
     # only once the inputs are known to be good; a run's or a sample's folder is refused by name
+    refuse_results_without_record(out, "summary.json", ("attempt_[0-9][0-9][0-9]",))
     claim_output_folder(out, "unbind", UNBIND_OUTPUTS, json_with_keys("summary.json", "format", "starts_sha"))
     identity = _json_shaped({
         "format": SUMMARY_FORMAT,
@@ -583,6 +584,8 @@ def unbind(loaded: Any, model: Any, out_dir: str | os.PathLike, *, settings: Unb
     if not topology_pdb.exists():
         _write_subset_pdb(topology_pdb, loaded, unbinder.modelled)
 
+    if not summary_path.exists():  # the record is on disk before the first attempt: one without it is another run's
+        _atomic_write_json(summary_path, _summary(identity, unbinder, [], None, settings))
     results: list[dict] = []
     campaign_start = time.perf_counter()
     for i in range(settings.attempts):

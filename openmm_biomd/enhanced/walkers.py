@@ -87,7 +87,12 @@ import numpy as np
 from openmm import unit
 from openmm.app.metadynamics import Metadynamics, _LoadedBias
 
-from biomd_core.io.output_folder import check_output_folder, claim_output_folder, json_with_keys
+from biomd_core.io.output_folder import (
+    check_output_folder,
+    claim_output_folder,
+    json_with_keys,
+    refuse_results_without_record,
+)
 
 from ..affinity import DedicatedThreads, distinct_cpus
 from ..data.md import (
@@ -699,6 +704,7 @@ def run_walkers(
     # replaced)
     earlier = json_with_keys("walkers.json", "format", "settings")
     check_output_folder(out, "walkers", WALKERS_OUTPUTS, earlier)
+    refuse_results_without_record(out, "walkers.json", ("walker_[0-9][0-9][0-9]",))
     earlier_record = json_path.read_bytes() if json_path.exists() else None
     if earlier_record is not None:
         old = read_json(json_path)

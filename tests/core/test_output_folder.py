@@ -105,3 +105,26 @@ def test_a_damaged_marker_is_named_and_kept(tmp_path):
         assert marker.read_bytes() == (damaged if isinstance(damaged, bytes) else damaged.encode())
     marker.write_text(json.dumps({"commands": ["run"]}))  # the advice, followed
     assert not claim_output_folder(out, "run", RUN_WRITES)
+
+
+def test_results_whose_record_is_gone_are_refused(tmp_path):
+    """Results left without the record of their settings (deleted, or garbage) would be taken for a rerun's own:
+    refused, naming the record and the results; a folder without such results, or with its record, passes."""
+    from biomd_core.io.output_folder import refuse_results_without_record
+
+    out = tmp_path / "umbrella"
+    out.mkdir()
+    refuse_results_without_record(out, "umbrella.json", ("window_[0-9][0-9][0-9]",))  # nothing there yet
+    for i in range(6):
+        (out / f"window_{i:03d}").mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputFolderError, match=r"umbrella\.json is missing, but .* holds the results it recorded "
+                                                r"the settings of \(window_000, window_001, window_002, window_003 "
+                                                r"and 2 more\): .* Restore umbrella\.json from a copy"):
+        refuse_results_without_record(out, "umbrella.json", ("window_[0-9][0-9][0-9]",))
+    for garbage in ("{not json", "[1, 2]"):
+        (out / "umbrella.json").write_text(garbage)
+        with pytest.raises(OutputFolderError, match=r"umbrella\.json is damaged: it is not (valid JSON|a JSON object).*, but"):
+            refuse_results_without_record(out, "umbrella.json", ("window_[0-9][0-9][0-9]",))
+    (out / "umbrella.json").write_text(json.dumps({"settings": {}}))
+    refuse_results_without_record(out, "umbrella.json", ("window_[0-9][0-9][0-9]",))

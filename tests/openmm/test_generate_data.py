@@ -597,7 +597,7 @@ def test_cli_resume_from_metadata(tmp_path):
 # --------------------------------------------------------------------------- metadynamics
 
 
-def test_dissociation_by_metadynamics_on_host_guest(tmp_path):
+def test_dissociation_by_metadynamics_on_host_guest(tmp_path, file_contents):
     from openmm_biomd.affinity import cpu_for
 
     out = tmp_path / "diss"
@@ -667,6 +667,15 @@ def test_dissociation_by_metadynamics_on_host_guest(tmp_path):
                                                           r".*seed_000 and rerun"):
                 generate_dissociation("host-guest", out, **call)
     assert (out / "summary.json").read_bytes() == recorded and not (out / "seed_002").exists()
+    # its record deleted: a rerun at another height had kept these seeds under its own settings
+    from biomd_core.io.output_folder import OutputFolderError
+
+    table.write_text("".join(rows))
+    (out / "summary.json").unlink()
+    kept_files = file_contents(out)
+    with pytest.raises(OutputFolderError, match=r"summary\.json is missing, but .* \(seed_000, seed_001\)"):
+        generate_dissociation("host-guest", out, **{**kwargs, "height_kj_mol": 5.0})
+    assert file_contents(out) == kept_files
 
 
 def test_dissociation_keeps_unbiased_md_after_the_exit(tmp_path):

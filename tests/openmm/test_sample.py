@@ -51,6 +51,19 @@ def test_forecast_writes_topology_trajectory_and_summary(tmp_path, checkpoint, c
     assert main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--time", "20ps",
                  "--out", str(out), "--replicas", "2", "--ode-steps", "3"]) == 0
     assert (out / "replica_001.dcd").exists()
+    # its summary deleted or garbage: a sample of one replica had deleted replica_001.dcd and overwritten the rest
+    kept_summary = (out / "summary.json").read_bytes()
+    for damage in (None, b"garbage"):
+        (out / "summary.json").unlink(missing_ok=True)
+        if damage is not None:
+            (out / "summary.json").write_bytes(damage)
+        written = {p.name: p.read_bytes() for p in out.iterdir()}
+        assert main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--time", "20ps",
+                     "--out", str(out), "--replicas", "1", "--ode-steps", "3"]) == 2
+        err = capsys.readouterr().err
+        assert re.search(r"summary\.json is (missing|damaged: it is not valid JSON .*), but .* \(replica_001\.dcd, trajectory\.dcd\)", err)
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == written
+    (out / "summary.json").write_bytes(kept_summary)
     # the model is judged by its weights: the same file spelt another way samples again; weights retrained
     # into the same file are refused (they had replaced the sample without a word), and nothing changes
     import shutil

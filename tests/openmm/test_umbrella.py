@@ -21,6 +21,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from biomd_core.io.output_folder import OutputFolderError
 from openmm_biomd.affinity import cpu_for
 from openmm_biomd.data import MDBlewUpError, RunMismatchError
 from openmm_biomd.data.md import DamagedRunFileError
@@ -94,6 +95,15 @@ def test_steered_path_pulls_at_constant_velocity(host_guest_cv, pulled, tmp_path
                                                       r"record 31.*delete it and rerun the same command"):
             call()
     assert file_contents(cut) == kept
+    # its record deleted: a rerun had pulled again over the path (another path, on several threads)
+    lost = tmp_path / "lost"
+    shutil.copytree(out, lost)
+    (lost / "steered.json").unlink()
+    kept = file_contents(lost)
+    with pytest.raises(OutputFolderError, match=r"steered\.json is missing, but .* \(path\.dcd, work\.csv\)"):
+        steered_path(loaded, cv, lost, to_value=start + PULL_NM, pull_ps=3.0, force_constant=3000.0,
+                     frame_interval_ps=0.1, equilibration_ps=0.2, seed=1, **FAST)
+    assert file_contents(lost) == kept
 
 
 def test_a_pull_or_a_window_that_blows_up_says_so(host_guest_cv, pulled, tmp_path):
@@ -221,7 +231,7 @@ def test_a_window_seeded_across_a_gap_approaches_its_centre_as_a_steered_pull(ho
         UmbrellaSettings(approach_per_ps=0.0)
 
 
-def test_resume_skips_finished_windows(host_guest_cv, pulled, distance_run):
+def test_resume_skips_finished_windows(host_guest_cv, pulled, distance_run, tmp_path, file_contents):
     loaded, _, _, cv = host_guest_cv
     out, first = distance_run
     results = {i: out / f"window_{i:03d}" / "result.json" for i in range(6)}
@@ -237,6 +247,15 @@ def test_resume_skips_finished_windows(host_guest_cv, pulled, distance_run):
         seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**{**DIST, "force_constant": 100.0}), out)
     with pytest.raises(RunMismatchError, match="seed_frames"):  # another seeding rule is other data
         seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**DIST, seed_frames="nearest"), out)
+    # umbrella.json deleted: the windows had been taken for those of another force constant (a wrong profile)
+    lost = tmp_path / "lost"
+    shutil.copytree(out, lost)
+    (lost / "umbrella.json").unlink()
+    kept = file_contents(lost)
+    with pytest.raises(OutputFolderError, match=r"umbrella\.json is missing, but .* \(window_000, window_001, "
+                                                r"window_002, window_003 and 2 more\)"):
+        seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**{**DIST, "force_constant": 100.0}), lost)
+    assert file_contents(lost) == kept
 
 
 def test_windows_side_by_side_on_pinned_cores_are_the_sequential_windows(host_guest_cv, pulled, distance_run,

@@ -242,6 +242,14 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
     assert f"{out / 'summary.json'} is damaged: it is not valid JSON" in capsys.readouterr().err
     assert (out / "attempt_000" / "result.json").read_bytes() == before and not (out / "attempt_003").exists()
     (out / "summary.json").write_bytes(kept)
+    # deleted: a rerun under another seed had kept these attempts, recorded under its own settings
+    (out / "summary.json").unlink()
+    files = file_contents(out)
+    assert main(args + ["--attempts", "3", "--seed", "7"]) == 2
+    assert re.search(r"summary\.json is missing, but .* holds the results it recorded the settings of \(attempt_000, "
+                     r"attempt_001, attempt_002\)", capsys.readouterr().err)
+    assert file_contents(out) == files
+    (out / "summary.json").write_bytes(kept)
     short = ["unbind", "--system", "host-guest", "--model", "host-guest", "--max-time", "10ps", "--out",
              str(tmp_path / "short"), "--quiet"]  # shorter than one 20 ps block: paths would outrun it
     assert main(short) == 2

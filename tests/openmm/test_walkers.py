@@ -220,6 +220,7 @@ def test_damaged_walker_files_are_named_and_left_alone(host_guest_cv, path, tmp_
     no longer time recorded for an extension refused."""
     import shutil
 
+    from biomd_core.io.output_folder import OutputFolderError
     from openmm_biomd.data.md import DamagedRunFileError
 
     loaded, _, _, cv = host_guest_cv
@@ -247,17 +248,21 @@ def test_damaged_walker_files_are_named_and_left_alone(host_guest_cv, path, tmp_
         # a lost progress.json had been taken for a walker killed before its first commit: its files deleted
         "missing progress": (lambda d: (d / "progress.json").unlink(), r"progress\.json is missing, but .*cv\.csv "
                              r"holds committed CV rows: walker 0 continues only from its last commit"),
+        # the hills had been turned into a free energy with whatever bias factor the rerun gave
+        "missing record": (lambda d: (d.parent / "walkers.json").unlink(), r"walkers\.json is missing, but .* "
+                           r"\(walker_000, walker_001\)"),
     }
     for name, (damage, message) in damages.items():
         copy = tmp_path / name.replace(" ", "_")
         shutil.copytree(partial, copy)
         damage(copy / "walker_000")
         before = file_contents(copy)
-        with pytest.raises(DamagedRunFileError, match=message):
+        refused = OutputFolderError if name == "missing record" else DamagedRunFileError
+        with pytest.raises(refused, match=message):
             run_walkers(loaded, path, cv, WalkerSettings(**SETTINGS), copy)
         assert file_contents(copy) == before, name
         # an extension refused the same way leaves the record too (walkers.json had taken its longer time)
-        with pytest.raises(DamagedRunFileError, match=message):
+        with pytest.raises(refused, match=message):
             run_walkers(loaded, path, cv, WalkerSettings(**{**SETTINGS, "time_ps": 2 * SETTINGS["time_ps"]}), copy)
         assert file_contents(copy) == before, name
 
