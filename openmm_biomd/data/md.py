@@ -614,6 +614,17 @@ def _compare(old: dict, new: dict) -> list[str]:
     return diffs
 
 
+def _forget_deleted_replicas(old: dict, out: Path, log: Any) -> None:
+    """Count no frames for a replica whose folder was deleted (the remedy a damaged replica's error gives), so that
+    it is generated again: its frames had stayed in the record, and the run was refused for them for good."""
+    for replica, frames in enumerate(old["frames_per_replica"]):
+        if frames and not (out / f"replica_{replica:03d}").exists():
+            old["frames_per_replica"][replica] = 0
+            old["status"] = "incomplete"
+            if log is not None:
+                print(f"replica {replica}: its folder is gone, so it is generated again", file=log, flush=True)
+
+
 def _finished(old: dict, loaded: LoadedSystem, settings: MDSettings) -> bool:
     """Whether the run on disk is complete with these very settings (same system, seeds and lengths)."""
     same = _new_metadata(loaded, settings, old["platform"]["name"], old["platform"]["properties"])
@@ -725,6 +736,8 @@ def generate_md(
     old = read_metadata(out) if (out / "metadata.json").exists() else None
     if old is None and out.is_dir() and any(out.glob("replica_*")):
         raise RunMismatchError(f"{out} holds replica directories but no metadata.json; use a new output directory")
+    if old is not None:
+        _forget_deleted_replicas(old, out, log)
     if old is not None and _finished(old, loaded, settings):
         # Nothing to run, so no platform is needed: data made on a GPU is used as is on a CPU-only machine.
         for replica, frames in enumerate(old["frames_per_replica"]):

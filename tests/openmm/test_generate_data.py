@@ -421,6 +421,25 @@ def test_chunks_whose_checkpoint_is_gone_are_kept(tmp_path, small_reference, fil
     _assert_same_as_reference(out, small_reference, 30)
 
 
+def test_a_damaged_replica_of_a_finished_run_is_regenerated_as_its_error_says(tmp_path):
+    """The error for a finished run's damaged replica says to delete the replica and rerun: the rerun had refused
+    the deleted replica for good, as its frames stayed in the record; now it is generated again, the same frames."""
+    out, settings = tmp_path / "run", {**SMALL, "time_ps": 1.2, "replicas": 2}
+    generate_md("alanine-dipeptide", out, **settings)
+    reference = load_frames(out, 1)
+    chunk = out / "replica_001" / "chunk_00000.dcd"
+    chunk.write_bytes(chunk.read_bytes()[:-300])
+    with pytest.raises(DamagedRunFileError, match=r"chunk_00000\.dcd is damaged: .* delete .*replica_001 and rerun "
+                                                  r"the same command to regenerate this replica"):
+        generate_md("alanine-dipeptide", out, **settings)
+    import shutil
+
+    shutil.rmtree(out / "replica_001")
+    meta = generate_md("alanine-dipeptide", out, **settings)
+    assert meta["status"] == "complete" and meta["frames_per_replica"] == [6, 6]
+    np.testing.assert_array_equal(load_frames(out, 1), reference)
+
+
 def test_a_chunk_cut_short_is_named_when_the_run_goes_on(tmp_path, file_contents):
     """A chunk cut short (a copy, a full disk) still has its header's frame count: resuming or extending the run
     names it before anything is written (it went on, with a silent gap in the data), and so does reading it."""
