@@ -83,6 +83,12 @@ def load_generated(directory: Path):
     # says the task; one from before summaries said it counts as a forecast)
     summary = recorded_settings(directory, "summary.json") or {}
     given_end = summary.get("task") in ("tps", "interpolate")
+    replicas = (summary.get("request") or {}).get("replicas")
+    if isinstance(replicas, int) and replicas >= 1:  # (a deleted replica had been scored on the others, silently)
+        files = [directory / "trajectory.dcd"] + [directory / f"replica_{r:03d}.dcd" for r in range(1, replicas)]
+        for path in files:
+            if not path.exists():
+                raise damaged_file(path, f"it is missing, but summary.json records {replicas} replicas", remedy)
     trajectories = []
     for path in files:
         if why := dcd_cut_short(path):  # (a file cut short had been scored on the frames mdtraj still read)

@@ -189,6 +189,28 @@ def pocket_atoms(frame_nm: np.ndarray, graph, radius_nm: float = 0.5) -> np.ndar
     return pocket
 
 
+def check_chunks_continue(chunks: list[Path]) -> None:
+    """Refuse DCD chunks of one trajectory whose headers say frames are missing between two of them (a chunk
+    deleted or moved: the rest had been joined into one trajectory with a silent jump in time).  Chunks whose
+    headers do not record their steps (another writer's: mdtraj starts every file at step 0) are not checked."""
+    headers = []
+    for path in chunks:
+        try:
+            headers.append(read_dcd_header(path) if path.suffix.lower() == ".dcd" else None)
+        except (OSError, ValueError):
+            headers.append(None)  # (named when it is read)
+    for (a, ha), (b, hb) in zip(zip(chunks, headers), zip(chunks[1:], headers[1:])):
+        if ha is None or hb is None or min(ha["first_step"], hb["first_step"], ha["interval_steps"]) <= 0 \
+                or ha["interval_steps"] != hb["interval_steps"]:
+            continue
+        expected = ha["first_step"] + ha["n_frames"] * ha["interval_steps"]
+        if hb["first_step"] != expected:
+            raise ValueError(f"{b} does not continue {a}: it begins at step {hb['first_step']}, where the next frame "
+                             f"after {a.name} is at step {expected} (a chunk deleted or moved?). Restore the missing "
+                             f"chunk, or rerun the generate-data command that made {b.parent.parent} (it names the "
+                             "damage, and generates a deleted replica folder again)")
+
+
 def _load_whole(path: Path, topology) -> object:
     """mdtraj's trajectory of ``path``, once a DCD is known to be whole (mdtraj reads one cut short as the frames
     left, which would put a silent gap in time into the training data)."""
@@ -232,7 +254,9 @@ def load_system_trajectories(
     phases = range(stride) if spec.all_stride_phases else range(1)
     for source, path in enumerate(files):
         # Chunks are joined before striding so the stride runs across chunk boundaries.
-        full = mdtraj.join([_load_whole(f, first.topology) for f in chunk_files(path)], check_topology=False)
+        chunks = chunk_files(path)
+        check_chunks_continue(chunks)
+        full = mdtraj.join([_load_whole(f, first.topology) for f in chunks], check_topology=False)
         if full.unitcell_vectors is not None:
             # Bonded geometry must be whole: undo wrapping across periodic boundaries.
             full.image_molecules(inplace=True)

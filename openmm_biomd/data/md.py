@@ -100,14 +100,20 @@ def damaged_file(path: str | os.PathLike, why: str, remedy: str | None = None) -
     return DamagedRunFileError(f"{path} is damaged: {why} (cut short by a full disk or a copy, or edited). {remedy}")
 
 
-def read_json(path: str | os.PathLike, remedy: str | None = None) -> Any:
-    """The JSON document in ``path``; a file that is not valid JSON raises :class:`DamagedRunFileError`
-    (saying ``remedy``, default :func:`damaged_file`'s)."""
+def read_json(path: str | os.PathLike, remedy: str | None = None, keys: tuple[str, ...] = ()) -> Any:
+    """The JSON document in ``path``; a file that is not valid JSON, or (given ``keys``) not an object holding
+    those keys, raises :class:`DamagedRunFileError` (saying ``remedy``, default :func:`damaged_file`'s): a record
+    emptied to ``{}`` had been a bare KeyError, "error: dissociated"."""
     text = Path(path).read_text()
     try:
-        return json.loads(text)
+        document = json.loads(text)
     except json.JSONDecodeError as e:
         raise damaged_file(path, f"it is not valid JSON ({e})", remedy) from e
+    if keys:
+        lacking = [key for key in keys if not isinstance(document, dict) or key not in document]
+        if lacking:
+            raise damaged_file(path, f"it lacks {', '.join(map(repr, lacking))}, which such a record holds", remedy)
+    return document
 
 
 def load_checkpoint(context: Any, path: str | os.PathLike) -> None:
@@ -990,13 +996,23 @@ def _read_dcd(path: Path) -> tuple:
         return fh.read()
 
 
+#: what to do about a run's replica found damaged or missing when its frames are read
+_REGENERATE_REMEDY = ("Rerun the generate-data command that made it (it names the damage, and generates a deleted "
+                      "replica folder again), or restore the files from a copy.")
+
+
 def _replica_chunks(out_dir: Path, replica: int) -> list[Path]:
     """The chunks of a replica that its last checkpoint covers (orphans of a killed run are left out)."""
     rdir = ReplicaDir(Path(out_dir) / f"replica_{replica:03d}")
     if not rdir.path.is_dir():
         raise FileNotFoundError(f"{rdir.path} does not exist")
     n = rdir.progress()["chunks"]
-    return [rdir.chunk(i) for i in range(n)]
+    chunks = [rdir.chunk(i) for i in range(n)]
+    for path in chunks:
+        if not path.exists():  # (it had been OSError's bare "No such file or directory")
+            raise damaged_file(path, f"it is missing, but {rdir.progress_file.name} counts {n} chunks",
+                               _REGENERATE_REMEDY)
+    return chunks
 
 
 def load_frames(out_dir: str | os.PathLike, replica: int = 0) -> np.ndarray:
@@ -1049,8 +1065,23 @@ def load_trajectory(out_dir: str | os.PathLike, replica: int = 0):
 
 
 def iter_replica_trajectories(out_dir: str | os.PathLike) -> Iterator[Any]:
-    """Each replica of a run as an ``mdtraj.Trajectory``, in replica order (what a training pipeline reads)."""
-    meta = read_metadata(out_dir)
-    for replica in range(len(meta["frames_per_replica"])):
-        if (Path(out_dir) / f"replica_{replica:03d}").is_dir():
-            yield load_trajectory(out_dir, replica)
+    """Each replica of a run as an ``mdtraj.Trajectory``, in replica order (what a training pipeline reads).
+
+    A replica holding fewer frames than ``metadata.json`` records (its folder or a chunk deleted) raises
+    :class:`DamagedRunFileError`: it had been read short, or skipped, without a word.  (More frames than recorded
+    are a killed run's chunk the record had not yet counted.)
+    """
+    out = Path(out_dir)
+    meta = read_metadata(out)
+    remedy = _REGENERATE_REMEDY
+    for replica, recorded in enumerate(meta["frames_per_replica"]):
+        folder = out / f"replica_{replica:03d}"
+        if not folder.is_dir():
+            if recorded:
+                raise damaged_file(folder, f"it is missing, but metadata.json records {recorded} frames of it", remedy)
+            continue
+        trajectory = load_trajectory(out, replica)
+        if trajectory.n_frames < recorded:
+            raise damaged_file(folder, f"its chunks hold {trajectory.n_frames} frames, metadata.json records "
+                               f"{recorded}", remedy)
+        yield trajectory

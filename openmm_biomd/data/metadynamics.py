@@ -80,6 +80,8 @@ from .systems import BUNDLED_SYSTEMS, LoadedSystem, as_loaded_system
 from .tables import read_csv
 
 SUMMARY_FORMAT = "biomd-dissociation-data"
+#: what a seed's ``result.json`` holds at least (what the campaign's record and log read from it)
+SEED_RESULT_KEYS = ("dissociated", "time_to_dissociation_ps", "bound_cv_nm", "final_cv_nm", "wall_s", "n_frames")
 #: the columns of a seed's ``cv.csv``, one row per frame of its ``path.dcd``
 CV_TABLE_COLUMNS = ["time_ps", "step", "cv_nm", "bias_kj_mol"]
 
@@ -463,6 +465,7 @@ def generate_dissociation(
                 if (seed_dir / "result.json").exists()}
     if old is not None:
         if old.get("status") == "complete" and len(old.get("results", [])) == len(finished) == settings.n_seeds:
+            ensure_topology_pdb(out / "topology.pdb", loaded)  # (a deleted one had passed the check)
             return old  # nothing to run: its record (platform, wall time) stays the one of the run that made it
         started -= float(old.get("wall_s") or 0.0)  # wall_s counts every session of the campaign
     claim_output_folder(out, DISSOCIATION_COMMAND, DISSOCIATION_OUTPUTS, _EARLIER_CAMPAIGN)
@@ -488,9 +491,9 @@ def generate_dissociation(
 def _finished_seed(seed_dir: Path) -> dict:
     """The result of a finished seed, once its path is known to be whole (it is kept as it is when a campaign
     grows, and a path cut short would go on into the data without a word)."""
-    result = read_json(seed_dir / "result.json")
-    path = seed_dir / "path.dcd"
     remedy = f"Restore it from a copy, or delete {seed_dir} and rerun the same command to run that seed again."
+    result = read_json(seed_dir / "result.json", remedy, keys=SEED_RESULT_KEYS)
+    path = seed_dir / "path.dcd"
     if not path.exists():
         raise damaged_file(path, "it is missing, but the seed's result.json says the seed finished", remedy)
     why = dcd_cut_short(path)
@@ -498,7 +501,7 @@ def _finished_seed(seed_dir: Path) -> dict:
         counted = read_dcd_header(path)["n_frames"]
     except ValueError:  # not a DCD at all (garbage written over it)
         raise damaged_file(path, why or "it is not a DCD file", remedy) from None
-    if why or counted != result.get("n_frames", counted):
+    if why or counted != result["n_frames"]:
         raise damaged_file(path, why or f"it holds {counted} frames, the seed's result.json {result['n_frames']}",
                            remedy)
     _check_cv_table(seed_dir / "cv.csv", counted, remedy)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.md import read_json
+from ..data.md import damaged_file, read_json
 from .seeding_common import load_recorded_path, unbind_attempt_remedy
 from .unbind import Pocket, mean_success_at_k
 
@@ -76,11 +76,28 @@ def nearest_path_rmsd_nm(path: np.ndarray, references: list[np.ndarray], pocket:
 
 def campaign_paths(directory: str | Path) -> list[np.ndarray]:
     """The paths ``[T, N, 3]`` nm of a finished dissociation campaign that left the pocket, each up to its
-    exit frame (a campaign run with ``after_exit_ps`` has frames after it)."""
+    exit frame (a campaign run with ``after_exit_ps`` has frames after it).
+
+    A campaign with a ``summary.json`` must be finished and hold every seed it planned: one unfinished, or a seed
+    deleted, had been scored against the paths that were left, without a word.  (A folder of seeds without a
+    summary, laid out by hand, is read as it is.)
+    """
     directory = Path(directory)
+    results = sorted(directory.glob("seed_*/result.json"))
+    if (directory / "summary.json").exists():
+        summary = read_json(directory / "summary.json", keys=("status", "seeds"))
+        if summary["status"] != "complete":
+            raise ValueError(f"the dissociation campaign {directory} is not finished (status {summary['status']!r}): "
+                             "rerun the generate-data command that made it to finish it, then use it as reference")
+        results = [directory / f"seed_{index:03d}" / "result.json" for index in range(len(summary["seeds"]))]
+        for result_path in results:
+            if not result_path.exists():
+                raise damaged_file(result_path, f"it is missing, but the campaign's summary.json plans "
+                                   f"{len(results)} seeds", f"Rerun the generate-data command that made "
+                                   f"{directory}: it runs that seed again.")
     paths = []
-    for result_path in sorted(directory.glob("seed_*/result.json")):
-        result = read_json(result_path)
+    for result_path in results:
+        result = read_json(result_path, keys=("dissociated",))
         if result["dissociated"]:
             xyz = load_recorded_path(result_path.parent / "path.dcd", directory / "topology.pdb",
                                      result.get("n_frames"))

@@ -35,6 +35,7 @@ from biomd_core.io.dcd import dcd_cut_short
 
 from ..data.frame_checks import MAX_COORDINATE_NM, check_frames_fit, first_damaged_frame
 from ..data.md import (
+    DamagedRunFileError,
     RunMismatchError,
     _atomic_write_bytes,
     _write_topology_pdb,
@@ -45,7 +46,7 @@ from ..data.md import (
 )
 from ..data.metadynamics import centroid_distance_force, pocket_atoms, select_atoms
 from ..data.systems import BUNDLED_SYSTEMS, LoadedSystem, as_loaded_system
-from ..trajectory_io import check_dcd_whole, read_trajectory
+from ..trajectory_io import check_dcd_whole, read_topology, read_trajectory
 from .cvs import PathCV
 
 __all__ = [
@@ -405,6 +406,7 @@ def load_recorded_path(path: str | os.PathLike, topology: str | os.PathLike, n_f
     if not Path(path).exists():  # (had been a bare "does not exist")
         raise FileNotFoundError(f"{path}, written by the run, is missing. "
                                 f"{remedy or 'Restore it from a copy, or start again in a new output directory.'}")
+    check_run_topology(topology)
     try:
         frames = load_path_frames(path, topology, check_whole=False)
     except ValueError as e:
@@ -417,6 +419,23 @@ def load_recorded_path(path: str | os.PathLike, topology: str | os.PathLike, n_f
     if n_frames is not None and len(frames) != n_frames:
         raise damaged_file(path, f"it holds {len(frames)} frames, the run's record {n_frames}", remedy)
     return frames
+
+
+def check_run_topology(topology: str | os.PathLike) -> None:
+    """Raise :class:`~openmm_biomd.data.md.DamagedRunFileError` naming a run's ``topology.pdb`` when it is missing
+    or unreadable: it had been reported as damage to the good trajectory read with it, whose remedy (delete the
+    attempt, pull again) threw the trajectory away and left the topology as it was."""
+    try:
+        read_topology(topology, "the run's topology")
+    except FileNotFoundError:
+        problem = "is missing"
+    except ValueError as e:  # (read_topology's own remedy left out: this one says more)
+        problem = f"cannot be read ({str(e).split(': restore')[0]})"
+    else:
+        return
+    raise DamagedRunFileError(
+        f"{topology} {problem}: the run's trajectories are read with it (they are not at fault). Restore it from a "
+        "copy, or delete it and rerun the command that wrote this folder: it writes it again from the system")
 
 
 def load_unbind_attempt(run_dir: str | os.PathLike, attempt: int | None = None) -> tuple[np.ndarray, dict, int]:

@@ -234,7 +234,9 @@ def steered_path(
         check_resumable(old, record, ("system_sha256", "cv", "start_sha256"), out)
         if old.get("status") == "complete" and (out / "path.dcd").exists():
             # a finished pull's path cut short is named, not pulled again over it (on several threads a new
-            # pull is another path, and what was seeded from the old one would no longer match)
+            # pull is another path, and what was seeded from the old one would no longer match); a deleted
+            # topology.pdb is written again from the system
+            write_common_files(out, loaded, [cv])
             return load_recorded_path(out / "path.dcd", out / "topology.pdb", old.get("n_frames"),
                                       _DAMAGED_PULL_REMEDY)
     plat, properties = select_platform(platform, pinned_threads(threads, cpu), n_atoms)  # (checked before writing)

@@ -406,7 +406,7 @@ def seed_umbrella_windows(
     for plan in [] if settings.replica_exchange else windows:
         done = out / f"window_{plan['index']:03d}" / "result.json"
         if done.exists():
-            finished[plan["index"]] = read_json(done)
+            finished[plan["index"]] = _window_result(done.parent, plan)
         else:
             todo.append(plan)
     _atomic_write_json(old_path, summary)  # the plan is on disk before the first window runs
@@ -554,7 +554,7 @@ def _exchange_windows(loaded: Any, frames: np.ndarray, cv: CVSpec, settings: Umb
                       out: Path, platform: Any, properties: dict, save: Any, log: Any) -> list[dict]:
     """The windows side by side with replica exchange (:mod:`.umbrella_exchange`); results as plain windows'."""
     if all((out / f"window_{p['index']:03d}" / "result.json").exists() for p in windows):
-        return [read_json(out / f"window_{p['index']:03d}" / "result.json") for p in windows]
+        return [_window_result(out / f"window_{p['index']:03d}", p) for p in windows]
     from .umbrella_exchange import run_exchange
 
     def equilibrate_window(plan: dict) -> tuple:
@@ -683,14 +683,34 @@ def read_windows(out_dir: str | os.PathLike) -> tuple[dict, list[dict], list[np.
     results, samples = [], []
     for p in summary["plan"]:
         wdir = out / f"window_{p['index']:03d}"
-        results.append(read_json(wdir / "result.json"))
-        samples.append(read_csv(wdir / "cv.csv", finite=True)[1][:, 1])
+        results.append(_window_result(wdir, p))
+        if not (wdir / "cv.csv").exists():  # (it had been OSError's bare "No such file or directory")
+            raise damaged_file(wdir / "cv.csv", "it is missing, but the window's result.json says it finished",
+                               _WINDOW_REMEDY)
+        samples.append(read_csv(wdir / "cv.csv", finite=True, remedy=_WINDOW_REMEDY)[1][:, 1])
         recorded = results[-1].get("n_samples")  # (None: a record written by hand)
         if recorded is not None and len(samples[-1]) != recorded:
             raise damaged_file(wdir / "cv.csv", f"it holds {len(samples[-1])} samples, the window's result.json "
-                               f"{recorded}", remedy="Restore it, or delete the window's result.json "
-                               "and rerun the same biomd umbrella command to run that window again.")
+                               f"{recorded}", _WINDOW_REMEDY)
     return summary, results, samples
+
+
+#: what to do about a finished window whose files are damaged (running it again needs no more than that)
+_WINDOW_REMEDY = ("Restore it from a copy, or delete the window's result.json and rerun the same biomd umbrella "
+                  "command to run that window again.")
+
+
+def _window_result(wdir: Path, plan: dict) -> dict:
+    """A finished window's ``result.json``, once it is the window ``plan`` places (its centre and seed frame): a
+    record of another window had been taken for this one's, and one emptied to ``{}`` was a bare KeyError."""
+    result = read_json(wdir / "result.json", _WINDOW_REMEDY, keys=("index", "centre"))
+    # (windows written by hand for the analysis may record no seed frame)
+    seeded = [result.get("start_frame"), plan.get("start_frame")]
+    if _centre_key(result["centre"]) != _centre_key(plan["centre"]) or (None not in seeded and len(set(seeded)) > 1):
+        raise damaged_file(wdir / "result.json", f"it records a window at {result['centre']} seeded from frame "
+                           f"{seeded[0]}, where the run's plan has {plan['centre']} from frame {seeded[1]}",
+                           _WINDOW_REMEDY)
+    return result
 
 
 # --------------------------------------------------------------------------- analysis

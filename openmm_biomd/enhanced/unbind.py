@@ -66,6 +66,8 @@ from .seeding_common import load_recorded_path, unbind_attempt_remedy
 
 SUMMARY_FORMAT = "biomd-unbind"
 #: the files an unbinding run writes into its folder (claimed with biomd_core.io.output_folder)
+#: what an attempt's ``result.json`` holds at least (what the run's summary reads from it)
+ATTEMPT_RESULT_KEYS = ("attempt", "success", "wall_s", "gate_retries", "gate_rejections", "n_frames")
 UNBIND_OUTPUTS = ("summary.json", "topology.pdb", "attempt_[0-9][0-9][0-9]")
 
 
@@ -592,7 +594,7 @@ def unbind(loaded: Any, model: Any, out_dir: str | os.PathLike, *, settings: Unb
         folder = out / f"attempt_{i:03d}"
         done = folder / "result.json"
         if done.exists():  # its path is checked too: a DCD cut short would enter every later analysis
-            results.append(read_json(done, unbind_attempt_remedy(folder)))
+            results.append(read_json(done, unbind_attempt_remedy(folder), keys=ATTEMPT_RESULT_KEYS))
             load_recorded_path(folder / "path.dcd", topology_pdb, results[-1].get("n_frames"),
                                unbind_attempt_remedy(folder))
             continue

@@ -66,6 +66,33 @@ def test_generate_train_sample_evaluate(tmp_path, reference_md, capsys):
     assert main(["evaluate", "--generated", str(tmp_path / "gen-empty"), "--reference", str(reference_md),
                  "--out", str(tmp_path / "eval-empty")]) == 2
     assert "gen-empty/topology.pdb cannot be read as a topology" in capsys.readouterr().err
+    # inputs with a replica (or a chunk) gone are named: they had been scored on what was left, without a word
+    shutil.copytree(tmp_path / "gen", tmp_path / "gen-short")
+    (tmp_path / "gen-short" / "replica_001.dcd").unlink()
+    assert main(["evaluate", "--generated", str(tmp_path / "gen-short"), "--reference", str(reference_md),
+                 "--out", str(tmp_path / "eval-short")]) == 2
+    assert "replica_001.dcd is damaged: it is missing, but summary.json records 2 replicas" in capsys.readouterr().err
+    shutil.copytree(reference_md, tmp_path / "md-short")
+    (tmp_path / "md-short" / "replica_001" / "chunk_00001.dcd").unlink()
+    assert main(["evaluate", "--generated", str(tmp_path / "gen"), "--reference", str(tmp_path / "md-short"),
+                 "--out", str(tmp_path / "eval-short")]) == 2
+    assert "chunk_00001.dcd is damaged: it is missing, but progress.json counts 2 chunks" in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "md-short" / "replica_001")
+    assert main(["evaluate", "--generated", str(tmp_path / "gen"), "--reference", str(tmp_path / "md-short"),
+                 "--out", str(tmp_path / "eval-short")]) == 2
+    assert "replica_001 is damaged: it is missing, but metadata.json records 100 frames" in capsys.readouterr().err
+    assert not (tmp_path / "eval-short").exists()
+    # and training reads no replica with a chunk gone from its middle as one trajectory jumping in time
+    from biomd_core.data.trajectories import DataSpec, load_dataset
+
+    shutil.copytree(reference_md / "replica_000", tmp_path / "md-gap" / "replica_000")
+    shutil.copy(reference_md / "metadata.json", tmp_path / "md-gap")
+    replica = tmp_path / "md-gap" / "replica_000"
+    (replica / "chunk_00001.dcd").rename(replica / "chunk_00002.dcd")  # a third chunk, after a gap of 50 frames
+    shutil.copy(reference_md / "replica_000" / "chunk_00000.dcd", replica / "chunk_00001.dcd")
+    with pytest.raises(ValueError, match=r"chunk_00001\.dcd does not continue .*chunk_00000\.dcd: it begins at step "
+                                         r"100, where the next frame after chunk_00000\.dcd is at step 5100"):
+        load_dataset([DataSpec(trajectories=(str(replica),), topology=str(reference_md / "topology.pdb"))], 0.4)
     assert (tmp_path / "eval" / "report.md").exists() and (tmp_path / "eval" / "ramachandran.png").exists()
     assert (tmp_path / "eval" / "energy.png").exists() and (tmp_path / "eval" / "rmsf.png").exists()
 

@@ -695,6 +695,29 @@ def test_dissociation_by_metadynamics_on_host_guest(tmp_path, file_contents):
     with pytest.raises(OutputFolderError, match=r"summary\.json is missing, but .* \(seed_000, seed_001\)"):
         generate_dissociation("host-guest", out, **{**kwargs, "height_kj_mol": 5.0})
     assert file_contents(out) == kept_files
+    (out / "summary.json").write_bytes(recorded)
+    # a seed's record emptied to {}: named before the campaign's record changes (it had been a bare KeyError,
+    # "dissociated", once the summary had dropped that seed's record)
+    result = out / "seed_001" / "result.json"
+    kept_result = result.read_bytes()
+    result.write_text("{}")
+    for call in (kwargs, {**kwargs, "n_seeds": 3}):
+        with pytest.raises(DamagedRunFileError, match=r"seed_001/result\.json is damaged: it lacks 'dissociated', "):
+            generate_dissociation("host-guest", out, **call)
+    assert (out / "summary.json").read_bytes() == recorded and not (out / "seed_002").exists()
+    # as a reference for evaluation: every seed it planned, or it is named (a deleted one had been left out)
+    from openmm_biomd.enhanced.path_metrics import campaign_paths
+
+    result.unlink()
+    with pytest.raises(DamagedRunFileError, match=r"seed_001/result\.json is damaged: it is missing, but the "
+                                                  r"campaign's summary.json plans 2 seeds"):
+        campaign_paths(out)
+    result.write_bytes(kept_result)
+    assert len(campaign_paths(out)) == summary["n_dissociated"]
+    # its topology.pdb deleted: the finished campaign's rerun writes it again (it had passed the check)
+    (out / "topology.pdb").unlink()
+    assert generate_dissociation("host-guest", out, **kwargs) == summary
+    assert (out / "topology.pdb").exists() and len(campaign_paths(out)) == summary["n_dissociated"]
 
 
 def test_dissociation_keeps_unbiased_md_after_the_exit(tmp_path):

@@ -104,6 +104,14 @@ def test_steered_path_pulls_at_constant_velocity(host_guest_cv, pulled, tmp_path
         steered_path(loaded, cv, lost, to_value=start + PULL_NM, pull_ps=3.0, force_constant=3000.0,
                      frame_interval_ps=0.1, equilibration_ps=0.2, seed=1, **FAST)
     assert file_contents(lost) == kept
+    # its topology.pdb deleted: written again, the finished path read back as it is (it had been "does not exist")
+    (lost / "steered.json").write_bytes((out / "steered.json").read_bytes())
+    (lost / "topology.pdb").unlink()
+    again = steered_path(loaded, cv, lost, to_value=start + PULL_NM, pull_ps=3.0, force_constant=3000.0,
+                         frame_interval_ps=0.1, equilibration_ps=0.2, seed=1, **FAST)
+    np.testing.assert_array_equal(again, frames)
+    assert {p.relative_to(lost): data for p, data in file_contents(lost).items()} == \
+        {p.relative_to(out): data for p, data in file_contents(out).items()}
 
 
 def test_a_pull_or_a_window_that_blows_up_says_so(host_guest_cv, pulled, tmp_path):

@@ -294,7 +294,21 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
     assert main(args + ["--attempts", "4"]) == 2
     assert re.search(r"result.json is damaged: it is not valid JSON .*Delete .*and rerun the same biomd unbind",
                      capsys.readouterr().err)
+    record.write_text("{}")  # emptied: named too (it had been a bare KeyError, "error: success")
+    assert main(args + ["--attempts", "4"]) == 2
+    assert re.search(r"result.json is damaged: it lacks 'attempt', 'success'", capsys.readouterr().err)
     record.write_bytes(kept_record)
+    # a topology.pdb of garbage is named, not the good path read with it (whose remedy threw the path away);
+    # deleted, as its error says, it is written again
+    topology = out / "topology.pdb"
+    kept_topology = topology.read_bytes()
+    topology.write_text("garbage")
+    assert main(args + ["--attempts", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "topology.pdb cannot be read" in err and "(they are not at fault)" in err and "path.dcd" not in err, err
+    topology.unlink()
+    assert main(args + ["--attempts", "3"]) == 0 and topology.read_bytes() == kept_topology
+    capsys.readouterr()
     # a reference path cut short as well (its record counts its frames)
     seed_dir = reference / "seed_000"
     (seed_dir / "result.json").write_text(json.dumps({"dissociated": True, "n_frames": 40}))
