@@ -839,8 +839,24 @@ def test_unreadable_and_damaged_files_and_bad_machine_settings_get_one_line_erro
     with pytest.raises(DamagedRunFileError, match=r"window_002/result.json is damaged"):
         seed_umbrella_windows(host_guest_cv[0], pulled[1], host_guest_cv[3], UmbrellaSettings(**DIST), damaged)
     assert (damaged / "umbrella.json").read_bytes() == summary
+    # emptied to {} (a bare KeyError, "error: index"), or another window's record: named, with the window's remedy
+    for other, message in (("{}", "it lacks 'index', 'centre'"),
+                           ((damaged / "window_003" / "result.json").read_text(), "it records a window at")):
+        record.write_text(other)
+        for call in (lambda: analyze_umbrella(damaged, write=False),
+                     lambda: seed_umbrella_windows(host_guest_cv[0], pulled[1], host_guest_cv[3],
+                                                   UmbrellaSettings(**DIST), damaged)):
+            with pytest.raises(DamagedRunFileError, match=rf"window_002/result.json is damaged: {message}.* delete the "
+                                                          r"window's result.json and rerun"):
+                call()
+    assert (damaged / "umbrella.json").read_bytes() == summary
     record.write_bytes(kept)
     samples = damaged / "window_001" / "cv.csv"
+    samples.rename(samples.with_suffix(".moved"))  # (it had been OSError's bare "No such file or directory")
+    with pytest.raises(DamagedRunFileError, match=r"window_001/cv.csv is damaged: it is missing, but the window's "
+                                                  r"result.json says it finished"):
+        analyze_umbrella(damaged, write=False)
+    samples.with_suffix(".moved").rename(samples)
     rows = samples.read_text().splitlines(keepends=True)
     samples.write_text("".join(rows[:-3]))
     with pytest.raises(DamagedRunFileError, match=rf"window_001/cv.csv is damaged: it holds {len(rows) - 4} "
