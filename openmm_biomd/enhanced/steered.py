@@ -53,6 +53,7 @@ from ..data.md import (
     _atomic_write_json,
     _fsync_dir,
     _positions_and_box,
+    damaged_file,
     equilibrate,
     explained_blow_up,
     make_simulation,
@@ -237,6 +238,7 @@ def steered_path(
             # pull is another path, and what was seeded from the old one would no longer match); a deleted
             # topology.pdb is written again from the system
             write_common_files(out, loaded, [cv])
+            _work_table(out, old.get("n_frames"))  # (one deleted or garbage had passed, to fail when seeded from)
             return load_recorded_path(out / "path.dcd", out / "topology.pdb", old.get("n_frames"),
                                       _DAMAGED_PULL_REMEDY)
     plat, properties = select_platform(platform, pinned_threads(threads, cpu), n_atoms)  # (checked before writing)
@@ -315,6 +317,25 @@ def _pull(simulation: Any, restraint: Any, settings: SteeredSettings, dcd_path: 
     return rows, work
 
 
+#: what to do about a finished pull's damaged work.csv (only a new pull writes it again)
+_DAMAGED_WORK_REMEDY = ("Restore it from a copy, or delete it and path.dcd and rerun the same command to pull again "
+                        "(on several threads the new pull is another path: seed windows or walkers from it in new "
+                        "directories).")
+
+
+def _work_table(out: Path, n_frames: int | None) -> np.ndarray:
+    """A finished pull's ``work.csv`` ``[T, 5]`` (time, step, centre, CV, work), once it holds one finite row per
+    frame of its path (``n_frames``; ``None``: a record from before the count was kept)."""
+    path = out / "work.csv"
+    if not path.exists():
+        raise damaged_file(path, "it is missing, but steered.json says the pull finished", _DAMAGED_WORK_REMEDY)
+    _, table = read_csv(path, finite=True, remedy=_DAMAGED_WORK_REMEDY)
+    if table.shape[1] < 5 or (n_frames is not None and len(table) != n_frames):
+        raise damaged_file(path, f"it holds {len(table)} rows of {table.shape[1]} columns, not one row of 5 per frame "
+                           f"of path.dcd ({n_frames})", _DAMAGED_WORK_REMEDY)
+    return table
+
+
 def load_steered(out_dir: str | os.PathLike) -> dict:
     """A finished pull: ``frames_nm [T, N, 3]`` nm; ``time_ps``, ``centre``, ``cv``, ``work_kj_mol`` ``[T]``; ``record``.
     """
@@ -322,7 +343,7 @@ def load_steered(out_dir: str | os.PathLike) -> dict:
     record = read_json(out / "steered.json")
     if record.get("status") != "complete":
         raise RuntimeError(f"{out} holds an unfinished pull; rerun it")
-    _, table = read_csv(out / "work.csv")
+    table = _work_table(out, record.get("n_frames"))
     frames = load_recorded_path(out / "path.dcd", out / "topology.pdb", record.get("n_frames"), _DAMAGED_PULL_REMEDY)
     return {"frames_nm": frames, "time_ps": table[:, 0],
             "centre": table[:, 2], "cv": table[:, 3], "work_kj_mol": table[:, 4], "record": record}

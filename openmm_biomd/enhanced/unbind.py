@@ -595,18 +595,17 @@ def unbind(loaded: Any, model: Any, out_dir: str | os.PathLike, *, settings: Unb
         done = folder / "result.json"
         if done.exists():  # its path is checked too: a DCD cut short would enter every later analysis
             results.append(read_json(done, unbind_attempt_remedy(folder), keys=ATTEMPT_RESULT_KEYS))
-            load_recorded_path(folder / "path.dcd", topology_pdb, results[-1].get("n_frames"),
-                               unbind_attempt_remedy(folder))
+            frames = load_recorded_path(folder / "path.dcd", topology_pdb, results[-1].get("n_frames"),
+                                        unbind_attempt_remedy(folder))
+            if not (folder / "distance.csv").exists():  # derived from the path: a deleted one is written again
+                _write_distances(folder / "distance.csv", unbinder, frames)
             continue
         start_index = i % len(starts)
         frames, result = unbinder.attempt(starts[start_index], replica_seed(settings.seed, i))
         result = {"attempt": i, "start_index": start_index, "seed": replica_seed(settings.seed, i), **result}
         folder.mkdir(exist_ok=True)
         _write_path_dcd(folder / "path.dcd", frames, topology_pdb, unbinder.time.frame_interval_ps)
-        distances = unbinder.pocket.distances(frames)
-        csv = "time_ps,centroid_distance_nm\n" + "".join(
-            f"{t * unbinder.time.frame_interval_ps:.6g},{d:.5f}\n" for t, d in enumerate(distances))
-        _atomic_write_bytes(folder / "distance.csv", csv.encode())
+        _write_distances(folder / "distance.csv", unbinder, frames)
         _atomic_write_json(done, result)
         if result["success"] and first_path_s is None:
             first_path_s = time.perf_counter() - campaign_start
@@ -629,6 +628,14 @@ def _array_hash(a: np.ndarray) -> str:
     import hashlib
 
     return hashlib.sha256(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()[:16]
+
+
+def _write_distances(path: Path, unbinder: "Unbinder", frames: np.ndarray) -> None:
+    """An attempt's ``distance.csv``: the ligand–pocket centroid distance (nm) of each frame ``[T, N, 3]`` nm."""
+    distances = unbinder.pocket.distances(frames)
+    csv = "time_ps,centroid_distance_nm\n" + "".join(
+        f"{t * unbinder.time.frame_interval_ps:.6g},{d:.5f}\n" for t, d in enumerate(distances))
+    _atomic_write_bytes(path, csv.encode())
 
 
 def _summary(identity: dict, unbinder: Unbinder, results: list[dict], first_path_s: float | None,

@@ -112,6 +112,21 @@ def test_steered_path_pulls_at_constant_velocity(host_guest_cv, pulled, tmp_path
     np.testing.assert_array_equal(again, frames)
     assert {p.relative_to(lost): data for p, data in file_contents(lost).items()} == \
         {p.relative_to(out): data for p, data in file_contents(out).items()}
+    # its work table deleted or cut short: named by the rerun too (it had passed, to fail when seeded from)
+    work = (lost / "work.csv").read_text().splitlines(keepends=True)
+    for damaged, message in ((None, "it is missing, but steered.json says the pull finished"),
+                             ("".join(work[:-2]), "it holds 29 rows of 5 columns, not one row of 5 per frame of "
+                                                  r"path.dcd \(31\)")):
+        (lost / "work.csv").unlink(missing_ok=True)
+        if damaged is not None:
+            (lost / "work.csv").write_text(damaged)
+        for call in (lambda: load_steered(lost),
+                     lambda: steered_path(loaded, cv, lost, to_value=start + PULL_NM, pull_ps=3.0,
+                                          force_constant=3000.0, frame_interval_ps=0.1, equilibration_ps=0.2, seed=1,
+                                          **FAST)):
+            with pytest.raises(DamagedRunFileError, match=rf"work\.csv is damaged: {message}.* delete it and "
+                                                          r"path\.dcd and rerun"):
+                call()
 
 
 def test_a_pull_or_a_window_that_blows_up_says_so(host_guest_cv, pulled, tmp_path):

@@ -308,6 +308,11 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
     assert "topology.pdb cannot be read" in err and "(they are not at fault)" in err and "path.dcd" not in err, err
     topology.unlink()
     assert main(args + ["--attempts", "3"]) == 0 and topology.read_bytes() == kept_topology
+    distances = out / "attempt_000" / "distance.csv"  # derived from the path: a deleted one is written again
+    kept_distances = np.loadtxt(distances, delimiter=",", skiprows=1)
+    distances.unlink()
+    assert main(args + ["--attempts", "3"]) == 0
+    np.testing.assert_allclose(np.loadtxt(distances, delimiter=",", skiprows=1), kept_distances, atol=2e-5)
     capsys.readouterr()
     # a reference path cut short as well (its record counts its frames)
     seed_dir = reference / "seed_000"
