@@ -82,6 +82,9 @@ def load_generated(directory: Path):
     # the frames the sample was given: its start, and for the tps and interpolate tasks its end (its summary
     # says the task; one from before summaries said it counts as a forecast)
     summary = recorded_settings(directory, "summary.json") or {}
+    if summary.get("status") == "writing":
+        raise ValueError(f"the sample in {directory} was stopped while its trajectories were written: run the same "
+                         "biomd sample command again to write them whole")
     given_end = summary.get("task") in ("tps", "interpolate")
     replicas = (summary.get("request") or {}).get("replicas")
     if isinstance(replicas, int) and replicas >= 1:  # (a deleted replica had been scored on the others, silently)

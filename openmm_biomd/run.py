@@ -290,7 +290,8 @@ def run_hybrid(request: RunRequest, out: Path, progress: bool = True) -> dict:
         raise PropagatorCheckpointError(
             f"{checkpoint} is missing, but {progress_file} records {earlier['step']} steps run: the run resumes only "
             "from its checkpoint, and starting it afresh would delete its trajectory. Restore the checkpoint from a "
-            "copy, or start again in a new output directory")
+            "copy, or start again in a new output directory (or, for a run killed during its first checkpoint by a "
+            "version that wrote progress.json first, delete progress.json to start it again here)")
     else:  # a new run, or one killed before its first checkpoint: start again
         for stale in ("trajectory.dcd", "energies.csv", "jumps.jsonl"):
             (out / stale).unlink(missing_ok=True)

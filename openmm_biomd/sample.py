@@ -203,6 +203,10 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
     if not np.isfinite(frames_np).all():
         raise FloatingPointError("the model produced non-finite coordinates; nothing was written")
     claim_output_folder(out, "sample", SAMPLE_OUTPUTS, _earlier_sample)
+    # the settings are on disk before the first trajectory: a kill while writing leaves a folder the same command
+    # samples again, and that evaluate refuses (status "writing")
+    _atomic_write_json(out / "summary.json", {"request": asdict(request), "model": request.model,
+                                               "model_sha256": weights, "status": "writing"})
     sub_top = subset_topology(topology, atoms)
     write_pdb(out / "topology.pdb", sub_top, frames_np[0, 0])
     dt = model.time.frame_interval_ps
@@ -216,6 +220,7 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
         "request": asdict(request),
         "model": request.model,
         "model_sha256": weights,
+        "status": "complete",
         "system": request.system or request.structure,
         "task": request.task,
         "replicas": replicas,

@@ -11,6 +11,7 @@ combined; they are padded into one :class:`~biomd_core.model.SystemBatch`.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,9 +191,14 @@ def pocket_atoms(frame_nm: np.ndarray, graph, radius_nm: float = 0.5) -> np.ndar
 
 
 def check_chunks_continue(chunks: list[Path]) -> None:
-    """Refuse DCD chunks of one trajectory whose headers say frames are missing between two of them (a chunk
-    deleted or moved: the rest had been joined into one trajectory with a silent jump in time).  Chunks whose
-    headers do not record their steps (another writer's: mdtraj starts every file at step 0) are not checked."""
+    """Refuse the DCD chunks of a ``biomd generate-data`` replica whose headers say frames are missing between two
+    of them (a chunk deleted or moved: the rest had been joined into one trajectory with a silent jump in time).
+    Only its chunks are checked (``chunk_NNNNN.dcd`` in a replica folder beside the run's ``metadata.json``):
+    other writers' headers need not count steps across files (mdtraj starts every file at step 0, and each new
+    OpenMM Simulation at its own step 0)."""
+    if len(chunks) < 2 or not (chunks[0].parent.parent / "metadata.json").exists() \
+            or not all(re.fullmatch(r"chunk_\d{5}\.dcd", path.name) for path in chunks):
+        return
     headers = []
     for path in chunks:
         try:

@@ -38,6 +38,8 @@ def folder_owners(out: str | Path) -> list[str]:
         text = marker.read_text()
     except FileNotFoundError:
         return []
+    except PermissionError:  # (not damage: the command line says what to do about a file the user may not read)
+        raise
     except (OSError, UnicodeDecodeError) as e:
         owners, why = None, f"it cannot be read ({e})"
     else:
@@ -142,7 +144,8 @@ def release_output_folder(out: str | Path, command: str) -> None:
 
 def refuse_results_without_record(out: str | Path, record: str, results: Iterable[str]) -> None:
     """Refuse ``out`` when its ``record`` (the JSON file holding a run's settings, written before its first result)
-    is gone or unreadable while results it covered (``results``: names or glob patterns at the folder's top) remain.
+    is gone or unreadable while results it covered (``results``: glob patterns under the folder, e.g.
+    ``seed_[0-9][0-9][0-9]/result.json``: finished results, not the folders a killed run leaves) remain.
 
     Without the record nothing can check those results against this call's settings: a rerun under other settings
     had taken them for its own (an umbrella profile of windows sampled at another force constant, a campaign's
@@ -159,7 +162,7 @@ def refuse_results_without_record(out: str | Path, record: str, results: Iterabl
         if isinstance(document, dict):
             return
         state = "damaged: it is not a JSON object"
-    found = sorted({p.name for pattern in results for p in out.glob(pattern)})
+    found = sorted({p.relative_to(out).as_posix() for pattern in results for p in out.glob(pattern)})
     if not found:
         return
     listed = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")

@@ -44,7 +44,7 @@ def save_training_checkpoint(trainer, directory: Path, keep: int = 2) -> Path:
     state = trainer.state_dict()
     numpy_state = state.pop("numpy_rng")
     torch.save(state, step_dir / "trainer.pt")
-    (step_dir / "rng.json").write_text(json.dumps(numpy_state))
+    _atomic_write_text(step_dir / "rng.json", json.dumps(numpy_state))  # last, and whole: it marks the folder whole
     _atomic_write_text(directory / LATEST, json.dumps({"step": trainer.step_count, "dir": name}))
     for old in sorted(p for p in directory.glob("step_*") if p.is_dir())[:-keep]:
         shutil.rmtree(old)
@@ -52,16 +52,14 @@ def save_training_checkpoint(trainer, directory: Path, keep: int = 2) -> Path:
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    """The step directory ``latest.json`` names, or None when there is no checkpoint (nor any step directory)."""
+    """The step directory ``latest.json`` names (without it, the newest whole one), or None when there is none."""
     pointer = directory / LATEST
     if not pointer.exists():
-        if any((p / "rng.json").exists() for p in directory.glob("step_*")):
-            # a whole step checkpoint (rng.json is its last file) but no pointer: the pointer was lost (a kill
-            # falls before it only on the first save), and a restart from step 0 would prune, by name, its own
-            # new checkpoints in favour of these
-            raise CheckpointError(f"{pointer} is missing, but {directory} holds step checkpoints. "
-                                  f"{_resume_advice(directory)}")
-        return None
+        # the newest whole step checkpoint (rng.json, written atomically, is its last file), if any: a kill between
+        # a save and its pointer, or a pointer deleted (a restart from step 0 had pruned, by name, its own new
+        # checkpoints in favour of these); a folder without rng.json is a save cut short, started again
+        whole = sorted(p for p in directory.glob("step_*") if (p / "rng.json").exists())
+        return whole[-1] if whole else None
     try:
         name = json.loads(pointer.read_text())["dir"]
         if not isinstance(name, str):

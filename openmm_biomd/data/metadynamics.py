@@ -455,7 +455,7 @@ def generate_dissociation(
     }
     seed_dirs = [out / f"seed_{index:03d}" for index in range(settings.n_seeds)]
     old_path = out / "summary.json"
-    refuse_results_without_record(out, "summary.json", ("seed_[0-9][0-9][0-9]",))
+    refuse_results_without_record(out, "summary.json", ("seed_[0-9][0-9][0-9]/result.json",))
     old = read_json(old_path) if old_path.exists() else None
     if old is not None:
         _check_resumable(old, summary, out)
@@ -513,10 +513,9 @@ def _check_cv_table(path: Path, n_frames: int, remedy: str) -> None:
     columns (one cut to 9 of 45 rows had gone on into the campaign's record)."""
     if not path.exists():
         raise damaged_file(path, "it is missing, but the seed's result.json says the seed finished", remedy)
-    header, table = read_csv(path, finite=True, remedy=remedy)
-    if header != CV_TABLE_COLUMNS or len(table) != n_frames:
-        raise damaged_file(path, f"it holds {len(table)} rows of columns {header}, not {n_frames} rows (one per frame "
-                           f"of path.dcd) of {CV_TABLE_COLUMNS}", remedy)
+    _, table = read_csv(path, finite=True, remedy=remedy, columns=CV_TABLE_COLUMNS)
+    if len(table) != n_frames:
+        raise damaged_file(path, f"it holds {len(table)} rows, not {n_frames} (one per frame of path.dcd)", remedy)
 
 
 def _finish(summary: dict, started: float, out: Path, status: str) -> dict:

@@ -26,13 +26,20 @@ def write_csv(path: Path, header: list[str], rows: np.ndarray | list, fmt: str =
     _atomic_write_bytes(path, buffer.getvalue().encode())
 
 
-def read_csv(path: Path, finite: bool = False, remedy: str | None = None) -> tuple[list[str], np.ndarray]:
+def read_csv(path: Path, finite: bool = False, remedy: str | None = None,
+             columns: list[str] | None = None) -> tuple[list[str], np.ndarray]:
     """``(header, [R, C] float64)`` of a CSV written by :func:`write_csv`; with ``finite``, a value that is not a
     finite number is damage (a NaN in a window's cv.csv had surfaced as pymbar's "cannot convert float NaN to
-    integer"; a profile's empty bins are NaN).  ``remedy``: what the damage message tells the user to do
+    integer"; a profile's empty bins are NaN); with ``columns``, so is another header (an emptied file had come
+    back as ``[0, 1]``, an IndexError further on).  ``remedy``: what the damage message tells the user to do
     (:func:`~openmm_biomd.data.md.damaged_file`'s default)."""
-    with open(path) as fh:
-        header = fh.readline().strip().split(",")
+    try:
+        with open(path) as fh:
+            header = fh.readline().strip().split(",")
+    except UnicodeDecodeError as e:
+        raise damaged_file(path, f"it is not text ({e})", remedy) from e
+    if columns is not None and header != list(columns):
+        raise damaged_file(path, f"its header is {header}, not {list(columns)}", remedy)
     try:
         data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
         if not data.size:  # (no rows: loadtxt's shape is [0, 1])

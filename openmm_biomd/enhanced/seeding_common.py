@@ -49,7 +49,11 @@ from ..data.systems import BUNDLED_SYSTEMS, LoadedSystem, as_loaded_system
 from ..trajectory_io import check_dcd_whole, read_topology, read_trajectory
 from .cvs import PathCV
 
+#: the columns of an umbrella window's ``cv.csv``: time (ps) and the CV (its unit), one row per sample
+WINDOW_CV_COLUMNS = ["time_ps", "cv"]
+
 __all__ = [
+    "WINDOW_CV_COLUMNS",
     "CV_KINDS",
     "CVSpec",
     "DistanceCV",

@@ -87,6 +87,8 @@ __all__ = ["SteeredSettings", "add_arguments", "load_steered", "main", "steered_
 
 FORMAT = "biomd-steered"
 #: the files a pull writes into its folder (claimed with biomd_core.io.output_folder)
+#: the columns of ``work.csv``, one row per stored frame
+WORK_COLUMNS = ["time_ps", "step", "centre", "cv", "work_kj_mol"]
 STEER_OUTPUTS = ("steered.json", "topology.pdb", "path.dcd", "work.csv")
 
 #: What to do about a finished pull whose path.dcd cannot be used.
@@ -265,7 +267,7 @@ def steered_path(
     _fsync_dir(out)
     # Hand back what the DCD holds (float32 Å), so a rerun that reads the file gives identical frames.
     frames = load_path_frames(out / "path.dcd", out / "topology.pdb")
-    write_csv(out / "work.csv", ["time_ps", "step", "centre", "cv", "work_kj_mol"], rows)
+    write_csv(out / "work.csv", WORK_COLUMNS, rows)
     record.update(
         status="complete",
         start_cv=rows[0][3],
@@ -329,10 +331,10 @@ def _work_table(out: Path, n_frames: int | None) -> np.ndarray:
     path = out / "work.csv"
     if not path.exists():
         raise damaged_file(path, "it is missing, but steered.json says the pull finished", _DAMAGED_WORK_REMEDY)
-    _, table = read_csv(path, finite=True, remedy=_DAMAGED_WORK_REMEDY)
-    if table.shape[1] < 5 or (n_frames is not None and len(table) != n_frames):
-        raise damaged_file(path, f"it holds {len(table)} rows of {table.shape[1]} columns, not one row of 5 per frame "
-                           f"of path.dcd ({n_frames})", _DAMAGED_WORK_REMEDY)
+    _, table = read_csv(path, finite=True, remedy=_DAMAGED_WORK_REMEDY, columns=WORK_COLUMNS)
+    if n_frames is not None and len(table) != n_frames:
+        raise damaged_file(path, f"it holds {len(table)} rows, not {n_frames} (one per frame of path.dcd)",
+                           _DAMAGED_WORK_REMEDY)
     return table
 
 

@@ -104,6 +104,7 @@ from ..data.md import (
 from ..data.systems import as_loaded_system
 from ..data.tables import read_csv, write_csv
 from .seeding_common import (
+    WINDOW_CV_COLUMNS,
     CVSpec,
     add_input_arguments,
     add_md_arguments,
@@ -380,7 +381,7 @@ def seed_umbrella_windows(
     # another command's folder, or files of the user's, are refused by name (a fes.csv of theirs was replaced)
     earlier = json_with_keys("umbrella.json", "format", "settings")
     check_output_folder(out, "umbrella", UMBRELLA_OUTPUTS, earlier)
-    refuse_results_without_record(out, "umbrella.json", ("window_[0-9][0-9][0-9]", "exchange*.nc"))
+    refuse_results_without_record(out, "umbrella.json", ("window_[0-9][0-9][0-9]/result.json", "exchange*.nc"))
     if old_path.exists():
         old = read_json(old_path)
         _check_resumable(old, summary, out)
@@ -649,7 +650,7 @@ def _run_window(loaded: Any, start_nm: np.ndarray, cv: CVSpec, settings: Umbrell
         md_s = time.perf_counter() - t_md
     wdir.mkdir(parents=True, exist_ok=True)
     times = (np.arange(settings.n_samples) + 1) * settings.sample_interval_ps
-    write_csv(wdir / "cv.csv", ["time_ps", "cv"], np.stack([times, samples], axis=1))
+    write_csv(wdir / "cv.csv", WINDOW_CV_COLUMNS, np.stack([times, samples], axis=1))
     result = {
         **plan,
         **record,
@@ -687,7 +688,8 @@ def read_windows(out_dir: str | os.PathLike) -> tuple[dict, list[dict], list[np.
         if not (wdir / "cv.csv").exists():  # (it had been OSError's bare "No such file or directory")
             raise damaged_file(wdir / "cv.csv", "it is missing, but the window's result.json says it finished",
                                _WINDOW_REMEDY)
-        samples.append(read_csv(wdir / "cv.csv", finite=True, remedy=_WINDOW_REMEDY)[1][:, 1])
+        _, table = read_csv(wdir / "cv.csv", finite=True, remedy=_WINDOW_REMEDY, columns=WINDOW_CV_COLUMNS)
+        samples.append(table[:, 1])
         recorded = results[-1].get("n_samples")  # (None: a record written by hand)
         if recorded is not None and len(samples[-1]) != recorded:
             raise damaged_file(wdir / "cv.csv", f"it holds {len(samples[-1])} samples, the window's result.json "

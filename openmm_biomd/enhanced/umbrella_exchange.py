@@ -69,7 +69,7 @@ from ..data.md import (
     whole_steps,
 )
 from ..data.tables import write_csv
-from .seeding_common import kt_kj_mol
+from .seeding_common import WINDOW_CV_COLUMNS, kt_kj_mol
 
 __all__ = ["UmbrellaCentreState", "cv_from_energies", "run_exchange"]
 
@@ -418,7 +418,16 @@ def _refuse_a_lost_storage(out: Path, log: Any) -> None:
     still there, so it was lost, not cleared for a fresh start), and say so when both are gone (the fresh start the
     damaged-file remedy offers) beside the windows' records."""
     if not (out / RECORDS_FILE).exists():
-        return  # nothing was stored yet
+        # a storage without the records had died before its first iteration (they are written once it exists),
+        # unless the records were deleted: then it holds iterations a new exchange would delete
+        stored = _stored_iterations(out / STORAGE_FILE)
+        if stored:
+            raise DamagedRunFileError(
+                f"{out / RECORDS_FILE} is missing, but {out / STORAGE_FILE} holds {stored} iterations of exchange: "
+                f"they resume only with the windows' records, and a new exchange would delete them. Restore "
+                f"{RECORDS_FILE} from a copy, or delete {STORAGE_FILE} and {CHECKPOINT_FILE} to run the exchange "
+                "again from the start")
+        return
     if (out / CHECKPOINT_FILE).exists():
         raise DamagedRunFileError(
             f"{out / STORAGE_FILE} is missing, but its checkpoint {out / CHECKPOINT_FILE} is there: the exchange "
@@ -427,6 +436,21 @@ def _refuse_a_lost_storage(out: Path, log: Any) -> None:
     if log is not None:
         print(f"replica exchange: {STORAGE_FILE} and {CHECKPOINT_FILE} are gone from {out}: the exchange runs again "
               "from the start, its windows equilibrated again", file=log, flush=True)
+
+
+def _stored_iterations(storage: Path) -> int:
+    """The iterations openmmtools' storage file holds (0: none, no file, or one too damaged to say)."""
+    if not storage.exists():
+        return 0
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # (openmmtools' greetings, away from a command's JSON output)
+            reporter = multistate.MultiStateReporter(str(storage), open_mode="r")
+            try:
+                return int(reporter.read_last_iteration())
+            finally:
+                reporter.close()
+    except Exception:  # (netCDF4/HDF5 on a file cut short: nothing it holds can be resumed anyway)
+        return 0
 
 
 def _resumed_sampler(out: Path) -> tuple[_ReplicasSideBySide, Any, dict[int, dict]]:
@@ -457,6 +481,8 @@ def _new_sampler(windows: list[dict], equilibrate_window: Any, system: Any, sett
     from openmm import unit
 
     storage = out / STORAGE_FILE
+    # the records first: old ones beside a storage being created would be taken for a resumable run
+    (out / RECORDS_FILE).unlink(missing_ok=True)
     storage.unlink(missing_ok=True)  # a file without its window records died before its first iteration
     (out / CHECKPOINT_FILE).unlink(missing_ok=True)
     by_index = dict(run_on_cpus(equilibrate_window, windows, cpus))
@@ -518,7 +544,7 @@ def _window_results(reporter: Any, windows: list[dict], records: dict[int, dict]
         samples = per_window[:, k]
         wdir = out / f"window_{plan['index']:03d}"
         wdir.mkdir(parents=True, exist_ok=True)
-        write_csv(wdir / "cv.csv", ["time_ps", "cv"], np.stack([times, samples], axis=1))
+        write_csv(wdir / "cv.csv", WINDOW_CV_COLUMNS, np.stack([times, samples], axis=1))
         result = {
             **plan,
             **records[plan["index"]],

@@ -554,7 +554,7 @@ def unbind(loaded: Any, model: Any, out_dir: str | os.PathLike, *, settings: Unb
     settings = unbinder.settings
     starts = _start_frames(unbinder, starts_nm)
     # only once the inputs are known to be good; a run's or a sample's folder is refused by name
-    refuse_results_without_record(out, "summary.json", ("attempt_[0-9][0-9][0-9]",))
+    refuse_results_without_record(out, "summary.json", ("attempt_[0-9][0-9][0-9]/result.json",))
     claim_output_folder(out, "unbind", UNBIND_OUTPUTS, json_with_keys("summary.json", "format", "starts_sha"))
     identity = _json_shaped({
         "format": SUMMARY_FORMAT,

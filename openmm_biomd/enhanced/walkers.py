@@ -704,7 +704,7 @@ def run_walkers(
     # replaced)
     earlier = json_with_keys("walkers.json", "format", "settings")
     check_output_folder(out, "walkers", WALKERS_OUTPUTS, earlier)
-    refuse_results_without_record(out, "walkers.json", ("walker_[0-9][0-9][0-9]",))
+    refuse_results_without_record(out, "walkers.json", ("walker_[0-9][0-9][0-9]/progress.json",))
     earlier_record = json_path.read_bytes() if json_path.exists() else None
     if earlier_record is not None:
         old = read_json(json_path)

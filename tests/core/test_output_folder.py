@@ -114,17 +114,21 @@ def test_results_whose_record_is_gone_are_refused(tmp_path):
 
     out = tmp_path / "umbrella"
     out.mkdir()
-    refuse_results_without_record(out, "umbrella.json", ("window_[0-9][0-9][0-9]",))  # nothing there yet
+    refuse_results_without_record(out, "umbrella.json", ("window_[0-9][0-9][0-9]/result.json",))  # nothing there yet
+    (out / "window_006").mkdir()  # a window a killed run had begun: no result, no obstacle
+    refuse_results_without_record(out, "umbrella.json", ("window_[0-9][0-9][0-9]/result.json",))
     for i in range(6):
         (out / f"window_{i:03d}").mkdir()
+        (out / f"window_{i:03d}" / "result.json").write_text("{}")
     (out / "notes.txt").write_text("mine")
     with pytest.raises(OutputFolderError, match=r"umbrella\.json is missing, but .* holds the results it recorded "
-                                                r"the settings of \(window_000, window_001, window_002, window_003 "
-                                                r"and 2 more\): .* Restore umbrella\.json from a copy"):
-        refuse_results_without_record(out, "umbrella.json", ("window_[0-9][0-9][0-9]",))
+                                                r"the settings of \(window_000/result\.json, window_001/result\.json, "
+                                                r"window_002/result\.json, window_003/result\.json and 2 more\): .* "
+                                                r"Restore umbrella\.json from a copy"):
+        refuse_results_without_record(out, "umbrella.json", ("window_[0-9][0-9][0-9]/result.json",))
     for garbage in ("{not json", "[1, 2]"):
         (out / "umbrella.json").write_text(garbage)
         with pytest.raises(OutputFolderError, match=r"umbrella\.json is damaged: it is not (valid JSON|a JSON object).*, but"):
-            refuse_results_without_record(out, "umbrella.json", ("window_[0-9][0-9][0-9]",))
+            refuse_results_without_record(out, "umbrella.json", ("window_[0-9][0-9][0-9]/result.json",))
     (out / "umbrella.json").write_text(json.dumps({"settings": {}}))
-    refuse_results_without_record(out, "umbrella.json", ("window_[0-9][0-9][0-9]",))
+    refuse_results_without_record(out, "umbrella.json", ("window_[0-9][0-9][0-9]/result.json",))

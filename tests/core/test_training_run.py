@@ -216,10 +216,10 @@ def test_a_damaged_step_checkpoint_says_how_to_resume_from_the_one_before(tmp_pa
     latest.write_text("[1, 2]")
     with pytest.raises(CheckpointError, match=r"latest.json is damaged .*to restart the training from scratch"):
         run_training(config, out, progress=False)
-    # lost: a restart from step 0 would have pruned (by name) its own new checkpoints in favour of these
+    # lost: the newest whole step checkpoint is taken (a restart from step 0 had pruned, by name, its own new
+    # checkpoints in favour of these), here the damaged one, named as above
     latest.unlink()
-    with pytest.raises(CheckpointError, match=r"latest.json is missing, but .*checkpoints holds step checkpoints\. "
-                                              r'To resume .* write \{"dir": "step_0000010"\}'):
+    with pytest.raises(CheckpointError, match=r"step_0000010 is a damaged training checkpoint"):
         run_training(config, out, progress=False)
     # a step checkpoint without its last file is a kill during the first save: a fresh start, as before
     from biomd_core.training.checkpointing import latest_checkpoint
@@ -227,6 +227,8 @@ def test_a_damaged_step_checkpoint_says_how_to_resume_from_the_one_before(tmp_pa
     (tmp_path / "first" / "step_0000005").mkdir(parents=True)
     (tmp_path / "first" / "step_0000005" / "model.safetensors").write_bytes(b"half")
     assert latest_checkpoint(tmp_path / "first") is None
+    (tmp_path / "first" / "step_0000005" / "rng.json").write_text("{}")  # killed once it was whole: resumed from it
+    assert latest_checkpoint(tmp_path / "first") == tmp_path / "first" / "step_0000005"
     latest.write_text(json.dumps({"dir": "step_0000005"}))  # the advice, followed: the same weights again
     assert run_training(config, out, progress=False)["steps"] == 10
     assert load_model(out / "model.safetensors").weights_hash() == finished

@@ -675,11 +675,11 @@ def test_dissociation_by_metadynamics_on_host_guest(tmp_path, file_contents):
     kept = n_frames // 2
     columns = r"\['time_ps', 'step', 'cv_nm', 'bias_kj_mol'\]"
     for damaged, message in (
-            ("".join(rows[:1 + kept]), rf"it holds {kept} rows of columns {columns}, not {n_frames} rows \(one per "
-                                       rf"frame of path.dcd\) of {columns}"),
+            ("".join(rows[:1 + kept]), rf"it holds {kept} rows, not {n_frames} \(one per frame of path.dcd\)"),
             ("".join(rows[:-1]) + "1,2,nan,4\n", rf"row {n_frames} holds a value that is not a finite number"),
             ("".join(rows[:-1]) + "1,2,3\n", "its rows cannot be read as 4 numbers each"),
-            ("time,cv\n" + "".join(rows[1:3]), "its rows cannot be read as 2 numbers each")):
+            ("time,cv\n" + "".join(rows[1:3]), rf"its header is \['time', 'cv'\], not {columns}"),
+            ("", rf"its header is \[''\], not {columns}")):
         table.write_text(damaged)
         for call in (kwargs, {**kwargs, "n_seeds": 3}):
             with pytest.raises(DamagedRunFileError, match=rf"seed_000/cv.csv is damaged: {message}.*delete "
@@ -692,7 +692,8 @@ def test_dissociation_by_metadynamics_on_host_guest(tmp_path, file_contents):
     table.write_text("".join(rows))
     (out / "summary.json").unlink()
     kept_files = file_contents(out)
-    with pytest.raises(OutputFolderError, match=r"summary\.json is missing, but .* \(seed_000, seed_001\)"):
+    with pytest.raises(OutputFolderError, match=r"summary\.json is missing, but .* \(seed_000/result\.json, "
+                                                 r"seed_001/result\.json\)"):
         generate_dissociation("host-guest", out, **{**kwargs, "height_kj_mol": 5.0})
     assert file_contents(out) == kept_files
     (out / "summary.json").write_bytes(recorded)

@@ -64,6 +64,15 @@ def test_forecast_writes_topology_trajectory_and_summary(tmp_path, checkpoint, c
         assert re.search(r"summary\.json is (missing|damaged: it is not valid JSON .*), but .* \(replica_001\.dcd, trajectory\.dcd\)", err)
         assert {p.name: p.read_bytes() for p in out.iterdir()} == written
     (out / "summary.json").write_bytes(kept_summary)
+    # killed while its trajectories were written (the settings are on disk first): not scored, sampled again
+    from openmm_biomd.evaluate import load_generated
+
+    (out / "summary.json").write_text(json.dumps({**json.loads(kept_summary), "status": "writing"}))
+    with pytest.raises(ValueError, match="was stopped while its trajectories were written: run the same biomd sample"):
+        load_generated(out)
+    assert main(["sample", "--model", checkpoint, "--system", "alanine-dipeptide", "--time", "20ps",
+                 "--out", str(out), "--replicas", "2", "--ode-steps", "3"]) == 0
+    assert json.loads((out / "summary.json").read_text())["status"] == "complete" and len(load_generated(out)) == 2
     # the model is judged by its weights: the same file spelt another way samples again; weights retrained
     # into the same file are refused (they had replaced the sample without a word), and nothing changes
     import shutil

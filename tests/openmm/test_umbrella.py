@@ -115,8 +115,8 @@ def test_steered_path_pulls_at_constant_velocity(host_guest_cv, pulled, tmp_path
     # its work table deleted or cut short: named by the rerun too (it had passed, to fail when seeded from)
     work = (lost / "work.csv").read_text().splitlines(keepends=True)
     for damaged, message in ((None, "it is missing, but steered.json says the pull finished"),
-                             ("".join(work[:-2]), "it holds 29 rows of 5 columns, not one row of 5 per frame of "
-                                                  r"path.dcd \(31\)")):
+                             ("".join(work[:-2]), r"it holds 29 rows, not 31 \(one per frame of path.dcd\)"),
+                             ("", r"its header is \[''\], not \['time_ps', 'step', 'centre', 'cv', 'work_kj_mol'\]")):
         (lost / "work.csv").unlink(missing_ok=True)
         if damaged is not None:
             (lost / "work.csv").write_text(damaged)
@@ -275,8 +275,8 @@ def test_resume_skips_finished_windows(host_guest_cv, pulled, distance_run, tmp_
     shutil.copytree(out, lost)
     (lost / "umbrella.json").unlink()
     kept = file_contents(lost)
-    with pytest.raises(OutputFolderError, match=r"umbrella\.json is missing, but .* \(window_000, window_001, "
-                                                r"window_002, window_003 and 2 more\)"):
+    with pytest.raises(OutputFolderError, match=r"umbrella\.json is missing, but .* \(window_000/result\.json, "
+                                                r"window_001/result\.json, .* and 2 more\)"):
         seed_umbrella_windows(loaded, pulled[1], cv, UmbrellaSettings(**{**DIST, "force_constant": 100.0}), lost)
     assert file_contents(lost) == kept
 
@@ -401,6 +401,15 @@ def test_replica_exchange_windows_swap_sample_and_resume(host_guest_cv, pulled, 
     # the storage gone beside its checkpoint: refused (a new exchange had started over it without a word); both
     # gone (the fresh start offered above): the log says the exchange starts again
     checkpoint.write_bytes((tmp_path / "exchange_checkpoint.nc").read_bytes())
+    records = damaged / "exchange_windows.json"  # the windows' records gone: the stored iterations are not deleted
+    kept_records = records.read_bytes()
+    records.unlink()
+    kept = file_contents(damaged)
+    with pytest.raises(DamagedRunFileError, match=r"exchange_windows\.json is missing, but .*exchange\.nc holds 10 "
+                                                  r"iterations of exchange"):
+        seed_umbrella_windows(loaded, pulled[1], cv, settings, damaged)
+    assert file_contents(damaged) == kept
+    records.write_bytes(kept_records)
     storage.unlink()
     kept = file_contents(damaged)
     with pytest.raises(DamagedRunFileError, match=r"exchange\.nc is missing, but its checkpoint .*exchange_checkpoint"
@@ -872,6 +881,12 @@ def test_unreadable_and_damaged_files_and_bad_machine_settings_get_one_line_erro
                                                   r"result.json says it finished"):
         analyze_umbrella(damaged, write=False)
     samples.with_suffix(".moved").rename(samples)
+    kept_samples = samples.read_bytes()
+    samples.write_bytes(b"")  # emptied: named (it had been an IndexError's traceback)
+    with pytest.raises(DamagedRunFileError, match=r"window_001/cv.csv is damaged: its header is \[''\], not "
+                                                  r"\['time_ps', 'cv'\]"):
+        analyze_umbrella(damaged, write=False)
+    samples.write_bytes(kept_samples)
     rows = samples.read_text().splitlines(keepends=True)
     samples.write_text("".join(rows[:-3]))
     with pytest.raises(DamagedRunFileError, match=rf"window_001/cv.csv is damaged: it holds {len(rows) - 4} "

@@ -246,8 +246,8 @@ def test_unbind_end_to_end_with_the_tiny_host_guest_model(host_guest, tmp_path, 
     (out / "summary.json").unlink()
     files = file_contents(out)
     assert main(args + ["--attempts", "3", "--seed", "7"]) == 2
-    assert re.search(r"summary\.json is missing, but .* holds the results it recorded the settings of \(attempt_000, "
-                     r"attempt_001, attempt_002\)", capsys.readouterr().err)
+    assert re.search(r"summary\.json is missing, but .* holds the results it recorded the settings of \(attempt_000/"
+                     r"result\.json, attempt_001/result\.json, attempt_002/result\.json\)", capsys.readouterr().err)
     assert file_contents(out) == files
     (out / "summary.json").write_bytes(kept)
     short = ["unbind", "--system", "host-guest", "--model", "host-guest", "--max-time", "10ps", "--out",

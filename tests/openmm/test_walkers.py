@@ -250,7 +250,7 @@ def test_damaged_walker_files_are_named_and_left_alone(host_guest_cv, path, tmp_
                              r"holds committed CV rows: walker 0 continues only from its last commit"),
         # the hills had been turned into a free energy with whatever bias factor the rerun gave
         "missing record": (lambda d: (d.parent / "walkers.json").unlink(), r"walkers\.json is missing, but .* "
-                           r"\(walker_000, walker_001\)"),
+                           r"\(walker_000/progress\.json, walker_001/progress\.json\)"),
     }
     for name, (damage, message) in damages.items():
         copy = tmp_path / name.replace(" ", "_")
