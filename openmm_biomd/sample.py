@@ -238,7 +238,7 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
         "constrained_bonds": constraints.n_constraints if constraints is not None else 0,
         "device": str(next(model.parameters()).device),
     }
-    _atomic_write_json(out / "summary.json", summary)  # (a kill while writing it leaves the trajectories refused)
+    _atomic_write_json(out / "summary.json", summary)  # (replacing the "writing" record above)
     return summary
 
 

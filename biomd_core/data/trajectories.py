@@ -202,7 +202,7 @@ def check_chunks_continue(chunks: list[Path]) -> None:
     headers = []
     for path in chunks:
         try:
-            headers.append(read_dcd_header(path) if path.suffix.lower() == ".dcd" else None)
+            headers.append(read_dcd_header(path))
         except (OSError, ValueError):
             headers.append(None)  # (named when it is read)
     for (a, ha), (b, hb) in zip(zip(chunks, headers), zip(chunks[1:], headers[1:])):

@@ -1073,15 +1073,15 @@ def iter_replica_trajectories(out_dir: str | os.PathLike) -> Iterator[Any]:
     """
     out = Path(out_dir)
     meta = read_metadata(out)
-    remedy = _REGENERATE_REMEDY
     for replica, recorded in enumerate(meta["frames_per_replica"]):
         folder = out / f"replica_{replica:03d}"
         if not folder.is_dir():
             if recorded:
-                raise damaged_file(folder, f"it is missing, but metadata.json records {recorded} frames of it", remedy)
+                raise damaged_file(folder, f"it is missing, but metadata.json records {recorded} frames of it",
+                                   _REGENERATE_REMEDY)
             continue
         trajectory = load_trajectory(out, replica)
         if trajectory.n_frames < recorded:
             raise damaged_file(folder, f"its chunks hold {trajectory.n_frames} frames, metadata.json records "
-                               f"{recorded}", remedy)
+                               f"{recorded}", _REGENERATE_REMEDY)
         yield trajectory

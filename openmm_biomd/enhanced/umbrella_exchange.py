@@ -414,9 +414,10 @@ def run_exchange(
 
 
 def _refuse_a_lost_storage(out: Path, log: Any) -> None:
-    """Before a new exchange overwrites ``out``'s: refuse when only ``exchange.nc`` is gone (its checkpoint file is
-    still there, so it was lost, not cleared for a fresh start), and say so when both are gone (the fresh start the
-    damaged-file remedy offers) beside the windows' records."""
+    """Before a new exchange overwrites ``out``'s files: refuse when the windows' records are gone beside a storage
+    holding iterations, or only ``exchange.nc`` is gone (its checkpoint file is still there, so it was lost, not
+    cleared for a fresh start); say so when both are gone beside the records (the fresh start the damaged-file
+    remedy offers)."""
     if not (out / RECORDS_FILE).exists():
         # a storage without the records had died before its first iteration (they are written once it exists),
         # unless the records were deleted: then it holds iterations a new exchange would delete
@@ -461,16 +462,15 @@ def _resumed_sampler(out: Path) -> tuple[_ReplicasSideBySide, Any, dict[int, dic
         sampler = _ReplicasSideBySide.from_storage(reporter)
     except (OSError, RuntimeError, KeyError, IndexError, ValueError) as e:  # netCDF4/HDF5 on a file cut short
         reporter.close()
-        checkpoint = CHECKPOINT_FILE
         # the file that failed is named (a damaged or missing checkpoint had been reported as exchange.nc's damage)
-        if not (out / checkpoint).exists():
-            failed, why = out / checkpoint, f"it is missing, and {STORAGE_FILE} cannot resume without it"
+        if not (out / CHECKPOINT_FILE).exists():
+            failed, why = out / CHECKPOINT_FILE, f"it is missing, and {STORAGE_FILE} cannot resume without it"
         else:
-            failed = out / (checkpoint if checkpoint in str(e) else STORAGE_FILE)
+            failed = out / (CHECKPOINT_FILE if CHECKPOINT_FILE in str(e) else STORAGE_FILE)
             why = f"openmmtools cannot resume from it ({type(e).__name__}: {e})"
-        raise damaged_file(failed, why, f"Restore {STORAGE_FILE} and {checkpoint} from a copy, or delete both to run "
-                           "the exchange again from the start (its windows are equilibrated again), or use a new "
-                           "output directory.") from e
+        raise damaged_file(failed, why, f"Restore {STORAGE_FILE} and {CHECKPOINT_FILE} from a copy, or delete both "
+                           "to run the exchange again from the start (its windows are equilibrated again), or use a "
+                           "new output directory.") from e
     return sampler, reporter, records
 
 

@@ -630,7 +630,7 @@ def _array_hash(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()[:16]
 
 
-def _write_distances(path: Path, unbinder: "Unbinder", frames: np.ndarray) -> None:
+def _write_distances(path: Path, unbinder: Unbinder, frames: np.ndarray) -> None:
     """An attempt's ``distance.csv``: the ligand–pocket centroid distance (nm) of each frame ``[T, N, 3]`` nm."""
     distances = unbinder.pocket.distances(frames)
     csv = "time_ps,centroid_distance_nm\n" + "".join(

@@ -398,10 +398,9 @@ def test_replica_exchange_windows_swap_sample_and_resume(host_guest_cv, pulled, 
         with pytest.raises(DamagedRunFileError, match=rf"exchange_checkpoint\.nc is damaged: {why}.* Restore "
                                                       r"exchange\.nc and exchange_checkpoint\.nc from a copy"):
             seed_umbrella_windows(loaded, pulled[1], cv, settings, damaged)
-    # the storage gone beside its checkpoint: refused (a new exchange had started over it without a word); both
-    # gone (the fresh start offered above): the log says the exchange starts again
+    # the windows' records gone beside a storage of iterations: refused (a new exchange had deleted them)
     checkpoint.write_bytes((tmp_path / "exchange_checkpoint.nc").read_bytes())
-    records = damaged / "exchange_windows.json"  # the windows' records gone: the stored iterations are not deleted
+    records = damaged / "exchange_windows.json"
     kept_records = records.read_bytes()
     records.unlink()
     kept = file_contents(damaged)
@@ -410,6 +409,8 @@ def test_replica_exchange_windows_swap_sample_and_resume(host_guest_cv, pulled, 
         seed_umbrella_windows(loaded, pulled[1], cv, settings, damaged)
     assert file_contents(damaged) == kept
     records.write_bytes(kept_records)
+    # the storage gone beside its checkpoint: refused (a new exchange had started over it without a word); both
+    # gone (the fresh start offered above): the log says the exchange starts again
     storage.unlink()
     kept = file_contents(damaged)
     with pytest.raises(DamagedRunFileError, match=r"exchange\.nc is missing, but its checkpoint .*exchange_checkpoint"
