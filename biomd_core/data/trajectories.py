@@ -217,6 +217,21 @@ def check_chunks_continue(chunks: list[Path]) -> None:
                              "damage, and generates a deleted replica folder again)")
 
 
+def recorded_replica_frames(path: Path) -> int | None:
+    """The frames ``biomd generate-data``'s ``metadata.json`` records for the replica folder ``path``
+    (``replica_NNN``), or None when ``path`` is not one (another layout, or a record that does not say)."""
+    import json
+
+    match = re.fullmatch(r"replica_(\d{3})", path.name)
+    if not path.is_dir() or match is None:
+        return None
+    try:
+        recorded = json.loads((path.parent / "metadata.json").read_text())["frames_per_replica"][int(match.group(1))]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    return recorded if isinstance(recorded, int) else None
+
+
 def _load_whole(path: Path, topology) -> object:
     """mdtraj's trajectory of ``path``, once a DCD is known to be whole (mdtraj reads one cut short as the frames
     left, which would put a silent gap in time into the training data)."""
@@ -263,6 +278,11 @@ def load_system_trajectories(
         chunks = chunk_files(path)
         check_chunks_continue(chunks)
         full = mdtraj.join([_load_whole(f, first.topology) for f in chunks], check_topology=False)
+        if (recorded := recorded_replica_frames(path)) is not None and full.n_frames < recorded:
+            # (its last chunk deleted had trained on a shorter trajectory without a word)
+            raise ValueError(f"{path} holds {full.n_frames} frames, where its run's metadata.json records {recorded}: "
+                             f"a chunk is missing. Restore it, or rerun the generate-data command that made "
+                             f"{path.parent} (it names the damage, and generates a deleted replica folder again)")
         if full.unitcell_vectors is not None:
             # Bonded geometry must be whole: undo wrapping across periodic boundaries.
             full.image_molecules(inplace=True)

@@ -93,6 +93,11 @@ def test_generate_train_sample_evaluate(tmp_path, reference_md, capsys):
     with pytest.raises(ValueError, match=r"chunk_00001\.dcd does not continue .*chunk_00000\.dcd: it begins at step "
                                          r"100, where the next frame after chunk_00000\.dcd is at step 5100"):
         load_dataset([DataSpec(trajectories=(str(replica),), topology=str(reference_md / "topology.pdb"))], 0.4)
+    for later in ("chunk_00001.dcd", "chunk_00002.dcd"):  # only the first chunk left: shorter than its record
+        (replica / later).unlink()  # (it had trained as it was)
+    with pytest.raises(ValueError, match=r"replica_000 holds 50 frames, where its run's metadata.json records 100: "
+                                         r"a chunk is missing"):
+        load_dataset([DataSpec(trajectories=(str(replica),), topology=str(reference_md / "topology.pdb"))], 0.4)
     assert (tmp_path / "eval" / "report.md").exists() and (tmp_path / "eval" / "ramachandran.png").exists()
     assert (tmp_path / "eval" / "energy.png").exists() and (tmp_path / "eval" / "rmsf.png").exists()
 
