@@ -21,6 +21,7 @@ from .config import FlowConfig, ModelConfig, TimeConfig, TrainingConfig, require
 from .data.synthetic import HarmonicParticles
 from .featurize import featurize
 from .io.output_folder import (
+    OutputFolderError,
     check_output_folder,
     claim_output_folder,
     json_with_keys,
@@ -124,6 +125,10 @@ def run_engine_demo(out: Path, steps: int = 1000, seed: int = 0, progress: bool 
     # kept is compared on what it holds)
     settings = {"train_steps": steps, "seed": seed, "n_replicas": replicas}
     earlier = recorded_settings(out, "summary.json")
+    if earlier is None and (out / "summary.json").exists():  # (taken for no record, a demo of other settings won)
+        raise OutputFolderError(f"{out / 'summary.json'} is damaged (not a JSON object): the demo's settings cannot "
+                                "be compared with this call's. Restore it from a copy, or delete it to write a new "
+                                "demo here, or choose another --out")
     if earlier is not None and "train_steps" in earlier:
         refuse_other_settings(out, {**settings, **{k: earlier[k] for k in settings if k in earlier}}, settings,
                               "a demo")

@@ -172,6 +172,11 @@ def test_demo_trains_samples_and_refuses_another_demo_into_its_folder(tmp_path, 
     err = capsys.readouterr().err
     assert "holds a demo with other settings" in err and "train_steps (there: 3, now: 1)" in err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == written
+    (out / "summary.json").write_text('{"task": "x"')  # damaged: taken for no record, the other demo had won
+    written = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main(["demo", "--out", str(out), "--steps", "1", "--seed", "3", "--replicas", "2", "--quiet"]) == 2
+    assert "summary.json is damaged (not a JSON object)" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == written
     assert main(["demo", "--out", str(tmp_path / "x"), "--steps", "0", "--quiet"]) == 2
     assert "--steps must be at least 1, got 0" in capsys.readouterr().err and not (tmp_path / "x").exists()
 

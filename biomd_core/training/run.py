@@ -19,7 +19,7 @@ import torch
 
 from ..config import ConfigError, ModelConfig, TrainingConfig, differences, from_dict, require_at_least, to_dict
 from ..data.trajectories import DataSpec, load_dataset
-from ..io.checkpoint import save_model
+from ..io.checkpoint import load_model, save_model
 from ..io.json_lines import DamagedLogError, read_json_lines
 from ..io.output_folder import abandon_output_folder, claim_output_folder, json_with_keys
 from . import checkpointing, distributed
@@ -226,6 +226,20 @@ def _check_run_dir(out: Path, config: RunConfig, ctx) -> bool:
                 f"{out} holds a run with a different config ({'; '.join(differ[:5])}"
                 f"{'; …' if len(differ) > 5 else ''}): use a new --out directory, or the same config to resume"
             )
+    elif (step_dir := checkpointing.latest_checkpoint(out / "checkpoints")) is not None:
+        # config.json gone (or deleted, as its damage message advises): the checkpoint's weights record the training
+        # settings they were trained with (a run had been resumed, or a finished one extended, under others)
+        recorded = load_model(step_dir / "model.safetensors").provenance.get("training")
+        try:  # (through the config class, as config.json: settings added since are not differences)
+            recorded = to_dict(from_dict(TrainingConfig, recorded))
+        except (ValueError, TypeError):  # no such record, or not one of these settings: nothing to compare with
+            recorded = None
+        differ = differences(recorded, to_dict(config.training)) if recorded is not None else []
+        if differ:
+            raise ConfigError(
+                f"{saved} is missing, and the checkpoint {step_dir.name} was trained with other settings "
+                f"({'; '.join(differ[:5])}{'; …' if len(differ) > 5 else ''}): rerun with the config this run was "
+                "started with, or use a new --out directory")
     distributed.barrier(ctx)
     return marked
 
@@ -245,7 +259,12 @@ def _loop(trainer: Trainer, config: RunConfig, out: Path, ctx, progress: bool) -
     metrics = out / "metrics.jsonl"
     finished = out / "summary.json"
     if trainer.step_count >= config.training.steps and finished.exists():
-        # a finished run "resumed": its summary (wall time, throughput) and weights stay as they were
+        # a finished run "resumed": its summary (wall time, throughput) and weights stay as they were; deleted
+        # weights are written again from the last checkpoint (its averaged model is the final one)
+        if ctx.is_main and not (out / "model.safetensors").exists():
+            final = trainer.averaged_model()
+            final.provenance = trainer.model.provenance
+            save_model(final, out / "model.safetensors")
         return json.loads(finished.read_text())
     if ctx.is_main:
         _truncate_metrics(metrics, trainer.step_count)

@@ -243,6 +243,26 @@ def test_different_config_in_existing_run_dir_is_refused(tmp_path, dataset_dir):
     assert result.returncode == 2 and "different config (training.steps (there: 2, now: 3))" in result.stderr
 
 
+def test_a_finished_run_missing_its_config_or_weights(tmp_path, dataset_dir):
+    """config.json deleted (as its damage message advises): the checkpoint's record of its training settings is
+    compared instead (a run under other settings had extended or resumed it without a word); the final weights
+    deleted: written again from the last checkpoint, the same (they had stayed missing, exit 0)."""
+    from biomd_core.training.run import run_training
+
+    config, out = load_run_config(write_config(tmp_path / "c.yaml", dataset_dir, steps=4)), tmp_path / "run"
+    run_training(config, out, progress=False)
+    finished = load_model(out / "model.safetensors").weights_hash()
+    (out / "config.json").unlink()
+    longer = load_run_config(write_config(tmp_path / "d.yaml", dataset_dir, steps=6))
+    with pytest.raises(ConfigError, match=r"config\.json is missing, and the checkpoint step_0000004 was trained "
+                                          r"with other settings \(steps \(there: 4, now: 6\)\)"):
+        run_training(longer, out, progress=False)
+    assert run_training(config, out, progress=False)["steps"] == 4 and (out / "config.json").exists()
+    (out / "model.safetensors").unlink()
+    assert run_training(config, out, progress=False)["steps"] == 4
+    assert load_model(out / "model.safetensors").weights_hash() == finished
+
+
 def test_a_config_refused_for_its_data_leaves_nothing_to_block_the_corrected_rerun(tmp_path, dataset_dir):
     """config.json used to be written before the data were read: the corrected config was then refused as
     "a different config" in the same --out."""
