@@ -229,10 +229,10 @@ def _check_run_dir(out: Path, config: RunConfig, ctx) -> bool:
     elif (step_dir := checkpointing.latest_checkpoint(out / "checkpoints")) is not None:
         # config.json gone (or deleted, as its damage message advises): the checkpoint's weights record the training
         # settings they were trained with (a run had been resumed, or a finished one extended, under others)
-        recorded = load_model(step_dir / "model.safetensors").provenance.get("training")
         try:  # (through the config class, as config.json: settings added since are not differences)
+            recorded = load_model(step_dir / "model.safetensors").provenance.get("training")
             recorded = to_dict(from_dict(TrainingConfig, recorded))
-        except (ValueError, TypeError):  # no such record, or not one of these settings: nothing to compare with
+        except Exception:  # no such record, or a damaged checkpoint (named when it is restored): nothing to compare
             recorded = None
         differ = differences(recorded, to_dict(config.training)) if recorded is not None else []
         if differ:
@@ -262,9 +262,7 @@ def _loop(trainer: Trainer, config: RunConfig, out: Path, ctx, progress: bool) -
         # a finished run "resumed": its summary (wall time, throughput) and weights stay as they were; deleted
         # weights are written again from the last checkpoint (its averaged model is the final one)
         if ctx.is_main and not (out / "model.safetensors").exists():
-            final = trainer.averaged_model()
-            final.provenance = trainer.model.provenance
-            save_model(final, out / "model.safetensors")
+            _save_final_model(trainer, out)
         return json.loads(finished.read_text())
     if ctx.is_main:
         _truncate_metrics(metrics, trainer.step_count)
@@ -303,11 +301,16 @@ def _loop(trainer: Trainer, config: RunConfig, out: Path, ctx, progress: bool) -
         "final": trainer.history[-1] if trainer.history else None,
     }
     if ctx.is_main:
-        final = trainer.averaged_model()
-        final.provenance = trainer.model.provenance
-        save_model(final, out / "model.safetensors")
+        _save_final_model(trainer, out)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _save_final_model(trainer: Trainer, out: Path) -> None:
+    """``out/model.safetensors``: the trainer's averaged (EMA) weights, with the run's provenance."""
+    final = trainer.averaged_model()
+    final.provenance = trainer.model.provenance
+    save_model(final, out / "model.safetensors")
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
