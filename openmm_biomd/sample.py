@@ -205,8 +205,8 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
     claim_output_folder(out, "sample", SAMPLE_OUTPUTS, _earlier_sample)
     # the settings are on disk before the first trajectory: a kill while writing leaves a folder the same command
     # samples again, and that evaluate refuses (status "writing")
-    _atomic_write_json(out / "summary.json", {"request": asdict(request), "model": request.model,
-                                               "model_sha256": weights, "status": "writing"})
+    record = {"request": asdict(request), "model": request.model, "model_sha256": weights}
+    _atomic_write_json(out / "summary.json", {**record, "status": "writing"})
     sub_top = subset_topology(topology, atoms)
     write_pdb(out / "topology.pdb", sub_top, frames_np[0, 0])
     dt = model.time.frame_interval_ps
@@ -217,9 +217,7 @@ def run_sample(request: SampleRequest, out: Path) -> dict:
             stale.unlink()
     simulated_ps = (frames_np.shape[1] - 1) * dt
     summary = {
-        "request": asdict(request),
-        "model": request.model,
-        "model_sha256": weights,
+        **record,
         "status": "complete",
         "system": request.system or request.structure,
         "task": request.task,
